@@ -1,0 +1,187 @@
+//! Plain data of the cloud: identity resources (domains, projects, users, roles, role
+//! assignments) with validated names and ids. Imports nothing of ours; no I/O.
+//!
+//! Limitations: only the `default` domain exists (Keystone's single-domain deployments).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The one domain Cairn serves for now.
+pub const DEFAULT_DOMAIN_ID: &str = "default";
+/// Its display name, as clients send it (`--os-user-domain-name Default`).
+pub const DEFAULT_DOMAIN_NAME: &str = "Default";
+/// Longest name Keystone accepts for users, projects and roles.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest free-text description kept.
+pub const MAX_DESCRIPTION_LEN: usize = 65_535;
+
+/// Why a value was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModelError {
+    #[error("{field} must not be empty")]
+    Empty { field: &'static str },
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("{field} must not contain control characters")]
+    ControlChar { field: &'static str },
+    #[error("domain {0:?} does not exist (only \"default\" is served)")]
+    UnknownDomain(String),
+}
+
+/// A resource name: 1..=255 characters, no control characters, not blank.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    pub fn new(field: &'static str, s: &str) -> Result<Self, ModelError> {
+        if s.trim().is_empty() {
+            return Err(ModelError::Empty { field });
+        }
+        if s.chars().count() > MAX_NAME_LEN {
+            return Err(ModelError::TooLong { field, max: MAX_NAME_LEN });
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ModelError::ControlChar { field });
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = ModelError;
+    fn try_from(s: String) -> Result<Self, ModelError> {
+        Self::new("name", &s)
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a free-text description.
+pub fn check_description(s: &str) -> Result<(), ModelError> {
+    if s.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(ModelError::TooLong { field: "description", max: MAX_DESCRIPTION_LEN });
+    }
+    Ok(())
+}
+
+/// Resolves a domain given by id or name to the served domain's id.
+pub fn resolve_domain(id_or_name: &str) -> Result<&'static str, ModelError> {
+    if id_or_name == DEFAULT_DOMAIN_ID || id_or_name.eq_ignore_ascii_case(DEFAULT_DOMAIN_NAME) {
+        Ok(DEFAULT_DOMAIN_ID)
+    } else {
+        Err(ModelError::UnknownDomain(id_or_name.to_owned()))
+    }
+}
+
+/// A fresh resource id in Keystone's format: 32 lowercase hex digits.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub name: Name,
+    pub domain_id: String,
+    pub description: String,
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: Name,
+    pub domain_id: String,
+    pub enabled: bool,
+    /// argon2 PHC string; never leaves the state module except to the password check.
+    pub password_hash: Option<String>,
+    pub default_project_id: Option<String>,
+    pub email: Option<String>,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: String,
+    pub name: Name,
+}
+
+/// A user holds a role on a project.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Assignment {
+    pub project_id: String,
+    pub user_id: String,
+    pub role_id: String,
+}
+
+/// Fields a project update may change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectPatch {
+    pub name: Option<Name>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// Fields a user update may change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPatch {
+    pub name: Option<Name>,
+    pub enabled: Option<bool>,
+    pub password_hash: Option<String>,
+    pub default_project_id: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+    pub description: Option<String>,
+}
+
+/// The roles every cloud starts with, as in Keystone's bootstrap.
+pub const BUILTIN_ROLES: [&str; 3] = ["admin", "member", "reader"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        struct Case {
+            input: &'static str,
+            ok: bool,
+        }
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let cases = [
+            Case { input: "demo", ok: true },
+            Case { input: "ünïcode project", ok: true },
+            Case { input: "", ok: false },
+            Case { input: "   ", ok: false },
+            Case { input: "tab\there", ok: false },
+        ];
+        for c in cases {
+            assert_eq!(Name::new("name", c.input).is_ok(), c.ok, "{:?}", c.input);
+        }
+        assert_eq!(Name::new("name", &long), Err(ModelError::TooLong { field: "name", max: MAX_NAME_LEN }));
+        let parsed: Result<Name, _> = serde_json::from_str("\"\"");
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn domain_resolution() {
+        assert_eq!(resolve_domain("default"), Ok("default"));
+        assert_eq!(resolve_domain("Default"), Ok("default"));
+        assert!(resolve_domain("other").is_err());
+        assert_eq!(new_id().len(), 32);
+    }
+}

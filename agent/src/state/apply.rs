@@ -1,0 +1,321 @@
+//! Applies one [`Command`] to the tables inside a redb write transaction. Deterministic: the
+//! outcome depends only on the command and the tables. A refused command writes nothing.
+
+use super::{
+    assignment_keys, split3, Command, Kind, Outcome, Refusal, StateError, ASSIGN_BY_PROJECT, ASSIGN_BY_USER, PROJECTS,
+    PROJECT_NAMES, REVOKED, ROLES, ROLE_NAMES, USERS, USER_NAMES,
+};
+use crate::model::{Assignment, Project, Role, User};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Serialize};
+
+type Blob = TableDefinition<'static, &'static str, &'static [u8]>;
+type Names = TableDefinition<'static, &'static str, &'static str>;
+
+/// Applies `cmd`; `Ok(Err(refusal))` means the command was valid to log but changed nothing.
+pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
+    match cmd {
+        Command::Bootstrap { project, user, roles } => bootstrap(tx, project, user, roles),
+        Command::CreateProject(p) => create(tx, PROJECTS, PROJECT_NAMES, Kind::Project, &p.id, p.name.as_str(), p),
+        Command::UpdateProject { id, patch } => {
+            let Some(mut p) = load::<Project>(tx, PROJECTS, id)? else {
+                return Ok(Err(not_found(Kind::Project, id)));
+            };
+            let old_name = p.name.clone();
+            if let Some(n) = &patch.name {
+                p.name = n.clone();
+            }
+            if let Some(d) = &patch.description {
+                p.description = d.clone();
+            }
+            if let Some(e) = patch.enabled {
+                p.enabled = e;
+            }
+            replace(tx, PROJECTS, PROJECT_NAMES, Kind::Project, id, old_name.as_str(), p.name.as_str(), &p)
+        }
+        Command::DeleteProject { id } => delete(tx, PROJECTS, PROJECT_NAMES, Kind::Project, id, |p: &Project| {
+            (p.name.to_string(), Some(id.clone()), None, None)
+        }),
+        Command::CreateUser(u) => create(tx, USERS, USER_NAMES, Kind::User, &u.id, u.name.as_str(), u),
+        Command::UpdateUser { id, patch } => {
+            let Some(mut u) = load::<User>(tx, USERS, id)? else {
+                return Ok(Err(not_found(Kind::User, id)));
+            };
+            let old_name = u.name.clone();
+            if let Some(n) = &patch.name {
+                u.name = n.clone();
+            }
+            if let Some(e) = patch.enabled {
+                u.enabled = e;
+            }
+            if let Some(h) = &patch.password_hash {
+                u.password_hash = Some(h.clone());
+            }
+            if let Some(p) = &patch.default_project_id {
+                u.default_project_id = p.clone();
+            }
+            if let Some(e) = &patch.email {
+                u.email = e.clone();
+            }
+            if let Some(d) = &patch.description {
+                u.description = d.clone();
+            }
+            replace(tx, USERS, USER_NAMES, Kind::User, id, old_name.as_str(), u.name.as_str(), &u)
+        }
+        Command::DeleteUser { id } => {
+            delete(tx, USERS, USER_NAMES, Kind::User, id, |u: &User| (u.name.to_string(), None, Some(id.clone()), None))
+        }
+        Command::CreateRole(r) => create(tx, ROLES, ROLE_NAMES, Kind::Role, &r.id, r.name.as_str(), r),
+        Command::DeleteRole { id } => {
+            delete(tx, ROLES, ROLE_NAMES, Kind::Role, id, |r: &Role| (r.name.to_string(), None, None, Some(id.clone())))
+        }
+        Command::Grant(a) => {
+            if let Some(refusal) = check_assignment_parts(tx, a)? {
+                return Ok(Err(refusal));
+            }
+            let (kp, ku) = assignment_keys(a);
+            tx.open_table(ASSIGN_BY_PROJECT)?.insert(kp.as_str(), ())?;
+            tx.open_table(ASSIGN_BY_USER)?.insert(ku.as_str(), ())?;
+            Ok(Ok(()))
+        }
+        Command::Ungrant(a) => {
+            let (kp, ku) = assignment_keys(a);
+            let removed = tx.open_table(ASSIGN_BY_PROJECT)?.remove(kp.as_str())?.is_some();
+            if !removed {
+                return Ok(Err(not_found(
+                    Kind::RoleAssignment,
+                    &format!("{}/{}/{}", a.project_id, a.user_id, a.role_id),
+                )));
+            }
+            tx.open_table(ASSIGN_BY_USER)?.remove(ku.as_str())?;
+            Ok(Ok(()))
+        }
+        Command::RevokeToken { audit_id, expires_at, now } => {
+            let mut t = tx.open_table(REVOKED)?;
+            t.retain(|_, exp| exp > *now)?;
+            t.insert(audit_id.as_str(), *expires_at)?;
+            Ok(Ok(()))
+        }
+    }
+}
+
+fn not_found(kind: Kind, id: &str) -> Refusal {
+    Refusal::NotFound { kind, id: id.to_owned() }
+}
+
+fn load<T: DeserializeOwned>(tx: &WriteTransaction, table: Blob, id: &str) -> Result<Option<T>, StateError> {
+    let t = tx.open_table(table)?;
+    let v = t.get(id)?;
+    match v {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn exists(tx: &WriteTransaction, table: Blob, id: &str) -> Result<bool, StateError> {
+    Ok(tx.open_table(table)?.get(id)?.is_some())
+}
+
+fn create<T: Serialize>(
+    tx: &WriteTransaction,
+    table: Blob,
+    names: Names,
+    kind: Kind,
+    id: &str,
+    name: &str,
+    value: &T,
+) -> Result<Outcome, StateError> {
+    if tx.open_table(names)?.get(name)?.is_some() || exists(tx, table, id)? {
+        return Ok(Err(Refusal::Conflict { kind, name: name.to_owned() }));
+    }
+    tx.open_table(table)?.insert(id, serde_json::to_vec(value)?.as_slice())?;
+    tx.open_table(names)?.insert(name, id)?;
+    Ok(Ok(()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn replace<T: Serialize>(
+    tx: &WriteTransaction,
+    table: Blob,
+    names: Names,
+    kind: Kind,
+    id: &str,
+    old_name: &str,
+    new_name: &str,
+    value: &T,
+) -> Result<Outcome, StateError> {
+    if old_name != new_name {
+        let mut n = tx.open_table(names)?;
+        if n.get(new_name)?.is_some() {
+            return Ok(Err(Refusal::Conflict { kind, name: new_name.to_owned() }));
+        }
+        n.remove(old_name)?;
+        n.insert(new_name, id)?;
+    }
+    tx.open_table(table)?.insert(id, serde_json::to_vec(value)?.as_slice())?;
+    Ok(Ok(()))
+}
+
+/// Deletes a row, its name index and every role assignment naming it. `parts` gives the name
+/// and which assignment part (project, user or role) must match `id`.
+fn delete<T: DeserializeOwned>(
+    tx: &WriteTransaction,
+    table: Blob,
+    names: Names,
+    kind: Kind,
+    id: &str,
+    parts: impl Fn(&T) -> (String, Option<String>, Option<String>, Option<String>),
+) -> Result<Outcome, StateError> {
+    let Some(row) = load::<T>(tx, table, id)? else {
+        return Ok(Err(not_found(kind, id)));
+    };
+    let (name, project, user, role) = parts(&row);
+    tx.open_table(table)?.remove(id)?;
+    tx.open_table(names)?.remove(name.as_str())?;
+    let matches = |k: &str, by_user: bool| {
+        let Some((a, b, r)) = split3(k) else { return false };
+        let (u, p) = if by_user { (a, b) } else { (b, a) };
+        project.as_deref() == Some(p) || user.as_deref() == Some(u) || role.as_deref() == Some(r)
+    };
+    tx.open_table(ASSIGN_BY_PROJECT)?.retain(|k, _| !matches(k, false))?;
+    tx.open_table(ASSIGN_BY_USER)?.retain(|k, _| !matches(k, true))?;
+    Ok(Ok(()))
+}
+
+fn check_assignment_parts(tx: &WriteTransaction, a: &Assignment) -> Result<Option<Refusal>, StateError> {
+    for (table, kind, id) in
+        [(PROJECTS, Kind::Project, &a.project_id), (USERS, Kind::User, &a.user_id), (ROLES, Kind::Role, &a.role_id)]
+    {
+        if !exists(tx, table, id)? {
+            return Ok(Some(not_found(kind, id)));
+        }
+    }
+    Ok(None)
+}
+
+fn bootstrap(tx: &WriteTransaction, project: &Project, user: &User, roles: &[Role]) -> Result<Outcome, StateError> {
+    if !tx.open_table(USERS)?.is_empty()? {
+        return Ok(Err(Refusal::AlreadyBootstrapped));
+    }
+    let mut outcomes =
+        vec![create(tx, PROJECTS, PROJECT_NAMES, Kind::Project, &project.id, project.name.as_str(), project)?];
+    outcomes.push(create(tx, USERS, USER_NAMES, Kind::User, &user.id, user.name.as_str(), user)?);
+    for r in roles {
+        outcomes.push(create(tx, ROLES, ROLE_NAMES, Kind::Role, &r.id, r.name.as_str(), r)?);
+    }
+    if let Some(admin) = roles.iter().find(|r| r.name.as_str() == "admin") {
+        let a = Assignment { project_id: project.id.clone(), user_id: user.id.clone(), role_id: admin.id.clone() };
+        outcomes.push(apply(tx, &Command::Grant(a))?);
+    }
+    // On a fresh store nothing can conflict; a refusal here means corrupt input, so report it.
+    Ok(outcomes.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Name, ProjectPatch};
+    use crate::state::Store;
+
+    fn project(id: &str, name: &str) -> Project {
+        Project {
+            id: id.into(),
+            name: Name::new("name", name).unwrap(),
+            domain_id: "default".into(),
+            description: String::new(),
+            enabled: true,
+        }
+    }
+    fn user(id: &str, name: &str) -> User {
+        User {
+            id: id.into(),
+            name: Name::new("name", name).unwrap(),
+            domain_id: "default".into(),
+            enabled: true,
+            password_hash: None,
+            default_project_id: None,
+            email: None,
+            description: String::new(),
+        }
+    }
+    fn role(id: &str, name: &str) -> Role {
+        Role { id: id.into(), name: Name::new("name", name).unwrap() }
+    }
+
+    fn run(store: &Store, cmd: Command) -> Outcome {
+        let tx = store.db().begin_write().unwrap();
+        let out = apply(&tx, &cmd).unwrap();
+        tx.commit().unwrap();
+        out
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.redb")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn create_conflict_and_delete_cascade() {
+        let (_d, s) = store();
+        assert_eq!(run(&s, Command::CreateProject(project("p1", "one"))), Ok(()));
+        assert_eq!(
+            run(&s, Command::CreateProject(project("p2", "one"))),
+            Err(Refusal::Conflict { kind: Kind::Project, name: "one".into() })
+        );
+        assert!(s.project("p2").unwrap().is_none(), "refused create wrote nothing");
+        run(&s, Command::CreateUser(user("u1", "alice"))).unwrap();
+        run(&s, Command::CreateRole(role("r1", "member"))).unwrap();
+        let a = Assignment { project_id: "p1".into(), user_id: "u1".into(), role_id: "r1".into() };
+        assert_eq!(run(&s, Command::Grant(a.clone())), Ok(()));
+        assert_eq!(s.roles_of("u1", "p1").unwrap(), vec!["r1".to_string()]);
+        assert_eq!(s.assignments(None, Some("p1")).unwrap(), vec![a.clone()]);
+        assert_eq!(s.assignments(Some("u1"), None).unwrap(), vec![a]);
+        assert_eq!(run(&s, Command::DeleteProject { id: "p1".into() }), Ok(()));
+        assert!(s.roles_of("u1", "p1").unwrap().is_empty());
+        assert!(s.assignments(None, None).unwrap().is_empty());
+        assert!(s.project_by_name("one").unwrap().is_none());
+        assert_eq!(
+            run(&s, Command::DeleteProject { id: "p1".into() }),
+            Err(Refusal::NotFound { kind: Kind::Project, id: "p1".into() })
+        );
+    }
+
+    #[test]
+    fn grant_needs_existing_parts_and_rename_checks_names() {
+        let (_d, s) = store();
+        run(&s, Command::CreateProject(project("p1", "one"))).unwrap();
+        run(&s, Command::CreateProject(project("p2", "two"))).unwrap();
+        let a = Assignment { project_id: "p1".into(), user_id: "nobody".into(), role_id: "r".into() };
+        assert_eq!(run(&s, Command::Grant(a)), Err(Refusal::NotFound { kind: Kind::User, id: "nobody".into() }));
+        assert!(s.assignments(None, None).unwrap().is_empty());
+        let rename = |n: &str| Command::UpdateProject {
+            id: "p1".into(),
+            patch: ProjectPatch { name: Some(Name::new("name", n).unwrap()), ..Default::default() },
+        };
+        assert_eq!(run(&s, rename("two")), Err(Refusal::Conflict { kind: Kind::Project, name: "two".into() }));
+        assert_eq!(s.project("p1").unwrap().unwrap().name.as_str(), "one");
+        assert_eq!(run(&s, rename("uno")), Ok(()));
+        assert_eq!(s.project_by_name("uno").unwrap().unwrap().id, "p1");
+        assert!(s.project_by_name("one").unwrap().is_none());
+    }
+
+    #[test]
+    fn bootstrap_once_and_revocations_prune() {
+        let (_d, s) = store();
+        let cmd = Command::Bootstrap {
+            project: project("p", "admin"),
+            user: user("u", "admin"),
+            roles: vec![role("ra", "admin"), role("rm", "member")],
+        };
+        assert_eq!(run(&s, cmd.clone()), Ok(()));
+        assert!(s.is_bootstrapped().unwrap());
+        assert_eq!(s.roles_of("u", "p").unwrap(), vec!["ra".to_string()]);
+        assert_eq!(run(&s, cmd), Err(Refusal::AlreadyBootstrapped));
+        run(&s, Command::RevokeToken { audit_id: "a1".into(), expires_at: 100, now: 50 }).unwrap();
+        assert!(s.is_revoked("a1").unwrap());
+        run(&s, Command::RevokeToken { audit_id: "a2".into(), expires_at: 300, now: 200 }).unwrap();
+        assert!(!s.is_revoked("a1").unwrap(), "expired revocation pruned");
+        assert!(s.is_revoked("a2").unwrap());
+    }
+}

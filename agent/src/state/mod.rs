@@ -1,0 +1,307 @@
+//! The cloud's state: every change is a [`Command`] proposed to the replicated log
+//! ([`raft`]), applied deterministically and without I/O outside redb ([`apply`]) to the
+//! tables defined here. Reads go straight to redb through [`Store`].
+//!
+//! Limitations: one redb file holds both the log and the tables; snapshots are whole-table JSON
+//! dumps (fine for tens of thousands of rows, not for millions).
+
+pub mod apply;
+pub mod raft;
+
+use crate::model::{Assignment, Project, ProjectPatch, Role, User, UserPatch};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) const PROJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("projects");
+pub(crate) const PROJECT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("project_names");
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub(crate) const USER_NAMES: TableDefinition<&str, &str> = TableDefinition::new("user_names");
+pub(crate) const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
+pub(crate) const ROLE_NAMES: TableDefinition<&str, &str> = TableDefinition::new("role_names");
+/// Key `project \0 user \0 role`.
+pub(crate) const ASSIGN_BY_PROJECT: TableDefinition<&str, ()> = TableDefinition::new("assign_by_project");
+/// Key `user \0 project \0 role`.
+pub(crate) const ASSIGN_BY_USER: TableDefinition<&str, ()> = TableDefinition::new("assign_by_user");
+/// Revoked token audit ids → the token's expiry (unix seconds), pruned once expired.
+pub(crate) const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
+
+/// Every table of the state machine, for snapshots.
+pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 3] = [PROJECT_NAMES, USER_NAMES, ROLE_NAMES];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 3] = [PROJECTS, USERS, ROLES];
+pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
+
+/// A change to the cloud. Applied in log order on every node; apply must not read clocks or
+/// randomness: anything like that travels inside the command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// First start: the admin project and user, the built-in roles, admin granted admin.
+    Bootstrap {
+        project: Project,
+        user: User,
+        roles: Vec<Role>,
+    },
+    CreateProject(Project),
+    UpdateProject {
+        id: String,
+        patch: ProjectPatch,
+    },
+    DeleteProject {
+        id: String,
+    },
+    CreateUser(User),
+    UpdateUser {
+        id: String,
+        patch: UserPatch,
+    },
+    DeleteUser {
+        id: String,
+    },
+    CreateRole(Role),
+    DeleteRole {
+        id: String,
+    },
+    Grant(Assignment),
+    Ungrant(Assignment),
+    /// Revokes one token (by audit id) and forgets revocations of tokens expired by `now`.
+    RevokeToken {
+        audit_id: String,
+        expires_at: u64,
+        now: u64,
+    },
+}
+
+/// What applying a command led to. Refusals change nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    Project,
+    User,
+    Role,
+    RoleAssignment,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Project => "project",
+            Kind::User => "user",
+            Kind::Role => "role",
+            Kind::RoleAssignment => "role assignment",
+        })
+    }
+}
+
+/// Why the state machine refused a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("{kind} {name:?} already exists")]
+    Conflict { kind: Kind, name: String },
+    #[error("{kind} {id} not found")]
+    NotFound { kind: Kind, id: String },
+    #[error("the cloud is already bootstrapped")]
+    AlreadyBootstrapped,
+}
+
+/// The state machine's answer to one command.
+pub type Outcome = Result<(), Refusal>;
+
+/// Errors of the state module.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("opening state database {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("state database")]
+    Db(#[from] redb::Error),
+    #[error("decoding stored record")]
+    Decode(#[from] serde_json::Error),
+    #[error("replicated log")]
+    Raft(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StateError {
+            fn from(e: $t) -> Self {
+                StateError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// Read access to the applied state. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+pub(crate) fn assignment_keys(a: &Assignment) -> (String, String) {
+    (
+        format!("{}\0{}\0{}", a.project_id, a.user_id, a.role_id),
+        format!("{}\0{}\0{}", a.user_id, a.project_id, a.role_id),
+    )
+}
+
+/// Splits a 3-part assignment key.
+fn split3(key: &str) -> Option<(&str, &str, &str)> {
+    let mut it = key.splitn(3, '\0');
+    Some((it.next()?, it.next()?, it.next()?))
+}
+
+/// Key prefix for a range scan over composite keys.
+fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+impl Store {
+    /// Opens (or creates) the state database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let db =
+            Database::create(path).map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
+        let store = Self { db: Arc::new(db) };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    fn create_tables(&self) -> Result<(), StateError> {
+        let tx = self.db.begin_write()?;
+        for t in BLOB_TABLES {
+            tx.open_table(t)?;
+        }
+        for t in STRING_TABLES {
+            tx.open_table(t)?;
+        }
+        for t in UNIT_TABLES {
+            tx.open_table(t)?;
+        }
+        tx.open_table(REVOKED)?;
+        raft::create_tables(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn db(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<Option<T>, StateError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        match t.get(id)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>, StateError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn id_by_name(&self, table: TableDefinition<&str, &str>, name: &str) -> Result<Option<String>, StateError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        Ok(t.get(name)?.map(|v| v.value().to_owned()))
+    }
+
+    pub fn project(&self, id: &str) -> Result<Option<Project>, StateError> {
+        self.get(PROJECTS, id)
+    }
+    pub fn projects(&self) -> Result<Vec<Project>, StateError> {
+        self.list(PROJECTS)
+    }
+    pub fn project_by_name(&self, name: &str) -> Result<Option<Project>, StateError> {
+        match self.id_by_name(PROJECT_NAMES, name)? {
+            Some(id) => self.project(&id),
+            None => Ok(None),
+        }
+    }
+    pub fn user(&self, id: &str) -> Result<Option<User>, StateError> {
+        self.get(USERS, id)
+    }
+    pub fn users(&self) -> Result<Vec<User>, StateError> {
+        self.list(USERS)
+    }
+    pub fn user_by_name(&self, name: &str) -> Result<Option<User>, StateError> {
+        match self.id_by_name(USER_NAMES, name)? {
+            Some(id) => self.user(&id),
+            None => Ok(None),
+        }
+    }
+    pub fn role(&self, id: &str) -> Result<Option<Role>, StateError> {
+        self.get(ROLES, id)
+    }
+    pub fn roles(&self) -> Result<Vec<Role>, StateError> {
+        self.list(ROLES)
+    }
+    pub fn role_by_name(&self, name: &str) -> Result<Option<Role>, StateError> {
+        match self.id_by_name(ROLE_NAMES, name)? {
+            Some(id) => self.role(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// Role ids `user` holds on `project`.
+    pub fn roles_of(&self, user_id: &str, project_id: &str) -> Result<Vec<String>, StateError> {
+        let prefix = format!("{user_id}\0{project_id}\0");
+        let end = prefix_end(&prefix);
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ASSIGN_BY_USER)?;
+        let mut out = Vec::new();
+        for row in t.range(prefix.as_str()..end.as_str())? {
+            let (k, _) = row?;
+            if let Some((_, _, role)) = split3(k.value()) {
+                out.push(role.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every assignment, optionally narrowed to one user and/or project.
+    pub fn assignments(&self, user_id: Option<&str>, project_id: Option<&str>) -> Result<Vec<Assignment>, StateError> {
+        let tx = self.db.begin_read()?;
+        let (table, prefix) = match (user_id, project_id) {
+            (Some(u), Some(p)) => (ASSIGN_BY_USER, format!("{u}\0{p}\0")),
+            (Some(u), None) => (ASSIGN_BY_USER, format!("{u}\0")),
+            (None, Some(p)) => (ASSIGN_BY_PROJECT, format!("{p}\0")),
+            (None, None) => (ASSIGN_BY_PROJECT, String::new()),
+        };
+        let by_user = user_id.is_some();
+        let end = prefix_end(&prefix);
+        let t = tx.open_table(table)?;
+        let mut out = Vec::new();
+        for row in t.range(prefix.as_str()..end.as_str())? {
+            let (k, _) = row?;
+            if let Some((a, b, role)) = split3(k.value()) {
+                let (user_id, project_id) = if by_user { (a, b) } else { (b, a) };
+                out.push(Assignment { project_id: project_id.into(), user_id: user_id.into(), role_id: role.into() });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the token with this audit id has been revoked.
+    pub fn is_revoked(&self, audit_id: &str) -> Result<bool, StateError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(REVOKED)?;
+        Ok(t.get(audit_id)?.is_some())
+    }
+
+    /// Whether the first-start bootstrap has been applied.
+    pub fn is_bootstrapped(&self) -> Result<bool, StateError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(USERS)?;
+        Ok(!t.is_empty()?)
+    }
+}

@@ -1,0 +1,556 @@
+//! openraft glue: the log and vote kept in redb, the state machine applying [`Command`]s to the
+//! tables in [`super`], snapshots as table dumps, and [`Replicated`], the handle the rest of the
+//! agent proposes commands through.
+//!
+//! Durability: a log append commits with `Durability::Immediate` (fsync) before openraft is told
+//! it is flushed, so an acknowledged write is on disk. State-machine commits are atomic but not
+//! fsynced on their own; the next log fsync persists them, and after a crash openraft re-applies
+//! from the last persisted `last_applied`, so each entry reaches the tables exactly once.
+//!
+//! Limitations: no peer transport yet ([`NoPeers`]): a lone node is its own single voter. The
+//! cluster module brings the mutual-TLS transport, and joining is a membership change.
+
+use super::{apply::apply, Command, Outcome, StateError, Store, BLOB_TABLES, REVOKED, STRING_TABLES, UNIT_TABLES};
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftNetwork, RaftNetworkFactory,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+use std::time::Duration;
+
+openraft::declare_raft_types!(
+    /// Cairn's raft types: commands in, outcomes out.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+type StErr = StorageError<NodeId>;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+const K_VOTE: &str = "vote";
+const K_COMMITTED: &str = "committed";
+const K_PURGED: &str = "last_purged";
+const K_APPLIED: &str = "sm_applied";
+const K_MEMBERSHIP: &str = "sm_membership";
+const K_SNAPSHOT: &str = "snapshot";
+
+pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StateError> {
+    tx.open_table(LOG)?;
+    tx.open_table(META)?;
+    Ok(())
+}
+
+fn io_err(e: impl std::error::Error + 'static) -> AnyError {
+    AnyError::new(&e)
+}
+
+/// Runs blocking redb work off the async worker threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StErr> + Send + 'static) -> Result<T, StErr> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StErr::from(StorageIOError::<NodeId>::read(io_err(e))))?
+}
+
+fn meta_get<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, StErr> {
+    let read = || -> Result<Option<T>, StateError> {
+        let tx = db.begin_read()?;
+        let t = tx.open_table(META)?;
+        match t.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    };
+    read().map_err(|e| StorageIOError::read(io_err(e)).into())
+}
+
+fn meta_put<T: Serialize>(tx: &WriteTransaction, key: &str, value: &T) -> Result<(), StateError> {
+    tx.open_table(META)?.insert(key, serde_json::to_vec(value)?.as_slice())?;
+    Ok(())
+}
+
+/// Commits `f`'s writes with the given durability.
+fn write(
+    db: &Database,
+    durability: Durability,
+    f: impl FnOnce(&WriteTransaction) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(durability).map_err(|e| {
+        StateError::Db(redb::Error::from(redb::StorageError::from(std::io::Error::other(e.to_string()))))
+    })?;
+    f(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The raft log and vote, in redb.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StErr> {
+        let db = self.db.clone();
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
+        blocking(move || {
+            let read = || -> Result<Vec<Entry<TypeConfig>>, StateError> {
+                let tx = db.begin_read()?;
+                let t = tx.open_table(LOG)?;
+                let mut out = Vec::new();
+                for row in t.range::<u64>((start, end))? {
+                    let (_, v) = row?;
+                    out.push(serde_json::from_slice(v.value())?);
+                }
+                Ok(out)
+            };
+            read().map_err(|e| StorageIOError::read_logs(io_err(e)).into())
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StErr> {
+        let db = self.db.clone();
+        blocking(move || {
+            let last_purged_log_id: Option<LogId<NodeId>> = meta_get(&db, K_PURGED)?;
+            let read = || -> Result<Option<LogId<NodeId>>, StateError> {
+                let tx = db.begin_read()?;
+                let t = tx.open_table(LOG)?;
+                let last = t.last()?;
+                match last {
+                    Some((_, v)) => Ok(Some(serde_json::from_slice::<Entry<TypeConfig>>(v.value())?.log_id)),
+                    None => Ok(None),
+                }
+            };
+            let last = read().map_err(|e| StorageIOError::read_logs(io_err(e)))?;
+            Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StErr> {
+        let (db, vote) = (self.db.clone(), *vote);
+        blocking(move || {
+            write(&db, Durability::Immediate, |tx| meta_put(tx, K_VOTE, &vote))
+                .map_err(|e| StorageIOError::write_vote(io_err(e)).into())
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StErr> {
+        let db = self.db.clone();
+        blocking(move || meta_get(&db, K_VOTE)).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StErr> {
+        let db = self.db.clone();
+        blocking(move || {
+            write(&db, Durability::None, |tx| meta_put(tx, K_COMMITTED, &committed))
+                .map_err(|e| StorageIOError::write(io_err(e)).into())
+        })
+        .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StErr> {
+        let db = self.db.clone();
+        blocking(move || Ok(meta_get::<Option<LogId<NodeId>>>(&db, K_COMMITTED)?.flatten())).await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let db = self.db.clone();
+        let res = blocking(move || {
+            write(&db, Durability::Immediate, |tx| {
+                let mut t = tx.open_table(LOG)?;
+                for e in &entries {
+                    t.insert(e.log_id.index, serde_json::to_vec(e)?.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(|e| StorageIOError::write_logs(io_err(e)).into())
+        })
+        .await;
+        match &res {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+        res
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StErr> {
+        let db = self.db.clone();
+        blocking(move || {
+            write(&db, Durability::Immediate, |tx| {
+                tx.open_table(LOG)?.retain_in(log_id.index.., |_, _| false)?;
+                Ok(())
+            })
+            .map_err(|e| StorageIOError::write_logs(io_err(e)).into())
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StErr> {
+        let db = self.db.clone();
+        blocking(move || {
+            write(&db, Durability::Immediate, |tx| {
+                meta_put(tx, K_PURGED, &log_id)?;
+                tx.open_table(LOG)?.retain_in(..=log_id.index, |_, _| false)?;
+                Ok(())
+            })
+            .map_err(|e| StorageIOError::write_logs(io_err(e)).into())
+        })
+        .await
+    }
+}
+
+/// Every state table, dumped for a snapshot.
+#[derive(Default, Serialize, Deserialize)]
+struct Dump {
+    blobs: BTreeMap<String, Vec<(String, Vec<u8>)>>,
+    strings: BTreeMap<String, Vec<(String, String)>>,
+    units: BTreeMap<String, Vec<String>>,
+    revoked: Vec<(String, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+fn dump(db: &Database) -> Result<Dump, StateError> {
+    let tx = db.begin_read()?;
+    let mut d = Dump::default();
+    for t in BLOB_TABLES {
+        let table = tx.open_table(t)?;
+        let rows = table.iter()?.map(|r| r.map(|(k, v)| (k.value().to_owned(), v.value().to_vec())));
+        d.blobs.insert(t.to_string(), rows.collect::<Result<_, _>>()?);
+    }
+    for t in STRING_TABLES {
+        let table = tx.open_table(t)?;
+        let rows = table.iter()?.map(|r| r.map(|(k, v)| (k.value().to_owned(), v.value().to_owned())));
+        d.strings.insert(t.to_string(), rows.collect::<Result<_, _>>()?);
+    }
+    for t in UNIT_TABLES {
+        let table = tx.open_table(t)?;
+        let rows = table.iter()?.map(|r| r.map(|(k, _)| k.value().to_owned()));
+        d.units.insert(t.to_string(), rows.collect::<Result<_, _>>()?);
+    }
+    let revoked = tx.open_table(REVOKED)?;
+    d.revoked = revoked.iter()?.map(|r| r.map(|(k, v)| (k.value().to_owned(), v.value()))).collect::<Result<_, _>>()?;
+    Ok(d)
+}
+
+fn restore(tx: &WriteTransaction, d: &Dump) -> Result<(), StateError> {
+    for t in BLOB_TABLES {
+        let mut table = tx.open_table(t)?;
+        table.retain(|_, _| false)?;
+        for (k, v) in d.blobs.get(&t.to_string()).into_iter().flatten() {
+            table.insert(k.as_str(), v.as_slice())?;
+        }
+    }
+    for t in STRING_TABLES {
+        let mut table = tx.open_table(t)?;
+        table.retain(|_, _| false)?;
+        for (k, v) in d.strings.get(&t.to_string()).into_iter().flatten() {
+            table.insert(k.as_str(), v.as_str())?;
+        }
+    }
+    for t in UNIT_TABLES {
+        let mut table = tx.open_table(t)?;
+        table.retain(|_, _| false)?;
+        for k in d.units.get(&t.to_string()).into_iter().flatten() {
+            table.insert(k.as_str(), ())?;
+        }
+    }
+    let mut table = tx.open_table(REVOKED)?;
+    table.retain(|_, _| false)?;
+    for (k, v) in &d.revoked {
+        table.insert(k.as_str(), *v)?;
+    }
+    Ok(())
+}
+
+/// The state machine: commands applied to the redb tables.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StErr> {
+        let db = self.db.clone();
+        blocking(move || {
+            let applied: Option<LogId<NodeId>> = meta_get(&db, K_APPLIED)?;
+            let membership: StoredMembership<NodeId, BasicNode> = meta_get(&db, K_MEMBERSHIP)?.unwrap_or_default();
+            let data = dump(&db)
+                .and_then(|d| Ok(serde_json::to_vec(&d)?))
+                .map_err(|e| StorageIOError::read_state_machine(io_err(e)))?;
+            let snapshot_id =
+                format!("{}-{}", applied.map(|l| l.index).unwrap_or(0), applied.map(|l| l.leader_id.term).unwrap_or(0));
+            let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+            let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+            write(&db, Durability::Immediate, |tx| meta_put(tx, K_SNAPSHOT, &stored))
+                .map_err(|e| StorageIOError::write_snapshot(None, io_err(e)))?;
+            Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        })
+        .await
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StErr> {
+        let db = self.db.clone();
+        blocking(move || Ok((meta_get(&db, K_APPLIED)?, meta_get(&db, K_MEMBERSHIP)?.unwrap_or_default()))).await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let db = self.db.clone();
+        blocking(move || {
+            let mut outcomes = Vec::with_capacity(entries.len());
+            let mut last = None;
+            write(&db, Durability::None, |tx| {
+                for e in &entries {
+                    last = Some(e.log_id);
+                    match &e.payload {
+                        EntryPayload::Blank => outcomes.push(Ok(())),
+                        EntryPayload::Normal(cmd) => outcomes.push(apply(tx, cmd)?),
+                        EntryPayload::Membership(m) => {
+                            meta_put(tx, K_MEMBERSHIP, &StoredMembership::new(Some(e.log_id), m.clone()))?;
+                            outcomes.push(Ok(()));
+                        }
+                    }
+                }
+                meta_put(tx, K_APPLIED, &last)
+            })
+            .map_err(|e| match last {
+                Some(l) => StorageIOError::apply(l, io_err(e)),
+                None => StorageIOError::write_state_machine(io_err(e)),
+            })?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StErr> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StErr> {
+        let (db, meta) = (self.db.clone(), meta.clone());
+        blocking(move || {
+            let data = snapshot.into_inner();
+            let install = || -> Result<(), StateError> {
+                let d: Dump = serde_json::from_slice(&data)?;
+                write(&db, Durability::Immediate, |tx| {
+                    restore(tx, &d)?;
+                    meta_put(tx, K_APPLIED, &meta.last_log_id)?;
+                    meta_put(tx, K_MEMBERSHIP, &meta.last_membership)?;
+                    meta_put(tx, K_SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data: data.clone() })
+                })
+            };
+            install().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)).into())
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StErr> {
+        let db = self.db.clone();
+        blocking(move || {
+            let s: Option<StoredSnapshot> = meta_get(&db, K_SNAPSHOT)?;
+            Ok(s.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        })
+        .await
+    }
+}
+
+/// The peer transport of a lone node: there are no peers, so every RPC is unreachable.
+pub struct NoPeers;
+
+fn unreachable_peer<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other("no peer transport on a lone node")))
+}
+
+impl RaftNetworkFactory<TypeConfig> for NoPeers {
+    type Network = NoPeers;
+    async fn new_client(&mut self, _target: NodeId, _node: &BasicNode) -> NoPeers {
+        NoPeers
+    }
+}
+
+impl RaftNetwork<TypeConfig> for NoPeers {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable_peer())
+    }
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        Err(unreachable_peer())
+    }
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        Err(unreachable_peer())
+    }
+}
+
+/// The handle through which every state change is proposed.
+#[derive(Clone)]
+pub struct Replicated {
+    raft: Raft,
+    store: Store,
+}
+
+impl Replicated {
+    /// Starts raft over `store` as node `id`; a fresh store becomes a single-voter cluster.
+    pub async fn start(store: Store, id: NodeId, addr: String) -> Result<Self, StateError> {
+        let config = openraft::Config {
+            cluster_name: "cairn".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            // The tables are the state; the log is kept until a snapshot covers it.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StateError::Raft(e.to_string()))?;
+        let db = store.db().clone();
+        let raft = Raft::new(id, Arc::new(config), NoPeers, LogStore { db: db.clone() }, StateMachine { db })
+            .await
+            .map_err(|e| StateError::Raft(e.to_string()))?;
+        if !raft.is_initialized().await.map_err(|e| StateError::Raft(e.to_string()))? {
+            let members = BTreeMap::from([(id, BasicNode { addr })]);
+            raft.initialize(members).await.map_err(|e| StateError::Raft(e.to_string()))?;
+        }
+        raft.wait(Some(Duration::from_secs(30)))
+            .current_leader(id, "lone node becomes leader")
+            .await
+            .map_err(|e| StateError::Raft(e.to_string()))?;
+        Ok(Self { raft, store })
+    }
+
+    /// Proposes `cmd`; returns once it is durably logged and applied.
+    pub async fn propose(&self, cmd: Command) -> Result<Outcome, StateError> {
+        let resp = self.raft.client_write(cmd).await.map_err(|e| StateError::Raft(e.to_string()))?;
+        Ok(resp.data)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops raft, flushing what it holds.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            log::warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Name, Project};
+
+    fn project(n: u32) -> Command {
+        Command::CreateProject(Project {
+            id: format!("p{n}"),
+            name: Name::new("name", &format!("project-{n}")).unwrap(),
+            domain_id: "default".into(),
+            description: String::new(),
+            enabled: true,
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proposals_survive_restart_and_are_not_reapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let r = Replicated::start(Store::open(&path).unwrap(), 1, "127.0.0.1:1".into()).await.unwrap();
+            for i in 0..20 {
+                assert_eq!(r.propose(project(i)).await.unwrap(), Ok(()));
+            }
+            assert!(r.propose(project(3)).await.unwrap().is_err(), "duplicate refused");
+            r.shutdown().await;
+        }
+        let r = Replicated::start(Store::open(&path).unwrap(), 1, "127.0.0.1:1".into()).await.unwrap();
+        assert_eq!(r.store().projects().unwrap().len(), 20);
+        assert_eq!(r.propose(project(20)).await.unwrap(), Ok(()));
+        assert_eq!(r.store().projects().unwrap().len(), 21);
+        r.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshot_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open(&dir.path().join("a.redb")).unwrap();
+        let b = Store::open(&dir.path().join("b.redb")).unwrap();
+        let r = Replicated::start(a, 1, "x".into()).await.unwrap();
+        r.propose(project(1)).await.unwrap().unwrap();
+        let mut sm = StateMachine { db: r.store().db().clone() };
+        let snap = sm.build_snapshot().await.unwrap();
+        let mut other = StateMachine { db: b.db().clone() };
+        other.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+        assert_eq!(b.project("p1").unwrap().unwrap().name.as_str(), "project-1");
+        assert_eq!(b.project_by_name("project-1").unwrap().unwrap().id, "p1");
+        assert!(other.get_current_snapshot().await.unwrap().is_some());
+        r.shutdown().await;
+    }
+}
