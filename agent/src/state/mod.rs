@@ -79,6 +79,7 @@ pub enum Kind {
     User,
     Role,
     RoleAssignment,
+    Token,
 }
 
 impl std::fmt::Display for Kind {
@@ -88,6 +89,7 @@ impl std::fmt::Display for Kind {
             Kind::User => "user",
             Kind::Role => "role",
             Kind::RoleAssignment => "role assignment",
+            Kind::Token => "token",
         })
     }
 }

@@ -530,7 +530,16 @@ mod tests {
             assert!(r.propose(project(3)).await.unwrap().is_err(), "duplicate refused");
             r.shutdown().await;
         }
-        let r = Replicated::start(Store::open(&path).unwrap(), 1, "127.0.0.1:1".into()).await.unwrap();
+        // raft's background tasks release the database shortly after shutdown.
+        let mut reopened = Store::open(&path);
+        for _ in 0..100 {
+            if reopened.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            reopened = Store::open(&path);
+        }
+        let r = Replicated::start(reopened.unwrap(), 1, "127.0.0.1:1".into()).await.unwrap();
         assert_eq!(r.store().projects().unwrap().len(), 20);
         assert_eq!(r.propose(project(20)).await.unwrap(), Ok(()));
         assert_eq!(r.store().projects().unwrap().len(), 21);

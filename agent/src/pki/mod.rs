@@ -1,0 +1,230 @@
+//! The cluster's PKI: a CA made on the first node, a node certificate for every node naming its
+//! addresses (both server and client use, for the public API and mutual TLS between peers),
+//! fingerprints for join tokens, and the rustls server configuration.
+//!
+//! Files under `<data-dir>/pki/`: `ca.pem`, `ca.key` (0600), `node.pem`, `node.key` (0600).
+//! The node certificate is re-issued at every start so it names the node's current addresses.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use ring::digest;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+
+/// How long a node certificate is valid; it is re-issued at every start.
+const NODE_CERT_DAYS: i64 = 365;
+/// How long the cluster CA is valid.
+const CA_YEARS: i64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("no certificate in {0}")]
+    NoCertificate(PathBuf),
+    #[error("TLS configuration")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The node's TLS identity and the cluster CA.
+pub struct Pki {
+    dir: PathBuf,
+    pub ca_pem: String,
+    pub node_cert_pem: String,
+    node_key_pem: String,
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| PkiError::Io { op: "reading", path: path.into(), source })
+}
+
+/// Writes `data` atomically; secrets get mode 0600 from the start.
+pub fn write_file(path: &Path, data: &[u8], secret: bool) -> Result<(), PkiError> {
+    let tmp = path.with_extension("tmp");
+    let io = |op, source| PkiError::Io { op, path: path.into(), source };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| io("writing", e))?;
+    if secret {
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| io("renaming", e))
+}
+
+fn ca_params() -> Result<CertificateParams, PkiError> {
+    let mut p = CertificateParams::new(Vec::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Cairn cluster CA");
+    dn.push(DnType::OrganizationName, "Cairn");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::days(1);
+    p.not_after = now + Duration::days(365 * CA_YEARS);
+    Ok(p)
+}
+
+/// SHA-256 of the first certificate in `pem`, as lowercase hex (what join tokens pin).
+pub fn fingerprint(pem: &str) -> Option<String> {
+    let der = rustls_pemfile::certs(&mut pem.as_bytes()).next()?.ok()?;
+    Some(digest::digest(&digest::SHA256, der.as_ref()).as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Pki {
+    /// Loads the CA (creating it on first start) and issues this node's certificate for
+    /// `names` (DNS names) and `addrs`.
+    pub fn ensure(dir: &Path, node_name: &str, names: &[String], addrs: &[IpAddr]) -> Result<Self, PkiError> {
+        fs::create_dir_all(dir).map_err(|source| PkiError::Io { op: "creating", path: dir.into(), source })?;
+        let (ca_pem_path, ca_key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+        if !ca_key_path.exists() {
+            let key = KeyPair::generate()?;
+            let cert = ca_params()?.self_signed(&key)?;
+            write_file(&ca_key_path, key.serialize_pem().as_bytes(), true)?;
+            write_file(&ca_pem_path, cert.pem().as_bytes(), false)?;
+            log::info!("created cluster CA {}", ca_pem_path.display());
+        }
+        let ca_key = KeyPair::from_pem(&read(&ca_key_path)?)?;
+        let ca_pem = read(&ca_pem_path)?;
+        let issuer = Issuer::new(ca_params()?, ca_key);
+
+        let node_key_path = dir.join("node.key");
+        let node_key = if node_key_path.exists() {
+            KeyPair::from_pem(&read(&node_key_path)?)?
+        } else {
+            let k = KeyPair::generate()?;
+            write_file(&node_key_path, k.serialize_pem().as_bytes(), true)?;
+            k
+        };
+        let mut p = CertificateParams::new(names.to_vec())?;
+        p.subject_alt_names.extend(addrs.iter().map(|a| SanType::IpAddress(*a)));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, node_name);
+        p.distinguished_name = dn;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - Duration::hours(1);
+        p.not_after = now + Duration::days(NODE_CERT_DAYS);
+        let node_cert_pem = p.signed_by(&node_key, &issuer)?.pem();
+        write_file(&dir.join("node.pem"), node_cert_pem.as_bytes(), false)?;
+        Ok(Self { dir: dir.into(), ca_pem, node_cert_pem, node_key_pem: node_key.serialize_pem() })
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn ca_fingerprint(&self) -> Option<String> {
+        fingerprint(&self.ca_pem)
+    }
+
+    /// TLS server configuration for the public API (no client certificate asked), offering
+    /// HTTP/1.1.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+        let mut chain: Vec<CertificateDer<'static>> = Vec::new();
+        for pem in [&self.node_cert_pem, &self.ca_pem] {
+            for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
+                chain.push(c.map_err(|source| PkiError::Io { op: "parsing", path: self.dir.clone(), source })?);
+            }
+        }
+        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut self.node_key_pem.as_bytes())
+            .map_err(|source| PkiError::Io { op: "parsing", path: self.dir.join("node.key"), source })?
+            .ok_or_else(|| PkiError::NoCertificate(self.dir.join("node.key")))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// A rustls client configuration trusting only the CA in `ca_pem` (for the benchmark, tests and
+/// later node-to-node calls).
+pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        let c = c.map_err(|source| PkiError::Io { op: "parsing", path: "CA".into(), source })?;
+        roots.add(c)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn ca_persists_keys_are_private_and_cert_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let addrs = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let a = Pki::ensure(dir.path(), "n1", &["localhost".into()], &addrs).unwrap();
+        let b = Pki::ensure(dir.path(), "n1", &["localhost".into()], &addrs).unwrap();
+        assert_eq!(a.ca_pem, b.ca_pem, "CA is made once");
+        for k in ["ca.key", "node.key"] {
+            let mode = fs::metadata(dir.path().join(k)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{k}");
+        }
+        assert_eq!(a.ca_fingerprint().unwrap().len(), 64);
+        // The node certificate chains to the CA for the names and addresses it was issued for.
+        let cfg = client_config(&a.ca_pem).unwrap();
+        let server = b.server_config().unwrap();
+        for name in ["localhost", "127.0.0.1"] {
+            let sn = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+            let mut client = rustls::ClientConnection::new(cfg.clone(), sn).unwrap();
+            let mut srv = rustls::ServerConnection::new(server.clone()).unwrap();
+            for _ in 0..4 {
+                let mut buf = Vec::new();
+                client.write_tls(&mut buf).unwrap();
+                srv.read_tls(&mut buf.as_slice()).unwrap();
+                srv.process_new_packets().unwrap();
+                let mut buf = Vec::new();
+                srv.write_tls(&mut buf).unwrap();
+                client.read_tls(&mut buf.as_slice()).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            assert!(!client.is_handshaking(), "handshake with {name}");
+        }
+        let sn = rustls::pki_types::ServerName::try_from("evil.example").unwrap();
+        let mut client = rustls::ClientConnection::new(cfg, sn).unwrap();
+        let mut srv = rustls::ServerConnection::new(server).unwrap();
+        let mut buf = Vec::new();
+        client.write_tls(&mut buf).unwrap();
+        srv.read_tls(&mut buf.as_slice()).unwrap();
+        srv.process_new_packets().unwrap();
+        let mut buf = Vec::new();
+        srv.write_tls(&mut buf).unwrap();
+        client.read_tls(&mut buf.as_slice()).unwrap();
+        assert!(client.process_new_packets().is_err(), "wrong name refused");
+    }
+}
