@@ -1,0 +1,65 @@
+//! API errors and their OpenStack bodies. One `match` maps every error to its status, with no
+//! catch-all arm, so a new variant must choose one.
+
+use crate::identity::IdentityError;
+use hyper::StatusCode;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("The request you have made requires authentication.")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Request body is larger than {limit} bytes.")]
+    TooLarge { limit: usize },
+    #[error("An unexpected error prevented the server from fulfilling your request.")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Unauthorized => ApiError::Unauthorized,
+            IdentityError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
+            IdentityError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            IdentityError::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            IdentityError::BadRequest(m) => ApiError::BadRequest(m),
+            IdentityError::Internal(source) => ApiError::Internal(source),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Keystone's error body: `{"error": {"code", "title", "message"}}`. The message never
+    /// carries the source chain of an internal error; that goes to the log once.
+    pub fn keystone_body(&self) -> serde_json::Value {
+        let status = self.status();
+        json!({"error": {
+            "code": status.as_u16(),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "message": self.to_string(),
+        }})
+    }
+}

@@ -1,0 +1,118 @@
+//! The public HTTPS API: one TLS listener serving every OpenStack service under devstack's
+//! path prefixes (`/identity`, later `/compute`, `/image`, `/network`, `/volume`) and
+//! `/healthz`. HTTP only: routing, (de)serialising and OpenStack error bodies; the logic lives
+//! in the modules it calls.
+//!
+//! Each request runs in its own task, so a panic in a handler becomes a 500 for that request and
+//! never takes the listener down.
+
+pub mod error;
+pub mod http;
+pub mod keystone;
+
+use crate::identity::Identity;
+use error::ApiError;
+use http::Body;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the handlers share.
+pub struct Api {
+    pub identity: Identity,
+    /// Base URL for links and the catalog (e.g. `https://10.0.0.5`); when unset, derived from
+    /// each request's `Host` header so forwarded ports work.
+    pub public_url: Option<String>,
+}
+
+impl Api {
+    fn base_url(&self, req: &Request<Incoming>) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_owned();
+        }
+        let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("https://{host}")
+    }
+}
+
+/// Accepts connections until the listener fails; each connection is served in its own task.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, api: Arc<Api>) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                log::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, api) = (acceptor.clone(), api.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return log::debug!("TLS handshake with {peer}: {e}"),
+                Err(_) => return log::debug!("TLS handshake with {peer} timed out"),
+            };
+            let service = hyper::service::service_fn(move |req| dispatch(api.clone(), req, peer));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.await {
+                log::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+async fn dispatch(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let handled = tokio::spawn(route(api, req, peer)).await;
+    let mut resp = match handled {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => render(e),
+        Err(join) => {
+            log::error!("{method} {path}: handler failed: {join}");
+            render(ApiError::Internal(Box::new(join)))
+        }
+    };
+    let id = format!("req-{}", uuid::Uuid::new_v4());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-openstack-request-id", v);
+    }
+    Ok(resp)
+}
+
+fn render(e: ApiError) -> Response<Body> {
+    if let ApiError::Internal(source) = &e {
+        log::error!("internal error: {source}");
+    }
+    http::json(e.status(), &e.keystone_body())
+}
+
+async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["healthz"] => Ok(http::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        ["identity", rest @ ..] => keystone::route(&api, req, rest, peer).await,
+        ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
+        _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),
+    }
+}
