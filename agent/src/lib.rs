@@ -2,8 +2,13 @@
 //! benchmark use the same modules.
 
 pub mod api;
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod daemon;
 pub mod host;
 pub mod identity;
+pub mod logging;
 pub mod model;
 pub mod pki;
 pub mod state;

@@ -1,1 +1,140 @@
-fn main() {}
+//! `cairn`: the node agent (`cairn agent`), the host probe (`cairn probe`), the CA printer
+//! (`cairn ca`) and the benchmark (`cairn bench`).
+
+use cairn_agent::config::Config;
+use cairn_agent::host;
+use cairn_agent::sys::{hostfs::RootedFs, kvm};
+use clap::{Parser, Subcommand};
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Cairn node agent")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the node agent (the daemon).
+    Agent {
+        /// Configuration file (default /etc/cairn/config.toml, optional).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (state, keys, certificates).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address of the HTTPS API.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Print what this host offers: CPU, virtualization, KVM, memory, NICs, disks.
+    Probe {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Read /proc, /sys and /dev below this root (fixture trees).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Seconds before a hanging KVM test guest is judged a failure.
+        #[arg(long, default_value_t = 5)]
+        kvm_timeout: u64,
+    },
+    /// Print the cluster CA certificate (PEM), for clients' --os-cacert.
+    Ca {
+        #[arg(long, default_value = "/var/lib/cairn")]
+        data_dir: PathBuf,
+    },
+    /// Benchmark an agent over HTTPS (starts one unless --url is given).
+    Bench(cairn_agent::bench::BenchArgs),
+    /// Run the one-instruction KVM guest in this process (used by the probe).
+    #[command(hide = true)]
+    KvmRunTest {
+        #[arg(long, default_value = "real")]
+        mode: String,
+    },
+}
+
+fn report(e: &dyn Error) -> ExitCode {
+    let mut msg = format!("cairn: error: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    eprintln!("{msg}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Agent { config, data_dir, listen } => {
+            let mut cfg = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return report(&e),
+            };
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            cairn_agent::logging::init(cfg.level());
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return report(&e),
+            };
+            match rt.block_on(cairn_agent::daemon::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    report(&e)
+                }
+            }
+        }
+        Cmd::Probe { json, root, kvm_timeout } => {
+            let tester: Box<dyn kvm::KvmTester> = if root == PathBuf::from("/") {
+                Box::new(kvm::ChildKvmTester { timeout: Duration::from_secs(kvm_timeout) })
+            } else {
+                Box::new(kvm::FixedKvm(kvm::KvmRun::NotRun(
+                    "fixture root: the KVM test runs only on the real host".into(),
+                )))
+            };
+            let facts = host::probe(&RootedFs::new(&root), tester.as_ref());
+            if json {
+                match serde_json::to_string_pretty(&facts) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => return report(&e),
+                }
+            } else {
+                print!("{}", host::render_table(&facts));
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Ca { data_dir } => match std::fs::read_to_string(data_dir.join("pki/ca.pem")) {
+            Ok(pem) => {
+                print!("{pem}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&e),
+        },
+        Cmd::Bench(args) => match cairn_agent::bench::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(e.as_ref()),
+        },
+        Cmd::KvmRunTest { mode } => {
+            match kvm::run_hlt_guest(if mode == "boot" { kvm::Mode::Boot } else { kvm::Mode::Real }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! The KVM run test: does /dev/kvm really run a guest? Opening it and KVM_CREATE_VM are not
 //! enough (paravirtual providers accept both, then hang real guests). The test builds a VM with
-//! one vCPU and one page of memory holding `hlt`, runs it, and passes only on KVM_EXIT_HLT.
+//! one vCPU and memory holding `hlt`, runs it, and passes only on KVM_EXIT_HLT — twice: first
+//! `hlt` in real mode, then a guest that switches itself to protected and long mode with paging
+//! before its `hlt`, as a kernel does when it boots.
 //!
 //! The guest runs in a child process (`cairn kvm-run-test`) so a hung KVM_RUN is killed by a
 //! timeout instead of hanging the agent.
@@ -52,7 +54,68 @@ const REGS_SIZE: usize = 144;
 /// `struct kvm_sregs`: the cs segment (base u64, limit u32, selector u16, …) comes first.
 const SREGS_SIZE: usize = 312;
 const GUEST_ADDR: u64 = 0x1000;
-const PAGE: usize = 0x1000;
+/// Guest memory: 2 MiB at guest address 0, identity-mapped by one large page in long mode.
+const MEM: usize = 0x20_0000;
+const PML4: usize = 0x2000;
+const PDPT: usize = 0x3000;
+const PD: usize = 0x4000;
+const PTE_PRESENT_RW: u64 = 0x3;
+const PDE_LARGE: u64 = 0x80;
+
+/// Which stage of the test to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `hlt` at 0x1000 in real mode.
+    Real,
+    /// The guest itself goes real → protected → long mode (lgdt, CR0.PE, far jump, CR4.PAE,
+    /// CR3, EFER.LME by wrmsr, CR0.PG, far jump) and then executes `hlt`, as a kernel boots.
+    Boot,
+}
+
+/// Machine code for [`Mode::Boot`], loaded at 0x1000, with its GDT at 0x1200.
+const BOOT_CODE: &[(usize, &[u8])] = &[
+    // 16-bit, at 0x1000: cli; lgdt [0x1100]; mov eax,cr0; or al,1; mov cr0,eax; jmp 0x08:0x1020
+    (
+        0x1000,
+        &[
+            0xFA, 0x0F, 0x01, 0x16, 0x00, 0x11, 0x0F, 0x20, 0xC0, 0x0C, 0x01, 0x0F, 0x22, 0xC0, 0xEA, 0x20, 0x10, 0x08,
+            0x00,
+        ],
+    ),
+    // 32-bit, at 0x1020: cr4 |= PAE; cr3 = 0x2000; EFER |= LME (rdmsr/wrmsr); cr0 |= PG; jmp 0x18:0x1060
+    (
+        0x1020,
+        &[
+            0x0F, 0x20, 0xE0, 0x83, 0xC8, 0x20, 0x0F, 0x22, 0xE0, 0xB8, 0x00, 0x20, 0x00, 0x00, 0x0F, 0x22, 0xD8, 0xB9,
+            0x80, 0x00, 0x00, 0xC0, 0x0F, 0x32, 0x0D, 0x00, 0x01, 0x00, 0x00, 0x0F, 0x30, 0x0F, 0x20, 0xC0, 0x0D, 0x00,
+            0x00, 0x00, 0x80, 0x0F, 0x22, 0xC0, 0xEA, 0x60, 0x10, 0x00, 0x00, 0x18, 0x00,
+        ],
+    ),
+    // 64-bit, at 0x1060: hlt
+    (0x1060, &[0xF4]),
+    // GDTR at 0x1100: limit 31, base 0x1200
+    (0x1100, &[0x1F, 0x00, 0x00, 0x12, 0x00, 0x00]),
+    // GDT at 0x1200: null, 32-bit code (0x08), 32-bit data (0x10), 64-bit code (0x18)
+    (
+        0x1200,
+        &[
+            0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 0, 0x9A, 0xCF, 0x00, 0xFF, 0xFF, 0, 0, 0, 0x92, 0xCF, 0x00, 0xFF,
+            0xFF, 0, 0, 0, 0x9A, 0xAF, 0x00,
+        ],
+    ),
+];
+
+/// Names the exit reasons a broken or refusing KVM gives.
+fn exit_name(reason: u32) -> String {
+    match reason {
+        2 => "KVM_EXIT_IO".into(),
+        6 => "KVM_EXIT_MMIO".into(),
+        8 => "KVM_EXIT_SHUTDOWN (triple fault)".into(),
+        9 => "KVM_EXIT_FAIL_ENTRY".into(),
+        17 => "KVM_EXIT_INTERNAL_ERROR".into(),
+        other => format!("exit reason {other}"),
+    }
+}
 
 fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -63,8 +126,12 @@ fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
     }
 }
 
-/// Runs the one-instruction guest in this process; called in the child.
-pub fn run_hlt_guest() -> io::Result<()> {
+fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+    buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// Runs the one-instruction guest in this process in `mode`; called in the child.
+pub fn run_hlt_guest(mode: Mode) -> io::Result<()> {
     // SAFETY: every ioctl below gets a valid fd and, where it takes a pointer, a buffer of the
     // size its number encodes; the mappings live until the end of this function.
     unsafe {
@@ -77,7 +144,7 @@ pub fn run_hlt_guest() -> io::Result<()> {
         let vm = OwnedFd::from_raw_fd(check(libc::ioctl(kvm.as_raw_fd(), KVM_CREATE_VM as _, 0), "KVM_CREATE_VM")?);
         let mem = libc::mmap(
             std::ptr::null_mut(),
-            PAGE,
+            MEM,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -86,8 +153,19 @@ pub fn run_hlt_guest() -> io::Result<()> {
         if mem == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        *(mem as *mut u8) = 0xf4; // hlt
-        let region: [u64; 4] = [0, GUEST_ADDR, PAGE as u64, mem as u64]; // slot+flags, gpa, size, uaddr
+        let guest = std::slice::from_raw_parts_mut(mem as *mut u8, MEM);
+        match mode {
+            Mode::Real => guest[GUEST_ADDR as usize] = 0xf4, // hlt
+            Mode::Boot => {
+                for (at, code) in BOOT_CODE {
+                    guest[*at..*at + code.len()].copy_from_slice(code);
+                }
+            }
+        }
+        put_u64(guest, PML4, PDPT as u64 | PTE_PRESENT_RW);
+        put_u64(guest, PDPT, PD as u64 | PTE_PRESENT_RW);
+        put_u64(guest, PD, PTE_PRESENT_RW | PDE_LARGE); // 2 MiB page at 0
+        let region: [u64; 4] = [0, 0, MEM as u64, mem as u64]; // slot+flags, gpa, size, uaddr
         check(
             libc::ioctl(vm.as_raw_fd(), KVM_SET_USER_MEMORY_REGION as _, region.as_ptr()),
             "KVM_SET_USER_MEMORY_REGION",
@@ -108,7 +186,7 @@ pub fn run_hlt_guest() -> io::Result<()> {
         }
         let mut sregs = [0u8; SREGS_SIZE];
         check(libc::ioctl(vcpu.as_raw_fd(), KVM_GET_SREGS as _, sregs.as_mut_ptr()), "KVM_GET_SREGS")?;
-        sregs[0..8].copy_from_slice(&0u64.to_ne_bytes()); // cs.base
+        put_u64(&mut sregs, 0, 0); // cs.base
         sregs[12..14].copy_from_slice(&0u16.to_ne_bytes()); // cs.selector
         check(libc::ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS as _, sregs.as_ptr()), "KVM_SET_SREGS")?;
         let mut regs = [0u64; REGS_SIZE / 8];
@@ -122,19 +200,36 @@ pub fn run_hlt_guest() -> io::Result<()> {
             Ok(())
         } else {
             Err(io::Error::other(format!(
-                "guest exited with reason {exit_reason}, expected KVM_EXIT_HLT ({KVM_EXIT_HLT})"
+                "the {mode:?} guest stopped with {}, not KVM_EXIT_HLT",
+                exit_name(exit_reason)
             )))
         }
     }
 }
 
-/// Runs the test in a child process of this binary, killed after `timeout`.
+/// Runs the test in child processes of this binary (`cairn kvm-run-test --mode real|boot`),
+/// each killed after `timeout`.
 pub struct ChildKvmTester {
     pub timeout: Duration,
 }
 
 impl KvmTester for ChildKvmTester {
     fn run(&self) -> KvmRun {
+        match self.stage("real") {
+            KvmRun::Passed => match self.stage("boot") {
+                KvmRun::Passed => KvmRun::Passed,
+                KvmRun::Failed(why) => {
+                    KvmRun::Failed(format!("real-mode guest ran, but the mode-switching guest failed: {why}"))
+                }
+                other => other,
+            },
+            other => other,
+        }
+    }
+}
+
+impl ChildKvmTester {
+    fn stage(&self, mode: &str) -> KvmRun {
         if !std::path::Path::new("/dev/kvm").exists() {
             return KvmRun::NotRun("/dev/kvm does not exist".into());
         }
@@ -142,7 +237,11 @@ impl KvmTester for ChildKvmTester {
             Ok(e) => e,
             Err(e) => return KvmRun::Failed(format!("cannot find own executable: {e}")),
         };
-        let mut child = match Command::new(exe).arg("kvm-run-test").stdout(Stdio::null()).stderr(Stdio::piped()).spawn()
+        let mut child = match Command::new(exe)
+            .args(["kvm-run-test", "--mode", mode])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
         {
             Ok(c) => c,
             Err(e) => return KvmRun::Failed(format!("spawning the test: {e}")),

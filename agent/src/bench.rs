@@ -1,0 +1,225 @@
+//! `cairn bench`: drives an agent over HTTPS with keep-alive connections and prints requests/s,
+//! p50/p99 latency and the agent's RSS, one line per figure, in the same format as
+//! shared/peers/keystone-bench.sh so the two can be compared side by side.
+
+use crate::client::{Client, Conn};
+use hyper::Method;
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Address of a running agent (host:port); when absent, one is started on a free port.
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// CA certificate of the agent given with --addr.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Admin password of the agent given with --addr.
+    #[arg(long, env = "CAIRN_ADMIN_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
+    /// Concurrency levels (connections), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 32])]
+    pub concurrency: Vec<usize>,
+    /// Operations: issue, validate, projects, create.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["issue".to_string(), "validate".into(), "projects".into(), "create".into()])]
+    pub ops: Vec<String>,
+}
+
+/// The agent under test, when the benchmark started it.
+struct Spawned {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `cairn agent` from this executable in a temporary data dir.
+fn spawn_agent(password: &str) -> Result<(Spawned, SocketAddr, String), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["agent", "--config", "/dev/null", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("CAIRN_ADMIN_PASSWORD", password)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let spawned = Spawned { child, _dir: dir };
+    let ca = spawned._dir.path().join("pki/ca.pem");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(pem) = std::fs::read_to_string(&ca) {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Ok((spawned, addr, pem));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("the agent did not start listening within 60 s".into())
+}
+
+fn rss_mib(pid: Option<u32>) -> String {
+    let Some(pid) = pid else { return "na".into() };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map(|kib| format!("{:.1}", kib / 1024.0))
+        .unwrap_or_else(|| "na".into())
+}
+
+struct Figures {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+/// One request of `op`; `n` makes names unique.
+async fn one(conn: &mut Conn, op: &str, token: &str, password: &str, n: u64) -> Result<bool, BoxError> {
+    let r = match op {
+        "issue" => return Ok(conn.login("admin", password, "admin").await?.is_some()),
+        "validate" => {
+            conn.request(
+                Method::GET,
+                "/identity/v3/auth/tokens?nocatalog",
+                &[("x-auth-token", token), ("x-subject-token", token)],
+                None,
+            )
+            .await?
+        }
+        "projects" => conn.request(Method::GET, "/identity/v3/projects", &[("x-auth-token", token)], None).await?,
+        "create" => {
+            let body = serde_json::json!({"project": {"name": format!("bench-{}-{n}", std::process::id())}});
+            conn.request(
+                Method::POST,
+                "/identity/v3/projects",
+                &[("x-auth-token", token)],
+                Some(body.to_string().into_bytes()),
+            )
+            .await?
+        }
+        other => return Err(format!("unknown op {other:?}").into()),
+    };
+    Ok((200..300).contains(&r.status))
+}
+
+async fn measure(
+    client: &Client,
+    op: &str,
+    c: usize,
+    token: &str,
+    password: &str,
+    dur: Duration,
+) -> Result<Figures, BoxError> {
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut tasks = Vec::new();
+    for w in 0..c {
+        let (client, op, token, password) = (client.clone(), op.to_owned(), token.to_owned(), password.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = client.connect().await?;
+            let (mut lat, mut errors, mut n) = (Vec::new(), 0u64, (w as u64) << 32);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                n += 1;
+                let ok = one(&mut conn, &op, &token, &password, n).await.unwrap_or(false);
+                lat.push(t.elapsed().as_micros() as u64);
+                if !ok {
+                    errors += 1;
+                }
+            }
+            Ok::<_, BoxError>((lat, errors))
+        }));
+    }
+    let mut f = Figures { latencies_us: Vec::new(), errors: 0, elapsed: Duration::ZERO };
+    for t in tasks {
+        let (lat, errors) = t.await??;
+        f.latencies_us.extend(lat);
+        f.errors += errors;
+    }
+    f.elapsed = start.elapsed();
+    f.latencies_us.sort_unstable();
+    Ok(f)
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1000.0
+}
+
+pub fn run(args: BenchArgs) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
+    let (spawned, addr, ca, password) = match args.addr {
+        Some(addr) => {
+            let ca = std::fs::read_to_string(args.ca_file.as_ref().ok_or("--addr needs --ca-file")?)?;
+            (None, addr, ca, args.password.clone().ok_or("--addr needs --password or CAIRN_ADMIN_PASSWORD")?)
+        }
+        None => {
+            let password = format!("bench-{}", crate::identity::token::new_audit_id());
+            let (s, addr, ca) = spawn_agent(&password)?;
+            (Some(s), addr, ca, password)
+        }
+    };
+    let pid = spawned.as_ref().map(|s| s.child.id());
+    let client = Client::new(addr, &ca)?;
+    let token = client.connect().await?.login("admin", &password, "admin").await?.ok_or("admin login failed")?;
+    println!("# cairn bench against {addr}; password hashing {}", crate::identity::password::parameters());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("peer=cairn op=idle rss_mib={}", rss_mib(pid));
+    let dur = Duration::from_secs(args.duration);
+    for op in &args.ops {
+        // A create is a replicated, fsynced write: measured one at a time as the target says.
+        let levels: Vec<usize> = if op == "create" { vec![1] } else { args.concurrency.clone() };
+        for &c in &levels {
+            let f = measure(&client, op, c, &token, &password, dur).await?;
+            let rps = f.latencies_us.len() as f64 / f.elapsed.as_secs_f64();
+            println!(
+                "peer=cairn op={op} c={c} rps={rps:.0} p50_ms={:.2} p99_ms={:.2} errors={} rss_mib={}",
+                pct(&f.latencies_us, 0.50),
+                pct(&f.latencies_us, 0.99),
+                f.errors,
+                rss_mib(pid)
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles() {
+        let v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        assert_eq!(super::pct(&v, 0.5), 50.0);
+        assert_eq!(super::pct(&v, 0.99), 99.0);
+        assert_eq!(super::pct(&[], 0.5), 0.0);
+    }
+}

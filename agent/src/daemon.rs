@@ -1,0 +1,186 @@
+//! The composition root: builds the real `sys` implementations, probes and prepares the host,
+//! opens the replicated state, bootstraps identity on first start, serves the API, tells
+//! systemd it is ready and runs until SIGTERM or SIGINT.
+
+use crate::api::{self, Api};
+use crate::config::Config;
+use crate::host::{self, setup, Accel};
+use crate::identity::{token, Identity, IdentityError};
+use crate::pki::{self, Pki, PkiError};
+use crate::state::raft::Replicated;
+use crate::state::{StateError, Store};
+use crate::sys::{hostfs::RootedFs, kvm::ChildKvmTester, modules::Modprobe, notify};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The lone node's raft id until the cluster module assigns ids.
+const NODE_ID: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("PKI")]
+    Pki(#[from] PkiError),
+    #[error("state")]
+    State(#[from] StateError),
+    #[error("identity")]
+    Identity(#[from] IdentityError),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("signal handler")]
+    Signal(#[source] std::io::Error),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DaemonError + 'a {
+    move |source| DaemonError::Io { op, path: path.into(), source }
+}
+
+/// The node's addresses, for its certificate.
+fn local_addresses(cfg: &Config) -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|it| {
+            it.filter_map(|i| i.address)
+                .filter_map(|a| {
+                    a.as_sockaddr_in()
+                        .map(|s| IpAddr::V4(s.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+                })
+                .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !cfg.listen.ip().is_unspecified() {
+        addrs.push(cfg.listen.ip());
+    }
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "cairn".into())
+}
+
+/// Loads the token signing key, creating it (0600) on first start.
+fn token_key(dir: &Path) -> Result<[u8; token::KEY_LEN], DaemonError> {
+    let path = dir.join("token.key");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == token::KEY_LEN => {
+            let mut k = [0u8; token::KEY_LEN];
+            k.copy_from_slice(&bytes);
+            Ok(k)
+        }
+        Ok(_) => Err(DaemonError::Io {
+            op: "reading",
+            path,
+            source: std::io::Error::other("token key has the wrong length"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k: [u8; token::KEY_LEN] = rand::random();
+            pki::write_file(&path, &k, true)?;
+            Ok(k)
+        }
+        Err(source) => Err(DaemonError::Io { op: "reading", path, source }),
+    }
+}
+
+/// The admin password for the first start: environment, config, or random (stored 0600 for
+/// the operator; its path is logged, never the password).
+fn admin_password(cfg: &Config) -> Result<String, DaemonError> {
+    if let Some(p) = std::env::var("CAIRN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()) {
+        return Ok(p);
+    }
+    if let Some(p) = cfg.admin_password.clone() {
+        return Ok(p);
+    }
+    let path = cfg.data_dir.join("admin-password");
+    let p: String =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, rand::random::<[u8; 18]>());
+    pki::write_file(&path, p.as_bytes(), true)?;
+    log::warn!("generated a random admin password: read it from {} (mode 0600)", path.display());
+    Ok(p)
+}
+
+/// Runs the agent until a termination signal.
+pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+    log::info!("cairn {} starting", env!("CARGO_PKG_VERSION"));
+    let kvm_timeout = Duration::from_secs(cfg.kvm_test_timeout_secs);
+    let nested = cfg.nested;
+    let facts = tokio::task::spawn_blocking(move || {
+        let (fs, kvm) = (RootedFs::new("/"), ChildKvmTester { timeout: kvm_timeout });
+        let facts = host::probe(&fs, &kvm);
+        match setup::apply(&facts, nested, &Modprobe) {
+            Ok(true) => host::probe(&fs, &kvm),
+            Ok(false) => facts,
+            Err(e) => {
+                log::warn!("KVM module setup: {e}");
+                facts
+            }
+        }
+    })
+    .await
+    .map_err(|e| DaemonError::Io { op: "probing", path: "/".into(), source: std::io::Error::other(e) })?;
+    let accel = if facts.accel == Accel::Kvm { "kvm" } else { "qemu" };
+    log::info!("guests will use domain type {accel}: {}", facts.accel_reason);
+
+    std::fs::create_dir_all(&cfg.data_dir).map_err(io_err("creating", &cfg.data_dir))?;
+    std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err("chmod", &cfg.data_dir))?;
+    let host = hostname();
+    let pki =
+        Pki::ensure(&cfg.data_dir.join("pki"), &host, &["localhost".into(), host.clone()], &local_addresses(&cfg))?;
+    let key = token_key(&cfg.data_dir)?;
+
+    let store = Store::open(&cfg.data_dir.join("state.redb"))?;
+    let state = Replicated::start(store, NODE_ID, cfg.listen.to_string()).await?;
+    let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs)?;
+    if !identity.store().is_bootstrapped()? {
+        identity.bootstrap(admin_password(&cfg)?).await?;
+        log::info!("bootstrapped: user admin, project admin, roles admin/member/reader");
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
+    let bound = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
+    let api = Arc::new(Api { identity, public_url: cfg.public_url.clone() });
+    let server = tokio::spawn(api::serve(listener, pki.server_config()?, api));
+
+    let shown = if bound.ip().is_unspecified() { format!("localhost:{}", bound.port()) } else { bound.to_string() };
+    log::info!("CA certificate {} (sha256 {})", pki.ca_path().display(), pki.ca_fingerprint().unwrap_or_default());
+    log::info!("cairn: ready https://{shown}/identity/v3");
+    if let Err(e) = notify::notify("READY=1") {
+        log::warn!("sd_notify: {e}");
+    }
+
+    wait_for_signal().await?;
+    log::info!("stopping");
+    let _ = notify::notify("STOPPING=1");
+    server.abort();
+    state.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
