@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Probe { json, root, kvm_timeout } => {
-            let tester: Box<dyn kvm::KvmTester> = if root == PathBuf::from("/") {
+            let tester: Box<dyn kvm::KvmTester> = if root == std::path::Path::new("/") {
                 Box::new(kvm::ChildKvmTester { timeout: Duration::from_secs(kvm_timeout) })
             } else {
                 Box::new(kvm::FixedKvm(kvm::KvmRun::NotRun(

@@ -67,7 +67,8 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The query string as decoded pairs, in order.
+/// The query string as decoded pairs, in order. openstacksdk sends unset filters as the
+/// literal `None` (`user.id=None`); those pairs are dropped, as the real services do.
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .unwrap_or("")
@@ -77,7 +78,13 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
             Some((k, v)) => (percent_decode(k), percent_decode(v)),
             None => (percent_decode(p), String::new()),
         })
+        .filter(|(_, v)| v != "None")
         .collect()
+}
+
+/// A query flag: present with no value, or a true-ish value in any case.
+pub fn is_true(v: &str) -> bool {
+    v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1" || v.eq_ignore_ascii_case("yes")
 }
 
 #[cfg(test)]
@@ -86,12 +93,14 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let q = query_pairs(Some("name=a%20b&x=1+2&flag&bad=%zz&end=%4"));
+        let q = query_pairs(Some("name=a%20b&x=1+2&flag&user.id=None&bad=%zz&end=%4"));
         assert_eq!(q[0], ("name".into(), "a b".into()));
         assert_eq!(q[1], ("x".into(), "1 2".into()));
         assert_eq!(q[2], ("flag".into(), "".into()));
         assert_eq!(q[3], ("bad".into(), "%zz".into()));
         assert_eq!(q[4], ("end".into(), "%4".into()));
+        assert_eq!(q.len(), 5, "the None-valued filter is dropped");
         assert!(query_pairs(None).is_empty());
+        assert!(is_true("True") && is_true("") && !is_true("false"));
     }
 }

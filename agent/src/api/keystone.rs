@@ -2,7 +2,7 @@
 //! projects, users, roles and role assignments, in Keystone's JSON shapes.
 
 use super::error::ApiError;
-use super::http::{empty, json, parse_json, query_pairs, read_body, Body, MAX_JSON_BODY};
+use super::http::{self, empty, json, parse_json, query_pairs, read_body, Body, MAX_JSON_BODY};
 use super::Api;
 use crate::identity::{Auth, NewProject, NewUser, Ref, Scope, UserChange};
 use crate::model::{self, Assignment, Name, Project, ProjectPatch, Role, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
@@ -492,7 +492,7 @@ async fn v3(
             _ => Err(not_allowed(&method)),
         },
         (&Method::GET, ["role_assignments"]) => {
-            let names = q("include_names").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
+            let names = q("include_names").is_some_and(http::is_true);
             let items = id
                 .list_assignments(&auth, q("user.id"), q("scope.project.id"))?
                 .into_iter()

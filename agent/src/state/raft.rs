@@ -10,6 +10,9 @@
 //! Limitations: no peer transport yet ([`NoPeers`]): a lone node is its own single voter. The
 //! cluster module brings the mutual-TLS transport, and joining is a membership change.
 
+// openraft's storage traits return its StorageError by value; the helpers here must match.
+#![allow(clippy::result_large_err)]
+
 use super::{apply::apply, Command, Outcome, StateError, Store, BLOB_TABLES, REVOKED, STRING_TABLES, UNIT_TABLES};
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::RPCOption;

@@ -1,0 +1,62 @@
+# Cairn — the commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO     ?= cargo
+OSC_VENV  ?= $(HOME)/.cache/cairn/osc-venv
+RUN_DIR   ?= $(CURDIR)/out/run
+RUN_ADDR  ?= 127.0.0.1:8443
+APT_PKGS  := python3-venv python3-pip ca-certificates curl
+export CAIRN_OSC_VENV := $(OSC_VENV)
+
+.PHONY: help deps test-deps build lint test run bench clean
+
+help:
+	@echo "make run        build the agent and run it locally (prints URL, CA file and admin credentials)"
+	@echo "make test       install test dependencies, then lint and run every test"
+	@echo "make bench      benchmark the agent (token issue/validate, reads, writes, RSS)"
+	@echo "make deps       system packages (apt, with bookworm-backports)"
+	@echo "make test-deps  the pinned openstack client in $(OSC_VENV)"
+
+# System packages. bookworm-backports is added for the newer QEMU/libvirt/systemd later steps use.
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs packages: run it as root" >&2; exit 1; fi
+	@if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	  echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/bookworm-backports.list; fi
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# The openstack client the interop tests drive, pinned.
+test-deps: deps
+	@if ! $(OSC_VENV)/bin/python -c 'import importlib.metadata as m; assert m.version("python-openstackclient") == "10.5.0"' 2>/dev/null; then \
+	  echo "creating $(OSC_VENV) (pinned python-openstackclient)"; \
+	  python3 -m venv $(OSC_VENV) && \
+	  $(OSC_VENV)/bin/pip install -q -r agent/tests/data/osc-requirements.txt; fi
+
+build:
+	$(CARGO) build --release --bin cairn
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test: test-deps lint
+	$(CARGO) test --workspace
+
+# Runs the agent in the foreground on $(RUN_ADDR) with its data in $(RUN_DIR); Ctrl-C stops it.
+run: build
+	@mkdir -p $(RUN_DIR)
+	@url="https://$(RUN_ADDR)/identity/v3"; \
+	if [ -f $(RUN_DIR)/admin-password ]; then pw_note="$$(cat $(RUN_DIR)/admin-password)"; else pw_note="(generated at first start: cat $(RUN_DIR)/admin-password)"; fi; \
+	( for i in $$(seq 100); do [ -f $(RUN_DIR)/admin-password ] && curl -sf --cacert $(RUN_DIR)/pki/ca.pem https://$(RUN_ADDR)/healthz >/dev/null 2>&1 && break; sleep 0.2; done; \
+	  echo; echo "Cairn API   $$url"; echo "CA file     $(RUN_DIR)/pki/ca.pem"; \
+	  echo "Admin       admin / $$(cat $(RUN_DIR)/admin-password 2>/dev/null || echo "$$pw_note") (project admin, domain Default)"; \
+	  echo "Try         OS_AUTH_URL=$$url OS_CACERT=$(RUN_DIR)/pki/ca.pem OS_USERNAME=admin OS_PASSWORD=... OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default openstack token issue"; echo ) & \
+	exec ./target/release/cairn agent --config /dev/null --data-dir $(RUN_DIR) --listen $(RUN_ADDR)
+
+bench: build
+	./target/release/cairn bench
+
+clean:
+	$(CARGO) clean
+	rm -rf out

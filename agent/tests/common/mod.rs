@@ -1,0 +1,91 @@
+//! Starts the real `cairn` binary in a temporary data dir on a free port, and drives it over
+//! HTTPS with the crate's client.
+#![allow(dead_code)] // each test target uses a different part of this harness
+// Test harness: a failed set-up step should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use cairn_agent::client::{Client, Conn};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "test-admin-secret";
+
+pub struct Agent {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Agent {
+    /// Starts an agent on `data`, reusing `addr` when given (a restart).
+    pub fn start(data: &Path, addr: Option<SocketAddr>) -> Agent {
+        let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+        let log = data.with_extension("log");
+        let offset = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
+        let logfile = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["agent", "--config", "/dev/null", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(data)
+            .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(logfile)
+            .spawn()
+            .unwrap();
+        let mut agent = Agent { child, addr, data: data.into(), log };
+        agent.wait_ready(offset);
+        agent
+    }
+
+    /// Waits for the ready line written after `offset` in the log.
+    fn wait_ready(&mut self, offset: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("agent exited with {status}; log:\n{}", self.log_text());
+            }
+            if self.log_text().get(offset..).is_some_and(|t| t.contains("cairn: ready")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("agent not ready within 60 s; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.data.join("pki/ca.pem")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.addr, &std::fs::read_to_string(self.ca_path()).unwrap()).unwrap()
+    }
+
+    pub async fn conn(&self) -> Conn {
+        self.client().connect().await.unwrap()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.conn().await.login("admin", PASSWORD, "admin").await.unwrap().expect("admin login")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}/identity/v3", self.addr)
+    }
+}
