@@ -1,6 +1,7 @@
 //! Starts the real `cairn` binary in a temporary data dir on a free port, and drives it over
 //! HTTPS with the crate's client.
-#![allow(dead_code)] // each test target uses a different part of this harness
+#![allow(dead_code)]
+// each test target uses a different part of this harness
 // Test harness: a failed set-up step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
