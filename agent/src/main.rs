@@ -70,7 +70,19 @@ fn report(e: &dyn Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// glibc tuning for a long-running agent: a fixed mmap threshold, so argon2's 19 MiB buffers are
+/// returned to the system when freed (glibc's sliding threshold would keep them in the heap),
+/// and few malloc arenas (each thread otherwise gets its own, each keeping freed memory).
+fn tune_malloc() {
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_malloc();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Agent { config, data_dir, listen } => {

@@ -139,7 +139,17 @@ pub struct Identity {
     decoy: String,
 }
 
+/// At most this many argon2 computations run at once (one per CPU): each takes 19 MiB and a
+/// core for tens of milliseconds, so more in parallel only adds memory and latency.
+fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)))
+}
+
+/// Runs password hashing or verification off the async threads, bounded by [`hash_slots`].
 async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _slot = hash_slots().acquire().await.map_err(|e| IdentityError::Internal(Box::new(e)))?;
     tokio::task::spawn_blocking(f).await.map_err(|e| IdentityError::Internal(Box::new(e)))
 }
 
