@@ -144,7 +144,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         Pki::ensure(&cfg.data_dir.join("pki"), &host, &["localhost".into(), host.clone()], &local_addresses(&cfg))?;
     let key = token_key(&cfg.data_dir)?;
 
-    let store = Store::open(&cfg.data_dir.join("state.redb"))?;
+    let db_path = cfg.data_dir.join("state.redb");
+    let store = Store::open(&db_path)?;
+    // It holds password hashes: owner only, like the keys.
+    std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", &db_path))?;
     let state = Replicated::start(store, NODE_ID, cfg.listen.to_string()).await?;
     let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs)?;
     if !identity.store().is_bootstrapped()? {

@@ -13,6 +13,11 @@ async fn discovery_validation_catalog_and_disable() {
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(&dir.path().join("data"), None);
     let mut c = agent.conn().await;
+    use std::os::unix::fs::PermissionsExt;
+    for secret in ["state.redb", "token.key", "pki/ca.key", "pki/node.key"] {
+        let mode = std::fs::metadata(agent.data.join(secret)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{secret}");
+    }
 
     let r = c.request(Method::GET, "/identity", &[], None).await.unwrap();
     assert_eq!(r.status, 300);

@@ -200,31 +200,30 @@ mod tests {
         let cfg = client_config(&a.ca_pem).unwrap();
         let server = b.server_config().unwrap();
         for name in ["localhost", "127.0.0.1"] {
-            let sn = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-            let mut client = rustls::ClientConnection::new(cfg.clone(), sn).unwrap();
-            let mut srv = rustls::ServerConnection::new(server.clone()).unwrap();
-            for _ in 0..4 {
-                let mut buf = Vec::new();
-                client.write_tls(&mut buf).unwrap();
-                srv.read_tls(&mut buf.as_slice()).unwrap();
-                srv.process_new_packets().unwrap();
-                let mut buf = Vec::new();
-                srv.write_tls(&mut buf).unwrap();
-                client.read_tls(&mut buf.as_slice()).unwrap();
-                client.process_new_packets().unwrap();
-            }
-            assert!(!client.is_handshaking(), "handshake with {name}");
+            handshake(&cfg, &server, name).unwrap_or_else(|e| panic!("handshake with {name}: {e}"));
         }
-        let sn = rustls::pki_types::ServerName::try_from("evil.example").unwrap();
-        let mut client = rustls::ClientConnection::new(cfg, sn).unwrap();
-        let mut srv = rustls::ServerConnection::new(server).unwrap();
-        let mut buf = Vec::new();
-        client.write_tls(&mut buf).unwrap();
-        srv.read_tls(&mut buf.as_slice()).unwrap();
-        srv.process_new_packets().unwrap();
-        let mut buf = Vec::new();
-        srv.write_tls(&mut buf).unwrap();
-        client.read_tls(&mut buf.as_slice()).unwrap();
-        assert!(client.process_new_packets().is_err(), "wrong name refused");
+        assert!(handshake(&cfg, &server, "evil.example").is_err(), "wrong name refused");
+    }
+
+    /// Runs a TLS handshake in memory between a client for `name` and the server.
+    fn handshake(
+        cfg: &Arc<rustls::ClientConfig>,
+        server: &Arc<rustls::ServerConfig>,
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        let sn = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        let mut client = rustls::ClientConnection::new(cfg.clone(), sn)?;
+        let mut srv = rustls::ServerConnection::new(server.clone())?;
+        while client.is_handshaking() {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).unwrap();
+            srv.read_tls(&mut buf.as_slice()).unwrap();
+            srv.process_new_packets()?;
+            let mut buf = Vec::new();
+            srv.write_tls(&mut buf).unwrap();
+            client.read_tls(&mut buf.as_slice()).unwrap();
+            client.process_new_packets()?;
+        }
+        Ok(())
     }
 }
