@@ -150,7 +150,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", &db_path))?;
     let state = Replicated::start(store, NODE_ID, cfg.listen.to_string()).await?;
     let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs)?;
-    if !identity.store().is_bootstrapped()? {
+    if !identity.view()?.is_bootstrapped()? {
         identity.bootstrap(admin_password(&cfg)?).await?;
         log::info!("bootstrapped: user admin, project admin, roles admin/member/reader");
     }

@@ -398,10 +398,11 @@ async fn v3(
             _ => Err(not_allowed(&method)),
         },
         (&Method::GET, ["projects", pid, "users", uid, "roles"]) => {
+            let view = id.view()?;
             let roles = id
                 .list_assignments(&auth, Some(uid), Some(pid))?
                 .into_iter()
-                .filter_map(|a| id.store().role(&a.role_id).ok().flatten())
+                .filter_map(|a| view.role(&a.role_id).ok().flatten())
                 .map(|r| role_json(&r, base))
                 .collect();
             Ok(json(StatusCode::OK, &list_json("roles", roles, base, &format!("projects/{pid}/users/{uid}/roles"))))
@@ -513,7 +514,7 @@ fn assignment_json(api: &Api, a: &Assignment, base: &str, names: bool) -> Value 
         "links": {"assignment": format!("{base}/identity/v3/projects/{}/users/{}/roles/{}", a.project_id, a.user_id, a.role_id)},
     });
     if names {
-        let s = api.identity.store();
+        let Ok(s) = api.identity.view() else { return v };
         let domain = json!({"id": DEFAULT_DOMAIN_ID, "name": DEFAULT_DOMAIN_NAME});
         if let Ok(Some(r)) = s.role(&a.role_id) {
             v["role"]["name"] = json!(r.name);

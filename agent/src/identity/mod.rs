@@ -13,7 +13,7 @@ pub mod token;
 
 use crate::model::{self, Assignment, ModelError, Name, Project, ProjectPatch, Role, User, UserPatch};
 use crate::state::raft::Replicated;
-use crate::state::{Command, Kind, Refusal, StateError, Store};
+use crate::state::{Command, Kind, Refusal, StateError, View};
 use std::time::{SystemTime, UNIX_EPOCH};
 use token::{Claims, TokenError, TokenSigner};
 
@@ -163,8 +163,9 @@ impl Identity {
         Ok(Self { state, signer: TokenSigner::new(key), ttl_secs, decoy })
     }
 
-    pub fn store(&self) -> &Store {
-        self.state.store()
+    /// A consistent read view of the state.
+    pub fn view(&self) -> Result<View> {
+        Ok(self.state.store().view()?)
     }
 
     async fn propose(&self, cmd: Command) -> Result<()> {
@@ -173,7 +174,7 @@ impl Identity {
 
     /// First start: creates the admin project and user and the built-in roles, once.
     pub async fn bootstrap(&self, admin_password: String) -> Result<()> {
-        if self.store().is_bootstrapped()? {
+        if self.view()?.is_bootstrapped()? {
             return Ok(());
         }
         let hash = hash_password(admin_password).await?;
@@ -203,20 +204,20 @@ impl Identity {
 
     fn find_user(&self, r: &Ref) -> Result<Option<User>> {
         Ok(match r {
-            Ref::Id(id) => self.store().user(id)?,
+            Ref::Id(id) => self.view()?.user(id)?,
             Ref::Name { name, domain } => {
                 model::resolve_domain(domain).map_err(|_| IdentityError::Unauthorized)?;
-                self.store().user_by_name(name)?
+                self.view()?.user_by_name(name)?
             }
         })
     }
 
     fn find_project(&self, r: &Ref) -> Result<Option<Project>> {
         Ok(match r {
-            Ref::Id(id) => self.store().project(id)?,
+            Ref::Id(id) => self.view()?.project(id)?,
             Ref::Name { name, domain } => {
                 model::resolve_domain(domain).map_err(|_| IdentityError::Unauthorized)?;
-                self.store().project_by_name(name)?
+                self.view()?.project_by_name(name)?
             }
         })
     }
@@ -263,20 +264,28 @@ impl Identity {
     /// Checks a token: signature, expiry, revocation, and that its user, project and roles
     /// still hold.
     pub fn validate(&self, token: &str) -> Result<Auth> {
-        let claims = self.signer.verify(token, now()).map_err(|e: TokenError| {
+        self.check_claims(self.verify(token)?)
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims> {
+        self.signer.verify(token, now()).map_err(|e: TokenError| {
             log::debug!("token refused: {e}");
             IdentityError::Unauthorized
-        })?;
-        if self.store().is_revoked(&claims.audit_id)? {
+        })
+    }
+
+    fn check_claims(&self, claims: Claims) -> Result<Auth> {
+        if self.view()?.is_revoked(&claims.audit_id)? {
             return Err(IdentityError::Unauthorized);
         }
         self.resolve(claims, None)
     }
 
     fn resolve(&self, claims: Claims, user: Option<User>) -> Result<Auth> {
+        let view = self.view()?;
         let user = match user {
             Some(u) => u,
-            None => self.store().user(&claims.user_id)?.ok_or(IdentityError::Unauthorized)?,
+            None => view.user(&claims.user_id)?.ok_or(IdentityError::Unauthorized)?,
         };
         if !user.enabled {
             return Err(IdentityError::Unauthorized);
@@ -284,10 +293,10 @@ impl Identity {
         let (project, roles) = match &claims.project_id {
             None => (None, Vec::new()),
             Some(pid) => {
-                let p = self.store().project(pid)?.filter(|p| p.enabled).ok_or(IdentityError::Unauthorized)?;
+                let p = view.project(pid)?.filter(|p| p.enabled).ok_or(IdentityError::Unauthorized)?;
                 let mut roles = Vec::new();
-                for rid in self.store().roles_of(&user.id, pid)? {
-                    if let Some(r) = self.store().role(&rid)? {
+                for rid in view.roles_of(&user.id, pid)? {
+                    if let Some(r) = view.role(&rid)? {
                         roles.push(r);
                     }
                 }
@@ -302,7 +311,13 @@ impl Identity {
 
     /// Validates `subject` on behalf of `auth`: one's own token, or any token for an admin.
     pub fn check_token(&self, auth: &Auth, subject: &str) -> Result<Auth> {
-        let target = self.validate(subject).map_err(|e| match e {
+        let target = match self.verify(subject) {
+            // The caller's own token, validated a moment ago.
+            Ok(claims) if claims == auth.claims => return Ok(auth.clone()),
+            Ok(claims) => self.check_claims(claims),
+            Err(e) => Err(e),
+        };
+        let target = target.map_err(|e| match e {
             IdentityError::Unauthorized => IdentityError::NotFound { kind: Kind::Token, id: "(subject token)".into() },
             other => other,
         })?;
@@ -328,11 +343,11 @@ impl Identity {
             auth.require_admin("identity:list_user_projects")?;
         }
         let mut ids: Vec<String> =
-            self.store().assignments(Some(user_id), None)?.into_iter().map(|a| a.project_id).collect();
+            self.view()?.assignments(Some(user_id), None)?.into_iter().map(|a| a.project_id).collect();
         ids.dedup();
         let mut out = Vec::new();
         for id in ids {
-            if let Some(p) = self.store().project(&id)? {
+            if let Some(p) = self.view()?.project(&id)? {
                 out.push(p);
             }
         }
@@ -343,14 +358,14 @@ impl Identity {
 
     pub fn list_projects(&self, auth: &Auth) -> Result<Vec<Project>> {
         auth.require_admin("identity:list_projects")?;
-        Ok(self.store().projects()?)
+        Ok(self.view()?.projects()?)
     }
 
     pub fn get_project(&self, auth: &Auth, id: &str) -> Result<Project> {
         if auth.project.as_ref().map(|p| p.id.as_str()) != Some(id) {
             auth.require_admin("identity:get_project")?;
         }
-        self.store().project(id)?.ok_or_else(|| not_found(Kind::Project, id))
+        self.view()?.project(id)?.ok_or_else(|| not_found(Kind::Project, id))
     }
 
     pub async fn create_project(&self, auth: &Auth, new: NewProject) -> Result<Project> {
@@ -369,7 +384,7 @@ impl Identity {
     pub async fn update_project(&self, auth: &Auth, id: &str, patch: ProjectPatch) -> Result<Project> {
         auth.require_admin("identity:update_project")?;
         self.propose(Command::UpdateProject { id: id.into(), patch }).await?;
-        self.store().project(id)?.ok_or_else(|| not_found(Kind::Project, id))
+        self.view()?.project(id)?.ok_or_else(|| not_found(Kind::Project, id))
     }
 
     pub async fn delete_project(&self, auth: &Auth, id: &str) -> Result<()> {
@@ -381,21 +396,21 @@ impl Identity {
 
     pub fn list_users(&self, auth: &Auth) -> Result<Vec<User>> {
         auth.require_admin("identity:list_users")?;
-        Ok(self.store().users()?)
+        Ok(self.view()?.users()?)
     }
 
     pub fn get_user(&self, auth: &Auth, id: &str) -> Result<User> {
         if id != auth.user.id {
             auth.require_admin("identity:get_user")?;
         }
-        self.store().user(id)?.ok_or_else(|| not_found(Kind::User, id))
+        self.view()?.user(id)?.ok_or_else(|| not_found(Kind::User, id))
     }
 
     pub async fn create_user(&self, auth: &Auth, new: NewUser) -> Result<User> {
         auth.require_admin("identity:create_user")?;
         let domain_id = model::resolve_domain(&new.domain)?.to_owned();
         if let Some(p) = &new.default_project_id {
-            self.store().project(p)?.ok_or_else(|| not_found(Kind::Project, p))?;
+            self.view()?.project(p)?.ok_or_else(|| not_found(Kind::Project, p))?;
         }
         let password_hash = match new.password {
             Some(p) => Some(hash_password(p).await?),
@@ -430,7 +445,7 @@ impl Identity {
             description: change.description,
         };
         self.propose(Command::UpdateUser { id: id.into(), patch }).await?;
-        self.store().user(id)?.ok_or_else(|| not_found(Kind::User, id))
+        self.view()?.user(id)?.ok_or_else(|| not_found(Kind::User, id))
     }
 
     pub async fn delete_user(&self, auth: &Auth, id: &str) -> Result<()> {
@@ -442,12 +457,12 @@ impl Identity {
 
     pub fn list_roles(&self, auth: &Auth) -> Result<Vec<Role>> {
         auth.require_admin("identity:list_roles")?;
-        Ok(self.store().roles()?)
+        Ok(self.view()?.roles()?)
     }
 
     pub fn get_role(&self, auth: &Auth, id: &str) -> Result<Role> {
         auth.require_admin("identity:get_role")?;
-        self.store().role(id)?.ok_or_else(|| not_found(Kind::Role, id))
+        self.view()?.role(id)?.ok_or_else(|| not_found(Kind::Role, id))
     }
 
     pub async fn create_role(&self, auth: &Auth, name: Name) -> Result<Role> {
@@ -474,7 +489,7 @@ impl Identity {
 
     pub fn check_grant(&self, auth: &Auth, a: &Assignment) -> Result<()> {
         auth.require_admin("identity:check_grant")?;
-        if self.store().roles_of(&a.user_id, &a.project_id)?.contains(&a.role_id) {
+        if self.view()?.roles_of(&a.user_id, &a.project_id)?.contains(&a.role_id) {
             Ok(())
         } else {
             Err(not_found(Kind::RoleAssignment, &format!("{}/{}/{}", a.project_id, a.user_id, a.role_id)))
@@ -485,7 +500,7 @@ impl Identity {
         if user != Some(auth.user.id.as_str()) {
             auth.require_admin("identity:list_role_assignments")?;
         }
-        Ok(self.store().assignments(user, project)?)
+        Ok(self.view()?.assignments(user, project)?)
     }
 }
 

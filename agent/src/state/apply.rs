@@ -263,18 +263,18 @@ mod tests {
             run(&s, Command::CreateProject(project("p2", "one"))),
             Err(Refusal::Conflict { kind: Kind::Project, name: "one".into() })
         );
-        assert!(s.project("p2").unwrap().is_none(), "refused create wrote nothing");
+        assert!(s.view().unwrap().project("p2").unwrap().is_none(), "refused create wrote nothing");
         run(&s, Command::CreateUser(user("u1", "alice"))).unwrap();
         run(&s, Command::CreateRole(role("r1", "member"))).unwrap();
         let a = Assignment { project_id: "p1".into(), user_id: "u1".into(), role_id: "r1".into() };
         assert_eq!(run(&s, Command::Grant(a.clone())), Ok(()));
-        assert_eq!(s.roles_of("u1", "p1").unwrap(), vec!["r1".to_string()]);
-        assert_eq!(s.assignments(None, Some("p1")).unwrap(), vec![a.clone()]);
-        assert_eq!(s.assignments(Some("u1"), None).unwrap(), vec![a]);
+        assert_eq!(s.view().unwrap().roles_of("u1", "p1").unwrap(), vec!["r1".to_string()]);
+        assert_eq!(s.view().unwrap().assignments(None, Some("p1")).unwrap(), vec![a.clone()]);
+        assert_eq!(s.view().unwrap().assignments(Some("u1"), None).unwrap(), vec![a]);
         assert_eq!(run(&s, Command::DeleteProject { id: "p1".into() }), Ok(()));
-        assert!(s.roles_of("u1", "p1").unwrap().is_empty());
-        assert!(s.assignments(None, None).unwrap().is_empty());
-        assert!(s.project_by_name("one").unwrap().is_none());
+        assert!(s.view().unwrap().roles_of("u1", "p1").unwrap().is_empty());
+        assert!(s.view().unwrap().assignments(None, None).unwrap().is_empty());
+        assert!(s.view().unwrap().project_by_name("one").unwrap().is_none());
         assert_eq!(
             run(&s, Command::DeleteProject { id: "p1".into() }),
             Err(Refusal::NotFound { kind: Kind::Project, id: "p1".into() })
@@ -288,16 +288,16 @@ mod tests {
         run(&s, Command::CreateProject(project("p2", "two"))).unwrap();
         let a = Assignment { project_id: "p1".into(), user_id: "nobody".into(), role_id: "r".into() };
         assert_eq!(run(&s, Command::Grant(a)), Err(Refusal::NotFound { kind: Kind::User, id: "nobody".into() }));
-        assert!(s.assignments(None, None).unwrap().is_empty());
+        assert!(s.view().unwrap().assignments(None, None).unwrap().is_empty());
         let rename = |n: &str| Command::UpdateProject {
             id: "p1".into(),
             patch: ProjectPatch { name: Some(Name::new("name", n).unwrap()), ..Default::default() },
         };
         assert_eq!(run(&s, rename("two")), Err(Refusal::Conflict { kind: Kind::Project, name: "two".into() }));
-        assert_eq!(s.project("p1").unwrap().unwrap().name.as_str(), "one");
+        assert_eq!(s.view().unwrap().project("p1").unwrap().unwrap().name.as_str(), "one");
         assert_eq!(run(&s, rename("uno")), Ok(()));
-        assert_eq!(s.project_by_name("uno").unwrap().unwrap().id, "p1");
-        assert!(s.project_by_name("one").unwrap().is_none());
+        assert_eq!(s.view().unwrap().project_by_name("uno").unwrap().unwrap().id, "p1");
+        assert!(s.view().unwrap().project_by_name("one").unwrap().is_none());
     }
 
     #[test]
@@ -309,13 +309,13 @@ mod tests {
             roles: vec![role("ra", "admin"), role("rm", "member")],
         };
         assert_eq!(run(&s, cmd.clone()), Ok(()));
-        assert!(s.is_bootstrapped().unwrap());
-        assert_eq!(s.roles_of("u", "p").unwrap(), vec!["ra".to_string()]);
+        assert!(s.view().unwrap().is_bootstrapped().unwrap());
+        assert_eq!(s.view().unwrap().roles_of("u", "p").unwrap(), vec!["ra".to_string()]);
         assert_eq!(run(&s, cmd), Err(Refusal::AlreadyBootstrapped));
         run(&s, Command::RevokeToken { audit_id: "a1".into(), expires_at: 100, now: 50 }).unwrap();
-        assert!(s.is_revoked("a1").unwrap());
+        assert!(s.view().unwrap().is_revoked("a1").unwrap());
         run(&s, Command::RevokeToken { audit_id: "a2".into(), expires_at: 300, now: 200 }).unwrap();
-        assert!(!s.is_revoked("a1").unwrap(), "expired revocation pruned");
-        assert!(s.is_revoked("a2").unwrap());
+        assert!(!s.view().unwrap().is_revoked("a1").unwrap(), "expired revocation pruned");
+        assert!(s.view().unwrap().is_revoked("a2").unwrap());
     }
 }

@@ -190,9 +190,20 @@ impl Store {
     pub(crate) fn db(&self) -> &Arc<Database> {
         &self.db
     }
+    /// A consistent read view of the applied state (one redb read transaction).
+    pub fn view(&self) -> Result<View, StateError> {
+        Ok(View { tx: self.db.begin_read()? })
+    }
+}
 
+/// Reads of the applied state, all from one snapshot.
+pub struct View {
+    tx: redb::ReadTransaction,
+}
+
+impl View {
     fn get<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, id: &str) -> Result<Option<T>, StateError> {
-        let tx = self.db.begin_read()?;
+        let tx = &self.tx;
         let t = tx.open_table(table)?;
         match t.get(id)? {
             Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
@@ -201,7 +212,7 @@ impl Store {
     }
 
     fn list<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>, StateError> {
-        let tx = self.db.begin_read()?;
+        let tx = &self.tx;
         let t = tx.open_table(table)?;
         let mut out = Vec::new();
         for row in t.iter()? {
@@ -212,7 +223,7 @@ impl Store {
     }
 
     fn id_by_name(&self, table: TableDefinition<&str, &str>, name: &str) -> Result<Option<String>, StateError> {
-        let tx = self.db.begin_read()?;
+        let tx = &self.tx;
         let t = tx.open_table(table)?;
         Ok(t.get(name)?.map(|v| v.value().to_owned()))
     }
@@ -258,7 +269,7 @@ impl Store {
     pub fn roles_of(&self, user_id: &str, project_id: &str) -> Result<Vec<String>, StateError> {
         let prefix = format!("{user_id}\0{project_id}\0");
         let end = prefix_end(&prefix);
-        let tx = self.db.begin_read()?;
+        let tx = &self.tx;
         let t = tx.open_table(ASSIGN_BY_USER)?;
         let mut out = Vec::new();
         for row in t.range(prefix.as_str()..end.as_str())? {
@@ -272,7 +283,7 @@ impl Store {
 
     /// Every assignment, optionally narrowed to one user and/or project.
     pub fn assignments(&self, user_id: Option<&str>, project_id: Option<&str>) -> Result<Vec<Assignment>, StateError> {
-        let tx = self.db.begin_read()?;
+        let tx = &self.tx;
         let (table, prefix) = match (user_id, project_id) {
             (Some(u), Some(p)) => (ASSIGN_BY_USER, format!("{u}\0{p}\0")),
             (Some(u), None) => (ASSIGN_BY_USER, format!("{u}\0")),
@@ -295,14 +306,14 @@ impl Store {
 
     /// Whether the token with this audit id has been revoked.
     pub fn is_revoked(&self, audit_id: &str) -> Result<bool, StateError> {
-        let tx = self.db.begin_read()?;
+        let tx = &self.tx;
         let t = tx.open_table(REVOKED)?;
         Ok(t.get(audit_id)?.is_some())
     }
 
     /// Whether the first-start bootstrap has been applied.
     pub fn is_bootstrapped(&self) -> Result<bool, StateError> {
-        let tx = self.db.begin_read()?;
+        let tx = &self.tx;
         let t = tx.open_table(USERS)?;
         Ok(!t.is_empty()?)
     }

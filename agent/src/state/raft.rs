@@ -543,9 +543,9 @@ mod tests {
             reopened = Store::open(&path);
         }
         let r = Replicated::start(reopened.unwrap(), 1, "127.0.0.1:1".into()).await.unwrap();
-        assert_eq!(r.store().projects().unwrap().len(), 20);
+        assert_eq!(r.store().view().unwrap().projects().unwrap().len(), 20);
         assert_eq!(r.propose(project(20)).await.unwrap(), Ok(()));
-        assert_eq!(r.store().projects().unwrap().len(), 21);
+        assert_eq!(r.store().view().unwrap().projects().unwrap().len(), 21);
         r.shutdown().await;
     }
 
@@ -560,8 +560,8 @@ mod tests {
         let snap = sm.build_snapshot().await.unwrap();
         let mut other = StateMachine { db: b.db().clone() };
         other.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
-        assert_eq!(b.project("p1").unwrap().unwrap().name.as_str(), "project-1");
-        assert_eq!(b.project_by_name("project-1").unwrap().unwrap().id, "p1");
+        assert_eq!(b.view().unwrap().project("p1").unwrap().unwrap().name.as_str(), "project-1");
+        assert_eq!(b.view().unwrap().project_by_name("project-1").unwrap().unwrap().id, "p1");
         assert!(other.get_current_snapshot().await.unwrap().is_some());
         r.shutdown().await;
     }
