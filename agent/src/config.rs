@@ -1,5 +1,7 @@
 //! Agent settings: `/etc/cairn/config.toml` (every field has a default; an unknown field is an
-//! error naming it), then command-line flags, then `CAIRN_ADMIN_PASSWORD` from the environment.
+//! error naming it), then `cairn.NAME=VALUE` options on the kernel command line (so a PXE node
+//! is configured from its boot line), then command-line flags, then `CAIRN_ADMIN_PASSWORD` from
+//! the environment.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -27,6 +29,9 @@ pub struct Config {
     pub log_level: String,
     /// Seconds the KVM run test may take before the device is judged to hang guests.
     pub kvm_test_timeout_secs: u64,
+    /// Write the API URL, CA fingerprint and a first-boot admin password to /dev/console (the
+    /// appliance sets this; a developer's machine does not want it).
+    pub console_banner: bool,
 }
 
 impl Default for Config {
@@ -40,6 +45,7 @@ impl Default for Config {
             public_url: None,
             log_level: "info".into(),
             kvm_test_timeout_secs: 5,
+            console_banner: false,
         }
     }
 }
@@ -61,23 +67,37 @@ pub enum ConfigError {
 impl Config {
     /// Parses TOML text.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let c: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.message().to_owned() })?;
+        Self::parse_with_cmdline(text, path, "")
+    }
+
+    /// Parses TOML text, then lets `cairn.NAME=VALUE` words of a kernel command line override
+    /// its fields. Options the agent does not take as settings (`cairn.ip`, `cairn.join`) are
+    /// left to their own handlers; unknown ones are reported by [`cmdline_unknown`].
+    pub fn parse_with_cmdline(text: &str, path: &Path, cmdline: &str) -> Result<Self, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse { path: path.into(), message };
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e: toml::de::Error| parse_err(e.message().to_owned()))?;
+        for (key, value) in cmdline_settings(cmdline) {
+            table.insert(key.to_owned(), value);
+        }
+        let c = Config::deserialize(toml::Value::Table(table)).map_err(|e| parse_err(e.message().to_owned()))?;
         c.validate()?;
         Ok(c)
     }
 
-    /// Loads `path`; a missing file is fine only when it is the default path.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+    /// Loads `path` (a missing file is fine only when it is the default path) and applies the
+    /// kernel command line.
+    pub fn load(path: Option<&Path>, cmdline: &str) -> Result<Self, ConfigError> {
         let (path, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG), false),
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text, &path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
-            Err(source) => Err(ConfigError::Read { path, source }),
-        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::parse_with_cmdline(&text, &path, cmdline)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -101,6 +121,48 @@ impl Config {
     pub fn level(&self) -> log::LevelFilter {
         self.log_level.parse().unwrap_or(log::LevelFilter::Info)
     }
+}
+
+/// Settings the kernel command line may override.
+const CMDLINE_FIELDS: [&str; 8] = [
+    "listen",
+    "data_dir",
+    "token_ttl_secs",
+    "nested",
+    "public_url",
+    "log_level",
+    "kvm_test_timeout_secs",
+    "console_banner",
+];
+/// `cairn.*` options handled elsewhere (networkd generator, cluster join).
+const CMDLINE_OTHER: [&str; 2] = ["ip", "join"];
+
+fn cmdline_options(cmdline: &str) -> impl Iterator<Item = (&str, &str)> {
+    cmdline.split_whitespace().filter_map(|w| w.strip_prefix("cairn.")?.split_once('='))
+}
+
+/// The `cairn.*` settings of a kernel command line, typed as TOML values.
+fn cmdline_settings(cmdline: &str) -> Vec<(&str, toml::Value)> {
+    cmdline_options(cmdline)
+        .filter(|(k, _)| CMDLINE_FIELDS.contains(k))
+        .map(|(k, v)| {
+            let value = match v {
+                "true" | "yes" | "1" if k == "nested" || k == "console_banner" => toml::Value::Boolean(true),
+                "false" | "no" | "0" if k == "nested" || k == "console_banner" => toml::Value::Boolean(false),
+                _ => v.parse::<i64>().map(toml::Value::Integer).unwrap_or_else(|_| toml::Value::String(v.to_owned())),
+            };
+            (k, value)
+        })
+        .collect()
+}
+
+/// `cairn.*` options on the command line that nothing handles (typos), for a warning.
+pub fn cmdline_unknown(cmdline: &str) -> Vec<String> {
+    cmdline_options(cmdline)
+        .map(|(k, _)| k)
+        .filter(|k| !CMDLINE_FIELDS.contains(k) && !CMDLINE_OTHER.contains(k))
+        .map(|k| format!("cairn.{k}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -133,6 +195,22 @@ mod tests {
         let c = Config::parse("listen = \"127.0.0.1:8443\"", Path::new("t")).unwrap();
         assert_eq!(c.listen.port(), 8443);
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/cairn"));
-        assert!(Config::load(Some(Path::new("/nonexistent/cairn.toml"))).is_err());
+        assert!(Config::load(Some(Path::new("/nonexistent/cairn.toml")), "").is_err());
+    }
+
+    #[test]
+    fn kernel_command_line_overrides_the_file() {
+        let file = "listen = \"0.0.0.0:443\"\nnested = true\nlog_level = \"info\"";
+        let cmdline = "BOOT_IMAGE=/vmlinuz root=/dev/vda2 cairn.listen=0.0.0.0:8443 cairn.nested=0 \
+                       cairn.log_level=debug cairn.ip=10.0.0.5/24 cairn.lisen=typo quiet";
+        let c = Config::parse_with_cmdline(file, Path::new("t"), cmdline).unwrap();
+        assert_eq!(c.listen.port(), 8443);
+        assert!(!c.nested);
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(cmdline_unknown(cmdline), ["cairn.lisen"]);
+        let bad = Config::parse_with_cmdline("", Path::new("t"), "cairn.listen=nonsense");
+        assert!(bad.is_err(), "a bad value on the command line is an error");
+        let c = Config::parse_with_cmdline("", Path::new("t"), "cairn.token_ttl_secs=600").unwrap();
+        assert_eq!(c.token_ttl_secs, 600);
     }
 }

@@ -98,20 +98,48 @@ fn token_key(dir: &Path) -> Result<[u8; token::KEY_LEN], DaemonError> {
 }
 
 /// The admin password for the first start: environment, config, or random (stored 0600 for
-/// the operator; its path is logged, never the password).
-fn admin_password(cfg: &Config) -> Result<String, DaemonError> {
+/// the operator; its path is logged, never the password). Says whether it was generated.
+fn admin_password(cfg: &Config) -> Result<(String, bool), DaemonError> {
     if let Some(p) = std::env::var("CAIRN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()) {
-        return Ok(p);
+        return Ok((p, false));
     }
     if let Some(p) = cfg.admin_password.clone() {
-        return Ok(p);
+        return Ok((p, false));
     }
     let path = cfg.data_dir.join("admin-password");
     let p: String =
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, rand::random::<[u8; 18]>());
     pki::write_file(&path, p.as_bytes(), true)?;
     log::warn!("generated a random admin password: read it from {} (mode 0600)", path.display());
-    Ok(p)
+    Ok((p, true))
+}
+
+/// Whether `dir` lives in memory (tmpfs or ramfs), as on a PXE node without a disk.
+fn in_memory(dir: &Path) -> bool {
+    use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    statfs(dir).map(|s| s.filesystem_type() == TMPFS_MAGIC || s.filesystem_type() == RAMFS_MAGIC).unwrap_or(false)
+}
+
+/// Writes the node's banner straight to the console (not the journal): the operator at the
+/// console is the one who may see a first-boot password.
+fn console_banner(url: &str, fingerprint: &str, data_dir: &Path, password: Option<&str>) {
+    let file = data_dir.join("admin-password");
+    let admin = match password {
+        Some(p) => format!("admin / {p}   (shown once; also in {})", file.display()),
+        None => format!("admin; password as configured, or in {}", file.display()),
+    };
+    let text = format!(
+        "\r\n==== Cairn node ====\r\nAPI            {url}\r\nCA fingerprint sha256 {fingerprint}\r\nCA certificate {}\r\nAdmin          {admin}\r\n====================\r\n",
+        data_dir.join("pki/ca.pem").display()
+    );
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/console")
+        .and_then(|mut c| std::io::Write::write_all(&mut c, text.as_bytes()));
+    if let Err(e) = written {
+        log::warn!("console banner: {e}");
+    }
 }
 
 /// Runs the agent until a termination signal.
@@ -139,6 +167,12 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(io_err("creating", &cfg.data_dir))?;
     std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io_err("chmod", &cfg.data_dir))?;
+    if in_memory(&cfg.data_dir) {
+        log::warn!(
+            "STATE IS IN MEMORY ONLY: {} is on tmpfs (no local disk for data); everything this node stores is lost at power-off. Give it a disk or join it to a cluster.",
+            cfg.data_dir.display()
+        );
+    }
     let host = hostname();
     let pki =
         Pki::ensure(&cfg.data_dir.join("pki"), &host, &["localhost".into(), host.clone()], &local_addresses(&cfg))?;
@@ -150,21 +184,33 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", &db_path))?;
     let state = Replicated::start(store, NODE_ID, cfg.listen.to_string()).await?;
     let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs)?;
+    let mut generated_password = None;
     if !identity.view()?.is_bootstrapped()? {
-        identity.bootstrap(admin_password(&cfg)?).await?;
+        let (password, generated) = admin_password(&cfg)?;
+        identity.bootstrap(password.clone()).await?;
         log::info!("bootstrapped: user admin, project admin, roles admin/member/reader");
+        generated_password = generated.then_some(password);
     }
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
     let bound = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
-    let api = Arc::new(Api { identity, public_url: cfg.public_url.clone() });
+    let api = Arc::new(Api { identity, public_url: cfg.public_url.clone(), host: facts });
     let server = tokio::spawn(api::serve(listener, pki.server_config()?, api));
 
     let shown = if bound.ip().is_unspecified() { format!("localhost:{}", bound.port()) } else { bound.to_string() };
-    log::info!("CA certificate {} (sha256 {})", pki.ca_path().display(), pki.ca_fingerprint().unwrap_or_default());
-    log::info!("cairn: ready https://{shown}/identity/v3");
+    let fingerprint = pki.ca_fingerprint().unwrap_or_default();
+    log::info!("CA certificate {} (sha256 {fingerprint})", pki.ca_path().display());
+    let url = match (&cfg.public_url, bound.ip().is_unspecified()) {
+        (Some(u), _) => format!("{}/identity/v3", u.trim_end_matches('/')),
+        (None, true) => format!("https://{}/identity/v3", banner_host(&facts_addresses(&cfg), bound.port())),
+        (None, false) => format!("https://{shown}/identity/v3"),
+    };
+    log::info!("cairn: ready {url}");
+    if cfg.console_banner {
+        console_banner(&url, &fingerprint, &cfg.data_dir, generated_password.as_deref());
+    }
     if let Err(e) = notify::notify("READY=1") {
         log::warn!("sd_notify: {e}");
     }
@@ -175,6 +221,25 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     server.abort();
     state.shutdown().await;
     Ok(())
+}
+
+fn facts_addresses(cfg: &Config) -> Vec<IpAddr> {
+    local_addresses(cfg).into_iter().filter(|a| !a.is_loopback()).collect()
+}
+
+/// The address to show for a wildcard listener: the first non-loopback IPv4 address.
+fn banner_host(addrs: &[IpAddr], port: u16) -> String {
+    let ip = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "localhost".into());
+    if port == 443 {
+        ip
+    } else {
+        format!("{ip}:{port}")
+    }
 }
 
 async fn wait_for_signal() -> Result<(), DaemonError> {

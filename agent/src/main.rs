@@ -86,7 +86,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Agent { config, data_dir, listen } => {
-            let mut cfg = match Config::load(config.as_deref()) {
+            let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            let mut cfg = match Config::load(config.as_deref(), &cmdline) {
                 Ok(c) => c,
                 Err(e) => return report(&e),
             };
@@ -97,6 +98,9 @@ fn main() -> ExitCode {
                 cfg.listen = l;
             }
             cairn_agent::logging::init(cfg.level());
+            for unknown in cairn_agent::config::cmdline_unknown(&cmdline) {
+                log::warn!("ignoring unknown kernel command line option {unknown}");
+            }
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return report(&e),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod keystone;
 
+use crate::host::HostFacts;
 use crate::identity::Identity;
 use error::ApiError;
 use http::Body;
@@ -35,6 +36,8 @@ pub struct Api {
     /// Base URL for links and the catalog (e.g. `https://10.0.0.5`); when unset, derived from
     /// each request's `Host` header so forwarded ports work.
     pub public_url: Option<String>,
+    /// What the host probe found at start.
+    pub host: HostFacts,
 }
 
 impl Api {
@@ -112,6 +115,16 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
     match segs.as_slice() {
         ["healthz"] => Ok(http::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         ["identity", rest @ ..] => keystone::route(&api, req, rest, peer).await,
+        ["cairn", "v1", "host"] => {
+            let token =
+                req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
+            let auth = api.identity.validate(token)?;
+            if !auth.is_admin() {
+                return Err(ApiError::Forbidden("Reading the host facts needs the admin role.".into()));
+            }
+            let facts = serde_json::to_value(&api.host).map_err(|e| ApiError::Internal(Box::new(e)))?;
+            Ok(http::json(StatusCode::OK, &serde_json::json!({"host": facts})))
+        }
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),
     }
