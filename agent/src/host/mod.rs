@@ -199,7 +199,9 @@ fn decide(cpu: &Cpu, kvm: &Kvm) -> (Accel, String) {
         VirtExt::None => "the CPU has no vmx/svm flag",
     };
     match &kvm.run_test {
-        KvmRun::Passed => (Accel::Kvm, format!("{ext}; a test guest ran to hlt on /dev/kvm")),
+        KvmRun::Passed => {
+            (Accel::Kvm, format!("{ext}; test guests ran on /dev/kvm (real-mode hlt; mode switches and an exception through the guest's IDT)"))
+        }
         KvmRun::Failed(why) => {
             (Accel::Qemu, format!("{ext}; /dev/kvm does not run guests ({why}): guests are emulated"))
         }

@@ -41,6 +41,11 @@ const fn ior(nr: u64, size: u64) -> u64 {
 const KVM_GET_API_VERSION: u64 = io(0x00);
 const KVM_CREATE_VM: u64 = io(0x01);
 const KVM_GET_VCPU_MMAP_SIZE: u64 = io(0x04);
+/// `struct kvm_cpuid2` is a header of 8 bytes (nent, padding) followed by its entries.
+const KVM_GET_SUPPORTED_CPUID: u64 = (3 << 30) | (8 << 16) | (KVMIO << 8) | 0x05;
+const KVM_SET_CPUID2: u64 = iow(0x90, 8);
+/// `struct kvm_cpuid_entry2` is 10 u32 words; room for this many entries.
+const CPUID_ENTRIES: usize = 128;
 const KVM_CREATE_VCPU: u64 = io(0x41);
 const KVM_RUN: u64 = io(0x80);
 const KVM_SET_USER_MEMORY_REGION: u64 = iow(0x46, 32);
@@ -56,6 +61,7 @@ const SREGS_SIZE: usize = 312;
 const GUEST_ADDR: u64 = 0x1000;
 /// Guest memory: 2 MiB at guest address 0, identity-mapped by one large page in long mode.
 const MEM: usize = 0x20_0000;
+const STACK_TOP: u64 = 0x8000;
 const PML4: usize = 0x2000;
 const PDPT: usize = 0x3000;
 const PD: usize = 0x4000;
@@ -68,9 +74,13 @@ pub enum Mode {
     /// `hlt` at 0x1000 in real mode.
     Real,
     /// The guest itself goes real → protected → long mode (lgdt, CR0.PE, far jump, CR4.PAE,
-    /// CR3, EFER.LME by wrmsr, CR0.PG, far jump) and then executes `hlt`, as a kernel boots.
+    /// CR3, EFER.LME by wrmsr, CR0.PG, far jump), loads an IDT and raises `int3`; the handler
+    /// executes `hlt`. As a kernel boots: mode switches, then exceptions through its own IDT.
     Boot,
 }
+
+/// Where [`Mode::Boot`]'s breakpoint handler starts.
+const BP_HANDLER: u64 = 0x1080;
 
 /// Machine code for [`Mode::Boot`], loaded at 0x1000, with its GDT at 0x1200.
 const BOOT_CODE: &[(usize, &[u8])] = &[
@@ -91,8 +101,14 @@ const BOOT_CODE: &[(usize, &[u8])] = &[
             0x00, 0x00, 0x80, 0x0F, 0x22, 0xC0, 0xEA, 0x60, 0x10, 0x00, 0x00, 0x18, 0x00,
         ],
     ),
-    // 64-bit, at 0x1060: hlt
-    (0x1060, &[0xF4]),
+    // 64-bit, at 0x1060: lidt [0x1300]; int3; (not reached:) ud2
+    (0x1060, &[0x0F, 0x01, 0x1C, 0x25, 0x00, 0x13, 0x00, 0x00, 0xCC, 0x0F, 0x0B]),
+    // 64-bit, at 0x1080: the #BP handler: hlt
+    (0x1080, &[0xF4]),
+    // IDTR at 0x1300: limit 63 (vectors 0-3), base 0x1400
+    (0x1300, &[0x3F, 0x00, 0x00, 0x14, 0, 0, 0, 0, 0, 0]),
+    // IDT entry 3 at 0x1430: handler 0x1080, selector 0x18, present 64-bit interrupt gate
+    (0x1430, &[0x80, 0x10, 0x18, 0x00, 0x00, 0x8E, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     // GDTR at 0x1100: limit 31, base 0x1200
     (0x1100, &[0x1F, 0x00, 0x00, 0x12, 0x00, 0x00]),
     // GDT at 0x1200: null, 32-bit code (0x08), 32-bit data (0x10), 64-bit code (0x18)
@@ -184,6 +200,14 @@ pub fn run_hlt_guest(mode: Mode) -> io::Result<()> {
         if run == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // Without a CPUID that advertises long mode, KVM refuses EFER.LME (the wrmsr faults).
+        let mut cpuid = vec![0u32; 2 + CPUID_ENTRIES * 10];
+        cpuid[0] = CPUID_ENTRIES as u32;
+        check(
+            libc::ioctl(kvm.as_raw_fd(), KVM_GET_SUPPORTED_CPUID as _, cpuid.as_mut_ptr()),
+            "KVM_GET_SUPPORTED_CPUID",
+        )?;
+        check(libc::ioctl(vcpu.as_raw_fd(), KVM_SET_CPUID2 as _, cpuid.as_ptr()), "KVM_SET_CPUID2")?;
         let mut sregs = [0u8; SREGS_SIZE];
         check(libc::ioctl(vcpu.as_raw_fd(), KVM_GET_SREGS as _, sregs.as_mut_ptr()), "KVM_GET_SREGS")?;
         put_u64(&mut sregs, 0, 0); // cs.base
@@ -191,13 +215,24 @@ pub fn run_hlt_guest(mode: Mode) -> io::Result<()> {
         check(libc::ioctl(vcpu.as_raw_fd(), KVM_SET_SREGS as _, sregs.as_ptr()), "KVM_SET_SREGS")?;
         let mut regs = [0u64; REGS_SIZE / 8];
         check(libc::ioctl(vcpu.as_raw_fd(), KVM_GET_REGS as _, regs.as_mut_ptr()), "KVM_GET_REGS")?;
+        regs[6] = STACK_TOP; // rsp, for the exception frame
         regs[16] = GUEST_ADDR; // rip
         regs[17] = 0x2; // rflags: reserved bit 1
         check(libc::ioctl(vcpu.as_raw_fd(), KVM_SET_REGS as _, regs.as_ptr()), "KVM_SET_REGS")?;
         check(libc::ioctl(vcpu.as_raw_fd(), KVM_RUN as _, 0), "KVM_RUN")?;
         let exit_reason = *((run as *const u8).add(8) as *const u32);
         if exit_reason == KVM_EXIT_HLT {
-            Ok(())
+            // Where the guest stopped tells whether it took the path meant for it.
+            check(libc::ioctl(vcpu.as_raw_fd(), KVM_GET_REGS as _, regs.as_mut_ptr()), "KVM_GET_REGS")?;
+            let want = match mode {
+                Mode::Real => GUEST_ADDR + 1,
+                Mode::Boot => BP_HANDLER + 1,
+            };
+            if regs[16] == want {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!("the {mode:?} guest halted at {:#x}, not at {want:#x}", regs[16])))
+            }
         } else {
             Err(io::Error::other(format!(
                 "the {mode:?} guest stopped with {}, not KVM_EXIT_HLT",
