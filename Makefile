@@ -7,9 +7,15 @@ OSC_VENV  ?= $(HOME)/.cache/cairn/osc-venv
 RUN_DIR   ?= $(CURDIR)/out/run
 RUN_ADDR  ?= 127.0.0.1:8443
 APT_PKGS  := python3-venv python3-pip ca-certificates curl
+# Image build and QEMU boots: mkosi 24, systemd 254 (repart, ukify) and QEMU 10 from backports.
+BPO_PKGS  := mkosi systemd systemd-container systemd-boot systemd-boot-efi qemu-system-x86 qemu-utils
+IMG_PKGS  := bubblewrap uidmap debian-archive-keyring dosfstools e2fsprogs mtools cpio zstd kmod python3-pefile ovmf ipxe-qemu
 export CAIRN_OSC_VENV := $(OSC_VENV)
 
-.PHONY: help deps test-deps build lint test run bench clean
+IMAGE     := out/cairn-$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1).raw
+IMAGE_SRC := mkosi.conf $(shell find rootfs-overlay image-builder agent/src -type f 2>/dev/null)
+
+.PHONY: help deps image-deps test-deps build lint test run bench clean image
 
 help:
 	@echo "make run        build the agent and run it locally (prints URL, CA file and admin credentials)"
@@ -26,6 +32,17 @@ deps:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
+image-deps: deps
+	@missing=$$(for p in $(BPO_PKGS) $(IMG_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports $(BPO_PKGS) && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(IMG_PKGS); fi
+
+# The appliance image (disk + PXE) in out/, rebuilt when its sources change.
+image: $(IMAGE)
+$(IMAGE): $(IMAGE_SRC) | image-deps
+	$(CARGO) run --release -p cairn-image -- --out out
+
 # The openstack client the interop tests drive, pinned.
 test-deps: deps
 	@if ! $(OSC_VENV)/bin/python -c 'import importlib.metadata as m; assert m.version("python-openstackclient") == "10.5.0"' 2>/dev/null; then \
@@ -40,7 +57,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-test: test-deps lint
+test: test-deps image-deps lint image
 	$(CARGO) test --workspace
 
 # Runs the agent in the foreground on $(RUN_ADDR) with its data in $(RUN_DIR); Ctrl-C stops it.
