@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -49,6 +49,17 @@ enum Cmd {
         #[arg(long, default_value = "/var/lib/cairn")]
         data_dir: PathBuf,
     },
+    /// Check a node's API from here: reachable over TLS, its CA fingerprint, /healthz.
+    Check {
+        /// The node's API, e.g. https://10.0.0.5 or https://10.0.0.5:8443
+        url: String,
+        /// Keep trying for this many seconds.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// The CA's SHA-256 fingerprint it must present.
+        #[arg(long)]
+        ca_fingerprint: Option<String>,
+    },
     /// Benchmark an agent over HTTPS (starts one unless --url is given).
     Bench(cairn_agent::bench::BenchArgs),
     /// Run the one-instruction KVM guest in this process (used by the probe).
@@ -139,6 +150,18 @@ fn main() -> ExitCode {
             }
             Err(e) => report(&e),
         },
+        Cmd::Check { url, wait, ca_fingerprint } => {
+            match cairn_agent::check::run(&url, Duration::from_secs(wait), ca_fingerprint.as_deref()) {
+                Ok(line) => {
+                    println!("cairn check: {line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("cairn check: FAILED: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Bench(args) => match cairn_agent::bench::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(e.as_ref()),

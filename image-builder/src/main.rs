@@ -38,7 +38,12 @@ enum ImageError {
     #[error("{what} failed with {status}")]
     Failed { what: String, status: std::process::ExitStatus },
     #[error("{op} {path}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("mkosi produced no {0}")]
     NoOutput(&'static str),
 }
@@ -64,7 +69,11 @@ const TOOLS: [(&str, &str, &str); 11] = [
 
 fn have(tool: &str) -> bool {
     std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]).any(|d| d.join(tool).is_file()))
+        .map(|p| {
+            std::env::split_paths(&p)
+                .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+                .any(|d| d.join(tool).is_file())
+        })
         .unwrap_or(false)
 }
 
@@ -135,7 +144,7 @@ fn mkosi(root: &Path, args: &Args, stage: &Path, dir: &Path, format: &str) -> Re
 const IPXE: &str = r#"#!ipxe
 # Cairn appliance over the network. Set before chaining this script (or edit here):
 #   cairn_join  a join token from `cairn token create` (empty: this node starts a new cluster)
-#   cairn_ip    ADDR/PREFIX[,GATEWAY[,DNS]] for a static management address (empty: DHCP)
+#   cairn_ip    ADDR/PREFIX[,GATEWAY[,DNS[,INTERFACE]]] for a static address (empty: DHCP)
 isset ${cairn_join} || set cairn_join
 isset ${cairn_ip} || set cairn_ip
 kernel vmlinuz console=tty0 console=ttyS0,115200 cairn.join=${cairn_join} cairn.ip=${cairn_ip}
@@ -168,7 +177,10 @@ fn build(args: &Args) -> Result<()> {
     let out = if args.out.is_absolute() { args.out.clone() } else { root.join(&args.out) };
     let version = env!("CARGO_PKG_VERSION");
     if !args.no_agent_build {
-        run(Command::new("cargo").current_dir(&root).args(["build", "--release", "--bin", "cairn"]), "cargo build --release --bin cairn")?;
+        run(
+            Command::new("cargo").current_dir(&root).args(["build", "--release", "--bin", "cairn"]),
+            "cargo build --release --bin cairn",
+        )?;
     }
     let stage = out.join("stage");
     let bin = stage.join("usr/bin");
@@ -180,7 +192,10 @@ fn build(args: &Args) -> Result<()> {
     mkosi(&root, args, &stage, &disk_dir, "disk")?;
     let raw = out.join(format!("cairn-{version}.raw"));
     io("moving", &raw, fs::rename(disk_dir.join("cairn.raw"), &raw))?;
-    run(Command::new("zstd").args(["-q", "-f", "-T0", "-10"]).arg(&raw).arg("-o").arg(raw.with_extension("raw.zst")), "zstd the disk image")?;
+    run(
+        Command::new("zstd").args(["-q", "-f", "-T0", "-10"]).arg(&raw).arg("-o").arg(raw.with_extension("raw.zst")),
+        "zstd the disk image",
+    )?;
     let mut artifacts = vec![raw.clone(), raw.with_extension("raw.zst")];
     let manifest_src = disk_dir.join("cairn.manifest");
 
@@ -190,7 +205,11 @@ fn build(args: &Args) -> Result<()> {
         let kernel = pxe_dir.join("cairn.vmlinuz");
         let cpio = fs::read_dir(&pxe_dir)
             .ok()
-            .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".cpio.zst") || p.extension().is_some_and(|x| x == "cpio")))
+            .and_then(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .find(|p| p.to_string_lossy().ends_with(".cpio.zst") || p.extension().is_some_and(|x| x == "cpio"))
+            })
             .ok_or(ImageError::NoOutput("cpio archive"))?;
         io("moving", &kernel, fs::rename(&kernel, out.join("vmlinuz")))?;
         io("moving", &cpio, fs::rename(&cpio, out.join("initrd")))?;
@@ -212,7 +231,11 @@ fn build(args: &Args) -> Result<()> {
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|m| m.get("packages").cloned())
-        .map(|p| p.as_array().map(|a| a.iter().map(|x| serde_json::json!({"name": x["name"], "version": x["version"]})).collect()).unwrap_or_default())
+        .map(|p| {
+            p.as_array()
+                .map(|a| a.iter().map(|x| serde_json::json!({"name": x["name"], "version": x["version"]})).collect())
+                .unwrap_or_default()
+        })
         .unwrap_or(serde_json::Value::Array(vec![]));
     let built = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let manifest = serde_json::json!({

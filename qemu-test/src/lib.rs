@@ -3,11 +3,9 @@
 //! forwards the API port to the host, fetches the CA certificate pinned by the fingerprint the
 //! console shows, and tears everything down when dropped. Every failure carries the console log.
 
-use base64::Engine;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +13,11 @@ pub enum HarnessError {
     #[error("{0} is missing: run `make image` first (or set CAIRN_IMAGE_DIR)")]
     NoImage(PathBuf),
     #[error("{what}: {source}")]
-    Io { what: String, #[source] source: std::io::Error },
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{what}\n--- console log ---\n{console}")]
     Boot { what: String, console: String },
     #[error("TLS: {0}")]
@@ -51,10 +53,14 @@ pub fn disk_image() -> Result<PathBuf> {
 
 /// `kvm` when the host's /dev/kvm runs guests (by the agent's KVM run test), else `tcg`.
 pub fn host_accel() -> &'static str {
-    let bin = ["release", "debug"].iter().map(|p| workspace().join("target").join(p).join("cairn")).find(|p| p.exists());
+    let bin =
+        ["release", "debug"].iter().map(|p| workspace().join("target").join(p).join("cairn")).find(|p| p.exists());
     let Some(bin) = bin else { return "tcg" };
     let out = Command::new(bin).args(["probe", "--json"]).output();
-    let accel = out.ok().and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok()).and_then(|v| v["accel"].as_str().map(str::to_owned));
+    let accel = out
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v["accel"].as_str().map(str::to_owned));
     if accel.as_deref() == Some("kvm") {
         "kvm"
     } else {
@@ -149,7 +155,8 @@ impl Appliance {
         match &boot.media {
             Media::Disk(image) => {
                 let vars = dir.path().join("OVMF_VARS.fd");
-                std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).map_err(io("copying OVMF_VARS_4M.fd (package ovmf)"))?;
+                std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
+                    .map_err(io("copying OVMF_VARS_4M.fd (package ovmf)"))?;
                 args.extend([
                     "-drive".into(),
                     "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
@@ -196,7 +203,10 @@ impl Appliance {
             let console = app.console();
             if console.contains("cairn: ready") && console.contains("====================") {
                 app.ready_after = started.elapsed();
-                app.password = field_after(&console, "admin / ").and_then(|r| r.split_whitespace().next()).unwrap_or_default().to_owned();
+                app.password = field_after(&console, "admin / ")
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or_default()
+                    .to_owned();
                 app.fingerprint = field_after(&console, "CA fingerprint sha256").unwrap_or_default().to_owned();
                 break;
             }
@@ -228,13 +238,11 @@ impl Appliance {
     /// is the fingerprint the console showed: pinned, not trusted on first use.
     fn fetch_ca(&self) -> Result<String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("runtime"))?;
-        let chain = rt.block_on(peer_chain(self.api))?;
+        let chain =
+            rt.block_on(cairn_agent::pki::peer_chain(self.api)).map_err(|e| HarnessError::Tls(e.to_string()))?;
         for der in chain {
-            let digest: String = ring::digest::digest(&ring::digest::SHA256, &der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            if digest == self.fingerprint {
-                let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-                let body: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-                return Ok(format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", body.join("\n")));
+            if cairn_agent::pki::der_fingerprint(&der) == self.fingerprint {
+                return Ok(cairn_agent::pki::der_to_pem(&der));
             }
         }
         Err(self.fail(&format!("no certificate in the API's chain has the console's fingerprint {}", self.fingerprint)))
@@ -244,61 +252,4 @@ impl Appliance {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// Accepts any server certificate, recording the chain; used only to fetch the CA, which is
-/// then checked against the fingerprint from the console.
-#[derive(Debug)]
-struct Recorder(std::sync::Mutex<Vec<Vec<u8>>>, Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if let Ok(mut c) = self.0.lock() {
-            c.push(end_entity.to_vec());
-            c.extend(intermediates.iter().map(|i| i.to_vec()));
-        }
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.1.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.1.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-async fn peer_chain(addr: SocketAddr) -> Result<Vec<Vec<u8>>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let recorder = Arc::new(Recorder(std::sync::Mutex::default(), provider.clone()));
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HarnessError::Tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(io(format!("connecting to {addr}")))?;
-    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.map_err(io("TLS handshake"))?;
-    let chain = recorder.0.lock().map(|c| c.clone()).unwrap_or_default();
-    Ok(chain)
 }

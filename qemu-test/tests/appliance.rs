@@ -16,7 +16,11 @@ fn host_facts(app: &Appliance) -> serde_json::Value {
     rt.block_on(async {
         let client = Client::new(app.api, &std::fs::read_to_string(&app.ca_path).unwrap()).unwrap();
         let mut conn = client.connect().await.unwrap();
-        let token = conn.login("admin", &app.password, "admin").await.unwrap().expect("admin login with the console's password");
+        let token = conn
+            .login("admin", &app.password, "admin")
+            .await
+            .unwrap()
+            .expect("admin login with the console's password");
         let r = conn.request(Method::GET, "/cairn/v1/host", &[("x-auth-token", &token)], None).await.unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()["host"].clone()
@@ -24,9 +28,9 @@ fn host_facts(app: &Appliance) -> serde_json::Value {
 }
 
 fn osc(app: &Appliance, args: &[&str]) -> String {
-    let venv = std::env::var_os("CAIRN_OSC_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/cairn/osc-venv"));
+    let venv = std::env::var_os("CAIRN_OSC_VENV").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/cairn/osc-venv")
+    });
     let bin = venv.join("bin/openstack");
     assert!(bin.exists(), "{} is missing: run `make test-deps`", bin.display());
     let out = std::process::Command::new(bin)

@@ -13,7 +13,7 @@ use ring::digest;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs;
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,7 +88,7 @@ fn ca_params() -> Result<CertificateParams, PkiError> {
 /// SHA-256 of the first certificate in `pem`, as lowercase hex (what join tokens pin).
 pub fn fingerprint(pem: &str) -> Option<String> {
     let der = rustls_pemfile::certs(&mut pem.as_bytes()).next()?.ok()?;
-    Some(digest::digest(&digest::SHA256, der.as_ref()).as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Some(der_fingerprint(der.as_ref()))
 }
 
 impl Pki {
@@ -177,6 +177,78 @@ pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, PkiError
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// Accepts any server certificate, recording the chain; used only to fetch a peer's CA, which
+/// the caller then checks against a pinned fingerprint.
+#[derive(Debug)]
+struct Recorder(std::sync::Mutex<Vec<Vec<u8>>>, Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Ok(mut c) = self.0.lock() {
+            c.push(end_entity.to_vec());
+            c.extend(intermediates.iter().map(|i| i.to_vec()));
+        }
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.1.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.1.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate chain a TLS server at `addr` presents (leaf first), unverified: callers
+/// check it against a pinned fingerprint.
+pub async fn peer_chain(addr: SocketAddr) -> Result<Vec<Vec<u8>>, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let recorder = Arc::new(Recorder(std::sync::Mutex::default(), provider.clone()));
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    let io = |source| PkiError::Io { op: "connecting to", path: addr.to_string().into(), source };
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.map_err(io)?;
+    let chain = recorder.0.lock().map(|c| c.clone()).unwrap_or_default();
+    Ok(chain)
+}
+
+/// A DER certificate as PEM.
+pub fn der_to_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+}
+
+/// SHA-256 of a DER certificate, lowercase hex.
+pub fn der_fingerprint(der: &[u8]) -> String {
+    digest::digest(&digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,77 @@
+//! `cairn check URL`: is a node's API reachable from here, which CA does it present, and does
+//! `/healthz` answer? With `--ca-fingerprint` the CA must match (what a join token pins).
+//! Retries until `--wait` runs out, so it can run at boot before the peer is up.
+
+use crate::client::Client;
+use crate::pki::{der_fingerprint, der_to_pem, peer_chain};
+use hyper::Method;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0:?} is not an https:// URL with a host")]
+    Url(String),
+    #[error("{url}: {why}")]
+    Unreachable { url: String, why: String },
+}
+
+fn addr_of(url: &str) -> Result<SocketAddr, CheckError> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| CheckError::Url(url.into()))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let with_port = if host.contains(':') && !host.ends_with(']') { host.to_owned() } else { format!("{host}:443") };
+    with_port.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| CheckError::Url(url.into()))
+}
+
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(&format!(": {c}"));
+        src = c.source();
+    }
+    s
+}
+
+/// One attempt: the CA's fingerprint and the /healthz status.
+async fn attempt(addr: SocketAddr, pin: Option<&str>) -> Result<(String, u16), String> {
+    let chain = peer_chain(addr).await.map_err(|e| with_sources(&e))?;
+    let ca = match pin {
+        Some(p) => chain
+            .iter()
+            .find(|c| der_fingerprint(c) == p)
+            .ok_or("no certificate in its chain matches the pinned CA fingerprint")?,
+        None => chain.last().ok_or("it presented no certificate")?,
+    };
+    let client = Client::new(addr, &der_to_pem(ca)).map_err(|e| e.to_string())?;
+    let mut conn = client.connect().await.map_err(|e| format!("its certificate does not chain to its CA: {e}"))?;
+    let r = conn.request(Method::GET, "/healthz", &[], None).await.map_err(|e| e.to_string())?;
+    Ok((der_fingerprint(ca), r.status))
+}
+
+pub fn run(url: &str, wait: Duration, pin: Option<&str>) -> Result<String, CheckError> {
+    let addr = addr_of(url)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CheckError::Unreachable { url: url.into(), why: e.to_string() })?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match rt.block_on(attempt(addr, pin)) {
+            Ok((fp, status)) => return Ok(format!("{url} reachable; CA sha256 {fp}; /healthz {status}")),
+            Err(why) if Instant::now() >= deadline => return Err(CheckError::Unreachable { url: url.into(), why }),
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls() {
+        assert_eq!(super::addr_of("https://127.0.0.1").unwrap().port(), 443);
+        assert_eq!(super::addr_of("https://127.0.0.1:8443/identity/v3").unwrap().port(), 8443);
+        assert!(super::addr_of("http://127.0.0.1").is_err());
+        assert!(super::addr_of("https://").is_err());
+    }
+}
