@@ -15,10 +15,12 @@ export CAIRN_OSC_VENV := $(OSC_VENV)
 IMAGE     := out/cairn-$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1).raw
 IMAGE_SRC := mkosi.conf $(shell find rootfs-overlay image-builder agent/src -type f 2>/dev/null)
 
-.PHONY: help deps image-deps test-deps build lint test run bench clean image
+.PHONY: help deps image-deps test-deps build lint test run run-agent bench clean image
 
 help:
-	@echo "make run        build the agent and run it locally (prints URL, CA file and admin credentials)"
+	@echo "make run        build the appliance image if needed and boot it in QEMU (prints URL, CA file, admin credentials)"
+	@echo "make image      build the appliance image (disk + PXE) into out/"
+	@echo "make run-agent  run just the agent on this machine"
 	@echo "make test       install test dependencies, then lint and run every test"
 	@echo "make bench      benchmark the agent (token issue/validate, reads, writes, RSS)"
 	@echo "make deps       system packages (apt, with bookworm-backports)"
@@ -60,15 +62,15 @@ lint:
 test: test-deps image-deps lint image
 	$(CARGO) test --workspace
 
-# Runs the agent in the foreground on $(RUN_ADDR) with its data in $(RUN_DIR); Ctrl-C stops it.
-run: build
+# Boots the appliance image in QEMU (building it when missing or stale) with its API forwarded
+# to the host; prints the URL, the CA file and the admin credentials. Ctrl-C stops it.
+run: image-deps image
+	$(CARGO) run --release -q -p cairn-qemu-test --bin cairn-run
+
+# Runs just the agent on this machine, without the appliance, on $(RUN_ADDR).
+run-agent: build
 	@mkdir -p $(RUN_DIR)
-	@url="https://$(RUN_ADDR)/identity/v3"; \
-	if [ -f $(RUN_DIR)/admin-password ]; then pw_note="$$(cat $(RUN_DIR)/admin-password)"; else pw_note="(generated at first start: cat $(RUN_DIR)/admin-password)"; fi; \
-	( for i in $$(seq 100); do [ -f $(RUN_DIR)/admin-password ] && curl -sf --cacert $(RUN_DIR)/pki/ca.pem https://$(RUN_ADDR)/healthz >/dev/null 2>&1 && break; sleep 0.2; done; \
-	  echo; echo "Cairn API   $$url"; echo "CA file     $(RUN_DIR)/pki/ca.pem"; \
-	  echo "Admin       admin / $$(cat $(RUN_DIR)/admin-password 2>/dev/null || echo "$$pw_note") (project admin, domain Default)"; \
-	  echo "Try         OS_AUTH_URL=$$url OS_CACERT=$(RUN_DIR)/pki/ca.pem OS_USERNAME=admin OS_PASSWORD=... OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default openstack token issue"; echo ) & \
+	@echo "Cairn API https://$(RUN_ADDR)/identity/v3  CA $(RUN_DIR)/pki/ca.pem  admin password: $(RUN_DIR)/admin-password (after first start)"
 	exec ./target/release/cairn agent --config /dev/null --data-dir $(RUN_DIR) --listen $(RUN_ADDR)
 
 bench: build

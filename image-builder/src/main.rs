@@ -124,8 +124,8 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
-/// Runs mkosi for one output format into `dir`.
-fn mkosi(root: &Path, args: &Args, stage: &Path, dir: &Path, format: &str) -> Result<()> {
+/// Runs mkosi for one output format into `dir`, with extra mkosi arguments.
+fn mkosi(root: &Path, args: &Args, stage: &Path, dir: &Path, format: &str, extra: &[&str]) -> Result<()> {
     io("creating", dir, fs::create_dir_all(dir))?;
     let mut cmd = Command::new("mkosi");
     cmd.current_dir(root)
@@ -136,6 +136,7 @@ fn mkosi(root: &Path, args: &Args, stage: &Path, dir: &Path, format: &str) -> Re
         .arg(format!("--package-cache-dir={}", args.cache.join("pkgcache").display()))
         .arg(format!("--extra-tree={}:/", stage.display()))
         .arg("--manifest-format=json")
+        .args(extra)
         .arg("build")
         .stdin(std::process::Stdio::null());
     run(&mut cmd, &format!("mkosi --format={format} build"))
@@ -189,7 +190,7 @@ fn build(args: &Args) -> Result<()> {
     io("staging", &agent, fs::copy(&agent, bin.join("cairn")))?;
 
     let disk_dir = out.join("mkosi/disk");
-    mkosi(&root, args, &stage, &disk_dir, "disk")?;
+    mkosi(&root, args, &stage, &disk_dir, "disk", &[])?;
     let raw = out.join(format!("cairn-{version}.raw"));
     io("moving", &raw, fs::rename(disk_dir.join("cairn.raw"), &raw))?;
     run(
@@ -201,8 +202,10 @@ fn build(args: &Args) -> Result<()> {
 
     if !args.disk_only {
         let pxe_dir = out.join("mkosi/pxe");
-        mkosi(&root, args, &stage, &pxe_dir, "cpio")?;
-        let kernel = pxe_dir.join("cairn.vmlinuz");
+        // A network-booted root needs no boot loader, /boot or initrd of its own: it is the
+        // initrd, and the kernel is the disk build's.
+        mkosi(&root, args, &stage, &pxe_dir, "cpio", &["--bootable=no"])?;
+        let kernel = disk_dir.join("cairn.vmlinuz");
         let cpio = fs::read_dir(&pxe_dir)
             .ok()
             .and_then(|d| {
