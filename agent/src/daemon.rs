@@ -183,7 +183,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     // It holds password hashes: owner only, like the keys.
     std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", &db_path))?;
     let state = Replicated::start(store, NODE_ID, cfg.listen.to_string()).await?;
-    let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs)?;
+    let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs);
     let mut generated_password = None;
     if !identity.view()?.is_bootstrapped()? {
         let (password, generated) = admin_password(&cfg)?;

@@ -136,7 +136,6 @@ pub struct Identity {
     state: Replicated,
     signer: TokenSigner,
     ttl_secs: u64,
-    decoy: String,
 }
 
 /// At most this many argon2 computations run at once (one per CPU): each takes 19 MiB and a
@@ -158,9 +157,8 @@ async fn hash_password(password: String) -> Result<String> {
 }
 
 impl Identity {
-    pub fn new(state: Replicated, key: &[u8; token::KEY_LEN], ttl_secs: u64) -> Result<Self> {
-        let decoy = password::decoy_hash().map_err(|e| IdentityError::Internal(Box::new(e)))?;
-        Ok(Self { state, signer: TokenSigner::new(key), ttl_secs, decoy })
+    pub fn new(state: Replicated, key: &[u8; token::KEY_LEN], ttl_secs: u64) -> Self {
+        Self { state, signer: TokenSigner::new(key), ttl_secs }
     }
 
     /// A consistent read view of the state.
@@ -226,7 +224,8 @@ impl Identity {
     /// answer, after the same work.
     pub async fn login_password(&self, user: &Ref, password: String, scope: &Scope) -> Result<(String, Auth)> {
         let found = self.find_user(user)?;
-        let phc = found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| self.decoy.clone());
+        let phc =
+            found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| password::DECOY_HASH.to_owned());
         let ok = off_thread(move || password::verify(&password, &phc)).await?;
         match found {
             Some(u) if ok && u.enabled => self.issue(u, scope),
