@@ -114,13 +114,6 @@ fn admin_password(cfg: &Config) -> Result<(String, bool), DaemonError> {
     Ok((p, true))
 }
 
-/// Whether `dir` lives in memory (tmpfs or ramfs), as on a PXE node without a disk.
-fn in_memory(dir: &Path) -> bool {
-    use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
-    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
-    statfs(dir).map(|s| s.filesystem_type() == TMPFS_MAGIC || s.filesystem_type() == RAMFS_MAGIC).unwrap_or(false)
-}
-
 /// Writes the node's banner straight to the console (not the journal): the operator at the
 /// console is the one who may see a first-boot password.
 fn console_banner(url: &str, fingerprint: &str, data_dir: &Path, password: Option<&str>) {
@@ -167,7 +160,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(io_err("creating", &cfg.data_dir))?;
     std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io_err("chmod", &cfg.data_dir))?;
-    if in_memory(&cfg.data_dir) {
+    let data = host::data_dir(&cfg.data_dir);
+    log::info!("state in {} ({} MiB free of {} MiB)", data.path, data.available_bytes >> 20, data.size_bytes >> 20);
+    if data.in_memory {
         log::warn!(
             "STATE IS IN MEMORY ONLY: {} is on tmpfs (no local disk for data); everything this node stores is lost at power-off. Give it a disk or join it to a cluster.",
             cfg.data_dir.display()
@@ -196,7 +191,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .await
         .map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
     let bound = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
-    let api = Arc::new(Api { identity, public_url: cfg.public_url.clone(), host: facts });
+    let api = Arc::new(Api { identity, public_url: cfg.public_url.clone(), host: facts, data_dir: data });
     let server = tokio::spawn(api::serve(listener, pki.server_config()?, api));
 
     let shown = if bound.ip().is_unspecified() { format!("localhost:{}", bound.port()) } else { bound.to_string() };

@@ -204,7 +204,15 @@ fn build(args: &Args) -> Result<()> {
         let pxe_dir = out.join("mkosi/pxe");
         // A network-booted root needs no boot loader, /boot or initrd of its own: it is the
         // initrd, and the kernel is the disk build's.
-        mkosi(&root, args, &stage, &pxe_dir, "cpio", &["--bootable=no"])?;
+        // Nor a data partition: it keeps state in memory and says so.
+        mkosi(
+            &root,
+            args,
+            &stage,
+            &pxe_dir,
+            "cpio",
+            &["--bootable=no", "--remove-files=/etc/fstab", "--remove-files=/usr/lib/repart.d"],
+        )?;
         let kernel = disk_dir.join("cairn.vmlinuz");
         let cpio = fs::read_dir(&pxe_dir)
             .ok()

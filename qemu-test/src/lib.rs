@@ -91,12 +91,22 @@ pub struct Boot {
     pub memory_mib: u32,
     /// Extra QEMU arguments (a second NIC on a virtual LAN, …).
     pub extra: Vec<String>,
+    /// Boot the disk image from a copy-on-write overlay of this size (a bigger disk, as a USB
+    /// stick or a server's disk is), instead of the image's own size.
+    pub disk_bytes: Option<u64>,
     pub timeout: Duration,
 }
 
 impl Boot {
     pub fn new(media: Media) -> Self {
-        Boot { media, cpu: "max".into(), memory_mib: 2048, extra: Vec::new(), timeout: Duration::from_secs(600) }
+        Boot {
+            media,
+            cpu: "max".into(),
+            memory_mib: 2048,
+            extra: Vec::new(),
+            disk_bytes: None,
+            timeout: Duration::from_secs(600),
+        }
     }
 }
 
@@ -154,6 +164,26 @@ impl Appliance {
         let hostfwd = format!("hostfwd=tcp:127.0.0.1:{port}-:443");
         match &boot.media {
             Media::Disk(image) => {
+                let drive = match boot.disk_bytes {
+                    None => format!("if=virtio,format=raw,file={},snapshot=on", image.display()),
+                    Some(bytes) => {
+                        let overlay = dir.path().join("disk.qcow2");
+                        let status = Command::new("qemu-img")
+                            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                            .arg(image)
+                            .arg(&overlay)
+                            .arg(bytes.to_string())
+                            .status()
+                            .map_err(io("running qemu-img (package qemu-utils)"))?;
+                        if !status.success() {
+                            return Err(HarnessError::Io {
+                                what: "qemu-img create".into(),
+                                source: std::io::Error::other(status.to_string()),
+                            });
+                        }
+                        format!("if=virtio,format=qcow2,file={}", overlay.display())
+                    }
+                };
                 let vars = dir.path().join("OVMF_VARS.fd");
                 std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
                     .map_err(io("copying OVMF_VARS_4M.fd (package ovmf)"))?;
@@ -163,7 +193,7 @@ impl Appliance {
                     "-drive".into(),
                     format!("if=pflash,format=raw,file={}", vars.display()),
                     "-drive".into(),
-                    format!("if=virtio,format=raw,file={},snapshot=on", image.display()),
+                    drive,
                     "-netdev".into(),
                     format!("user,id=mgmt,{hostfwd}"),
                     "-device".into(),

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 /// One guest at a time: two TCG guests on two cores would only slow each other down.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// `GET /cairn/v1/host`: `{"host": probe facts, "data_dir": where the state lives}`.
 fn host_facts(app: &Appliance) -> serde_json::Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -23,7 +24,7 @@ fn host_facts(app: &Appliance) -> serde_json::Value {
             .expect("admin login with the console's password");
         let r = conn.request(Method::GET, "/cairn/v1/host", &[("x-auth-token", &token)], None).await.unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        r.json()["host"].clone()
+        r.json()
     })
 }
 
@@ -54,14 +55,22 @@ fn osc(app: &Appliance, args: &[&str]) -> String {
 #[test]
 fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let app = Appliance::boot(&Boot::new(Media::Disk(disk_image().unwrap()))).unwrap();
-    eprintln!("disk image (UEFI, -cpu max): ready after {:.1} s", app.ready_after.as_secs_f64());
+    let mut boot = Boot::new(Media::Disk(disk_image().unwrap()));
+    boot.disk_bytes = Some(4 << 30);
+    let app = Appliance::boot(&boot).unwrap();
+    eprintln!("disk image (UEFI, -cpu max, 4 GiB disk): ready after {:.1} s", app.ready_after.as_secs_f64());
     assert!(!app.password.is_empty(), "first boot shows the generated admin password on the console");
     assert_eq!(app.fingerprint.len(), 64);
 
     // QEMU's emulator offers svm with -cpu max: the agent must see it, use kvm_amd, and its KVM
     // run test must pass (a nested guest really runs).
-    let facts = host_facts(&app);
+    let all = host_facts(&app);
+    // The data partition grew from 64 MiB in the image to fill the 4 GiB disk on first boot.
+    let data = &all["data_dir"];
+    assert_eq!(data["path"], "/var/lib/cairn");
+    assert_eq!(data["in_memory"], false, "{data:#}");
+    assert!(data["size_bytes"].as_u64().unwrap() > 2 << 30, "data partition not grown: {data:#}");
+    let facts = &all["host"];
     assert_eq!(facts["cpu"]["virtualization"], "svm", "{facts:#}");
     let modules: Vec<&str> = facts["kvm"]["modules"].as_array().unwrap().iter().filter_map(|m| m.as_str()).collect();
     assert!(modules.contains(&"kvm_amd"), "{facts:#}");
@@ -84,7 +93,7 @@ fn disk_image_without_virtualization_extensions_emulates() {
     boot.cpu = "qemu64,-svm,-vmx".into();
     let app = Appliance::boot(&boot).unwrap();
     eprintln!("disk image (UEFI, -cpu qemu64,-svm,-vmx): ready after {:.1} s", app.ready_after.as_secs_f64());
-    let facts = host_facts(&app);
+    let facts = &host_facts(&app)["host"];
     assert_eq!(facts["cpu"]["virtualization"], "none", "{facts:#}");
     assert_eq!(facts["accel"], "qemu", "{facts:#}");
     assert!(app.console().contains("no vmx/svm on this CPU"), "said once in the log");

@@ -10,7 +10,7 @@ pub mod error;
 pub mod http;
 pub mod keystone;
 
-use crate::host::HostFacts;
+use crate::host::{DataDir, HostFacts};
 use crate::identity::Identity;
 use error::ApiError;
 use http::Body;
@@ -38,6 +38,8 @@ pub struct Api {
     pub public_url: Option<String>,
     /// What the host probe found at start.
     pub host: HostFacts,
+    /// Where the state lives, as found at start.
+    pub data_dir: DataDir,
 }
 
 impl Api {
@@ -123,7 +125,8 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
                 return Err(ApiError::Forbidden("Reading the host facts needs the admin role.".into()));
             }
             let facts = serde_json::to_value(&api.host).map_err(|e| ApiError::Internal(Box::new(e)))?;
-            Ok(http::json(StatusCode::OK, &serde_json::json!({"host": facts})))
+            let data = serde_json::to_value(&api.data_dir).map_err(|e| ApiError::Internal(Box::new(e)))?;
+            Ok(http::json(StatusCode::OK, &serde_json::json!({"host": facts, "data_dir": data})))
         }
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),

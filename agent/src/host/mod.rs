@@ -229,6 +229,28 @@ pub fn probe(fs: &dyn HostFs, kvm: &dyn KvmTester) -> HostFacts {
     }
 }
 
+/// Where the agent keeps its state, and how much room it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DataDir {
+    pub path: String,
+    pub size_bytes: u64,
+    pub available_bytes: u64,
+    /// On tmpfs or ramfs (a PXE node without a disk): lost at power-off.
+    pub in_memory: bool,
+}
+
+/// Reads the file system under `dir`.
+pub fn data_dir(dir: &std::path::Path) -> DataDir {
+    use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    let in_memory =
+        statfs(dir).map(|s| s.filesystem_type() == TMPFS_MAGIC || s.filesystem_type() == RAMFS_MAGIC).unwrap_or(false);
+    let (size_bytes, available_bytes) = nix::sys::statvfs::statvfs(dir)
+        .map(|v| (v.blocks() * v.fragment_size(), v.blocks_available() * v.fragment_size()))
+        .unwrap_or((0, 0));
+    DataDir { path: dir.display().to_string(), size_bytes, available_bytes, in_memory }
+}
+
 /// A readable table of the facts.
 pub fn render_table(f: &HostFacts) -> String {
     let mut s = String::new();
@@ -298,6 +320,14 @@ mod tests {
     fn fixture(name: &str, kvm: KvmRun) -> HostFacts {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hosts/");
         probe(&RootedFs::new(format!("{root}{name}")), &FixedKvm(kvm))
+    }
+
+    #[test]
+    fn data_dir_on_tmpfs_is_in_memory() {
+        let d = data_dir(std::path::Path::new("/dev/shm"));
+        assert!(d.in_memory, "/dev/shm is tmpfs");
+        let here = data_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+        assert!(!here.in_memory && here.size_bytes > 0 && here.available_bytes <= here.size_bytes);
     }
 
     #[test]
