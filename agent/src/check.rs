@@ -23,19 +23,9 @@ fn addr_of(url: &str) -> Result<SocketAddr, CheckError> {
     with_port.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| CheckError::Url(url.into()))
 }
 
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(&format!(": {c}"));
-        src = c.source();
-    }
-    s
-}
-
 /// One attempt: the CA's fingerprint and the /healthz status.
 async fn attempt(addr: SocketAddr, pin: Option<&str>) -> Result<(String, u16), String> {
-    let chain = peer_chain(addr).await.map_err(|e| with_sources(&e))?;
+    let chain = peer_chain(addr).await.map_err(|e| crate::error_chain(&e))?;
     let ca = match pin {
         Some(p) => chain
             .iter()

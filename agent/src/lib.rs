@@ -14,3 +14,15 @@ pub mod model;
 pub mod pki;
 pub mod state;
 pub mod sys;
+
+/// An error and its sources on one line (`a: b: c`): the chain printed once, at the top.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

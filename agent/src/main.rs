@@ -71,13 +71,7 @@ enum Cmd {
 }
 
 fn report(e: &dyn Error) -> ExitCode {
-    let mut msg = format!("cairn: error: {e}");
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    eprintln!("{msg}");
+    eprintln!("cairn: error: {}", cairn_agent::error_chain(e));
     ExitCode::FAILURE
 }
 
