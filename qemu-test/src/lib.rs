@@ -33,7 +33,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
 
 /// The workspace's root.
 pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// Where the image artifacts are (`make image` writes them to `out/`).
