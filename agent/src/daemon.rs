@@ -140,7 +140,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     log::info!("cairn {} starting", env!("CARGO_PKG_VERSION"));
     let kvm_timeout = Duration::from_secs(cfg.kvm_test_timeout_secs);
     let nested = cfg.nested;
-    let facts = tokio::task::spawn_blocking(move || {
+    // The probe (and its KVM run test) runs while PKI, state and identity start up.
+    let probing = tokio::task::spawn_blocking(move || {
         let (fs, kvm) = (RootedFs::new("/"), ChildKvmTester { timeout: kvm_timeout });
         let facts = host::probe(&fs, &kvm);
         match setup::apply(&facts, nested, &Modprobe) {
@@ -151,11 +152,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 facts
             }
         }
-    })
-    .await
-    .map_err(|e| DaemonError::Io { op: "probing", path: "/".into(), source: std::io::Error::other(e) })?;
-    let accel = if facts.accel == Accel::Kvm { "kvm" } else { "qemu" };
-    log::info!("guests will use domain type {accel}: {}", facts.accel_reason);
+    });
 
     std::fs::create_dir_all(&cfg.data_dir).map_err(io_err("creating", &cfg.data_dir))?;
     std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
@@ -186,6 +183,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         log::info!("bootstrapped: user admin, project admin, roles admin/member/reader");
         generated_password = generated.then_some(password);
     }
+
+    let facts = probing.await.map_err(|e| DaemonError::Io {
+        op: "probing",
+        path: "/".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let accel = if facts.accel == Accel::Kvm { "kvm" } else { "qemu" };
+    log::info!("guests will use domain type {accel}: {}", facts.accel_reason);
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
