@@ -166,8 +166,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         );
     }
     let host = hostname();
-    let pki =
-        Pki::ensure(&cfg.data_dir.join("pki"), &host, &["localhost".into(), host.clone()], &local_addresses(&cfg))?;
+    let addrs = local_addresses(&cfg);
+    let pki = Pki::ensure(&cfg.data_dir.join("pki"), &host, &["localhost".into(), host.clone()], &addrs)?;
     let key = token_key(&cfg.data_dir)?;
 
     let db_path = cfg.data_dir.join("state.redb");
@@ -199,13 +199,12 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let api = Arc::new(Api { identity, public_url: cfg.public_url.clone(), host: facts, data_dir: data });
     let server = tokio::spawn(api::serve(listener, pki.server_config()?, api));
 
-    let shown = if bound.ip().is_unspecified() { format!("localhost:{}", bound.port()) } else { bound.to_string() };
     let fingerprint = pki.ca_fingerprint().unwrap_or_default();
     log::info!("CA certificate {} (sha256 {fingerprint})", pki.ca_path().display());
     let url = match (&cfg.public_url, bound.ip().is_unspecified()) {
         (Some(u), _) => format!("{}/identity/v3", u.trim_end_matches('/')),
-        (None, true) => format!("https://{}/identity/v3", banner_host(&facts_addresses(&cfg), bound.port())),
-        (None, false) => format!("https://{shown}/identity/v3"),
+        (None, true) => format!("https://{}/identity/v3", banner_host(&addrs, bound.port())),
+        (None, false) => format!("https://{bound}/identity/v3"),
     };
     log::info!("cairn: ready {url}");
     if cfg.console_banner {
@@ -223,16 +222,13 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn facts_addresses(cfg: &Config) -> Vec<IpAddr> {
-    local_addresses(cfg).into_iter().filter(|a| !a.is_loopback()).collect()
-}
-
-/// The address to show for a wildcard listener: the first non-loopback IPv4 address.
+/// The address to show for a wildcard listener: the first non-loopback address, IPv4 first.
 fn banner_host(addrs: &[IpAddr], port: u16) -> String {
-    let ip = addrs
+    let routable: Vec<&IpAddr> = addrs.iter().filter(|a| !a.is_loopback()).collect();
+    let ip = routable
         .iter()
         .find(|a| a.is_ipv4())
-        .or(addrs.first())
+        .or(routable.first())
         .map(|a| a.to_string())
         .unwrap_or_else(|| "localhost".into());
     if port == 443 {

@@ -1,8 +1,8 @@
 //! HTTP plumbing shared by every service: bounded body reading, JSON in and out, query strings.
 
 use super::error::ApiError;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -13,13 +13,29 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 
 pub type Body = Full<Bytes>;
 
+/// How much of an over-limit body is read and thrown away before answering 413. Closing a
+/// connection with unread data makes the kernel send RST, which can destroy the 413 before the
+/// client reads it; past this much the client is not worth the bandwidth.
+const MAX_DRAIN: usize = 16 << 20;
+
 /// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge { limit }),
-        Err(e) => Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
+pub async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let read_err = |e: hyper::Error| ApiError::BadRequest(format!("could not read the request body: {e}"));
+    let mut buf = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(read_err)?.into_data() else { continue };
+        seen += data.len();
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > limit + MAX_DRAIN {
+            break;
+        }
     }
+    if seen > limit {
+        return Err(ApiError::TooLarge { limit });
+    }
+    Ok(buf.freeze())
 }
 
 /// Parses a JSON body into `T`; syntax and type errors are 400 with serde's description.

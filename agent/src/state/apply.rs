@@ -2,11 +2,11 @@
 //! outcome depends only on the command and the tables. A refused command writes nothing.
 
 use super::{
-    assignment_keys, split3, Command, Kind, Outcome, Refusal, StateError, ASSIGN_BY_PROJECT, ASSIGN_BY_USER, PROJECTS,
-    PROJECT_NAMES, REVOKED, ROLES, ROLE_NAMES, USERS, USER_NAMES,
+    assignment_keys, split3, Command, Kind, Outcome, Refusal, StateError, ASSIGN_BY_PROJECT, ASSIGN_BY_USER,
+    BOOTSTRAPPED, CLOUD, PROJECTS, PROJECT_NAMES, REVOKED, ROLES, ROLE_NAMES, USERS, USER_NAMES,
 };
 use crate::model::{Assignment, Project, Role, User};
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 type Blob = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -194,9 +194,12 @@ fn check_assignment_parts(tx: &WriteTransaction, a: &Assignment) -> Result<Optio
 }
 
 fn bootstrap(tx: &WriteTransaction, project: &Project, user: &User, roles: &[Role]) -> Result<Outcome, StateError> {
-    if !tx.open_table(USERS)?.is_empty()? {
+    // Recorded, not inferred from the tables: deleting every user must not invite a second
+    // bootstrap at the next start.
+    if tx.open_table(CLOUD)?.get(BOOTSTRAPPED)?.is_some() {
         return Ok(Err(Refusal::AlreadyBootstrapped));
     }
+    tx.open_table(CLOUD)?.insert(BOOTSTRAPPED, "1")?;
     let mut outcomes =
         vec![create(tx, PROJECTS, PROJECT_NAMES, Kind::Project, &project.id, project.name.as_str(), project)?];
     outcomes.push(create(tx, USERS, USER_NAMES, Kind::User, &user.id, user.name.as_str(), user)?);
@@ -311,7 +314,13 @@ mod tests {
         assert_eq!(run(&s, cmd.clone()), Ok(()));
         assert!(s.view().unwrap().is_bootstrapped().unwrap());
         assert_eq!(s.view().unwrap().roles_of("u", "p").unwrap(), vec!["ra".to_string()]);
+        assert_eq!(run(&s, cmd.clone()), Err(Refusal::AlreadyBootstrapped));
+        // With every user deleted the cloud is still bootstrapped, and a second bootstrap is
+        // refused before it writes anything.
+        run(&s, Command::DeleteUser { id: "u".into() }).unwrap();
+        assert!(s.view().unwrap().is_bootstrapped().unwrap());
         assert_eq!(run(&s, cmd), Err(Refusal::AlreadyBootstrapped));
+        assert!(s.view().unwrap().users().unwrap().is_empty(), "the refused bootstrap wrote no user");
         run(&s, Command::RevokeToken { audit_id: "a1".into(), expires_at: 100, now: 50 }).unwrap();
         assert!(s.view().unwrap().is_revoked("a1").unwrap());
         run(&s, Command::RevokeToken { audit_id: "a2".into(), expires_at: 300, now: 200 }).unwrap();

@@ -9,7 +9,7 @@ pub mod apply;
 pub mod raft;
 
 use crate::model::{Assignment, Project, ProjectPatch, Role, User, UserPatch};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +28,10 @@ pub(crate) const ASSIGN_BY_USER: TableDefinition<&str, ()> = TableDefinition::ne
 pub(crate) const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
 
 /// Every table of the state machine, for snapshots.
-pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 3] = [PROJECT_NAMES, USER_NAMES, ROLE_NAMES];
+/// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
+pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
+pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
+pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 4] = [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD];
 pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 3] = [PROJECTS, USERS, ROLES];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
@@ -313,8 +316,6 @@ impl View {
 
     /// Whether the first-start bootstrap has been applied.
     pub fn is_bootstrapped(&self) -> Result<bool, StateError> {
-        let tx = &self.tx;
-        let t = tx.open_table(USERS)?;
-        Ok(!t.is_empty()?)
+        Ok(self.tx.open_table(CLOUD)?.get(BOOTSTRAPPED)?.is_some())
     }
 }
