@@ -1,8 +1,11 @@
 //! Everything that touches the machine, each behind a trait with a real implementation here
 //! and a fake for tests: files under /proc and /sys ([`hostfs`]), the KVM run test ([`kvm`]),
-//! kernel modules ([`modules`]) and systemd's notify socket ([`notify`]).
+//! kernel modules ([`modules`]), links, addresses and routes ([`netlink`]) in named network
+//! namespaces ([`netns`]) and systemd's notify socket ([`notify`]).
 
 pub mod hostfs;
 pub mod kvm;
 pub mod modules;
+pub mod netlink;
+pub mod netns;
 pub mod notify;
