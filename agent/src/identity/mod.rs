@@ -51,7 +51,11 @@ impl From<Refusal> for IdentityError {
         match r {
             Refusal::Conflict { kind, name } => IdentityError::Conflict { kind, name },
             Refusal::NotFound { kind, id } => IdentityError::NotFound { kind, id },
-            Refusal::AlreadyBootstrapped => IdentityError::Internal(Box::new(Refusal::AlreadyBootstrapped)),
+            // Not refusals of identity commands.
+            r
+            @ (Refusal::AlreadyBootstrapped | Refusal::Invalid(_) | Refusal::Conflicts(_) | Refusal::Exhausted(_)) => {
+                IdentityError::Internal(Box::new(r))
+            }
         }
     }
 }

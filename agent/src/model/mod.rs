@@ -1,7 +1,9 @@
 //! Plain data of the cloud: identity resources (domains, projects, users, roles, role
-//! assignments) with validated names and ids. Imports nothing of ours; no I/O.
+//! assignments) with validated names and ids; Neutron's resources in [`network`]. Imports nothing of ours; no I/O.
 //!
 //! Limitations: only the `default` domain exists (Keystone's single-domain deployments).
+
+pub mod network;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

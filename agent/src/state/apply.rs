@@ -96,20 +96,34 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
             t.insert(audit_id.as_str(), *expires_at)?;
             Ok(Ok(()))
         }
+        Command::CreateNetwork { .. }
+        | Command::UpdateNetwork { .. }
+        | Command::DeleteNetwork { .. }
+        | Command::CreateSubnet { .. }
+        | Command::UpdateSubnet { .. }
+        | Command::DeleteSubnet { .. }
+        | Command::CreatePort { .. }
+        | Command::UpdatePort { .. }
+        | Command::DeletePort { .. } => super::network::apply(tx, cmd),
     }
 }
 
-fn not_found(kind: Kind, id: &str) -> Refusal {
+pub(super) fn not_found(kind: Kind, id: &str) -> Refusal {
     Refusal::NotFound { kind, id: id.to_owned() }
 }
 
-fn load<T: DeserializeOwned>(tx: &WriteTransaction, table: Blob, id: &str) -> Result<Option<T>, StateError> {
+pub(super) fn load<T: DeserializeOwned>(tx: &WriteTransaction, table: Blob, id: &str) -> Result<Option<T>, StateError> {
     let t = tx.open_table(table)?;
     let v = t.get(id)?;
     match v {
         Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
         None => Ok(None),
     }
+}
+
+pub(super) fn store<T: Serialize>(tx: &WriteTransaction, table: Blob, id: &str, value: &T) -> Result<(), StateError> {
+    tx.open_table(table)?.insert(id, serde_json::to_vec(value)?.as_slice())?;
+    Ok(())
 }
 
 fn exists(tx: &WriteTransaction, table: Blob, id: &str) -> Result<bool, StateError> {

@@ -6,8 +6,10 @@
 //! dumps (fine for tens of thousands of rows, not for millions).
 
 pub mod apply;
+mod network;
 pub mod raft;
 
+use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
 use crate::model::{Assignment, Project, ProjectPatch, Role, User, UserPatch};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -27,12 +29,23 @@ pub(crate) const ASSIGN_BY_USER: TableDefinition<&str, ()> = TableDefinition::ne
 /// Revoked token audit ids → the token's expiry (unix seconds), pruned once expired.
 pub(crate) const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked_tokens");
 
-/// Every table of the state machine, for snapshots.
+pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
+pub(crate) const SUBNETS: TableDefinition<&str, &[u8]> = TableDefinition::new("subnets");
+pub(crate) const PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ports");
+/// `physnet \0 vlan \0 VID` or `physnet \0 flat` → the network holding that segment.
+pub(crate) const SEGMENTS: TableDefinition<&str, &str> = TableDefinition::new("segments");
+/// `subnet \0 address as 32 hex digits` → the port holding it.
+pub(crate) const IP_ALLOC: TableDefinition<&str, &str> = TableDefinition::new("ip_allocations");
+/// `network \0 mac` → the port holding it.
+pub(crate) const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs");
+
 /// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
 pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
 pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
-pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 4] = [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 3] = [PROJECTS, USERS, ROLES];
+/// Every table of the state machine, for snapshots.
+pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 7] =
+    [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 6] = [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
 /// A change to the cloud. Applied in log order on every node; apply must not read clocks or
@@ -73,6 +86,44 @@ pub enum Command {
         expires_at: u64,
         now: u64,
     },
+    /// A network; a VLAN network without a VLAN id gets the lowest free one of `auto_vlan`.
+    CreateNetwork {
+        network: Network,
+        auto_vlan: Option<(u16, u16)>,
+    },
+    UpdateNetwork {
+        id: String,
+        patch: NetworkPatch,
+    },
+    /// Deletes a network with its subnets and DHCP port; refused while other ports use it.
+    DeleteNetwork {
+        id: String,
+    },
+    /// A subnet; when DHCP is enabled the network's DHCP port (`dhcp_port` is its template if
+    /// the network has none yet) takes an address of it.
+    CreateSubnet {
+        subnet: Subnet,
+        dhcp_port: Option<Port>,
+    },
+    UpdateSubnet {
+        id: String,
+        patch: SubnetPatch,
+    },
+    DeleteSubnet {
+        id: String,
+    },
+    /// A port; its addresses are allocated when applied (`ips: None` = one per IP version).
+    CreatePort {
+        port: Port,
+        ips: Option<Vec<IpRequest>>,
+    },
+    UpdatePort {
+        id: String,
+        patch: PortPatch,
+    },
+    DeletePort {
+        id: String,
+    },
 }
 
 /// What applying a command led to. Refusals change nothing.
@@ -83,6 +134,9 @@ pub enum Kind {
     Role,
     RoleAssignment,
     Token,
+    Network,
+    Subnet,
+    Port,
 }
 
 impl std::fmt::Display for Kind {
@@ -93,6 +147,9 @@ impl std::fmt::Display for Kind {
             Kind::Role => "role",
             Kind::RoleAssignment => "role assignment",
             Kind::Token => "token",
+            Kind::Network => "network",
+            Kind::Subnet => "subnet",
+            Kind::Port => "port",
         })
     }
 }
@@ -106,6 +163,15 @@ pub enum Refusal {
     NotFound { kind: Kind, id: String },
     #[error("the cloud is already bootstrapped")]
     AlreadyBootstrapped,
+    /// The request contradicts the state (a bad reference, an overlapping subnet).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something in use blocks it (a taken VLAN id, address or MAC; ports on a network).
+    #[error("{0}")]
+    Conflicts(String),
+    /// A pool ran dry (no free VLAN id).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 /// The state machine's answer to one command.
@@ -312,6 +378,25 @@ impl View {
         let tx = &self.tx;
         let t = tx.open_table(REVOKED)?;
         Ok(t.get(audit_id)?.is_some())
+    }
+
+    pub fn network(&self, id: &str) -> Result<Option<Network>, StateError> {
+        self.get(NETWORKS, id)
+    }
+    pub fn networks(&self) -> Result<Vec<Network>, StateError> {
+        self.list(NETWORKS)
+    }
+    pub fn subnet(&self, id: &str) -> Result<Option<Subnet>, StateError> {
+        self.get(SUBNETS, id)
+    }
+    pub fn subnets(&self) -> Result<Vec<Subnet>, StateError> {
+        self.list(SUBNETS)
+    }
+    pub fn port(&self, id: &str) -> Result<Option<Port>, StateError> {
+        self.get(PORTS, id)
+    }
+    pub fn ports(&self) -> Result<Vec<Port>, StateError> {
+        self.list(PORTS)
     }
 
     /// Whether the first-start bootstrap has been applied.

@@ -10,7 +10,9 @@ use super::netns::NetNs;
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteType};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteType,
+};
 
 const RT_TABLE_MAIN: u8 = RouteHeader::RT_TABLE_MAIN;
 use rtnetlink::{LinkBridge, LinkDummy, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder};
@@ -51,7 +53,10 @@ pub enum NetlinkError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkKind {
     Bridge,
-    Vlan { parent: u32, id: u16 },
+    Vlan {
+        parent: u32,
+        id: u16,
+    },
     Veth,
     Tun,
     Dummy,
@@ -94,9 +99,14 @@ pub struct Route {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NewLink {
     Bridge,
-    Vlan { parent: u32, id: u16 },
+    Vlan {
+        parent: u32,
+        id: u16,
+    },
     /// A veth pair; the peer gets `peer` as its name.
-    Veth { peer: String },
+    Veth {
+        peer: String,
+    },
     Dummy,
     /// A persistent tap (TUNSETIFF + TUNSETPERSIST), as a VM's NIC would be.
     Tap,

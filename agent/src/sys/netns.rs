@@ -81,10 +81,7 @@ impl NetNs {
     }
 
     /// Runs `f` on a fresh thread inside this namespace (sockets it opens stay in it).
-    pub fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, NetnsError> {
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, NetnsError> {
         let file = self.file.try_clone().map_err(io("duplicating", &self.name))?;
         let name = self.name.clone();
         std::thread::spawn(move || {
@@ -113,7 +110,9 @@ fn create(name: &str) -> Result<(), NetnsError> {
             .map_err(sys("bind-mounting", &owned))
     })
     .join()
-    .unwrap_or_else(|_| Err(NetnsError::Sys { op: "creating", name: name.into(), source: std::io::Error::other("thread panicked") }));
+    .unwrap_or_else(|_| {
+        Err(NetnsError::Sys { op: "creating", name: name.into(), source: std::io::Error::other("thread panicked") })
+    });
     if made.is_err() {
         let _ = std::fs::remove_file(&path);
     }
