@@ -11,6 +11,7 @@ pub mod host;
 pub mod identity;
 pub mod logging;
 pub mod model;
+pub mod net;
 pub mod pki;
 pub mod state;
 pub mod sys;

@@ -601,6 +601,10 @@ impl Netlink for FakeNetlink {
                 NewLink::Dummy => vec![LinkKind::Dummy],
                 NewLink::Tap => vec![LinkKind::Tun],
             };
+            let mtu = match &kind {
+                NewLink::Vlan { parent, .. } => s.get(*parent)?.mtu,
+                _ => 1500,
+            };
             for (n, k) in names.into_iter().zip(kinds) {
                 s.next += 1;
                 let index = s.next;
@@ -610,7 +614,7 @@ impl Netlink for FakeNetlink {
                     kind: k,
                     master: None,
                     up: false,
-                    mtu: 1500,
+                    mtu,
                     alias: alias.map(str::to_owned),
                     mac: None,
                 });
