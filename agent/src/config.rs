@@ -4,6 +4,7 @@
 //! the environment.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,44 @@ pub struct Config {
     /// Write the API URL, CA fingerprint and a first-boot admin password to /dev/console (the
     /// appliance sets this; a developer's machine does not want it).
     pub console_banner: bool,
+    /// What this node does: `network` (bridges for every network, DHCP servers) and
+    /// `compute` (bridges for the networks of its own ports).
+    pub roles: Vec<Role>,
+    pub network: NetworkConfig,
+}
+
+/// A node role.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Network,
+    Compute,
+}
+
+/// `[network]`: how this node's physical networks map to its NICs.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Physical network name → uplink interface (`physnet1 = "eth1"`). Empty: `physnet1` is the
+    /// management NIC (the one holding the default route).
+    pub physical_networks: BTreeMap<String, String>,
+    /// Where networks created without provider attributes go.
+    pub default_physical_network: String,
+    /// VLAN ids given to networks created without one, inclusive.
+    pub tenant_vlan_range: [u16; 2],
+    /// Seconds between full re-checks of the host's links (changes in the state apply at once).
+    pub resync_secs: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            physical_networks: BTreeMap::new(),
+            default_physical_network: "physnet1".into(),
+            tenant_vlan_range: [1000, 1999],
+            resync_secs: 30,
+        }
+    }
 }
 
 impl Default for Config {
@@ -46,6 +85,8 @@ impl Default for Config {
             log_level: "info".into(),
             kvm_test_timeout_secs: 5,
             console_banner: false,
+            roles: vec![Role::Network, Role::Compute],
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -109,6 +150,19 @@ impl Config {
                 "log_level {:?} is not one of error, warn, info, debug, trace",
                 self.log_level
             )));
+        }
+        let [lo, hi] = self.network.tenant_vlan_range;
+        if !(1..=4094).contains(&lo) || !(1..=4094).contains(&hi) || lo > hi {
+            return Err(ConfigError::Invalid(format!(
+                "network.tenant_vlan_range [{lo}, {hi}] must be two VLAN ids in 1..=4094, low first"
+            )));
+        }
+        for (name, nic) in &self.network.physical_networks {
+            if name.is_empty() || nic.is_empty() || nic.len() > 15 || nic.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "network.physical_networks: {name:?} = {nic:?} needs a name and an interface name of at most 15 characters"
+                )));
+            }
         }
         if let Some(u) = &self.public_url {
             if !u.starts_with("https://") {
@@ -183,6 +237,18 @@ mod tests {
             Case { text: "token_ttl_secs = 1", err: Some("token_ttl_secs") },
             Case { text: "log_level = \"loud\"", err: Some("log_level") },
             Case { text: "public_url = \"http://x\"", err: Some("https") },
+            Case {
+                text: "[network]\nphysical_networks = { physnet1 = \"eth1\" }\ntenant_vlan_range = [10, 20]",
+                err: None,
+            },
+            Case { text: "[network]\ntenant_vlan_range = [0, 20]", err: Some("tenant_vlan_range") },
+            Case {
+                text: "[network]\nphysical_networks = { physnet1 = \"a-very-long-interface\" }",
+                err: Some("physical_networks"),
+            },
+            Case { text: "[network]\nuplink = \"eth1\"", err: Some("uplink") },
+            Case { text: "roles = [\"compute\"]", err: None },
+            Case { text: "roles = [\"storage\"]", err: Some("storage") },
         ];
         for c in cases {
             let r = Config::parse(c.text, Path::new("t.toml"));

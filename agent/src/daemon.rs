@@ -6,9 +6,13 @@ use crate::api::{self, Api};
 use crate::config::Config;
 use crate::host::{self, setup, Accel};
 use crate::identity::{token, Identity, IdentityError};
+use crate::net::agent::{management_nic, NetAgent};
+use crate::net::dhcp::Dhcp;
+use crate::net::service::{NetSettings, Networking};
 use crate::pki::{self, Pki, PkiError};
 use crate::state::raft::Replicated;
 use crate::state::{StateError, Store};
+use crate::sys::netlink::RtNetlink;
 use crate::sys::{hostfs::RootedFs, kvm::ChildKvmTester, modules::Modprobe, notify};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -196,7 +200,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .await
         .map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
     let bound = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
-    let api = Arc::new(Api { identity, public_url: cfg.public_url.clone(), host: facts, data_dir: data });
+    let (settings, net_agent) = network(&cfg, state.clone(), &host).await;
+    let network = Networking::new(state.clone(), settings);
+    let api = Arc::new(Api { identity, network, public_url: cfg.public_url.clone(), host: facts, data_dir: data });
     let server = tokio::spawn(api::serve(listener, pki.server_config()?, api));
 
     let fingerprint = pki.ca_fingerprint().unwrap_or_default();
@@ -218,8 +224,81 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     log::info!("stopping");
     let _ = notify::notify("STOPPING=1");
     server.abort();
+    if let Some(t) = net_agent {
+        // Dropping the agent stops its dnsmasq processes.
+        t.abort();
+        let _ = t.await;
+    }
     state.shutdown().await;
     Ok(())
+}
+
+/// Where runtime files of the DHCP servers go.
+const DHCP_RUN_DIR: &str = "/run/cairn/dhcp";
+
+/// The network service's settings and, on a node with a network or compute role, the host
+/// network agent (needs root; without it the API still serves).
+async fn network(cfg: &Config, state: Replicated, host: &str) -> (NetSettings, Option<tokio::task::JoinHandle<()>>) {
+    let mut physnets = cfg.network.physical_networks.clone();
+    let nc = &cfg.network;
+    let want_agent = !cfg.roles.is_empty();
+    let nl = if want_agent && nix::unistd::geteuid().is_root() {
+        match RtNetlink::connect() {
+            Ok(nl) => Some(nl),
+            Err(e) => {
+                log::error!("network agent off: {}", crate::error_chain(&e));
+                None
+            }
+        }
+    } else {
+        if want_agent {
+            log::warn!("network agent off: not running as root (bridges, VLANs and DHCP need it)");
+        }
+        None
+    };
+    if physnets.is_empty() {
+        let nic = match &nl {
+            Some(nl) => management_nic(nl).await.unwrap_or_else(|e| {
+                log::warn!("finding the management NIC: {}", crate::error_chain(&e));
+                None
+            }),
+            None => None,
+        };
+        match nic {
+            Some(n) => {
+                log::info!("physical network {} is the management NIC {n}", nc.default_physical_network);
+                physnets.insert(nc.default_physical_network.clone(), n);
+            }
+            None if nl.is_some() => {
+                log::warn!("no management NIC found: networks on {} are not built here", nc.default_physical_network)
+            }
+            None => {}
+        }
+    }
+    let mut known: std::collections::BTreeSet<String> = physnets.keys().cloned().collect();
+    known.insert(nc.default_physical_network.clone());
+    let settings = NetSettings {
+        physical_networks: known,
+        default_physical_network: nc.default_physical_network.clone(),
+        tenant_vlan_range: (nc.tenant_vlan_range[0], nc.tenant_vlan_range[1]),
+        host: host.into(),
+    };
+    let Some(nl) = nl else { return (settings, None) };
+    let dhcp = if cfg.roles.contains(&crate::config::Role::Network) {
+        match Dhcp::find_dnsmasq() {
+            Some(path) => Some(Dhcp::new(path, DHCP_RUN_DIR.into(), Some("nobody".into()))),
+            None => {
+                log::warn!("dnsmasq not found: no DHCP on this node");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let agent =
+        NetAgent { nl, store: state.store().clone(), physnets, roles: cfg.roles.clone(), host: host.into(), dhcp };
+    let resync = Duration::from_secs(nc.resync_secs.max(1));
+    (settings, Some(tokio::spawn(agent.run(resync))))
 }
 
 /// The address to show for a wildcard listener: the first non-loopback address, IPv4 first.

@@ -39,9 +39,10 @@ async fn discovery_validation_catalog_and_disable() {
     assert_eq!(t["roles"][0]["name"], "admin");
     assert!(t["expires_at"].as_str().unwrap().ends_with('Z'));
     let catalog = t["catalog"].as_array().unwrap();
-    assert_eq!(catalog.len(), 1, "only the services this agent serves");
-    assert_eq!(catalog[0]["type"], "identity");
+    let types: Vec<&str> = catalog.iter().filter_map(|s| s["type"].as_str()).collect();
+    assert_eq!(types, ["identity", "network"], "only the services this agent serves");
     assert_eq!(catalog[0]["endpoints"][0]["url"], format!("https://{}/identity/v3", agent.addr));
+    assert_eq!(catalog[1]["endpoints"][0]["url"], format!("https://{}/network", agent.addr));
     let r = c.request(Method::GET, "/identity/v3/auth/tokens?nocatalog", &h, None).await.unwrap();
     assert!(r.json()["token"].get("catalog").is_none());
     assert_eq!(c.request(Method::HEAD, "/identity/v3/auth/tokens", &h, None).await.unwrap().status, 200);

@@ -124,3 +124,170 @@ fn openstack_client_manages_identity() {
     let users = osc.admin(&["user", "list", "-f", "value", "-c", "Name"]);
     assert_eq!(users.trim(), "admin");
 }
+
+impl Osc {
+    /// Runs a command that must fail; returns its error output.
+    fn admin_fails(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run_as("admin", PASSWORD, "admin", args);
+        assert!(!ok, "openstack {args:?} should have failed, printed:\n{out}");
+        err
+    }
+}
+
+#[test]
+fn openstack_client_manages_networks() {
+    let bin = venv().join("bin/openstack");
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&dir.path().join("data"), None);
+    let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
+
+    // A VLAN provider network and a flat one.
+    let net = osc.json(&["network", "create", "--provider-network-type", "vlan", "--provider-segment", "100", "net1"]);
+    assert_eq!(net["provider:network_type"], "vlan");
+    assert_eq!(net["provider:segmentation_id"], 100);
+    assert_eq!(net["provider:physical_network"], "physnet1");
+    assert_eq!(net["status"], "ACTIVE");
+    let flat = osc.json(&[
+        "network",
+        "create",
+        "--provider-network-type",
+        "flat",
+        "--provider-physical-network",
+        "physnet2",
+        "flat1",
+    ]);
+    assert_eq!(flat["provider:network_type"], "flat");
+    assert!(flat["provider:segmentation_id"].is_null());
+
+    // The 409/400 cases, each changing nothing.
+    let err =
+        osc.admin_fails(&["network", "create", "--provider-network-type", "vlan", "--provider-segment", "100", "dup"]);
+    assert!(err.contains("409") && err.contains("VLAN 100"), "{err}");
+    for vid in ["0", "4095"] {
+        let err = osc.admin_fails(&[
+            "network",
+            "create",
+            "--provider-network-type",
+            "vlan",
+            "--provider-segment",
+            vid,
+            "bad",
+        ]);
+        assert!(err.contains("400"), "VLAN {vid}: {err}");
+    }
+    let err = osc.admin_fails(&[
+        "network",
+        "create",
+        "--provider-network-type",
+        "vlan",
+        "--provider-physical-network",
+        "nowhere",
+        "--provider-segment",
+        "5",
+        "bad",
+    ]);
+    assert!(err.contains("400") && err.contains("nowhere"), "{err}");
+    let err =
+        osc.admin_fails(&["network", "create", "--provider-network-type", "vxlan", "--provider-segment", "5", "bad"]);
+    assert!(err.contains("400"), "{err}");
+    let err = osc.admin_fails(&[
+        "network",
+        "create",
+        "--provider-network-type",
+        "flat",
+        "--provider-physical-network",
+        "physnet2",
+        "flat2",
+    ]);
+    assert!(err.contains("409"), "a second flat network on physnet2: {err}");
+    let names = osc.admin(&["network", "list", "-f", "value", "-c", "Name"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["flat1", "net1"], "refused creates left nothing behind");
+
+    // Subnets and ports with IPAM.
+    let sub = osc.json(&["subnet", "create", "--network", "net1", "--subnet-range", "10.0.0.0/24", "sub1"]);
+    assert_eq!(sub["cidr"], "10.0.0.0/24");
+    assert_eq!(sub["gateway_ip"], "10.0.0.1");
+    assert_eq!(sub["allocation_pools"], serde_json::json!([{"start": "10.0.0.2", "end": "10.0.0.254"}]));
+    let err = osc.admin_fails(&["subnet", "create", "--network", "net1", "--subnet-range", "10.0.0.128/25", "over"]);
+    assert!(err.contains("400") && err.contains("overlaps"), "{err}");
+    let sub6 = osc.json(&[
+        "subnet",
+        "create",
+        "--network",
+        "net1",
+        "--ip-version",
+        "6",
+        "--subnet-range",
+        "fd00:10::/64",
+        "sub6",
+    ]);
+    assert_eq!(sub6["ip_version"], 6);
+
+    let p1 = osc.json(&["port", "create", "--network", "net1", "p1"]);
+    let ips: Vec<&str> =
+        p1["fixed_ips"].as_array().unwrap().iter().map(|f| f["ip_address"].as_str().unwrap()).collect();
+    // .2 and fd00:10::2 went to the network's DHCP port.
+    assert_eq!(ips, ["10.0.0.3", "fd00:10::3"], "{p1}");
+    assert!(p1["mac_address"].as_str().unwrap().starts_with("fa:16:3e:"));
+    let p2 = osc.json(&["port", "create", "--network", "net1", "--fixed-ip", "subnet=sub1,ip-address=10.0.0.50", "p2"]);
+    assert_eq!(p2["fixed_ips"][0]["ip_address"], "10.0.0.50");
+    let err = osc.admin_fails(&["port", "create", "--network", "net1", "--fixed-ip", "ip-address=10.0.0.50", "taken"]);
+    assert!(err.contains("409") && err.contains("already allocated"), "{err}");
+    let err = osc.admin_fails(&[
+        "port",
+        "create",
+        "--network",
+        "net1",
+        "--fixed-ip",
+        "subnet=sub1,ip-address=10.9.9.9",
+        "out",
+    ]);
+    assert!(err.contains("409"), "{err}");
+    let ports = osc.json(&["port", "list", "--network", "net1"]);
+    let owners: Vec<&str> = ports.as_array().unwrap().iter().filter_map(|p| p["Name"].as_str()).collect();
+    assert_eq!(ports.as_array().unwrap().len(), 3, "DHCP port, p1, p2: {ports}");
+    assert!(owners.contains(&"p1") && owners.contains(&"p2"));
+    let dhcp = osc.json(&["port", "list", "--device-owner", "network:dhcp"]);
+    assert_eq!(dhcp.as_array().unwrap().len(), 1, "{dhcp}");
+    let shown = osc.json(&["network", "show", "net1"]);
+    assert_eq!(shown["subnets"].as_array().unwrap().len(), 2);
+
+    // Non-admins: no provider attributes (403); a plain network gets a tenant VLAN.
+    osc.admin(&["project", "create", "demo"]);
+    osc.admin(&["user", "create", "--password", "bob-pw", "--project", "demo", "bob"]);
+    osc.admin(&["role", "add", "--project", "demo", "--user", "bob", "member"]);
+    let (ok, _, err) = osc.run_as(
+        "bob",
+        "bob-pw",
+        "demo",
+        &["network", "create", "--provider-network-type", "vlan", "--provider-segment", "300", "mine"],
+    );
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, out, err) = osc.run_as("bob", "bob-pw", "demo", &["network", "create", "-f", "json", "bobnet"]);
+    assert!(ok, "{err}");
+    let bobnet: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(bobnet.get("provider:segmentation_id").is_none_or(|v| v.is_null()), "hidden from non-admins: {bobnet}");
+    let seen = osc.json(&["network", "show", "bobnet"]);
+    assert_eq!(seen["provider:segmentation_id"], 1000, "the first id of tenant_vlan_range");
+    let (ok, out, _) = osc.run_as("bob", "bob-pw", "demo", &["network", "list", "-f", "value", "-c", "Name"]);
+    assert!(ok && out.trim() == "bobnet", "bob sees only his network: {out}");
+    osc.json(&["network", "create", "auto2"]);
+    let err = osc.admin_fails(&["network", "create", "auto3"]);
+    assert!(err.contains("503"), "tenant VLAN range exhausted: {err}");
+
+    // In use: the network and subnet stay until their ports go.
+    let err = osc.admin_fails(&["network", "delete", "net1"]);
+    assert!(err.contains("failed to delete"), "{err}");
+    let err = osc.admin_fails(&["subnet", "delete", "sub1"]);
+    assert!(err.contains("409") || err.contains("failed"), "{err}");
+    osc.admin(&["port", "delete", "p1", "p2"]);
+    osc.admin(&["subnet", "delete", "sub6"]);
+    osc.admin(&["network", "delete", "net1", "flat1", "bobnet", "auto2"]);
+    assert_eq!(osc.admin(&["network", "list", "-f", "value"]).trim(), "");
+    assert_eq!(osc.admin(&["subnet", "list", "-f", "value"]).trim(), "");
+    assert_eq!(osc.admin(&["port", "list", "-f", "value"]).trim(), "", "the DHCP port went with its network");
+    // The VLAN id is free again.
+    osc.json(&["network", "create", "--provider-network-type", "vlan", "--provider-segment", "100", "again"]);
+}

@@ -19,6 +19,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("Request body is larger than {limit} bytes.")]
     TooLarge { limit: usize },
     #[error("An unexpected error prevented the server from fulfilling your request.")]
@@ -48,6 +50,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,5 +64,21 @@ impl ApiError {
             "title": status.canonical_reason().unwrap_or("Error"),
             "message": self.to_string(),
         }})
+    }
+
+    /// Neutron's error body: `{"NeutronError": {"type", "message", "detail"}}`.
+    pub fn neutron_body(&self) -> serde_json::Value {
+        let kind = match self.status().as_u16() {
+            400 => "HTTPBadRequest",
+            401 => "HTTPUnauthorized",
+            403 => "PolicyNotAuthorized",
+            404 => "HTTPNotFound",
+            405 => "HTTPMethodNotAllowed",
+            409 => "Conflict",
+            413 => "HTTPRequestEntityTooLarge",
+            503 => "ServiceUnavailable",
+            _ => "HTTPInternalServerError",
+        };
+        json!({"NeutronError": {"type": kind, "message": self.to_string(), "detail": ""}})
     }
 }

@@ -45,7 +45,7 @@ fn version_json(base: &str) -> Value {
 
 /// The services this agent serves, as a Keystone catalog.
 pub fn catalog(base: &str) -> Value {
-    let services = [("identity", "keystone", "/identity/v3")];
+    let services = [("identity", "keystone", "/identity/v3"), ("network", "neutron", "/network")];
     let entries: Vec<Value> = services
         .iter()
         .map(|(kind, name, path)| {

@@ -9,9 +9,11 @@
 pub mod error;
 pub mod http;
 pub mod keystone;
+pub mod neutron;
 
 use crate::host::{DataDir, HostFacts};
 use crate::identity::Identity;
+use crate::net::service::Networking;
 use error::ApiError;
 use http::Body;
 use hyper::body::Incoming;
@@ -33,6 +35,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the handlers share.
 pub struct Api {
     pub identity: Identity,
+    pub network: Networking,
     /// Base URL for links and the catalog (e.g. `https://10.0.0.5`); when unset, derived from
     /// each request's `Host` header so forwarded ports work.
     pub public_url: Option<String>,
@@ -91,10 +94,10 @@ async fn dispatch(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Re
     let handled = tokio::spawn(route(api, req, peer)).await;
     let mut resp = match handled {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => render(e),
+        Ok(Err(e)) => render(e, &path),
         Err(join) => {
             log::error!("{method} {path}: handler failed: {join}");
-            render(ApiError::Internal(Box::new(join)))
+            render(ApiError::Internal(Box::new(join)), &path)
         }
     };
     let id = format!("req-{}", uuid::Uuid::new_v4());
@@ -104,11 +107,13 @@ async fn dispatch(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Re
     Ok(resp)
 }
 
-fn render(e: ApiError) -> Response<Body> {
+/// The error in the body format of the service the path belongs to.
+fn render(e: ApiError, path: &str) -> Response<Body> {
     if let ApiError::Internal(source) = &e {
         log::error!("internal error: {source}");
     }
-    http::json(e.status(), &e.keystone_body())
+    let body = if path.starts_with("/network") { e.neutron_body() } else { e.keystone_body() };
+    http::json(e.status(), &body)
 }
 
 async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
@@ -117,6 +122,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
     match segs.as_slice() {
         ["healthz"] => Ok(http::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         ["identity", rest @ ..] => keystone::route(&api, req, rest, peer).await,
+        ["network", rest @ ..] => neutron::route(&api, req, rest).await,
         ["cairn", "v1", "host"] => {
             let token =
                 req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;

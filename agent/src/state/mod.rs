@@ -209,6 +209,7 @@ from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::C
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 pub(crate) fn assignment_keys(a: &Assignment) -> (String, String) {
@@ -234,7 +235,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StateError> {
         let db =
             Database::create(path).map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
-        let store = Self { db: Arc::new(db) };
+        let store = Self { db: Arc::new(db), changes: Arc::new(tokio::sync::watch::Sender::new(0)) };
         store.create_tables()?;
         Ok(store)
     }
@@ -259,6 +260,11 @@ impl Store {
     pub(crate) fn db(&self) -> &Arc<Database> {
         &self.db
     }
+    /// Wakes whenever the log applies commands (after they are visible to [`Store::view`]).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// A consistent read view of the applied state (one redb read transaction).
     pub fn view(&self) -> Result<View, StateError> {
         Ok(View { tx: self.db.begin_read()? })

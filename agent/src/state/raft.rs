@@ -308,6 +308,8 @@ fn restore(tx: &WriteTransaction, d: &Dump) -> Result<(), StateError> {
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
+    /// Bumped after every applied batch, for watchers of the state (the network agent).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -346,7 +348,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let db = self.db.clone();
-        blocking(move || {
+        let changes = self.changes.clone();
+        let applied = blocking(move || {
             let mut outcomes = Vec::with_capacity(entries.len());
             let mut last = None;
             write(&db, Durability::None, |tx| {
@@ -369,7 +372,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             })?;
             Ok(outcomes)
         })
-        .await
+        .await;
+        if applied.is_ok() {
+            changes.send_modify(|n| *n += 1);
+        }
+        applied
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -474,9 +481,15 @@ impl Replicated {
         .validate()
         .map_err(|e| StateError::Raft(e.to_string()))?;
         let db = store.db().clone();
-        let raft = Raft::new(id, Arc::new(config), NoPeers, LogStore { db: db.clone() }, StateMachine { db })
-            .await
-            .map_err(|e| StateError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            NoPeers,
+            LogStore { db: db.clone() },
+            StateMachine { db, changes: store.changes.clone() },
+        )
+        .await
+        .map_err(|e| StateError::Raft(e.to_string()))?;
         if !raft.is_initialized().await.map_err(|e| StateError::Raft(e.to_string()))? {
             let members = BTreeMap::from([(id, BasicNode { addr })]);
             raft.initialize(members).await.map_err(|e| StateError::Raft(e.to_string()))?;
@@ -556,9 +569,9 @@ mod tests {
         let b = Store::open(&dir.path().join("b.redb")).unwrap();
         let r = Replicated::start(a, 1, "x".into()).await.unwrap();
         r.propose(project(1)).await.unwrap().unwrap();
-        let mut sm = StateMachine { db: r.store().db().clone() };
+        let mut sm = StateMachine { db: r.store().db().clone(), changes: r.store().changes.clone() };
         let snap = sm.build_snapshot().await.unwrap();
-        let mut other = StateMachine { db: b.db().clone() };
+        let mut other = StateMachine { db: b.db().clone(), changes: b.changes.clone() };
         other.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
         assert_eq!(b.view().unwrap().project("p1").unwrap().unwrap().name.as_str(), "project-1");
         assert_eq!(b.view().unwrap().project_by_name("project-1").unwrap().unwrap().id, "p1");

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "test-admin-secret";
 
+/// The agent's configuration in these tests: an API-only node (no roles, so it never touches
+/// the test machine's links) that knows two physical networks.
+pub const CONFIG: &str = "roles = []\n[network]\nphysical_networks = { physnet1 = \"cairn-up0\", physnet2 = \"cairn-up1\" }\ntenant_vlan_range = [1000, 1001]\n";
+
 pub struct Agent {
     pub child: Child,
     pub addr: SocketAddr,
@@ -38,8 +42,12 @@ impl Agent {
         let log = data.with_extension("log");
         let offset = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
         let logfile = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let config = data.with_extension("toml");
+        std::fs::write(&config, CONFIG).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["agent", "--config", "/dev/null", "--listen", &addr.to_string(), "--data-dir"])
+            .args(["agent", "--config"])
+            .arg(&config)
+            .args(["--listen", &addr.to_string(), "--data-dir"])
             .arg(data)
             .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
             .stdout(Stdio::null())

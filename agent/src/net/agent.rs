@@ -1,0 +1,114 @@
+//! The node's network agent: whenever the state changes (and every `resync` to repair drift),
+//! works out which networks this node carries from its roles, reconciles the kernel's links
+//! and brings the DHCP servers in line.
+
+use super::dhcp::Dhcp;
+use super::reconcile::{self, WantNet};
+use crate::config::Role;
+use crate::model::network::Network;
+use crate::state::{StateError, Store};
+use crate::sys::netlink::{Netlink, NetlinkError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How often DHCP servers are checked for having died.
+pub const REAP_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("reading the state")]
+    State(#[from] StateError),
+    #[error("kernel links")]
+    Netlink(#[from] NetlinkError),
+    #[error("DHCP")]
+    Dhcp(#[from] super::dhcp::DhcpError),
+}
+
+/// The NIC holding the IPv4 default route (else the first up NIC with an address): what
+/// `physnet1` maps to when the configuration names no uplinks.
+pub async fn management_nic<N: Netlink>(nl: &N) -> Result<Option<String>, NetlinkError> {
+    let links = nl.links().await?;
+    let candidates: Vec<_> =
+        links.iter().filter(|l| l.name != "lo" && l.alias.as_deref() != Some(reconcile::OWNER_ALIAS)).collect();
+    for l in &candidates {
+        if nl.routes(l.index).await?.iter().any(|r| r.prefix == 0 && r.dst.is_ipv4()) {
+            return Ok(Some(l.name.clone()));
+        }
+    }
+    for l in candidates.iter().filter(|l| l.up) {
+        if !nl.addresses(l.index).await?.is_empty() {
+            return Ok(Some(l.name.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// The host-side network agent.
+pub struct NetAgent<N: Netlink> {
+    pub nl: N,
+    pub store: Store,
+    /// Physical network → uplink on this node.
+    pub physnets: BTreeMap<String, String>,
+    pub roles: Vec<Role>,
+    /// This node's name, as ports record it in `binding:host_id`.
+    pub host: String,
+    pub dhcp: Option<Dhcp>,
+}
+
+impl<N: Netlink> NetAgent<N> {
+    /// Networks this node carries: all of them on a network node; on a compute-only node, those
+    /// with a port bound here.
+    fn carried(&self) -> Result<Vec<Network>, StateError> {
+        let view = self.store.view()?;
+        let nets = view.networks()?;
+        if self.roles.contains(&Role::Network) {
+            return Ok(nets);
+        }
+        if !self.roles.contains(&Role::Compute) {
+            return Ok(vec![]);
+        }
+        let used: BTreeSet<String> =
+            view.ports()?.into_iter().filter(|p| p.host == self.host).map(|p| p.network_id).collect();
+        Ok(nets.into_iter().filter(|n| used.contains(&n.id)).collect())
+    }
+
+    /// One pass: links, then DHCP.
+    pub async fn sync(&mut self) -> Result<(), AgentError> {
+        let nets = self.carried()?;
+        let (want, problems) = reconcile::wanted(&nets, &self.physnets);
+        for p in problems {
+            log::warn!("network: {p}");
+        }
+        let plan = reconcile::reconcile(&self.nl, &want).await?;
+        if !plan.ops.is_empty() {
+            log::info!("network: {} change(s) applied", plan.ops.len());
+        }
+        if let Some(dhcp) = self.dhcp.as_mut() {
+            let built: BTreeSet<&str> = want.iter().map(|w: &WantNet| w.network_id.as_str()).collect();
+            let view = self.store.view()?;
+            dhcp.sync(&self.nl, &view, &built).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs until the task is dropped: a pass at start, on every state change and every
+    /// `resync`; dead DHCP servers are restarted within [`REAP_EVERY`].
+    pub async fn run(mut self, resync: Duration) {
+        let mut changes = self.store.subscribe();
+        let mut reap = tokio::time::interval(REAP_EVERY);
+        loop {
+            if let Err(e) = self.sync().await {
+                log::error!("network agent: {}", crate::error_chain(&e));
+            }
+            let next_sync = tokio::time::sleep(resync);
+            tokio::pin!(next_sync);
+            loop {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return } else { break },
+                    _ = &mut next_sync => break,
+                    _ = reap.tick() => if let Some(d) = self.dhcp.as_mut() { d.reap() },
+                }
+            }
+        }
+    }
+}
