@@ -6,7 +6,7 @@ CARGO     ?= cargo
 OSC_VENV  ?= $(HOME)/.cache/cairn/osc-venv
 RUN_DIR   ?= $(CURDIR)/out/run
 RUN_ADDR  ?= 127.0.0.1:8443
-APT_PKGS  := python3-venv python3-pip ca-certificates curl
+APT_PKGS  := python3-venv python3-pip ca-certificates curl busybox dnsmasq-base binutils cpio gzip
 # Image build and QEMU boots: mkosi 24, systemd 254 (repart, ukify) and QEMU 10 from backports.
 BPO_PKGS  := mkosi systemd systemd-container systemd-boot systemd-boot-efi qemu-system-x86 qemu-utils
 IMG_PKGS  := bubblewrap uidmap debian-archive-keyring dosfstools e2fsprogs mtools cpio zstd kmod python3-pefile ovmf ipxe-qemu

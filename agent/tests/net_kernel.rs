@@ -183,14 +183,14 @@ fn capture(ns: &TestNs, iface: &str, marker: &'static [u8], for_how_long: Durati
     h
 }
 
-/// Sends UDP broadcasts carrying `marker` from `ns`.
-fn broadcast(ns: &TestNs, marker: &'static [u8]) {
+/// Sends UDP broadcasts carrying `marker` from `ns` to the subnet broadcast address `to`.
+fn broadcast(ns: &TestNs, to: Ipv4Addr, marker: &'static [u8]) {
     ns.ns
         .run(move || {
             let s = UdpSocket::bind("0.0.0.0:0").unwrap();
             s.set_broadcast(true).unwrap();
             for _ in 0..5 {
-                s.send_to(marker, (Ipv4Addr::BROADCAST, 9999)).unwrap();
+                s.send_to(marker, (to, 9999)).unwrap();
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
@@ -433,8 +433,10 @@ fn proc_is_dnsmasq(pid: u32) -> bool {
 async fn kernel_has_vlans() -> bool {
     let ns = TestNs::new("probe");
     let nl = ns.nl();
-    let lo = index(&nl, "lo").await;
-    match nl.add_link("probe.5", NewLink::Vlan { parent: lo, id: 5 }, None).await {
+    // Not on lo: loopback devices never carry VLANs, whatever the kernel.
+    nl.add_link("probe0", NewLink::Veth { peer: "probe1".into() }, None).await.unwrap();
+    let parent = index(&nl, "probe0").await;
+    match nl.add_link("probe0.5", NewLink::Vlan { parent, id: 5 }, None).await {
         Ok(()) => true,
         Err(NetlinkError::Request { .. }) => false,
         Err(e) => panic!("probing VLAN support: {e}"),
@@ -497,7 +499,7 @@ async fn vlans_isolate_across_two_hosts() {
         (capture(a100, "eth0", MARK, Duration::from_secs(2)), false, "VLAN 100 on the same host"),
         (capture(b100, "eth0", MARK, Duration::from_secs(2)), false, "VLAN 100 on the other host"),
     ];
-    broadcast(a200, MARK);
+    broadcast(a200, Ipv4Addr::new(10, 50, 0, 255), MARK);
     for (w, expected, who) in watchers {
         assert_eq!(w.join().unwrap(), expected, "broadcast seen by {who}");
     }

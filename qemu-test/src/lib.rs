@@ -3,6 +3,8 @@
 //! forwards the API port to the host, fetches the CA certificate pinned by the fingerprint the
 //! console shows, and tears everything down when dropped. Every failure carries the console log.
 
+pub mod guest;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,7 +28,7 @@ pub enum HarnessError {
 
 type Result<T> = std::result::Result<T, HarnessError>;
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
     let what = what.into();
     move |source| HarnessError::Io { what, source }
 }
