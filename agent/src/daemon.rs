@@ -6,7 +6,7 @@ use crate::api::{self, Api};
 use crate::config::Config;
 use crate::host::{self, setup, Accel};
 use crate::identity::{token, Identity, IdentityError};
-use crate::net::agent::{management_nic, NetAgent};
+use crate::net::agent::{management_nic, NetAgent, StatusHandle};
 use crate::net::dhcp::Dhcp;
 use crate::net::service::{NetSettings, Networking};
 use crate::pki::{self, Pki, PkiError};
@@ -200,9 +200,17 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .await
         .map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
     let bound = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
-    let (settings, net_agent) = network(&cfg, state.clone(), &host).await;
+    let net_status = StatusHandle::default();
+    let (settings, net_agent) = network(&cfg, state.clone(), &host, net_status.clone()).await;
     let network = Networking::new(state.clone(), settings);
-    let api = Arc::new(Api { identity, network, public_url: cfg.public_url.clone(), host: facts, data_dir: data });
+    let api = Arc::new(Api {
+        identity,
+        network,
+        net_status,
+        public_url: cfg.public_url.clone(),
+        host: facts,
+        data_dir: data,
+    });
     let server = tokio::spawn(api::serve(listener, pki.server_config()?, api));
 
     let fingerprint = pki.ca_fingerprint().unwrap_or_default();
@@ -238,7 +246,15 @@ const DHCP_RUN_DIR: &str = "/run/cairn/dhcp";
 
 /// The network service's settings and, on a node with a network or compute role, the host
 /// network agent (needs root; without it the API still serves).
-async fn network(cfg: &Config, state: Replicated, host: &str) -> (NetSettings, Option<tokio::task::JoinHandle<()>>) {
+async fn network(
+    cfg: &Config,
+    state: Replicated,
+    host: &str,
+    status: StatusHandle,
+) -> (NetSettings, Option<tokio::task::JoinHandle<()>>) {
+    let off = |why: String| {
+        status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).off = Some(why);
+    };
     let mut physnets = cfg.network.physical_networks.clone();
     let nc = &cfg.network;
     let want_agent = !cfg.roles.is_empty();
@@ -247,12 +263,16 @@ async fn network(cfg: &Config, state: Replicated, host: &str) -> (NetSettings, O
             Ok(nl) => Some(nl),
             Err(e) => {
                 log::error!("network agent off: {}", crate::error_chain(&e));
+                off(format!("netlink: {}", crate::error_chain(&e)));
                 None
             }
         }
     } else {
         if want_agent {
             log::warn!("network agent off: not running as root (bridges, VLANs and DHCP need it)");
+            off("not running as root".into());
+        } else {
+            off("this node has no network or compute role".into());
         }
         None
     };
@@ -295,8 +315,15 @@ async fn network(cfg: &Config, state: Replicated, host: &str) -> (NetSettings, O
     } else {
         None
     };
-    let agent =
-        NetAgent { nl, store: state.store().clone(), physnets, roles: cfg.roles.clone(), host: host.into(), dhcp };
+    let agent = NetAgent {
+        nl,
+        store: state.store().clone(),
+        physnets,
+        roles: cfg.roles.clone(),
+        host: host.into(),
+        dhcp,
+        status,
+    };
     let resync = Duration::from_secs(nc.resync_secs.max(1));
     (settings, Some(tokio::spawn(agent.run(resync))))
 }

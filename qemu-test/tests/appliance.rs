@@ -13,6 +13,11 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// `GET /cairn/v1/host`: `{"host": probe facts, "data_dir": where the state lives}`.
 fn host_facts(app: &Appliance) -> serde_json::Value {
+    admin_get(app, "/cairn/v1/host")
+}
+
+/// An admin-only Cairn endpoint, as JSON.
+fn admin_get(app: &Appliance, path: &str) -> serde_json::Value {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = Client::new(app.api, &std::fs::read_to_string(&app.ca_path).unwrap()).unwrap();
@@ -22,7 +27,7 @@ fn host_facts(app: &Appliance) -> serde_json::Value {
             .await
             .unwrap()
             .expect("admin login with the console's password");
-        let r = conn.request(Method::GET, "/cairn/v1/host", &[("x-auth-token", &token)], None).await.unwrap();
+        let r = conn.request(Method::GET, path, &[("x-auth-token", &token)], None).await.unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()
     })
@@ -82,6 +87,55 @@ fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
     assert!(token["id"].as_str().is_some_and(|t| !t.is_empty()));
     osc(&app, &["project", "create", "from-the-host"]);
     assert!(osc(&app, &["project", "list", "-f", "value", "-c", "Name"]).contains("from-the-host"));
+
+    // A VLAN network becomes a real VLAN device and bridge on the node, with a dnsmasq for it.
+    let net = osc(
+        &app,
+        &[
+            "network",
+            "create",
+            "--provider-network-type",
+            "vlan",
+            "--provider-segment",
+            "100",
+            "net1",
+            "-f",
+            "value",
+            "-c",
+            "id",
+        ],
+    );
+    let net = net.trim().to_owned();
+    osc(&app, &["subnet", "create", "--network", "net1", "--subnet-range", "10.0.0.0/24", "sub1"]);
+    osc(&app, &["port", "create", "--network", "net1", "p1"]);
+    let bridge = format!("brq-{}", &net[..11]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        let st = admin_get(&app, "/cairn/v1/network")["network"].clone();
+        let links = st["links"].as_array().cloned().unwrap_or_default();
+        let has_bridge = links.iter().any(|l| l["name"] == bridge.as_str() && l["kind"] == "bridge" && l["up"] == true);
+        let vlan = links.iter().find(|l| l["name"].as_str().is_some_and(|n| n.ends_with(".100")));
+        let enslaved = vlan.is_some_and(|v| v["master"] == bridge.as_str() && v["up"] == true);
+        if has_bridge && enslaved && st["dhcp"].get(&net).is_some() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "network not built within 60 s: {st:#}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(status["problems"].as_array().unwrap().is_empty(), "{status:#}");
+    assert!(status["physical_networks"]["physnet1"].as_str().is_some_and(|n| n.starts_with("en")), "{status:#}");
+    osc(&app, &["port", "delete", "p1"]);
+    osc(&app, &["network", "delete", "net1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let st = admin_get(&app, "/cairn/v1/network")["network"].clone();
+        if st["links"].as_array().is_some_and(|l| l.is_empty()) && st["dhcp"].as_object().is_some_and(|d| d.is_empty())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "network not removed within 60 s: {st:#}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let console = app.console();
     assert!(!console.contains("Failed to start"), "a unit failed:\n{console}");
 }

@@ -36,6 +36,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Api {
     pub identity: Identity,
     pub network: Networking,
+    /// The host network agent's last pass.
+    pub net_status: crate::net::agent::StatusHandle,
     /// Base URL for links and the catalog (e.g. `https://10.0.0.5`); when unset, derived from
     /// each request's `Host` header so forwarded ports work.
     pub public_url: Option<String>,
@@ -123,16 +125,23 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         ["healthz"] => Ok(http::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         ["identity", rest @ ..] => keystone::route(&api, req, rest, peer).await,
         ["network", rest @ ..] => neutron::route(&api, req, rest).await,
-        ["cairn", "v1", "host"] => {
+        ["cairn", "v1", what @ ("host" | "network")] => {
             let token =
                 req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
             let auth = api.identity.validate(token)?;
             if !auth.is_admin() {
-                return Err(ApiError::Forbidden("Reading the host facts needs the admin role.".into()));
+                return Err(ApiError::Forbidden("Reading the node's facts needs the admin role.".into()));
             }
-            let facts = serde_json::to_value(&api.host).map_err(|e| ApiError::Internal(Box::new(e)))?;
-            let data = serde_json::to_value(&api.data_dir).map_err(|e| ApiError::Internal(Box::new(e)))?;
-            Ok(http::json(StatusCode::OK, &serde_json::json!({"host": facts, "data_dir": data})))
+            let internal = |e: serde_json::Error| ApiError::Internal(Box::new(e));
+            let body = if *what == "host" {
+                let facts = serde_json::to_value(&api.host).map_err(internal)?;
+                let data = serde_json::to_value(&api.data_dir).map_err(internal)?;
+                serde_json::json!({"host": facts, "data_dir": data})
+            } else {
+                let st = api.net_status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                serde_json::json!({"network": serde_json::to_value(st).map_err(internal)?})
+            };
+            Ok(http::json(StatusCode::OK, &body))
         }
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),

@@ -8,7 +8,9 @@ use crate::config::Role;
 use crate::model::network::Network;
 use crate::state::{StateError, Store};
 use crate::sys::netlink::{Netlink, NetlinkError};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often DHCP servers are checked for having died.
@@ -43,6 +45,34 @@ pub async fn management_nic<N: Netlink>(nl: &N) -> Result<Option<String>, Netlin
     Ok(None)
 }
 
+/// What the agent last saw and did, for operators (`GET /cairn/v1/network`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NetStatus {
+    /// Why the agent is not running, when it is not.
+    pub off: Option<String>,
+    pub physical_networks: BTreeMap<String, String>,
+    /// Links Cairn owns on this node, as the last pass left them.
+    pub links: Vec<LinkStatus>,
+    /// Network id → pid of its dnsmasq.
+    pub dhcp: BTreeMap<String, u32>,
+    /// Networks this node should carry but cannot (no uplink, name clashes).
+    pub problems: Vec<String>,
+    /// Passes completed since start.
+    pub passes: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkStatus {
+    pub name: String,
+    pub kind: String,
+    pub master: Option<String>,
+    pub up: bool,
+}
+
+/// Shared between the agent and the API.
+pub type StatusHandle = Arc<Mutex<NetStatus>>;
+
 /// The host-side network agent.
 pub struct NetAgent<N: Netlink> {
     pub nl: N,
@@ -53,6 +83,7 @@ pub struct NetAgent<N: Netlink> {
     /// This node's name, as ports record it in `binding:host_id`.
     pub host: String,
     pub dhcp: Option<Dhcp>,
+    pub status: StatusHandle,
 }
 
 impl<N: Netlink> NetAgent<N> {
@@ -72,14 +103,46 @@ impl<N: Netlink> NetAgent<N> {
         Ok(nets.into_iter().filter(|n| used.contains(&n.id)).collect())
     }
 
-    /// One pass: links, then DHCP.
+    /// One pass: links, then DHCP; the outcome goes to the status.
     pub async fn sync(&mut self) -> Result<(), AgentError> {
+        let result = self.pass().await;
+        let links = self.nl.links().await.unwrap_or_default();
+        let name_of = |i: u32| links.iter().find(|l| l.index == i).map(|l| l.name.clone());
+        let mut st = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        st.physical_networks = self.physnets.clone();
+        st.links = links
+            .iter()
+            .filter(|l| l.alias.as_deref() == Some(reconcile::OWNER_ALIAS))
+            .map(|l| LinkStatus {
+                name: l.name.clone(),
+                kind: format!("{:?}", l.kind).to_lowercase(),
+                master: l.master.and_then(name_of),
+                up: l.up,
+            })
+            .collect();
+        st.dhcp = self.dhcp.as_ref().map(|d| d.pids()).unwrap_or_default();
+        st.passes += 1;
+        match result {
+            Ok(problems) => {
+                st.problems = problems;
+                st.last_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                st.last_error = Some(crate::error_chain(&e));
+                Err(e)
+            }
+        }
+    }
+
+    async fn pass(&mut self) -> Result<Vec<String>, AgentError> {
         let nets = self.carried()?;
-        let (want, problems) = reconcile::wanted(&nets, &self.physnets);
-        for p in problems {
+        let (want, mut problems) = reconcile::wanted(&nets, &self.physnets);
+        for p in &problems {
             log::warn!("network: {p}");
         }
         let plan = reconcile::reconcile(&self.nl, &want).await?;
+        problems.extend(plan.problems.iter().cloned());
         if !plan.ops.is_empty() {
             log::info!("network: {} change(s) applied", plan.ops.len());
         }
@@ -88,7 +151,7 @@ impl<N: Netlink> NetAgent<N> {
             let view = self.store.view()?;
             dhcp.sync(&self.nl, &view, &built).await?;
         }
-        Ok(())
+        Ok(problems)
     }
 
     /// Runs until the task is dropped: a pass at start, on every state change and every

@@ -272,6 +272,11 @@ impl Dhcp {
         }
     }
 
+    /// Network id → pid of every running server.
+    pub fn pids(&self) -> BTreeMap<String, u32> {
+        self.servers.iter().map(|(n, s)| (n.clone(), s.child.id())).collect()
+    }
+
     /// Whether a server runs for the network, and its pid.
     pub fn pid(&self, network_id: &str) -> Option<u32> {
         self.servers.get(network_id).map(|s| s.child.id())
