@@ -538,3 +538,68 @@ async fn vlans_isolate_across_two_hosts() {
     }
     r.shutdown().await;
 }
+
+/// Whether a full kernel is required (in the guest): nothing may be skipped there.
+fn full_kernel_required() -> bool {
+    std::env::var_os("CAIRN_REQUIRE_VLAN").is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_kinds_round_trip() {
+    if skip_unless_root("link_kinds_round_trip") {
+        return;
+    }
+    use cairn_agent::sys::netlink::LinkKind;
+    let ns = TestNs::new("kinds");
+    let nl = ns.nl();
+    nl.add_link("br0", NewLink::Bridge, Some(OWNER_ALIAS)).await.unwrap();
+    nl.add_link("ve0", NewLink::Veth { peer: "ve1".into() }, Some(OWNER_ALIAS)).await.unwrap();
+    nl.add_link("tap0", NewLink::Tap, Some(OWNER_ALIAS)).await.unwrap();
+    assert!(matches!(nl.add_link("br0", NewLink::Bridge, None).await, Err(NetlinkError::Exists(_))));
+    let dummy = nl.add_link("dum0", NewLink::Dummy, None).await;
+    match &dummy {
+        Ok(()) => {}
+        Err(e) if !full_kernel_required() => {
+            eprintln!("this kernel has no dummy links ({e}); the guest run covers them")
+        }
+        Err(e) => panic!("dummy link: {e}"),
+    }
+    let (br, ve0, tap) = (index(&nl, "br0").await, index(&nl, "ve0").await, index(&nl, "tap0").await);
+    nl.set_mtu(ve0, 1400).await.unwrap();
+    nl.set_mac(ve0, [0xfa, 0x16, 0x3e, 1, 2, 3]).await.unwrap();
+    for i in [br, ve0, tap] {
+        nl.set_up(i, true).await.unwrap();
+    }
+    nl.set_master(ve0, Some(br)).await.unwrap();
+    nl.set_master(tap, Some(br)).await.unwrap();
+    let links = nl.links().await.unwrap();
+    let get = |n: &str| links.iter().find(|l| l.name == n).unwrap().clone();
+    assert_eq!(get("br0").kind, LinkKind::Bridge);
+    assert_eq!(get("ve0").kind, LinkKind::Veth);
+    assert_eq!(get("tap0").kind, LinkKind::Tun);
+    assert_eq!(get("ve0").mtu, 1400);
+    assert_eq!(get("ve0").mac, Some([0xfa, 0x16, 0x3e, 1, 2, 3]));
+    assert_eq!(get("ve0").master, Some(br));
+    assert_eq!(get("tap0").master, Some(br));
+    assert_eq!(get("tap0").alias.as_deref(), Some(OWNER_ALIAS));
+    assert!(get("br0").up);
+    if dummy.is_ok() {
+        assert_eq!(get("dum0").kind, LinkKind::Dummy);
+        assert_eq!(get("dum0").alias, None);
+    }
+    if kernel_has_vlans().await {
+        nl.add_link("ve1.42", NewLink::Vlan { parent: index(&nl, "ve1").await, id: 42 }, None).await.unwrap();
+        let v = nl.links().await.unwrap().into_iter().find(|l| l.name == "ve1.42").unwrap();
+        assert_eq!(v.kind, LinkKind::Vlan { parent: index(&nl, "ve1").await, id: 42 });
+    }
+    nl.set_master(tap, None).await.unwrap();
+    nl.set_up(br, false).await.unwrap();
+    let links = nl.links().await.unwrap();
+    assert_eq!(links.iter().find(|l| l.name == "tap0").unwrap().master, None);
+    assert!(!links.iter().find(|l| l.name == "br0").unwrap().up);
+    for n in ["tap0", "ve0", "br0"] {
+        nl.delete_link(index(&nl, n).await).await.unwrap();
+    }
+    let left: Vec<String> = nl.links().await.unwrap().into_iter().map(|l| l.name).collect();
+    assert!(!left.iter().any(|n| ["tap0", "ve0", "ve1", "br0"].contains(&n.as_str())), "{left:?}");
+}

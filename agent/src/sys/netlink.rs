@@ -18,7 +18,7 @@ const RT_TABLE_MAIN: u8 = RouteHeader::RT_TABLE_MAIN;
 use rtnetlink::{LinkBridge, LinkDummy, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder};
 use std::future::Future;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Arc, Mutex};
 
 /// Errors of kernel link operations.
@@ -148,6 +148,8 @@ pub fn is_link_local(ip: &IpAddr) -> bool {
 #[derive(Clone)]
 pub struct RtNetlink {
     handle: rtnetlink::Handle,
+    /// The namespace the socket lives in, when not the agent's own (taps are made there too).
+    ns: Option<Arc<std::fs::File>>,
 }
 
 fn req(op: &'static str, what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
@@ -160,7 +162,7 @@ impl RtNetlink {
     pub fn connect() -> R<Self> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Connect)?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        Ok(Self { handle, ns: None })
     }
 
     /// A connection whose socket lives in `ns` (opened from a thread inside it).
@@ -173,7 +175,8 @@ impl RtNetlink {
             })?
             .map_err(NetlinkError::Connect)?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        let file = ns.file().try_clone().map_err(NetlinkError::Connect)?;
+        Ok(Self { handle, ns: Some(Arc::new(file)) })
     }
 
     async fn set(&self, msg: LinkMessage, op: &'static str, index: u32) -> R<()> {
@@ -325,10 +328,28 @@ impl Netlink for RtNetlink {
             NewLink::Veth { peer } => LinkVeth::new(name, &peer).build(),
             NewLink::Dummy => LinkDummy::new(name).build(),
             NewLink::Tap => {
-                let n = name.to_owned();
-                tokio::task::spawn_blocking(move || make_tap(&n))
-                    .await
-                    .map_err(|e| NetlinkError::Tap { name: name.into(), source: std::io::Error::other(e) })??;
+                let (n, ns) = (name.to_owned(), self.ns.clone());
+                // A thread of its own, so entering the namespace touches no shared worker.
+                let made = tokio::task::spawn_blocking(move || {
+                    std::thread::spawn(move || {
+                        if let Some(f) = ns {
+                            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                                .map_err(|e| NetlinkError::Tap { name: n.clone(), source: e.into() })?;
+                        }
+                        make_tap(&n)
+                    })
+                    .join()
+                })
+                .await;
+                match made {
+                    Ok(Ok(r)) => r?,
+                    _ => {
+                        return Err(NetlinkError::Tap {
+                            name: name.into(),
+                            source: std::io::Error::other("thread failed"),
+                        })
+                    }
+                }
                 return self.set_alias(name, alias).await;
             }
         };
