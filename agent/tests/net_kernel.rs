@@ -230,37 +230,14 @@ fn dnsmasq() -> PathBuf {
 // ---- the state the DHCP server reads
 
 fn network(id: &str, ty: NetworkType, vid: Option<u16>) -> Network {
-    Network {
-        id: id.into(),
-        name: id.into(),
-        project_id: "p".into(),
-        description: String::new(),
-        admin_state_up: true,
-        shared: false,
-        external: false,
-        mtu: 1500,
-        segment: Segment { network_type: ty, physical_network: "physnet1".into(), segmentation_id: vid },
-        created_at: 0,
-        updated_at: 0,
-    }
+    let seg = Segment { network_type: ty, physical_network: "physnet1".into(), segmentation_id: vid };
+    Network::new(id, id, "p", seg, 0)
 }
 
 fn port(id: &str, net: &str, mac: Mac, owner: &str) -> Port {
-    Port {
-        id: id.into(),
-        name: id.into(),
-        network_id: net.into(),
-        project_id: "p".into(),
-        description: String::new(),
-        mac_address: mac,
-        fixed_ips: vec![],
-        device_id: String::new(),
-        device_owner: owner.into(),
-        admin_state_up: true,
-        host: String::new(),
-        created_at: 0,
-        updated_at: 0,
-    }
+    let mut p = Port::new(id, net, "p", mac, 0);
+    p.device_owner = owner.into();
+    p
 }
 
 /// A state with one network, a DHCP-enabled /24 and a VM port; returns the VM port.
@@ -268,20 +245,8 @@ async fn state_with_port(r: &Replicated, net: Network, cidr: &str, vm_mac: Mac) 
     let net_id = net.id.clone();
     r.propose(Command::CreateNetwork { network: net, auto_vlan: None }).await.unwrap().unwrap();
     let c: Cidr = cidr.parse().unwrap();
-    let subnet = Subnet {
-        id: format!("{net_id}-sub"),
-        name: String::new(),
-        network_id: net_id.clone(),
-        project_id: "p".into(),
-        description: String::new(),
-        cidr: c,
-        gateway_ip: Some(c.default_gateway()),
-        allocation_pools: c.default_pools(Some(c.default_gateway())),
-        dns_nameservers: vec!["192.0.2.53".parse().unwrap()],
-        enable_dhcp: true,
-        created_at: 0,
-        updated_at: 0,
-    };
+    let mut subnet = Subnet::new(&format!("{net_id}-sub"), &net_id, "p", c, 0);
+    subnet.dns_nameservers = vec!["192.0.2.53".parse().unwrap()];
     let dhcp_port = port(&format!("{net_id}-dhcp"), &net_id, Mac([0xfa, 0x16, 0x3e, 0xd0, 0, 1]), DHCP_OWNER);
     r.propose(Command::CreateSubnet { subnet, dhcp_port: Some(dhcp_port) }).await.unwrap().unwrap();
     let vm = port(&format!("{net_id}-vm"), &net_id, vm_mac, "compute:nova");

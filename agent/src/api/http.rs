@@ -98,6 +98,23 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A UTC timestamp as OpenStack writes it: `2026-11-28T21:00:00Z`, or with `.000000` before
+/// the `Z` (Keystone's tokens).
+pub fn timestamp(secs: u64, micros: bool) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        if micros { ".000000" } else { "" }
+    )
+}
+
 /// A query flag: present with no value, or a true-ish value in any case.
 pub fn is_true(v: &str) -> bool {
     v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1" || v.eq_ignore_ascii_case("yes")

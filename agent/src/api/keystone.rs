@@ -20,17 +20,7 @@ const UPDATED: &str = "2020-04-07T00:00:00Z";
 pub const REGION: &str = "RegionOne";
 
 fn iso(secs: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    super::http::timestamp(secs, true)
 }
 
 fn version_json(base: &str) -> Value {

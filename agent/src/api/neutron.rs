@@ -32,17 +32,7 @@ const EXTENSIONS: [(&str, &str, &str); 7] = [
 ];
 
 fn ts(secs: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    super::http::timestamp(secs, false)
 }
 
 fn extension_json(alias: &str, name: &str, description: &str) -> Value {

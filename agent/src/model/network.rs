@@ -395,7 +395,66 @@ pub struct Port {
     pub updated_at: u64,
 }
 
+impl Network {
+    /// A network with Neutron's defaults: up, private, internal, the default MTU.
+    pub fn new(id: &str, name: &str, project_id: &str, segment: Segment, now: u64) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            project_id: project_id.into(),
+            description: String::new(),
+            admin_state_up: true,
+            shared: false,
+            external: false,
+            mtu: DEFAULT_MTU,
+            segment,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+impl Subnet {
+    /// A DHCP-enabled subnet with the conventional gateway (the first host) and default pools.
+    pub fn new(id: &str, network_id: &str, project_id: &str, cidr: Cidr, now: u64) -> Self {
+        let gateway = cidr.default_gateway();
+        Self {
+            id: id.into(),
+            name: String::new(),
+            network_id: network_id.into(),
+            project_id: project_id.into(),
+            description: String::new(),
+            cidr,
+            gateway_ip: Some(gateway),
+            allocation_pools: cidr.default_pools(Some(gateway)),
+            dns_nameservers: vec![],
+            enable_dhcp: true,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl Port {
+    /// A port with Neutron's defaults: unnamed, up, no device, unbound; IPAM fills `fixed_ips`.
+    pub fn new(id: &str, network_id: &str, project_id: &str, mac_address: Mac, now: u64) -> Self {
+        Self {
+            id: id.into(),
+            name: String::new(),
+            network_id: network_id.into(),
+            project_id: project_id.into(),
+            description: String::new(),
+            mac_address,
+            fixed_ips: vec![],
+            device_id: String::new(),
+            device_owner: String::new(),
+            admin_state_up: true,
+            host: String::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Neutron's port status: a DHCP port is served by the network node at once; any other
     /// port is DOWN until something is plugged into it.
     pub fn status(&self) -> &'static str {

@@ -461,45 +461,19 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool, DhcpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::network::{Cidr, FixedIp, Mac};
+    use crate::model::network::{FixedIp, Mac};
 
     fn subnet(id: &str, cidr: &str, dns: &[&str]) -> Subnet {
-        let c: Cidr = cidr.parse().unwrap();
-        Subnet {
-            id: id.into(),
-            name: String::new(),
-            network_id: "n".into(),
-            project_id: "p".into(),
-            description: String::new(),
-            cidr: c,
-            gateway_ip: Some(c.default_gateway()),
-            allocation_pools: c.default_pools(Some(c.default_gateway())),
-            dns_nameservers: dns.iter().map(|d| d.parse().unwrap()).collect(),
-            enable_dhcp: true,
-            created_at: 0,
-            updated_at: 0,
-        }
+        let mut s = Subnet::new(id, "n", "p", cidr.parse().unwrap(), 0);
+        s.dns_nameservers = dns.iter().map(|d| d.parse().unwrap()).collect();
+        s
     }
 
     fn port(id: &str, mac: u8, ips: &[(&str, &str)]) -> Port {
-        Port {
-            id: id.into(),
-            name: String::new(),
-            network_id: "n".into(),
-            project_id: "p".into(),
-            description: String::new(),
-            mac_address: Mac([0xfa, 0x16, 0x3e, 0, 0, mac]),
-            fixed_ips: ips
-                .iter()
-                .map(|(s, ip)| FixedIp { subnet_id: (*s).into(), ip_address: ip.parse().unwrap() })
-                .collect(),
-            device_id: String::new(),
-            device_owner: String::new(),
-            admin_state_up: true,
-            host: String::new(),
-            created_at: 0,
-            updated_at: 0,
-        }
+        let mut p = Port::new(id, "n", "p", Mac([0xfa, 0x16, 0x3e, 0, 0, mac]), 0);
+        p.fixed_ips =
+            ips.iter().map(|(s, ip)| FixedIp { subnet_id: (*s).into(), ip_address: ip.parse().unwrap() }).collect();
+        p
     }
 
     #[test]

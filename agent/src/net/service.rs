@@ -251,20 +251,12 @@ impl Networking {
             return Err(NetError::BadRequest(format!("Invalid input for operation: mtu {mtu} is outside 68..9000.")));
         }
         let (segment, auto_vlan) = self.segment(&new.provider)?;
-        let t = now();
-        let network = Network {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: new.name,
-            project_id,
-            description: new.description,
-            admin_state_up: new.admin_state_up,
-            shared: new.shared,
-            external: new.external,
-            mtu,
-            segment,
-            created_at: t,
-            updated_at: t,
-        };
+        let mut network = Network::new(&uuid::Uuid::new_v4().to_string(), &new.name, &project_id, segment, now());
+        network.description = new.description;
+        network.admin_state_up = new.admin_state_up;
+        network.shared = new.shared;
+        network.external = new.external;
+        network.mtu = mtu;
         let id = network.id.clone();
         self.propose(Command::CreateNetwork { network, auto_vlan }).await?;
         self.get_network(auth, &id)
@@ -365,35 +357,17 @@ impl Networking {
             }
         };
         let t = now();
-        let subnet = Subnet {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: new.name,
-            network_id: net.id.clone(),
-            project_id,
-            description: new.description,
-            cidr,
-            gateway_ip: gateway,
-            allocation_pools: pools,
-            dns_nameservers: new.dns_nameservers,
-            enable_dhcp: new.enable_dhcp,
-            created_at: t,
-            updated_at: t,
-        };
-        let dhcp_port = Port {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: String::new(),
-            network_id: net.id.clone(),
-            project_id: net.project_id.clone(),
-            description: String::new(),
-            mac_address: Mac::random(),
-            fixed_ips: vec![],
-            device_id: format!("dhcp-{}", net.id),
-            device_owner: DHCP_OWNER.into(),
-            admin_state_up: true,
-            host: self.settings.host.clone(),
-            created_at: t,
-            updated_at: t,
-        };
+        let mut subnet = Subnet::new(&uuid::Uuid::new_v4().to_string(), &net.id, &project_id, cidr, t);
+        subnet.name = new.name;
+        subnet.description = new.description;
+        subnet.gateway_ip = gateway;
+        subnet.allocation_pools = pools;
+        subnet.dns_nameservers = new.dns_nameservers;
+        subnet.enable_dhcp = new.enable_dhcp;
+        let mut dhcp_port = Port::new(&uuid::Uuid::new_v4().to_string(), &net.id, &net.project_id, Mac::random(), t);
+        dhcp_port.device_id = format!("dhcp-{}", net.id);
+        dhcp_port.device_owner = DHCP_OWNER.into();
+        dhcp_port.host = self.settings.host.clone();
         let id = subnet.id.clone();
         self.propose(Command::CreateSubnet { subnet, dhcp_port: Some(dhcp_port) }).await?;
         self.get_subnet(auth, &id)
@@ -449,22 +423,14 @@ impl Networking {
         if !auth.is_admin() && !new.host.is_empty() {
             return Err(forbidden("create_port:binding:host_id"));
         }
-        let t = now();
-        let port = Port {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: new.name,
-            network_id: net.id,
-            project_id,
-            description: new.description,
-            mac_address: new.mac_address.unwrap_or_else(Mac::random),
-            fixed_ips: vec![],
-            device_id: new.device_id,
-            device_owner: new.device_owner,
-            admin_state_up: new.admin_state_up,
-            host: new.host,
-            created_at: t,
-            updated_at: t,
-        };
+        let mac = new.mac_address.unwrap_or_else(Mac::random);
+        let mut port = Port::new(&uuid::Uuid::new_v4().to_string(), &net.id, &project_id, mac, now());
+        port.name = new.name;
+        port.description = new.description;
+        port.device_id = new.device_id;
+        port.device_owner = new.device_owner;
+        port.admin_state_up = new.admin_state_up;
+        port.host = new.host;
         let id = port.id.clone();
         self.propose(Command::CreatePort { port, ips: new.fixed_ips }).await?;
         self.get_port(auth, &id)

@@ -404,7 +404,7 @@ fn create_port(tx: &WriteTransaction, p: &Port, ips: Option<&[IpRequest]>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::network::{Cidr, Mac, Pool};
+    use crate::model::network::{Mac, Pool};
     use crate::state::raft::Replicated;
     use crate::state::Store;
     use redb::ReadableTableMetadata;
@@ -423,56 +423,16 @@ mod tests {
     }
 
     fn net(id: &str, ty: NetworkType, vid: Option<u16>) -> Network {
-        Network {
-            id: id.into(),
-            name: id.into(),
-            project_id: "p".into(),
-            description: String::new(),
-            admin_state_up: true,
-            shared: false,
-            external: false,
-            mtu: 1500,
-            segment: Segment { network_type: ty, physical_network: "physnet1".into(), segmentation_id: vid },
-            created_at: 0,
-            updated_at: 0,
-        }
+        let seg = Segment { network_type: ty, physical_network: "physnet1".into(), segmentation_id: vid };
+        Network::new(id, id, "p", seg, 0)
     }
 
     fn subnet(id: &str, network: &str, cidr: &str, t: u64) -> Subnet {
-        let c: Cidr = cidr.parse().unwrap();
-        let gw = c.default_gateway();
-        Subnet {
-            id: id.into(),
-            name: id.into(),
-            network_id: network.into(),
-            project_id: "p".into(),
-            description: String::new(),
-            cidr: c,
-            gateway_ip: Some(gw),
-            allocation_pools: c.default_pools(Some(gw)),
-            dns_nameservers: vec![],
-            enable_dhcp: true,
-            created_at: t,
-            updated_at: t,
-        }
+        Subnet::new(id, network, "p", cidr.parse().unwrap(), t)
     }
 
     fn port(id: &str, network: &str, mac: u8) -> Port {
-        Port {
-            id: id.into(),
-            name: id.into(),
-            network_id: network.into(),
-            project_id: "p".into(),
-            description: String::new(),
-            mac_address: Mac([0xfa, 0x16, 0x3e, 0, 0, mac]),
-            fixed_ips: vec![],
-            device_id: String::new(),
-            device_owner: String::new(),
-            admin_state_up: true,
-            host: String::new(),
-            created_at: 0,
-            updated_at: 0,
-        }
+        Port::new(id, network, "p", Mac([0xfa, 0x16, 0x3e, 0, 0, mac]), 0)
     }
 
     fn create_net(n: Network) -> Command {

@@ -585,6 +585,14 @@ impl FakeNetlink {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Records `call` and changes one link.
+    fn edit(&self, call: String, index: u32, f: impl FnOnce(&mut Link)) -> R<()> {
+        self.with(call, |s| {
+            f(s.get(index)?);
+            Ok(())
+        })
+    }
+
     fn with<T>(&self, call: String, f: impl FnOnce(&mut FakeState) -> R<T>) -> R<T> {
         let mut s = self.lock();
         s.calls.push(call);
@@ -678,24 +686,15 @@ impl Netlink for FakeNetlink {
     }
 
     async fn set_up(&self, index: u32, up: bool) -> R<()> {
-        self.with(format!("up {index} {up}"), |s| {
-            s.get(index)?.up = up;
-            Ok(())
-        })
+        self.edit(format!("up {index} {up}"), index, |l| l.up = up)
     }
 
     async fn set_mtu(&self, index: u32, mtu: u32) -> R<()> {
-        self.with(format!("mtu {index} {mtu}"), |s| {
-            s.get(index)?.mtu = mtu;
-            Ok(())
-        })
+        self.edit(format!("mtu {index} {mtu}"), index, |l| l.mtu = mtu)
     }
 
     async fn set_mac(&self, index: u32, mac: [u8; 6]) -> R<()> {
-        self.with(format!("mac {index}"), |s| {
-            s.get(index)?.mac = Some(mac);
-            Ok(())
-        })
+        self.edit(format!("mac {index}"), index, |l| l.mac = Some(mac))
     }
 
     async fn set_netns(&self, index: u32, _ns: &NetNs) -> R<()> {
