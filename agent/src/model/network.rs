@@ -34,6 +34,24 @@ pub enum NetModelError {
     BadVlan(i64),
 }
 
+/// Serde through the text form (`#[serde(try_from = "String", into = "String")]`).
+macro_rules! via_string {
+    ($t:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = NetModelError;
+            fn try_from(s: String) -> Result<Self, NetModelError> {
+                s.parse()
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+    };
+}
+
 fn to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v) => u128::from(u32::from(v)),
@@ -166,18 +184,7 @@ impl FromStr for Cidr {
     }
 }
 
-impl TryFrom<String> for Cidr {
-    type Error = NetModelError;
-    fn try_from(s: String) -> Result<Self, NetModelError> {
-        s.parse()
-    }
-}
-
-impl From<Cidr> for String {
-    fn from(c: Cidr) -> String {
-        c.to_string()
-    }
-}
+via_string!(Cidr);
 
 /// An inclusive range of addresses handed out by IPAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -284,18 +291,7 @@ impl FromStr for Mac {
     }
 }
 
-impl TryFrom<String> for Mac {
-    type Error = NetModelError;
-    fn try_from(s: String) -> Result<Self, NetModelError> {
-        s.parse()
-    }
-}
-
-impl From<Mac> for String {
-    fn from(m: Mac) -> String {
-        m.to_string()
-    }
-}
+via_string!(Mac);
 
 /// Checks a VLAN id given as a number.
 pub fn check_vlan(id: i64) -> Result<u16, NetModelError> {
