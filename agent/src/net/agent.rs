@@ -175,3 +175,70 @@ impl<N: Netlink> NetAgent<N> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::network::{Mac, NetworkType, Port, Segment};
+    use crate::state::raft::Replicated;
+    use crate::state::Command;
+    use crate::sys::netlink::{FakeNetlink, LinkKind};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn roles_decide_which_networks_a_node_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
+        for (id, vid) in [("net-one-aaaaa", 10), ("net-two-bbbbb", 20)] {
+            let seg = Segment {
+                network_type: NetworkType::Vlan,
+                physical_network: "physnet1".into(),
+                segmentation_id: Some(vid),
+            };
+            r.propose(Command::CreateNetwork { network: Network::new(id, id, "p", seg, 0), auto_vlan: None })
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let mut bound = Port::new("vm", "net-two-bbbbb", "p", Mac([0xfa, 0x16, 0x3e, 0, 0, 1]), 0);
+        bound.host = "node-a".into();
+        r.propose(Command::CreatePort { port: bound, ips: None }).await.unwrap().unwrap();
+        let agent = |roles: Vec<Role>, nl: FakeNetlink| NetAgent {
+            nl,
+            store: r.store().clone(),
+            physnets: BTreeMap::from([("physnet1".to_string(), "eth1".to_string())]),
+            roles,
+            host: "node-a".into(),
+            dhcp: None,
+            status: StatusHandle::default(),
+        };
+        let host = || {
+            let nl = FakeNetlink::default();
+            nl.with_link("eth1", LinkKind::Other(String::new()), None);
+            nl
+        };
+        let bridges = |nl: &FakeNetlink| -> Vec<String> {
+            let mut b: Vec<String> = ["brq-net-one-aaa", "brq-net-two-bbb"]
+                .iter()
+                .filter(|n| nl.link(n).is_some())
+                .map(|n| n.to_string())
+                .collect();
+            b.sort();
+            b
+        };
+        let cases = [
+            (vec![Role::Network, Role::Compute], vec!["brq-net-one-aaa", "brq-net-two-bbb"]),
+            (vec![Role::Compute], vec!["brq-net-two-bbb"]),
+            (vec![], vec![]),
+        ];
+        for (roles, want) in cases {
+            let nl = host();
+            let mut a = agent(roles.clone(), nl.clone());
+            a.sync().await.unwrap();
+            assert_eq!(bridges(&nl), want, "roles {roles:?}");
+            let st = a.status.lock().unwrap().clone();
+            assert_eq!(st.passes, 1);
+            assert_eq!(st.links.iter().filter(|l| l.kind == "bridge").count(), want.len(), "{st:?}");
+        }
+        r.shutdown().await;
+    }
+}

@@ -393,7 +393,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StErr> {
         let (db, meta) = (self.db.clone(), meta.clone());
-        blocking(move || {
+        let installed = blocking(move || {
             let data = snapshot.into_inner();
             let install = || -> Result<(), StateError> {
                 let d: Dump = serde_json::from_slice(&data)?;
@@ -406,7 +406,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             install().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)).into())
         })
-        .await
+        .await;
+        if installed.is_ok() {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        installed
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StErr> {
