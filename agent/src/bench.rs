@@ -29,8 +29,9 @@ pub struct BenchArgs {
     /// Concurrency levels (connections), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 32])]
     pub concurrency: Vec<usize>,
-    /// Operations: issue, validate, projects, create.
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["issue".to_string(), "validate".into(), "projects".into(), "create".into()])]
+    /// Operations: issue, validate, projects, create (a project), port (a Neutron port with an
+    /// address allocated through the log).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["issue".to_string(), "validate".into(), "projects".into(), "create".into(), "port".into()])]
     pub ops: Vec<String>,
 }
 
@@ -55,15 +56,20 @@ fn free_port() -> Result<u16, BoxError> {
 fn spawn_agent(password: &str) -> Result<(Spawned, SocketAddr, String), BoxError> {
     let dir = tempfile::tempdir()?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    // API only: the benchmark must not build bridges on this machine.
+    let config = dir.path().join("bench.toml");
+    std::fs::write(&config, "roles = []\n")?;
     let child = Command::new(std::env::current_exe()?)
-        .args(["agent", "--config", "/dev/null", "--listen", &addr.to_string(), "--data-dir"])
-        .arg(dir.path())
+        .args(["agent", "--config"])
+        .arg(&config)
+        .args(["--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir.path().join("data"))
         .env("CAIRN_ADMIN_PASSWORD", password)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let spawned = Spawned { child, _dir: dir };
-    let ca = spawned._dir.path().join("pki/ca.pem");
+    let ca = spawned._dir.path().join("data/pki/ca.pem");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(pem) = std::fs::read_to_string(&ca) {
@@ -95,8 +101,8 @@ struct Figures {
     elapsed: Duration,
 }
 
-/// One request of `op`; `n` makes names unique.
-async fn one(conn: &mut Conn, op: &str, token: &str, password: &str, n: u64) -> Result<bool, BoxError> {
+/// One request of `op`; `n` makes names unique; `net` is the network ports go on.
+async fn one(conn: &mut Conn, op: &str, token: &str, password: &str, n: u64, net: &str) -> Result<bool, BoxError> {
     let r = match op {
         "issue" => return Ok(conn.login("admin", password, "admin").await?.is_some()),
         "validate" => {
@@ -119,9 +125,33 @@ async fn one(conn: &mut Conn, op: &str, token: &str, password: &str, n: u64) -> 
             )
             .await?
         }
+        "port" => {
+            let body = serde_json::json!({"port": {"network_id": net, "name": format!("bench-{n}")}});
+            conn.request(
+                Method::POST,
+                "/network/v2.0/ports",
+                &[("x-auth-token", token)],
+                Some(body.to_string().into_bytes()),
+            )
+            .await?
+        }
         other => return Err(format!("unknown op {other:?}").into()),
     };
     Ok((200..300).contains(&r.status))
+}
+
+/// A network with a /16 subnet for the port benchmark; returns its id.
+async fn bench_network(conn: &mut Conn, token: &str) -> Result<String, BoxError> {
+    let h = [("x-auth-token", token)];
+    let body = serde_json::json!({"network": {"name": format!("bench-{}", std::process::id())}});
+    let r = conn.request(Method::POST, "/network/v2.0/networks", &h, Some(body.to_string().into_bytes())).await?;
+    let id = r.json()["network"]["id"].as_str().ok_or("creating the bench network failed")?.to_owned();
+    let body = serde_json::json!({"subnet": {"network_id": id, "cidr": "10.200.0.0/16", "ip_version": 4}});
+    let r = conn.request(Method::POST, "/network/v2.0/subnets", &h, Some(body.to_string().into_bytes())).await?;
+    if r.status != 201 {
+        return Err(format!("creating the bench subnet: {}", String::from_utf8_lossy(&r.body)).into());
+    }
+    Ok(id)
 }
 
 async fn measure(
@@ -131,19 +161,21 @@ async fn measure(
     token: &str,
     password: &str,
     dur: Duration,
+    net: &str,
 ) -> Result<Figures, BoxError> {
     let start = Instant::now();
     let deadline = start + dur;
     let mut tasks = Vec::new();
     for w in 0..c {
-        let (client, op, token, password) = (client.clone(), op.to_owned(), token.to_owned(), password.to_owned());
+        let (client, op, token, password, net) =
+            (client.clone(), op.to_owned(), token.to_owned(), password.to_owned(), net.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut conn = client.connect().await?;
             let (mut lat, mut errors, mut n) = (Vec::new(), 0u64, (w as u64) << 32);
             while Instant::now() < deadline {
                 let t = Instant::now();
                 n += 1;
-                let ok = one(&mut conn, &op, &token, &password, n).await.unwrap_or(false);
+                let ok = one(&mut conn, &op, &token, &password, n, &net).await.unwrap_or(false);
                 lat.push(t.elapsed().as_micros() as u64);
                 if !ok {
                     errors += 1;
@@ -195,11 +227,16 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!("peer=cairn op=idle rss_mib={}", rss_mib(pid));
     let dur = Duration::from_secs(args.duration);
+    let net = if args.ops.iter().any(|o| o == "port") {
+        bench_network(&mut client.connect().await?, &token).await?
+    } else {
+        String::new()
+    };
     for op in &args.ops {
-        // A create is a replicated, fsynced write: measured one at a time as the target says.
-        let levels: Vec<usize> = if op == "create" { vec![1] } else { args.concurrency.clone() };
+        // Creates are replicated, fsynced writes: measured one at a time as the target says.
+        let levels: Vec<usize> = if op == "create" || op == "port" { vec![1] } else { args.concurrency.clone() };
         for &c in &levels {
-            let f = measure(&client, op, c, &token, &password, dur).await?;
+            let f = measure(&client, op, c, &token, &password, dur, &net).await?;
             let rps = f.latencies_us.len() as f64 / f.elapsed.as_secs_f64();
             println!(
                 "peer=cairn op={op} c={c} rps={rps:.0} p50_ms={:.2} p99_ms={:.2} errors={} rss_mib={}",
