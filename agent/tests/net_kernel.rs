@@ -197,18 +197,18 @@ fn broadcast(ns: &TestNs, to: Ipv4Addr, marker: &'static [u8]) {
         .unwrap();
 }
 
-/// Runs busybox's DHCP client in `vm` on eth0; returns the address it was offered.
-fn dhcp_client(vm: &TestNs) -> Option<IpAddr> {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("script");
-    let out = dir.path().join("lease");
-    std::fs::write(&script, format!("#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip\" > {}\nexit 0\n", out.display()))
-        .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-    let fd = vm.ns.file().as_raw_fd();
-    let mut cmd = std::process::Command::new(busybox);
-    cmd.args(["udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "8", "-T", "1", "-s"]).arg(&script);
+fn busybox() -> &'static str {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("busybox is missing: `make test-deps` installs it")
+}
+
+/// Runs `busybox ARGS` inside `ns`; returns whether it succeeded.
+fn busybox_in(ns: &TestNs, args: &[&str]) -> bool {
+    let fd = ns.ns.file().as_raw_fd();
+    let mut cmd = std::process::Command::new(busybox());
+    cmd.args(args).stdout(std::process::Stdio::null());
     // SAFETY: only setns(2) between fork and exec, on a descriptor the parent keeps open.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
@@ -218,8 +218,25 @@ fn dhcp_client(vm: &TestNs) -> Option<IpAddr> {
             Ok(())
         });
     }
-    let status = cmd.status().unwrap();
-    eprintln!("udhcpc exited {status}");
+    cmd.status().unwrap().success()
+}
+
+/// ICMP echo (busybox ping) from `from` to `ip`.
+fn pings(from: &TestNs, ip: &str) -> bool {
+    busybox_in(from, &["ping", "-c", "2", "-W", "2", ip])
+}
+
+/// Runs busybox's DHCP client in `vm` on eth0; returns the address it was offered.
+fn dhcp_client(vm: &TestNs) -> Option<IpAddr> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    let out = dir.path().join("lease");
+    std::fs::write(&script, format!("#!/bin/sh\n[ \"$1\" = bound ] && echo \"$ip\" > {}\nexit 0\n", out.display()))
+        .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = script.to_string_lossy().into_owned();
+    let ok = busybox_in(vm, &["udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "8", "-T", "1", "-s", &script]);
+    eprintln!("udhcpc succeeded: {ok}");
     std::fs::read_to_string(&out).ok().and_then(|s| s.trim().parse().ok())
 }
 
@@ -300,6 +317,7 @@ async fn flat_network_on_a_veth_uplink() {
     assert!(nl.addresses(eth1).await.unwrap().is_empty());
     assert!(nl.routes(bridge.index).await.unwrap().contains(&gw), "the default route moved too");
     assert!(udp_reaches(&host, &peer, "198.51.100.1"), "management connectivity kept through the bridge");
+    assert!(pings(&host, "198.51.100.1"));
 
     // Second run and a restart (a new netlink connection): nothing to do.
     assert_eq!(reconcile::reconcile(&nl, &want).await.unwrap(), Plan::default());
@@ -451,6 +469,9 @@ async fn vlans_isolate_across_two_hosts() {
         attach_vm(host, &bridge_name(net), vm, &format!("tapvm{i}"), Some(ip), None).await;
     }
     let [a100, b100, a200, b200] = [&vms[0].0, &vms[1].0, &vms[2].0, &vms[3].0];
+    assert!(pings(a100, "10.50.0.12"), "VLAN 100 pings VLAN 100 across hosts");
+    assert!(pings(b200, "10.50.0.21"), "VLAN 200 pings VLAN 200 across hosts");
+    assert!(!pings(a200, "10.50.0.11"), "VLAN 200 must not ping VLAN 100");
     assert!(udp_reaches(a100, b100, "10.50.0.12"), "VLAN 100 reaches VLAN 100 across hosts");
     assert!(udp_reaches(a200, b200, "10.50.0.22"), "VLAN 200 reaches VLAN 200 across hosts");
     assert!(!udp_reaches(a200, a100, "10.50.0.11"), "VLAN 200 must not reach VLAN 100 on the same host");

@@ -123,6 +123,11 @@ fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     assert!(status["problems"].as_array().unwrap().is_empty(), "{status:#}");
+    // dnsmasq stays up (a crash loop would show as restarts in the journal on the console).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let pid = &status["dhcp"][&net];
+    assert_eq!(&admin_get(&app, "/cairn/v1/network")["network"]["dhcp"][&net], pid, "dnsmasq was restarted");
+    assert!(!app.console().contains("exited ("), "dnsmasq died:\n{}", app.console());
     assert!(status["physical_networks"]["physnet1"].as_str().is_some_and(|n| n.starts_with("en")), "{status:#}");
     osc(&app, &["port", "delete", "p1"]);
     osc(&app, &["network", "delete", "net1"]);
