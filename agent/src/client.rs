@@ -85,7 +85,7 @@ impl Conn {
         body: Option<Vec<u8>>,
     ) -> Result<Resp, ClientError> {
         let mut b = Request::builder().method(method).uri(path).header("host", &self.host);
-        if body.is_some() {
+        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             b = b.header("content-type", "application/json");
         }
         for (k, v) in headers {

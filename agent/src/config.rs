@@ -37,6 +37,21 @@ pub struct Config {
     /// `compute` (bridges for the networks of its own ports).
     pub roles: Vec<Role>,
     pub network: NetworkConfig,
+    pub image: ImageConfig,
+}
+
+/// `[image]`: the image store.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    /// Largest image upload accepted, in bytes (413 beyond).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self { max_upload_bytes: 64 << 30 }
+    }
 }
 
 /// A node role.
@@ -87,6 +102,7 @@ impl Default for Config {
             console_banner: false,
             roles: vec![Role::Network, Role::Compute],
             network: NetworkConfig::default(),
+            image: ImageConfig::default(),
         }
     }
 }

@@ -203,9 +203,13 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let net_status = StatusHandle::default();
     let (settings, net_agent) = network(&cfg, state.clone(), &host, net_status.clone()).await;
     let network = Networking::new(state.clone(), settings);
+    let images_dir = cfg.data_dir.join("images");
+    let images = crate::image::Images::new(state.clone(), images_dir.clone(), cfg.image.max_upload_bytes, host.clone())
+        .map_err(io_err("creating", &images_dir))?;
     let api = Arc::new(Api {
         identity,
         network,
+        images,
         net_status,
         public_url: cfg.public_url.clone(),
         host: facts,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod host;
 pub mod identity;
+pub mod image;
 pub mod logging;
 pub mod model;
 pub mod net;

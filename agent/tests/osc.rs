@@ -291,3 +291,60 @@ fn openstack_client_manages_networks() {
     // The VLAN id is free again.
     osc.json(&["network", "create", "--provider-network-type", "vlan", "--provider-segment", "100", "again"]);
 }
+
+#[test]
+fn openstack_client_manages_images() {
+    let bin = venv().join("bin/openstack");
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&dir.path().join("data"), None);
+    let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
+    let files = tempfile::tempdir().unwrap();
+    let f = |n: &str| files.path().join(n).to_string_lossy().into_owned();
+    let qemu_img = |args: &[&str]| assert!(Command::new("qemu-img").args(args).output().unwrap().status.success());
+    qemu_img(&["create", "-f", "qcow2", &f("disk.qcow2"), "64M"]);
+    std::fs::write(f("disk.raw"), vec![7u8; 1 << 20]).unwrap();
+    qemu_img(&["create", "-f", "qcow2", "-b", "/etc/hostname", "-F", "raw", &f("backed.qcow2"), "16M"]);
+
+    // A qcow2 made by qemu-img and a raw image: active, with Glance's checksums.
+    let img = osc.json(&["image", "create", "--file", &f("disk.qcow2"), "--disk-format", "qcow2", "img1"]);
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(img["virtual_size"], 64 << 20);
+    let md5 = Command::new("md5sum").arg(f("disk.qcow2")).output().unwrap();
+    let md5 = String::from_utf8_lossy(&md5.stdout).split_whitespace().next().unwrap().to_owned();
+    assert_eq!(img["checksum"], md5.as_str());
+    let props = &img["properties"];
+    assert_eq!(props["os_hash_algo"], "sha512", "{img}");
+    assert_eq!(props["os_hash_value"].as_str().unwrap().len(), 128);
+    let raw = osc.json(&["image", "create", "--file", &f("disk.raw"), "--disk-format", "raw", "imgraw"]);
+    assert_eq!((raw["status"].as_str(), raw["size"].as_u64()), (Some("active"), Some(1 << 20)));
+
+    // Refused: raw data claiming qcow2, and a qcow2 naming a backing file.
+    let err = osc.admin_fails(&["image", "create", "--file", &f("disk.raw"), "--disk-format", "qcow2", "liar"]);
+    assert!(err.contains("400") && err.contains("not the declared disk_format"), "{err}");
+    let err = osc.admin_fails(&["image", "create", "--file", &f("backed.qcow2"), "--disk-format", "qcow2", "backed"]);
+    assert!(err.contains("400") && err.contains("backing file"), "{err}");
+    let stored: Vec<String> = std::fs::read_dir(agent.data.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(stored.len(), 2, "refused data was removed: {stored:?}");
+
+    // list, show, save (byte for byte), set, delete.
+    let names = osc.admin(&["image", "list", "-f", "value", "-c", "Name"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["img1", "imgraw"]);
+    assert_eq!(osc.json(&["image", "show", "img1"])["disk_format"], "qcow2");
+    osc.admin(&["image", "save", "--file", &f("out.qcow2"), "img1"]);
+    assert_eq!(std::fs::read(f("out.qcow2")).unwrap(), std::fs::read(f("disk.qcow2")).unwrap());
+    osc.admin(&["image", "set", "--property", "os_distro=debian", "--min-disk", "2", "img1"]);
+    let shown = osc.json(&["image", "show", "img1"]);
+    assert_eq!((shown["properties"]["os_distro"].as_str(), shown["min_disk"].as_u64()), (Some("debian"), Some(2)));
+    osc.admin(&["image", "set", "--protected", "img1"]);
+    let err = osc.admin_fails(&["image", "delete", "img1"]);
+    assert!(err.contains("protected") || err.contains("403") || err.contains("Failed"), "{err}");
+    osc.admin(&["image", "set", "--unprotected", "img1"]);
+    osc.admin(&["image", "delete", "img1", "imgraw"]);
+    assert_eq!(osc.admin(&["image", "list", "-f", "value"]).trim(), "");
+    assert_eq!(std::fs::read_dir(agent.data.join("images")).unwrap().count(), 0, "no data left behind");
+}

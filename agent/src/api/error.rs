@@ -21,6 +21,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("Request body is larger than {limit} bytes.")]
     TooLarge { limit: usize },
     #[error("An unexpected error prevented the server from fulfilling your request.")]
@@ -51,6 +53,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +79,7 @@ impl ApiError {
             405 => "HTTPMethodNotAllowed",
             409 => "Conflict",
             413 => "HTTPRequestEntityTooLarge",
+            415 => "HTTPUnsupportedMediaType",
             503 => "ServiceUnavailable",
             _ => "HTTPInternalServerError",
         };

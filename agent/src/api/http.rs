@@ -2,7 +2,8 @@
 
 use super::error::ApiError;
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -11,7 +12,35 @@ use serde::de::DeserializeOwned;
 /// Largest request body accepted for JSON APIs.
 pub const MAX_JSON_BODY: usize = 1 << 20;
 
-pub type Body = Full<Bytes>;
+/// Response bodies: whole (JSON) or streamed (image data).
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+fn whole(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+/// Chunk size for streamed files.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// Streams `file` (`len` bytes) as an `application/octet-stream` response.
+pub fn stream_file(file: tokio::fs::File, len: u64) -> Response<Body> {
+    use tokio::io::AsyncReadExt;
+    let chunks = futures_util::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; STREAM_CHUNK];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let mut r = Response::new(StreamBody::new(chunks).boxed());
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    r.headers_mut().insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
 
 /// How much of an over-limit body is read and thrown away before answering 413. Closing a
 /// connection with unread data makes the kernel send RST, which can destroy the 413 before the
@@ -47,14 +76,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    let mut r = Response::new(whole(Bytes::from(value.to_string())));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(whole(Bytes::new()));
     *r.status_mut() = status;
     r
 }

@@ -35,7 +35,8 @@ fn version_json(base: &str) -> Value {
 
 /// The services this agent serves, as a Keystone catalog.
 pub fn catalog(base: &str) -> Value {
-    let services = [("identity", "keystone", "/identity/v3"), ("network", "neutron", "/network")];
+    let services =
+        [("identity", "keystone", "/identity/v3"), ("network", "neutron", "/network"), ("image", "glance", "/image")];
     let entries: Vec<Value> = services
         .iter()
         .map(|(kind, name, path)| {

@@ -1,5 +1,5 @@
 //! The public HTTPS API: one TLS listener serving every OpenStack service under devstack's
-//! path prefixes (`/identity`, later `/compute`, `/image`, `/network`, `/volume`) and
+//! path prefixes (`/identity`, `/network`, `/image`, later `/compute` and `/volume`) and
 //! `/healthz`. HTTP only: routing, (de)serialising and OpenStack error bodies; the logic lives
 //! in the modules it calls.
 //!
@@ -7,6 +7,7 @@
 //! never takes the listener down.
 
 pub mod error;
+pub mod glance;
 pub mod http;
 pub mod keystone;
 pub mod neutron;
@@ -36,6 +37,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Api {
     pub identity: Identity,
     pub network: Networking,
+    pub images: crate::image::Images,
     /// The host network agent's last pass.
     pub net_status: crate::net::agent::StatusHandle,
     /// Base URL for links and the catalog (e.g. `https://10.0.0.5`); when unset, derived from
@@ -125,6 +127,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         ["healthz"] => Ok(http::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         ["identity", rest @ ..] => keystone::route(&api, req, rest, peer).await,
         ["network", rest @ ..] => neutron::route(&api, req, rest).await,
+        ["image", rest @ ..] => glance::route(&api, req, rest).await,
         ["cairn", "v1", what @ ("host" | "network")] => {
             let token =
                 req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;

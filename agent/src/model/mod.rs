@@ -3,6 +3,7 @@
 //!
 //! Limitations: only the `default` domain exists (Keystone's single-domain deployments).
 
+pub mod image;
 pub mod network;
 
 use serde::{Deserialize, Serialize};

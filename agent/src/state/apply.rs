@@ -105,6 +105,10 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::CreatePort { .. }
         | Command::UpdatePort { .. }
         | Command::DeletePort { .. } => super::network::apply(tx, cmd),
+        Command::CreateImage(_)
+        | Command::UpdateImage { .. }
+        | Command::SetImageStatus { .. }
+        | Command::DeleteImage { .. } => super::image::apply(tx, cmd),
     }
 }
 

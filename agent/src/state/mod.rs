@@ -6,9 +6,11 @@
 //! dumps (fine for tens of thousands of rows, not for millions).
 
 pub mod apply;
+mod image;
 mod network;
 pub mod raft;
 
+use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
 use crate::model::{Assignment, Project, ProjectPatch, Role, User, UserPatch};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -39,13 +41,16 @@ pub(crate) const IP_ALLOC: TableDefinition<&str, &str> = TableDefinition::new("i
 /// `network \0 mac` → the port holding it.
 pub(crate) const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs");
 
+pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+
 /// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
 pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
 pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 7] =
     [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 6] = [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 7] =
+    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
 /// A change to the cloud. Applied in log order on every node; apply must not read clocks or
@@ -124,6 +129,22 @@ pub enum Command {
     DeletePort {
         id: String,
     },
+    CreateImage(Image),
+    UpdateImage {
+        id: String,
+        patch: ImagePatch,
+    },
+    /// Moves an image to `to` if its status is one of `from`, recording what an upload measured.
+    SetImageStatus {
+        id: String,
+        from: Vec<ImageStatus>,
+        to: ImageStatus,
+        data: Option<ImageData>,
+        updated_at: u64,
+    },
+    DeleteImage {
+        id: String,
+    },
 }
 
 /// What applying a command led to. Refusals change nothing.
@@ -137,6 +158,7 @@ pub enum Kind {
     Network,
     Subnet,
     Port,
+    Image,
 }
 
 impl std::fmt::Display for Kind {
@@ -150,6 +172,7 @@ impl std::fmt::Display for Kind {
             Kind::Network => "network",
             Kind::Subnet => "subnet",
             Kind::Port => "port",
+            Kind::Image => "image",
         })
     }
 }
@@ -403,6 +426,13 @@ impl View {
     }
     pub fn ports(&self) -> Result<Vec<Port>, StateError> {
         self.list(PORTS)
+    }
+
+    pub fn image(&self, id: &str) -> Result<Option<Image>, StateError> {
+        self.get(IMAGES, id)
+    }
+    pub fn images(&self) -> Result<Vec<Image>, StateError> {
+        self.list(IMAGES)
     }
 
     /// Whether the first-start bootstrap has been applied.

@@ -15,7 +15,7 @@ pub const PASSWORD: &str = "test-admin-secret";
 
 /// The agent's configuration in these tests: an API-only node (no roles, so it never touches
 /// the test machine's links) that knows two physical networks.
-pub const CONFIG: &str = "roles = []\n[network]\nphysical_networks = { physnet1 = \"cairn-up0\", physnet2 = \"cairn-up1\" }\ntenant_vlan_range = [1000, 1001]\n";
+pub const CONFIG: &str = "roles = []\n[network]\nphysical_networks = { physnet1 = \"cairn-up0\", physnet2 = \"cairn-up1\" }\ntenant_vlan_range = [1000, 1001]\n[image]\nmax_upload_bytes = 8388608\n";
 
 pub struct Agent {
     pub child: Child,
