@@ -6,7 +6,11 @@ CARGO     ?= cargo
 OSC_VENV  ?= $(HOME)/.cache/cairn/osc-venv
 RUN_DIR   ?= $(CURDIR)/out/run
 RUN_ADDR  ?= 127.0.0.1:8443
-APT_PKGS  := python3-venv python3-pip ca-certificates curl busybox dnsmasq-base binutils cpio gzip
+APT_PKGS  := python3-venv python3-pip ca-certificates curl busybox dnsmasq-base binutils cpio gzip pkg-config lvm2 tgt open-iscsi
+# libvirt 11 from backports: the agent links libvirt (virt crate), and the tests drive a real libvirtd.
+VIRT_PKGS := libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-storage \
+             libvirt-daemon-driver-storage-logical libvirt-daemon-driver-storage-iscsi \
+             libvirt-daemon-driver-storage-rbd libvirt-clients qemu-utils
 # Image build and QEMU boots: mkosi 24, systemd 254 (repart, ukify) and QEMU 10 from backports.
 BPO_PKGS  := mkosi systemd systemd-container systemd-boot systemd-boot-efi qemu-system-x86 qemu-utils
 IMG_PKGS  := bubblewrap uidmap debian-archive-keyring dosfstools e2fsprogs mtools cpio zstd kmod python3-pefile ovmf ipxe-qemu
@@ -15,7 +19,7 @@ export CAIRN_OSC_VENV := $(OSC_VENV)
 IMAGE     := out/cairn-$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1).raw
 IMAGE_SRC := mkosi.conf $(shell find rootfs-overlay image-builder agent/src -type f 2>/dev/null)
 
-.PHONY: help deps image-deps test-deps build lint test run run-agent bench clean image
+.PHONY: help deps image-deps test-deps build lint test run run-agent bench clean image libvirtd
 
 help:
 	@echo "make run        build the appliance image if needed and boot it in QEMU (prints URL, CA file, admin credentials)"
@@ -33,6 +37,19 @@ deps:
 	  echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/bookworm-backports.list; fi
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@missing=$$(for p in $(VIRT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports $(VIRT_PKGS); fi
+
+# libvirtd and virtlogd without systemd (CI and build machines have no systemd as PID 1). With
+# /dev/kvm root-only, libvirt re-probes QEMU on every call: give it to the kvm group first.
+libvirtd: deps
+	@if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null; chmod 0660 /dev/kvm; fi
+	@mkdir -p /run/libvirt /var/log/libvirt
+	@pgrep -x virtlogd >/dev/null || virtlogd --daemon
+	@pgrep -x libvirtd >/dev/null || libvirtd --daemon
+	@for i in $$(seq 1 50); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.2; done
+	@virsh -c qemu:///system version >/dev/null
 
 image-deps: deps
 	@missing=$$(for p in $(BPO_PKGS) $(IMG_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -52,14 +69,14 @@ test-deps: deps
 	  python3 -m venv $(OSC_VENV) && \
 	  $(OSC_VENV)/bin/pip install -q -r agent/tests/data/osc-requirements.txt; fi
 
-build:
+build: deps
 	$(CARGO) build --release --bin cairn
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-test: test-deps image-deps lint image
+test: test-deps image-deps libvirtd lint image
 	$(CARGO) test --workspace
 
 # Boots the appliance image in QEMU (building it when missing or stale) with its API forwarded

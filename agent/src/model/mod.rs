@@ -5,6 +5,7 @@
 
 pub mod image;
 pub mod network;
+pub mod storage;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

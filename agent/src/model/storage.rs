@@ -1,0 +1,132 @@
+//! Plain data of storage: the kinds of pool a node may have and what each can hold, and volume
+//! formats. No I/O.
+
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StorageModelError {
+    #[error("Invalid volume format '{0}': one of raw, qcow2, vmdk")]
+    Format(String),
+    #[error("a {pool} pool cannot hold {format} volumes (it holds {allowed})")]
+    Unsupported { pool: &'static str, format: &'static str, allowed: String },
+    #[error("a {0} pool cannot create volumes (its volumes are LUNs the target exports)")]
+    NoCreate(&'static str),
+}
+
+/// A volume's on-disk format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeFormat {
+    Raw,
+    Qcow2,
+    Vmdk,
+}
+
+impl VolumeFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            VolumeFormat::Raw => "raw",
+            VolumeFormat::Qcow2 => "qcow2",
+            VolumeFormat::Vmdk => "vmdk",
+        }
+    }
+}
+
+impl FromStr for VolumeFormat {
+    type Err = StorageModelError;
+    fn from_str(s: &str) -> Result<Self, StorageModelError> {
+        match s {
+            "raw" => Ok(VolumeFormat::Raw),
+            "qcow2" => Ok(VolumeFormat::Qcow2),
+            "vmdk" => Ok(VolumeFormat::Vmdk),
+            other => Err(StorageModelError::Format(other.into())),
+        }
+    }
+}
+
+/// How a pool is reached, as configured per node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PoolSpec {
+    /// Files in a directory.
+    Dir { path: String },
+    /// An LVM volume group, built on `devices` when it does not exist yet.
+    Logical {
+        vg: String,
+        #[serde(default)]
+        devices: Vec<String>,
+    },
+    /// The LUNs of an iSCSI target.
+    Iscsi { host: String, port: Option<u16>, iqn: String },
+    /// A Ceph pool; the key is kept in a libvirt secret.
+    Rbd {
+        monitors: Vec<String>,
+        pool: String,
+        user: String,
+        /// The libvirt secret's UUID holding the user's key.
+        secret_uuid: String,
+    },
+}
+
+impl PoolSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PoolSpec::Dir { .. } => "dir",
+            PoolSpec::Logical { .. } => "logical",
+            PoolSpec::Iscsi { .. } => "iscsi",
+            PoolSpec::Rbd { .. } => "rbd",
+        }
+    }
+
+    /// Formats volumes of this pool may have.
+    pub fn formats(&self) -> &'static [VolumeFormat] {
+        match self {
+            PoolSpec::Dir { .. } => &[VolumeFormat::Raw, VolumeFormat::Qcow2, VolumeFormat::Vmdk],
+            PoolSpec::Logical { .. } | PoolSpec::Iscsi { .. } | PoolSpec::Rbd { .. } => &[VolumeFormat::Raw],
+        }
+    }
+
+    /// Whether a volume of `format` can be created here, and if not, why.
+    pub fn check_create(&self, format: VolumeFormat) -> Result<(), StorageModelError> {
+        if let PoolSpec::Iscsi { .. } = self {
+            return Err(StorageModelError::NoCreate("iscsi"));
+        }
+        if !self.formats().contains(&format) {
+            return Err(StorageModelError::Unsupported {
+                pool: self.kind(),
+                format: format.as_str(),
+                allowed: self.formats().iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether new volumes can be qcow2 overlays of a file in this pool (instant clones).
+    pub fn overlays(&self) -> bool {
+        matches!(self, PoolSpec::Dir { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_pools_hold() {
+        let dir = PoolSpec::Dir { path: "/v".into() };
+        let lvm = PoolSpec::Logical { vg: "vg".into(), devices: vec![] };
+        let iscsi = PoolSpec::Iscsi { host: "h".into(), port: None, iqn: "iqn".into() };
+        assert!(dir.check_create(VolumeFormat::Vmdk).is_ok());
+        assert!(lvm.check_create(VolumeFormat::Raw).is_ok());
+        let e = lvm.check_create(VolumeFormat::Qcow2).unwrap_err();
+        assert_eq!(e.to_string(), "a logical pool cannot hold qcow2 volumes (it holds raw)");
+        assert!(matches!(iscsi.check_create(VolumeFormat::Raw), Err(StorageModelError::NoCreate(_))));
+        assert!(dir.overlays() && !lvm.overlays());
+        assert_eq!("vmdk".parse::<VolumeFormat>(), Ok(VolumeFormat::Vmdk));
+        assert!("vhd".parse::<VolumeFormat>().is_err());
+        let parsed: PoolSpec = toml::from_str("type = \"logical\"\nvg = \"cairn\"\ndevices = [\"/dev/sdb\"]").unwrap();
+        assert_eq!(parsed, PoolSpec::Logical { vg: "cairn".into(), devices: vec!["/dev/sdb".into()] });
+        assert!(toml::from_str::<PoolSpec>("type = \"dir\"\npath = \"/x\"\nvg = \"y\"").is_err());
+    }
+}
