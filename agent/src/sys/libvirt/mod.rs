@@ -192,7 +192,7 @@ impl Virt {
     /// Refuses a volume the pool has no room for (libvirt would make a half volume).
     fn check_room(p: &virt::storage_pool::StoragePool, pool: &str, wanted: u64) -> R<()> {
         let i = p.get_info()?;
-        if i.state != virt::sys::VIR_STORAGE_POOL_RUNNING as u32 {
+        if i.state != virt::sys::VIR_STORAGE_POOL_RUNNING {
             return Err(LibvirtError::Inactive(pool.into()));
         }
         if wanted > i.available {
@@ -254,7 +254,7 @@ impl Libvirt for Virt {
         self.with(|c| {
             let i = Self::pool(c, name)?.get_info()?;
             Ok(PoolInfo {
-                active: i.state == virt::sys::VIR_STORAGE_POOL_RUNNING as u32,
+                active: i.state == virt::sys::VIR_STORAGE_POOL_RUNNING,
                 capacity: i.capacity,
                 allocation: i.allocation,
                 available: i.available,
