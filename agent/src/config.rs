@@ -38,6 +38,29 @@ pub struct Config {
     pub roles: Vec<Role>,
     pub network: NetworkConfig,
     pub image: ImageConfig,
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: this node's libvirt pools and the volume quotas.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Volume storage on this node (off on API-only nodes).
+    pub enabled: bool,
+    /// Pool name → how to reach it (`[storage.pools.fast] type = "logical"`, …). Empty: one
+    /// `dir` pool `default` under `<data_dir>/volumes`. Each pool is also a volume type.
+    pub pools: BTreeMap<String, crate::model::storage::PoolSpec>,
+    /// The volume type (pool) used when a request names none; the first pool when unset.
+    pub default_pool: Option<String>,
+    /// Per-project limits: number of volumes and their total GiB.
+    pub quota_volumes: u64,
+    pub quota_gigabytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { enabled: true, pools: BTreeMap::new(), default_pool: None, quota_volumes: 10, quota_gigabytes: 1000 }
+    }
 }
 
 /// `[image]`: the image store.
@@ -103,6 +126,7 @@ impl Default for Config {
             roles: vec![Role::Network, Role::Compute],
             network: NetworkConfig::default(),
             image: ImageConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -178,6 +202,11 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "network.physical_networks: {name:?} = {nic:?} needs a name and an interface name of at most 15 characters"
                 )));
+            }
+        }
+        if let Some(d) = &self.storage.default_pool {
+            if !self.storage.pools.is_empty() && !self.storage.pools.contains_key(d) {
+                return Err(ConfigError::Invalid(format!("storage.default_pool {d:?} is not one of storage.pools")));
             }
         }
         if let Some(u) = &self.public_url {

@@ -206,10 +206,12 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let images_dir = cfg.data_dir.join("images");
     let images = crate::image::Images::new(state.clone(), images_dir.clone(), cfg.image.max_upload_bytes, host.clone())
         .map_err(io_err("creating", &images_dir))?;
+    let storage = storage(&cfg, state.clone(), images_dir.clone(), &host).await;
     let api = Arc::new(Api {
         identity,
         network,
         images,
+        storage,
         net_status,
         public_url: cfg.public_url.clone(),
         host: facts,
@@ -243,6 +245,51 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     state.shutdown().await;
     Ok(())
+}
+
+/// The volume service: libvirt on `qemu:///system` (root only) and this node's pools, defined,
+/// built and started when missing. Without libvirt the API answers 503 for volume work.
+async fn storage(cfg: &Config, state: Replicated, images_dir: PathBuf, host: &str) -> Arc<crate::storage::Storage> {
+    use crate::model::storage::PoolSpec;
+    use crate::storage::PoolConfig;
+    let sc = &cfg.storage;
+    let mut pools: Vec<PoolConfig> = if sc.pools.is_empty() {
+        let path = cfg.data_dir.join("volumes").to_string_lossy().into_owned();
+        vec![PoolConfig { name: "default".into(), spec: PoolSpec::Dir { path } }]
+    } else {
+        sc.pools.iter().map(|(name, spec)| PoolConfig { name: name.clone(), spec: spec.clone() }).collect()
+    };
+    if let Some(d) = &sc.default_pool {
+        pools.sort_by_key(|p| p.name != *d);
+    }
+    let libvirt: Result<Arc<dyn crate::sys::libvirt::Libvirt>, String> = if !sc.enabled {
+        Err("storage.enabled is false".into())
+    } else if !nix::unistd::geteuid().is_root() {
+        Err("not running as root (qemu:///system)".into())
+    } else {
+        match tokio::task::spawn_blocking(|| crate::sys::libvirt::Virt::connect("qemu:///system")).await {
+            Ok(Ok(v)) => Ok(Arc::new(v)),
+            Ok(Err(e)) => Err(crate::error_chain(&e)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    if let Err(why) = &libvirt {
+        log::warn!("volume storage off: {why}");
+    }
+    let quota = crate::model::volume::Quota { volumes: sc.quota_volumes, gigabytes: sc.quota_gigabytes };
+    let st = Arc::new(crate::storage::Storage::new(state, libvirt, pools, images_dir, host.into(), quota));
+    let ensuring = st.clone();
+    let ensured = tokio::task::spawn_blocking(move || ensuring.ensure_pools()).await.unwrap_or_else(|e| {
+        log::error!("storage pools: {e}");
+        vec![]
+    });
+    for (name, r) in ensured {
+        match r {
+            Ok(i) => log::info!("storage pool {name}: {} GiB free of {} GiB", i.available >> 30, i.capacity >> 30),
+            Err(e) => log::error!("storage pool {name}: {e}"),
+        }
+    }
+    st
 }
 
 /// Where runtime files of the DHCP servers go.

@@ -15,6 +15,7 @@ pub mod model;
 pub mod net;
 pub mod pki;
 pub mod state;
+pub mod storage;
 pub mod sys;
 
 /// An error and its sources on one line (`a: b: c`): the chain printed once, at the top.

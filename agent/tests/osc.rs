@@ -348,3 +348,112 @@ fn openstack_client_manages_images() {
     assert_eq!(osc.admin(&["image", "list", "-f", "value"]).trim(), "");
     assert_eq!(std::fs::read_dir(agent.data.join("images")).unwrap().count(), 0, "no data left behind");
 }
+
+/// Polls `volume show` until the volume leaves `creating`/`extending`.
+fn settled(osc: &Osc, name: &str) -> serde_json::Value {
+    for _ in 0..60 {
+        let v = osc.json(&["volume", "show", name]);
+        if !["creating", "extending", "deleting"].contains(&v["status"].as_str().unwrap_or_default()) {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("volume {name} did not settle");
+}
+
+#[test]
+fn openstack_client_manages_volumes() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP openstack_client_manages_volumes: needs root for qemu:///system; CI runs it as root");
+        return;
+    }
+    let bin = venv().join("bin/openstack");
+    let dir = tempfile::tempdir().unwrap();
+    let pool = format!("osc-{}", std::process::id());
+    let pool_dir = dir.path().join("pool");
+    let config = common::CONFIG.replace(
+        "[storage]\nenabled = false\n",
+        &format!(
+            "[storage]\nquota_gigabytes = 10\n[storage.pools.{pool}]\ntype = \"dir\"\npath = \"{}\"\n",
+            pool_dir.display()
+        ),
+    );
+    let _cleanup = PoolGuard(pool.clone());
+    let agent = Agent::start_with(&dir.path().join("data"), None, &config);
+    let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
+    let image = dir.path().join("disk.qcow2");
+    assert!(Command::new("qemu-img")
+        .args(["create", "-f", "qcow2"])
+        .arg(&image)
+        .arg("64M")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let img = osc.json(&["image", "create", "--file", &image.to_string_lossy(), "--disk-format", "qcow2", "img1"]);
+    let img_id = img["id"].as_str().unwrap().to_owned();
+
+    let types = osc.admin(&["volume", "type", "list", "-f", "value", "-c", "Name"]);
+    assert_eq!(types.trim(), pool, "one volume type per pool");
+    let v1 = osc.json(&["volume", "create", "--size", "1", "vol1"]);
+    assert_eq!(v1["size"], 1);
+    assert_eq!(settled(&osc, "vol1")["status"], "available");
+    osc.json(&["volume", "create", "--image", "img1", "--size", "2", "vol2"]);
+    let v2 = settled(&osc, "vol2");
+    assert_eq!((v2["status"].as_str(), v2["bootable"].as_bool()), (Some("available"), Some(true)), "{v2}");
+    let file = |v: &serde_json::Value| pool_dir.join(v["id"].as_str().unwrap());
+    let info = |p: &std::path::Path| -> serde_json::Value {
+        let out = Command::new("qemu-img").args(["info", "-U", "--output=json"]).arg(p).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let i2 = info(&file(&v2));
+    assert_eq!(i2["format"], "qcow2");
+    assert_eq!(i2["virtual-size"], 2u64 << 30);
+    assert_eq!(
+        i2["backing-filename"],
+        agent.data.join("images").join(&img_id).to_string_lossy().as_ref(),
+        "an overlay of the image"
+    );
+    let names = osc.admin(&["volume", "list", "-f", "value", "-c", "Name"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["vol1", "vol2"]);
+
+    // Extend; refusals: a smaller size, an unknown type, over the 10 GiB quota (413).
+    osc.admin(&["volume", "set", "--size", "3", "vol1"]);
+    let v1 = settled(&osc, "vol1");
+    assert_eq!(v1["size"], 3);
+    assert_eq!(info(&file(&v1))["virtual-size"], 3u64 << 30);
+    let err = osc.admin_fails(&["volume", "set", "--size", "2", "vol1"]);
+    assert!(err.contains("greater") || err.contains("400"), "{err}");
+    let err = osc.admin_fails(&["volume", "create", "--size", "1", "--type", "nope", "bad"]);
+    assert!(err.contains("400"), "{err}");
+    let err = osc.admin_fails(&["volume", "create", "--size", "6", "big"]);
+    assert!(err.contains("413"), "5 GiB used of 10: {err}");
+    let err = osc.admin_fails(&["image", "delete", "img1"]);
+    assert!(err.contains("Failed") || err.contains("409"), "the image backs vol2: {err}");
+
+    osc.admin(&["volume", "delete", "vol1", "vol2"]);
+    for _ in 0..60 {
+        if osc.admin(&["volume", "list", "-f", "value"]).trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(osc.admin(&["volume", "list", "-f", "value"]).trim(), "");
+    assert_eq!(std::fs::read_dir(&pool_dir).unwrap().count(), 0, "no volume files left");
+    osc.admin(&["image", "delete", "img1"]);
+}
+
+/// Removes the libvirt pool a test's agent defined, whatever happened.
+struct PoolGuard(String);
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        use cairn_agent::sys::libvirt::Libvirt;
+        if let Ok(lv) = cairn_agent::sys::libvirt::Virt::connect("qemu:///system") {
+            let _ = lv.destroy_pool(&self.0);
+            let _ = lv.undefine_pool(&self.0);
+        }
+    }
+}

@@ -23,6 +23,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A quota or rate limit (Cinder answers 413).
+    #[error("{0}")]
+    OverLimit(String),
     #[error("Request body is larger than {limit} bytes.")]
     TooLarge { limit: usize },
     #[error("An unexpected error prevented the server from fulfilling your request.")]
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::OverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

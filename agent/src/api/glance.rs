@@ -300,6 +300,11 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response
                 Ok(json(StatusCode::OK, &image_json(&images.update(&auth, id, patch).await?)))
             }
             Method::DELETE => {
+                if api.storage.image_in_use(id)? {
+                    return Err(ApiError::Conflict(format!(
+                        "Image {id} is in use: volumes are qcow2 overlays of it; delete them first."
+                    )));
+                }
                 images.delete(&auth, id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }

@@ -33,10 +33,19 @@ fn version_json(base: &str) -> Value {
     })
 }
 
-/// The services this agent serves, as a Keystone catalog.
-pub fn catalog(base: &str) -> Value {
-    let services =
-        [("identity", "keystone", "/identity/v3"), ("network", "neutron", "/network"), ("image", "glance", "/image")];
+/// The services this agent serves, as a Keystone catalog. Cinder's URL names the project, as
+/// Cinder has it (`/volume/v3/{project_id}`); without a project that service is left out.
+pub fn catalog(base: &str, project: Option<&str>) -> Value {
+    let volume = project.map(|p| format!("/volume/v3/{p}"));
+    let mut services: Vec<(&str, &str, String)> = vec![
+        ("identity", "keystone", "/identity/v3".into()),
+        ("network", "neutron", "/network".into()),
+        ("image", "glance", "/image".into()),
+    ];
+    if let Some(v) = volume {
+        services.push(("block-storage", "cinder", v.clone()));
+        services.push(("volumev3", "cinderv3", v));
+    }
     let entries: Vec<Value> = services
         .iter()
         .map(|(kind, name, path)| {
@@ -101,7 +110,7 @@ fn token_json(auth: &Auth, methods: &[String], base: &str, with_catalog: bool) -
         t["is_domain"] = json!(false);
         t["roles"] = Value::Array(auth.roles.iter().map(|r| json!({"id": r.id, "name": r.name})).collect());
         if with_catalog {
-            t["catalog"] = catalog(base);
+            t["catalog"] = catalog(base, Some(&p.id));
         }
     }
     json!({"token": t})
@@ -326,7 +335,9 @@ async fn v3(
                 &list_json("projects", ps.iter().map(|p| project_json(p, base)).collect(), base, "auth/projects"),
             ))
         }
-        (&Method::GET, ["auth", "catalog"]) => Ok(json(StatusCode::OK, &json!({"catalog": catalog(base)}))),
+        (&Method::GET, ["auth", "catalog"]) => {
+            Ok(json(StatusCode::OK, &json!({"catalog": catalog(base, auth.project.as_ref().map(|p| p.id.as_str()))})))
+        }
         (&Method::GET, ["domains"]) => {
             let shown = q("name").is_none_or(|n| n == DEFAULT_DOMAIN_NAME);
             let items = if shown { vec![domain_json(base)] } else { vec![] };

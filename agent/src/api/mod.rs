@@ -1,11 +1,12 @@
 //! The public HTTPS API: one TLS listener serving every OpenStack service under devstack's
-//! path prefixes (`/identity`, `/network`, `/image`, later `/compute` and `/volume`) and
+//! path prefixes (`/identity`, `/network`, `/image`, `/volume`, later `/compute`) and
 //! `/healthz`. HTTP only: routing, (de)serialising and OpenStack error bodies; the logic lives
 //! in the modules it calls.
 //!
 //! Each request runs in its own task, so a panic in a handler becomes a 500 for that request and
 //! never takes the listener down.
 
+pub mod cinder;
 pub mod error;
 pub mod glance;
 pub mod http;
@@ -38,6 +39,7 @@ pub struct Api {
     pub identity: Identity,
     pub network: Networking,
     pub images: crate::image::Images,
+    pub storage: Arc<crate::storage::Storage>,
     /// The host network agent's last pass.
     pub net_status: crate::net::agent::StatusHandle,
     /// Base URL for links and the catalog (e.g. `https://10.0.0.5`); when unset, derived from
@@ -128,6 +130,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         ["identity", rest @ ..] => keystone::route(&api, req, rest, peer).await,
         ["network", rest @ ..] => neutron::route(&api, req, rest).await,
         ["image", rest @ ..] => glance::route(&api, req, rest).await,
+        ["volume", rest @ ..] => cinder::route(&api, req, rest).await,
         ["cairn", "v1", what @ ("host" | "network")] => {
             let token =
                 req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;

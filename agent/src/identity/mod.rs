@@ -52,10 +52,11 @@ impl From<Refusal> for IdentityError {
             Refusal::Conflict { kind, name } => IdentityError::Conflict { kind, name },
             Refusal::NotFound { kind, id } => IdentityError::NotFound { kind, id },
             // Not refusals of identity commands.
-            r
-            @ (Refusal::AlreadyBootstrapped | Refusal::Invalid(_) | Refusal::Conflicts(_) | Refusal::Exhausted(_)) => {
-                IdentityError::Internal(Box::new(r))
-            }
+            r @ (Refusal::AlreadyBootstrapped
+            | Refusal::Invalid(_)
+            | Refusal::Conflicts(_)
+            | Refusal::Exhausted(_)
+            | Refusal::OverQuota(_)) => IdentityError::Internal(Box::new(r)),
         }
     }
 }

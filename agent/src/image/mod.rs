@@ -54,7 +54,9 @@ impl From<Refusal> for ImageError {
             Refusal::Conflict { kind, name } => ImageError::Conflict(format!("{kind} {name} already exists.")),
             Refusal::Conflicts(m) => ImageError::Conflict(m),
             Refusal::Invalid(m) => ImageError::BadRequest(m),
-            r @ (Refusal::AlreadyBootstrapped | Refusal::Exhausted(_)) => ImageError::Internal(Box::new(r)),
+            r @ (Refusal::AlreadyBootstrapped | Refusal::Exhausted(_) | Refusal::OverQuota(_)) => {
+                ImageError::Internal(Box::new(r))
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod image;
 pub mod network;
 pub mod storage;
+pub mod volume;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

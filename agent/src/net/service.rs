@@ -50,7 +50,7 @@ impl From<Refusal> for NetError {
             Refusal::Invalid(m) => NetError::BadRequest(m),
             Refusal::Conflicts(m) => NetError::Conflict(m),
             Refusal::Exhausted(m) => NetError::Unavailable(m),
-            r @ Refusal::AlreadyBootstrapped => NetError::Internal(Box::new(r)),
+            r @ (Refusal::AlreadyBootstrapped | Refusal::OverQuota(_)) => NetError::Internal(Box::new(r)),
         }
     }
 }

@@ -109,6 +109,10 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::UpdateImage { .. }
         | Command::SetImageStatus { .. }
         | Command::DeleteImage { .. } => super::image::apply(tx, cmd),
+        Command::CreateVolume { .. }
+        | Command::UpdateVolume { .. }
+        | Command::SetVolumeStatus { .. }
+        | Command::DeleteVolume { .. } => super::volume::apply(tx, cmd),
     }
 }
 

@@ -9,9 +9,11 @@ pub mod apply;
 mod image;
 mod network;
 pub mod raft;
+mod volume;
 
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
+use crate::model::volume::{Quota, Volume, VolumeStatus};
 use crate::model::{Assignment, Project, ProjectPatch, Role, User, UserPatch};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -42,6 +44,7 @@ pub(crate) const IP_ALLOC: TableDefinition<&str, &str> = TableDefinition::new("i
 pub(crate) const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs");
 
 pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+pub(crate) const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 
 /// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
 pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
@@ -49,8 +52,8 @@ pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 7] =
     [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 7] =
-    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 8] =
+    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
 /// A change to the cloud. Applied in log order on every node; apply must not read clocks or
@@ -145,6 +148,31 @@ pub enum Command {
     DeleteImage {
         id: String,
     },
+    /// A volume record (status `creating`), if the project's quota allows it.
+    CreateVolume {
+        volume: Volume,
+        quota: Quota,
+    },
+    UpdateVolume {
+        id: String,
+        name: Option<String>,
+        description: Option<String>,
+        updated_at: u64,
+    },
+    /// Moves a volume to `to` if its status is one of `from`; a new size is checked against
+    /// `quota` when given.
+    SetVolumeStatus {
+        id: String,
+        from: Vec<VolumeStatus>,
+        to: VolumeStatus,
+        size: Option<u64>,
+        error: Option<String>,
+        quota: Option<Quota>,
+        updated_at: u64,
+    },
+    DeleteVolume {
+        id: String,
+    },
 }
 
 /// What applying a command led to. Refusals change nothing.
@@ -159,6 +187,7 @@ pub enum Kind {
     Subnet,
     Port,
     Image,
+    Volume,
 }
 
 impl std::fmt::Display for Kind {
@@ -173,6 +202,7 @@ impl std::fmt::Display for Kind {
             Kind::Subnet => "subnet",
             Kind::Port => "port",
             Kind::Image => "image",
+            Kind::Volume => "volume",
         })
     }
 }
@@ -195,6 +225,9 @@ pub enum Refusal {
     /// A pool ran dry (no free VLAN id).
     #[error("{0}")]
     Exhausted(String),
+    /// A project's quota does not allow it.
+    #[error("{0}")]
+    OverQuota(String),
 }
 
 /// The state machine's answer to one command.
@@ -433,6 +466,13 @@ impl View {
     }
     pub fn images(&self) -> Result<Vec<Image>, StateError> {
         self.list(IMAGES)
+    }
+
+    pub fn volume(&self, id: &str) -> Result<Option<Volume>, StateError> {
+        self.get(VOLUMES, id)
+    }
+    pub fn volumes(&self) -> Result<Vec<Volume>, StateError> {
+        self.list(VOLUMES)
     }
 
     /// Whether the first-start bootstrap has been applied.

@@ -15,7 +15,7 @@ pub const PASSWORD: &str = "test-admin-secret";
 
 /// The agent's configuration in these tests: an API-only node (no roles, so it never touches
 /// the test machine's links) that knows two physical networks.
-pub const CONFIG: &str = "roles = []\n[network]\nphysical_networks = { physnet1 = \"cairn-up0\", physnet2 = \"cairn-up1\" }\ntenant_vlan_range = [1000, 1001]\n[image]\nmax_upload_bytes = 8388608\n";
+pub const CONFIG: &str = "roles = []\n[network]\nphysical_networks = { physnet1 = \"cairn-up0\", physnet2 = \"cairn-up1\" }\ntenant_vlan_range = [1000, 1001]\n[image]\nmax_upload_bytes = 8388608\n[storage]\nenabled = false\n";
 
 pub struct Agent {
     pub child: Child,
@@ -38,12 +38,17 @@ pub fn free_port() -> u16 {
 impl Agent {
     /// Starts an agent on `data`, reusing `addr` when given (a restart).
     pub fn start(data: &Path, addr: Option<SocketAddr>) -> Agent {
+        Self::start_with(data, addr, CONFIG)
+    }
+
+    /// Starts an agent with its own configuration text.
+    pub fn start_with(data: &Path, addr: Option<SocketAddr>, config_text: &str) -> Agent {
         let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let log = data.with_extension("log");
         let offset = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
         let logfile = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let config = data.with_extension("toml");
-        std::fs::write(&config, CONFIG).unwrap();
+        std::fs::write(&config, config_text).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(["agent", "--config"])
             .arg(&config)

@@ -1,0 +1,559 @@
+//! Cinder's logic: volumes in this node's libvirt pools, their records and quotas in the
+//! replicated state. A create is recorded first (`creating`, quota checked in the log), then made
+//! in libvirt off the request; the record ends `available` or `error` with the reason, and a
+//! failed create leaves no volume behind in libvirt. Volume types are the configured pools.
+//!
+//! A volume from an image is, where the pool allows (dir), a qcow2 overlay backed by the image
+//! file in the image store (instant); elsewhere a raw volume the image is converted into.
+//!
+//! Limitations: snapshots, attachments and pools on other nodes come with later steps.
+
+use crate::identity::{now, Auth};
+use crate::model::image::{DiskFormat, ImageStatus};
+use crate::model::storage::{PoolSpec, VolumeFormat};
+use crate::model::volume::{Quota, Volume, VolumeStatus};
+use crate::state::raft::Replicated;
+use crate::state::{Command, Refusal, StateError, View};
+use crate::sys::libvirt::{pool_xml, volume_xml, Libvirt, LibvirtError, PoolInfo};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const GIB: u64 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("A project-scoped token is required for the volume API.")]
+    Unscoped,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("Volume {0} could not be found.")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    OverQuota(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StateError> for StorageError {
+    fn from(e: StateError) -> Self {
+        StorageError::Internal(Box::new(e))
+    }
+}
+
+impl From<Refusal> for StorageError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotFound { id, .. } => StorageError::NotFound(id),
+            Refusal::Conflict { kind, name } => StorageError::Conflict(format!("{kind} {name} already exists.")),
+            Refusal::Conflicts(m) => StorageError::Conflict(m),
+            Refusal::Invalid(m) => StorageError::BadRequest(m),
+            Refusal::OverQuota(m) => StorageError::OverQuota(m),
+            r @ (Refusal::AlreadyBootstrapped | Refusal::Exhausted(_)) => StorageError::Internal(Box::new(r)),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, StorageError>;
+
+/// A new volume as the API received it.
+#[derive(Clone, Debug, Default)]
+pub struct NewVolume {
+    pub name: String,
+    pub description: String,
+    pub size: Option<u64>,
+    pub volume_type: Option<String>,
+    pub image_id: Option<String>,
+    pub source_volid: Option<String>,
+}
+
+/// A configured pool of this node.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub name: String,
+    pub spec: PoolSpec,
+}
+
+/// The volume service of this node.
+pub struct Storage {
+    state: Replicated,
+    libvirt: Option<Arc<dyn Libvirt>>,
+    /// Why storage is off, when it is.
+    off: Option<String>,
+    pools: Vec<PoolConfig>,
+    images_dir: PathBuf,
+    node: String,
+    quota: Quota,
+}
+
+fn project_of(auth: &Auth) -> Result<&str> {
+    auth.project.as_ref().map(|p| p.id.as_str()).ok_or(StorageError::Unscoped)
+}
+
+fn lv_err(e: LibvirtError) -> String {
+    crate::error_chain(&e)
+}
+
+impl Storage {
+    pub fn new(
+        state: Replicated,
+        libvirt: std::result::Result<Arc<dyn Libvirt>, String>,
+        pools: Vec<PoolConfig>,
+        images_dir: PathBuf,
+        node: String,
+        quota: Quota,
+    ) -> Self {
+        let (libvirt, off) = match libvirt {
+            Ok(l) => (Some(l), None),
+            Err(why) => (None, Some(why)),
+        };
+        Self { state, libvirt, off, pools, images_dir, node, quota }
+    }
+
+    /// Defines, builds and starts the configured pools that are not running yet (blocking).
+    pub fn ensure_pools(&self) -> Vec<(String, std::result::Result<PoolInfo, String>)> {
+        let Some(lv) = &self.libvirt else { return vec![] };
+        self.pools
+            .iter()
+            .map(|p| {
+                let r = (|| -> std::result::Result<PoolInfo, LibvirtError> {
+                    let known = lv.pool_names()?.contains(&p.name);
+                    if !known {
+                        lv.define_pool(&pool_xml(&p.name, &p.spec))?;
+                        if !matches!(p.spec, PoolSpec::Iscsi { .. } | PoolSpec::Rbd { .. }) {
+                            lv.build_pool(&p.name)?;
+                        }
+                    }
+                    lv.start_pool(&p.name)?;
+                    lv.set_autostart(&p.name, true)?;
+                    lv.refresh_pool(&p.name)?;
+                    lv.pool_info(&p.name)
+                })();
+                (p.name.clone(), r.map_err(lv_err))
+            })
+            .collect()
+    }
+
+    fn view(&self) -> Result<View> {
+        Ok(self.state.store().view()?)
+    }
+
+    async fn propose(&self, cmd: Command) -> Result<()> {
+        Ok(self.state.propose(cmd).await??)
+    }
+
+    fn libvirt(&self) -> Result<Arc<dyn Libvirt>> {
+        self.libvirt.clone().ok_or_else(|| {
+            StorageError::Unavailable(format!(
+                "Volume storage is off on this node: {}",
+                self.off.as_deref().unwrap_or("")
+            ))
+        })
+    }
+
+    /// Volume types: one per configured pool.
+    pub fn types(&self) -> Vec<&PoolConfig> {
+        self.pools.iter().collect()
+    }
+
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// (volumes, gigabytes) a project uses.
+    pub fn usage(&self, project: &str) -> Result<(u64, u64)> {
+        let v: Vec<Volume> = self.view()?.volumes()?.into_iter().filter(|v| v.project_id == project).collect();
+        Ok((v.len() as u64, v.iter().map(|v| v.size).sum()))
+    }
+
+    fn sees(auth: &Auth, v: &Volume) -> bool {
+        auth.is_admin() || auth.project.as_ref().is_some_and(|p| p.id == v.project_id)
+    }
+
+    /// The caller's volumes (an admin may ask for every project's).
+    pub fn list(&self, auth: &Auth, all_projects: bool) -> Result<Vec<Volume>> {
+        let mine = project_of(auth)?.to_owned();
+        let mut v: Vec<Volume> = self
+            .view()?
+            .volumes()?
+            .into_iter()
+            .filter(|v| if all_projects && auth.is_admin() { true } else { v.project_id == mine })
+            .collect();
+        v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(v)
+    }
+
+    pub fn get(&self, auth: &Auth, id: &str) -> Result<Volume> {
+        project_of(auth)?;
+        self.view()?.volume(id)?.filter(|v| Self::sees(auth, v)).ok_or_else(|| StorageError::NotFound(id.into()))
+    }
+
+    fn pool(&self, name: &str) -> Result<&PoolConfig> {
+        self.pools
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| StorageError::NotFound(format!("volume type {name}")).into_bad())
+    }
+
+    /// Records the volume and starts making it; returns the `creating` record.
+    pub async fn create(self: &Arc<Self>, auth: &Auth, new: NewVolume) -> Result<Volume> {
+        let project = project_of(auth)?.to_owned();
+        let lv = self.libvirt()?;
+        let pool = match &new.volume_type {
+            Some(t) => self.pool(t)?.clone(),
+            None => self
+                .pools
+                .first()
+                .cloned()
+                .ok_or_else(|| StorageError::Unavailable("No storage pool is configured on this node.".into()))?,
+        };
+        if new.source_volid.is_some() {
+            return Err(StorageError::BadRequest("Cloning volumes (source_volid) is not supported yet.".into()));
+        }
+        // From an image: active, here, and the volume at least as big as its virtual size.
+        let image = match &new.image_id {
+            None => None,
+            Some(id) => {
+                let i = self.view()?.image(id)?.ok_or_else(|| {
+                    StorageError::BadRequest(format!(
+                        "Invalid image identifier or unable to access requested image {id}."
+                    ))
+                })?;
+                if i.status != ImageStatus::Active {
+                    return Err(StorageError::BadRequest(format!("Image {id} is not active.")));
+                }
+                let data =
+                    i.data.clone().ok_or_else(|| StorageError::BadRequest(format!("Image {id} has no data.")))?;
+                if data.node != self.node {
+                    return Err(StorageError::Unavailable(format!(
+                        "Image {id} is on node {}; fetching across the cluster is not available yet.",
+                        data.node
+                    )));
+                }
+                Some((i, data))
+            }
+        };
+        let min = image.as_ref().map(|(_, d)| d.virtual_size.div_ceil(GIB).max(1)).unwrap_or(1);
+        let size = new.size.unwrap_or(min);
+        if size == 0 || size > 64 * 1024 {
+            return Err(StorageError::BadRequest(format!(
+                "Invalid input received: size {size} must be 1 to 65536 GiB."
+            )));
+        }
+        if size < min {
+            return Err(StorageError::BadRequest(format!(
+                "Invalid input received: Image minDisk size or virtual size is larger than the volume size ({size} GiB < {min} GiB)."
+            )));
+        }
+        let format =
+            if pool.spec.formats().contains(&VolumeFormat::Qcow2) { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
+        pool.spec.check_create(format).map_err(|e| StorageError::BadRequest(e.to_string()))?;
+        let t = now();
+        let volume = Volume {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: new.name,
+            description: new.description,
+            project_id: project,
+            user_id: auth.user.id.clone(),
+            size,
+            status: VolumeStatus::Creating,
+            error: None,
+            volume_type: pool.name.clone(),
+            format,
+            node: self.node.clone(),
+            image_id: new.image_id.clone(),
+            source_volid: None,
+            created_at: t,
+            updated_at: t,
+        };
+        self.propose(Command::CreateVolume { volume: volume.clone(), quota: self.quota }).await?;
+        let this = self.clone();
+        let (id, vol) = (volume.id.clone(), volume.clone());
+        let backing = image.map(|(i, _)| (self.images_dir.join(&i.id), i.disk_format.unwrap_or(DiskFormat::Raw)));
+        tokio::spawn(async move {
+            let made = tokio::task::spawn_blocking(move || make(&*lv, &pool, &vol, backing)).await;
+            let outcome = match made {
+                Ok(Ok(())) => (VolumeStatus::Available, None),
+                Ok(Err(e)) => (VolumeStatus::Error, Some(e)),
+                Err(e) => (VolumeStatus::Error, Some(e.to_string())),
+            };
+            if let Some(e) = &outcome.1 {
+                log::error!("volume {id}: {e}");
+            }
+            let cmd = Command::SetVolumeStatus {
+                id: id.clone(),
+                from: vec![VolumeStatus::Creating],
+                to: outcome.0,
+                size: None,
+                error: outcome.1,
+                quota: None,
+                updated_at: now(),
+            };
+            if let Err(e) = this.propose(cmd).await {
+                log::error!("volume {id}: recording the outcome: {e}");
+            }
+        });
+        Ok(volume)
+    }
+
+    pub async fn rename(
+        &self,
+        auth: &Auth,
+        id: &str,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<Volume> {
+        self.get(auth, id)?;
+        self.propose(Command::UpdateVolume { id: id.into(), name, description, updated_at: now() }).await?;
+        self.get(auth, id)
+    }
+
+    /// Grows an available volume to `new_size` GiB (in the request; the record follows).
+    pub async fn extend(&self, auth: &Auth, id: &str, new_size: u64) -> Result<()> {
+        let v = self.get(auth, id)?;
+        if new_size <= v.size {
+            return Err(StorageError::BadRequest(format!(
+                "Invalid input received: New size for extend must be greater than current size. (current: {}, extended: {new_size}).",
+                v.size
+            )));
+        }
+        let lv = self.libvirt()?;
+        let set = |from, to, size, quota, error| Command::SetVolumeStatus {
+            id: id.into(),
+            from: vec![from],
+            to,
+            size,
+            error,
+            quota,
+            updated_at: now(),
+        };
+        self.propose(set(VolumeStatus::Available, VolumeStatus::Extending, Some(v.size), Some(self.quota), None))
+            .await?;
+        // Quota for the growth, checked in the log.
+        let grown = self
+            .propose(set(VolumeStatus::Extending, VolumeStatus::Extending, Some(new_size), Some(self.quota), None))
+            .await;
+        if let Err(e) = grown {
+            self.propose(set(VolumeStatus::Extending, VolumeStatus::Available, Some(v.size), None, None)).await?;
+            return Err(e);
+        }
+        let (pool, name) = (v.volume_type.clone(), v.id.clone());
+        let r = tokio::task::spawn_blocking(move || lv.resize_volume(&pool, &name, new_size * GIB))
+            .await
+            .map_err(|e| StorageError::Internal(Box::new(e)))?;
+        match r {
+            Ok(()) => {
+                self.propose(set(VolumeStatus::Extending, VolumeStatus::Available, Some(new_size), None, None)).await
+            }
+            Err(e) => {
+                // Not grown: back to its old size, usable.
+                self.propose(set(VolumeStatus::Extending, VolumeStatus::Available, Some(v.size), None, None)).await?;
+                Err(StorageError::BadRequest(format!("Extending volume {id} failed: {}", lv_err(e))))
+            }
+        }
+    }
+
+    pub async fn delete(&self, auth: &Auth, id: &str) -> Result<()> {
+        let v = self.get(auth, id)?;
+        let lv = self.libvirt()?;
+        let set = Command::SetVolumeStatus {
+            id: id.into(),
+            from: vec![VolumeStatus::Available, VolumeStatus::Error],
+            to: VolumeStatus::Deleting,
+            size: None,
+            error: None,
+            quota: None,
+            updated_at: now(),
+        };
+        self.propose(set).await?;
+        let (pool, name) = (v.volume_type.clone(), v.id.clone());
+        let r = tokio::task::spawn_blocking(move || match lv.delete_volume(&pool, &name) {
+            Ok(()) | Err(LibvirtError::NoVolume { .. }) => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| StorageError::Internal(Box::new(e)))?;
+        match r {
+            Ok(()) => self.propose(Command::DeleteVolume { id: id.into() }).await,
+            Err(e) => {
+                let reason = lv_err(e);
+                let cmd = Command::SetVolumeStatus {
+                    id: id.into(),
+                    from: vec![VolumeStatus::Deleting],
+                    to: VolumeStatus::Error,
+                    size: None,
+                    error: Some(reason.clone()),
+                    quota: None,
+                    updated_at: now(),
+                };
+                self.propose(cmd).await?;
+                Err(StorageError::Internal(reason.into()))
+            }
+        }
+    }
+
+    /// Whether any volume is backed by the image (its file must stay).
+    pub fn image_in_use(&self, image_id: &str) -> Result<bool> {
+        Ok(self
+            .view()?
+            .volumes()?
+            .iter()
+            .any(|v| v.image_id.as_deref() == Some(image_id) && v.format == VolumeFormat::Qcow2))
+    }
+
+    /// Pool name → state and space, for the operator.
+    pub fn pools_info(&self) -> BTreeMap<String, std::result::Result<PoolInfo, String>> {
+        let Some(lv) = &self.libvirt else { return BTreeMap::new() };
+        self.pools.iter().map(|p| (p.name.clone(), lv.pool_info(&p.name).map_err(lv_err))).collect()
+    }
+}
+
+impl StorageError {
+    fn into_bad(self) -> StorageError {
+        StorageError::BadRequest(format!("Invalid input received: {self}"))
+    }
+}
+
+/// Makes the volume in libvirt (blocking); on failure nothing of it is left.
+fn make(
+    lv: &dyn Libvirt,
+    pool: &PoolConfig,
+    v: &Volume,
+    backing: Option<(PathBuf, DiskFormat)>,
+) -> std::result::Result<(), String> {
+    let bytes = v.size * GIB;
+    let overlay = pool.spec.overlays() && v.format == VolumeFormat::Qcow2;
+    let made = match &backing {
+        Some((path, fmt)) if overlay && matches!(fmt, DiskFormat::Raw | DiskFormat::Qcow2) => {
+            let f = if *fmt == DiskFormat::Qcow2 { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
+            lv.create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, Some((&path.to_string_lossy(), f))))
+                .map(|_| ())
+        }
+        Some((path, fmt)) => lv
+            .create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None))
+            .map_err(lv_err)
+            .and_then(|info| convert_into(path, *fmt, &info.path, v.format))
+            .map_err(LibvirtError::Virt),
+        None => lv.create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None)).map(|_| ()),
+    };
+    made.map_err(|e| {
+        let reason = lv_err(e);
+        // No half-made volume stays behind.
+        let _ = lv.delete_volume(&pool.name, &v.id);
+        reason
+    })
+}
+
+/// Writes an image's content into an existing volume with `qemu-img convert -n`.
+fn convert_into(
+    image: &std::path::Path,
+    from: DiskFormat,
+    target: &str,
+    to: VolumeFormat,
+) -> std::result::Result<(), String> {
+    let out = std::process::Command::new("qemu-img")
+        .args(["convert", "-n", "-f", from.qemu_format(), "-O", to.as_str()])
+        .arg(image)
+        .arg(target)
+        .output()
+        .map_err(|e| format!("running qemu-img convert: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("qemu-img convert failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::token::Claims;
+    use crate::identity::Auth;
+    use crate::model::{Name, Project, Role, User};
+    use crate::state::Store;
+    use crate::sys::libvirt::FakeLibvirt;
+
+    fn auth(project: &str) -> Auth {
+        Auth {
+            claims: Claims {
+                user_id: "u".into(),
+                project_id: Some(project.into()),
+                issued_at: 0,
+                expires_at: 1,
+                audit_id: "a".into(),
+            },
+            user: User {
+                id: "u".into(),
+                name: Name::new("name", "u").unwrap(),
+                domain_id: "default".into(),
+                enabled: true,
+                password_hash: None,
+                default_project_id: None,
+                email: None,
+                description: String::new(),
+            },
+            project: Some(Project {
+                id: project.into(),
+                name: Name::new("name", project).unwrap(),
+                domain_id: "default".into(),
+                description: String::new(),
+                enabled: true,
+            }),
+            roles: vec![Role { id: "r".into(), name: Name::new("name", "member").unwrap() }],
+        }
+    }
+
+    async fn settle(st: &Storage, a: &Auth, id: &str) -> Volume {
+        for _ in 0..200 {
+            let v = st.get(a, id).unwrap();
+            if v.status != VolumeStatus::Creating {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("volume {id} stayed creating");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_creates_leave_nothing_and_quotas_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
+        let lv = FakeLibvirt::with_capacity(3 * GIB);
+        let pools = vec![PoolConfig { name: "p".into(), spec: PoolSpec::Dir { path: "/v".into() } }];
+        let quota = Quota { volumes: 3, gigabytes: 4 };
+        let st =
+            Arc::new(Storage::new(r.clone(), Ok(Arc::new(lv.clone())), pools, dir.path().into(), "n".into(), quota));
+        assert!(st.ensure_pools().iter().all(|(_, r)| r.is_ok()));
+        let a = auth("p1");
+        let new = |size| NewVolume { name: "v".into(), size: Some(size), ..Default::default() };
+        let ok = st.create(&a, new(2)).await.unwrap();
+        assert_eq!(settle(&st, &a, &ok.id).await.status, VolumeStatus::Available);
+        // The pool has 1 GiB left: this create fails in libvirt, is recorded as error with the
+        // reason, and leaves no volume in the pool.
+        let full = st.create(&a, new(2)).await.unwrap();
+        let failed = settle(&st, &a, &full.id).await;
+        assert_eq!(failed.status, VolumeStatus::Error);
+        assert!(failed.error.as_deref().is_some_and(|e| e.contains("bytes free")), "{failed:?}");
+        assert_eq!(lv.volume_names("p").unwrap(), std::slice::from_ref(&ok.id));
+        // 4 GiB quota: 2 + 2 (the failed one counts until deleted) is the limit.
+        assert!(matches!(st.create(&a, new(1)).await, Err(StorageError::OverQuota(_))));
+        st.delete(&a, &full.id).await.unwrap();
+        assert!(matches!(st.extend(&a, &ok.id, 2).await, Err(StorageError::BadRequest(_))), "not bigger");
+        assert!(matches!(st.extend(&a, &ok.id, 5).await, Err(StorageError::OverQuota(_))));
+        assert_eq!(st.get(&a, &ok.id).unwrap().status, VolumeStatus::Available, "a refused extend changes nothing");
+        st.extend(&a, &ok.id, 3).await.unwrap();
+        assert_eq!(st.get(&a, &ok.id).unwrap().size, 3);
+        // Another project sees none of it.
+        assert!(matches!(st.get(&auth("p2"), &ok.id), Err(StorageError::NotFound(_))));
+        st.delete(&a, &ok.id).await.unwrap();
+        assert!(lv.volume_names("p").unwrap().is_empty());
+        assert!(st.list(&a, false).unwrap().is_empty());
+        r.shutdown().await;
+    }
+}
