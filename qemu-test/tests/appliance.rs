@@ -141,6 +141,33 @@ fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
         assert!(std::time::Instant::now() < deadline, "network not removed within 60 s: {st:#}");
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    // Images and volumes: the image store on the data partition, a volume from the image in
+    // the node's default libvirt pool.
+    let img = std::env::temp_dir().join(format!("cairn-appliance-{}.qcow2", std::process::id()));
+    assert!(std::process::Command::new("qemu-img")
+        .args(["create", "-f", "qcow2"])
+        .arg(&img)
+        .arg("32M")
+        .status()
+        .unwrap()
+        .success());
+    osc(&app, &["image", "create", "--file", &img.to_string_lossy(), "--disk-format", "qcow2", "img1"]);
+    let _ = std::fs::remove_file(&img);
+    osc(&app, &["volume", "create", "--image", "img1", "--size", "1", "vol1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = osc(&app, &["volume", "show", "vol1", "-f", "value", "-c", "status"]);
+        if status.trim() == "available" {
+            break;
+        }
+        assert!(
+            status.trim() == "creating" && std::time::Instant::now() < deadline,
+            "volume: {status}\n{}",
+            app.console()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    osc(&app, &["volume", "delete", "vol1"]);
     let console = app.console();
     assert!(!console.contains("Failed to start"), "a unit failed:\n{console}");
 }
