@@ -424,6 +424,11 @@ fn openstack_client_manages_volumes() {
     let v1 = settled(&osc, "vol1");
     assert_eq!(v1["size"], 3);
     assert_eq!(info(&file(&v1))["virtual-size"], 3u64 << 30);
+    osc.json(&["volume", "create", "--source", "vol1", "vol3"]);
+    let v3 = settled(&osc, "vol3");
+    assert_eq!((v3["status"].as_str(), v3["size"].as_u64()), (Some("available"), Some(3)), "{v3}");
+    assert_eq!(info(&file(&v3))["virtual-size"], 3u64 << 30, "a clone of vol1");
+    osc.admin(&["volume", "delete", "vol3"]);
     let err = osc.admin_fails(&["volume", "set", "--size", "2", "vol1"]);
     assert!(err.contains("greater") || err.contains("400"), "{err}");
     let err = osc.admin_fails(&["volume", "create", "--size", "1", "--type", "nope", "bad"]);

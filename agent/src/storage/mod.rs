@@ -213,8 +213,25 @@ impl Storage {
                 .cloned()
                 .ok_or_else(|| StorageError::Unavailable("No storage pool is configured on this node.".into()))?,
         };
-        if new.source_volid.is_some() {
-            return Err(StorageError::BadRequest("Cloning volumes (source_volid) is not supported yet.".into()));
+        // A clone: of an available volume of this node.
+        let source = match &new.source_volid {
+            None => None,
+            Some(id) => {
+                let src = self.get(auth, id).map_err(|_| StorageError::NotFound(id.clone()))?;
+                if src.status != VolumeStatus::Available || src.node != self.node {
+                    return Err(StorageError::BadRequest(format!(
+                        "Invalid volume: source volume {id} must be available on this node (it is {} on {}).",
+                        src.status.as_str(),
+                        src.node
+                    )));
+                }
+                Some(src)
+            }
+        };
+        if source.is_some() && new.image_id.is_some() {
+            return Err(StorageError::BadRequest(
+                "Invalid input received: give imageRef or source_volid, not both.".into(),
+            ));
         }
         // From an image: active, here, and the volume at least as big as its virtual size.
         let image = match &new.image_id {
@@ -239,7 +256,11 @@ impl Storage {
                 Some((i, data))
             }
         };
-        let min = image.as_ref().map(|(_, d)| d.virtual_size.div_ceil(GIB).max(1)).unwrap_or(1);
+        let min = match (&image, &source) {
+            (Some((_, d)), _) => d.virtual_size.div_ceil(GIB).max(1),
+            (_, Some(src)) => src.size,
+            _ => 1,
+        };
         let size = new.size.unwrap_or(min);
         if size == 0 || size > 64 * 1024 {
             return Err(StorageError::BadRequest(format!(
@@ -268,16 +289,20 @@ impl Storage {
             format,
             node: self.node.clone(),
             image_id: new.image_id.clone(),
-            source_volid: None,
+            source_volid: source.as_ref().map(|s| s.id.clone()),
             created_at: t,
             updated_at: t,
         };
         self.propose(Command::CreateVolume { volume: volume.clone(), quota: self.quota }).await?;
         let this = self.clone();
         let (id, vol) = (volume.id.clone(), volume.clone());
-        let backing = image.map(|(i, _)| (self.images_dir.join(&i.id), i.disk_format.unwrap_or(DiskFormat::Raw)));
+        let from = match (image, source) {
+            (Some((i, _)), _) => Source::Image(self.images_dir.join(&i.id), i.disk_format.unwrap_or(DiskFormat::Raw)),
+            (_, Some(src)) => Source::Volume { pool: src.volume_type, id: src.id },
+            _ => Source::Empty,
+        };
         tokio::spawn(async move {
-            let made = tokio::task::spawn_blocking(move || make(&*lv, &pool, &vol, backing)).await;
+            let made = tokio::task::spawn_blocking(move || make(&*lv, &pool, &vol, from)).await;
             let outcome = match made {
                 Ok(Ok(())) => (VolumeStatus::Available, None),
                 Ok(Err(e)) => (VolumeStatus::Error, Some(e)),
@@ -420,27 +445,37 @@ impl StorageError {
     }
 }
 
+/// What a new volume starts with.
+enum Source {
+    Empty,
+    /// An image file of the store and its format.
+    Image(PathBuf, DiskFormat),
+    /// Another volume (a clone).
+    Volume {
+        pool: String,
+        id: String,
+    },
+}
+
 /// Makes the volume in libvirt (blocking); on failure nothing of it is left.
-fn make(
-    lv: &dyn Libvirt,
-    pool: &PoolConfig,
-    v: &Volume,
-    backing: Option<(PathBuf, DiskFormat)>,
-) -> std::result::Result<(), String> {
+fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> std::result::Result<(), String> {
     let bytes = v.size * GIB;
     let overlay = pool.spec.overlays() && v.format == VolumeFormat::Qcow2;
-    let made = match &backing {
-        Some((path, fmt)) if overlay && matches!(fmt, DiskFormat::Raw | DiskFormat::Qcow2) => {
+    let made = match &from {
+        Source::Volume { pool: src_pool, id } => lv
+            .clone_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None), src_pool, id)
+            .and_then(|info| if info.capacity < bytes { lv.resize_volume(&pool.name, &v.id, bytes) } else { Ok(()) }),
+        Source::Image(path, fmt) if overlay && matches!(fmt, DiskFormat::Raw | DiskFormat::Qcow2) => {
             let f = if *fmt == DiskFormat::Qcow2 { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
             lv.create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, Some((&path.to_string_lossy(), f))))
                 .map(|_| ())
         }
-        Some((path, fmt)) => lv
+        Source::Image(path, fmt) => lv
             .create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None))
             .map_err(lv_err)
             .and_then(|info| convert_into(path, *fmt, &info.path, v.format))
             .map_err(LibvirtError::Virt),
-        None => lv.create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None)).map(|_| ()),
+        Source::Empty => lv.create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None)).map(|_| ()),
     };
     made.map_err(|e| {
         let reason = lv_err(e);
