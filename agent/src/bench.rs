@@ -30,9 +30,13 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 32])]
     pub concurrency: Vec<usize>,
     /// Operations: issue, validate, projects, create (a project), port (a Neutron port with an
-    /// address allocated through the log).
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["issue".to_string(), "validate".into(), "projects".into(), "create".into(), "port".into()])]
+    /// address allocated through the log), upload (a 1 GiB image, against `cp`), volume (a
+    /// volume from that image: qcow2 overlay against full copy; needs root and libvirtd).
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["issue".to_string(), "validate".into(), "projects".into(), "create".into(), "port".into(), "upload".into(), "volume".into()])]
     pub ops: Vec<String>,
+    /// Size of the image for `upload` and `volume`, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub image_mib: u64,
 }
 
 /// The agent under test, when the benchmark started it.
@@ -58,7 +62,7 @@ fn spawn_agent(password: &str) -> Result<(Spawned, SocketAddr, String), BoxError
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     // API only: the benchmark must not build bridges on this machine.
     let config = dir.path().join("bench.toml");
-    std::fs::write(&config, "roles = []\n")?;
+    std::fs::write(&config, "roles = []\n[storage]\nenabled = false\n")?;
     let child = Command::new(std::env::current_exe()?)
         .args(["agent", "--config"])
         .arg(&config)
@@ -232,7 +236,20 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
     } else {
         String::new()
     };
-    for op in &args.ops {
+    let scratch = tempfile::tempdir()?;
+    let mut image = None;
+    for op in args.ops.iter().filter(|o| *o == "upload" || *o == "volume") {
+        let file = match &image {
+            Some(f) => f,
+            None => image.insert(make_image(scratch.path(), args.image_mib)?),
+        };
+        if op == "upload" {
+            bench_upload(&client, &token, file, args.image_mib).await?;
+        } else {
+            bench_volume(scratch.path(), file, args.image_mib)?;
+        }
+    }
+    for op in args.ops.iter().filter(|o| *o != "upload" && *o != "volume") {
         // Creates are replicated, fsynced writes: measured one at a time as the target says.
         let levels: Vec<usize> = if op == "create" || op == "port" { vec![1] } else { args.concurrency.clone() };
         for &c in &levels {
@@ -247,6 +264,107 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
             );
         }
     }
+    Ok(())
+}
+
+/// A raw image of `mib` MiB of non-repeating bytes (so nothing compresses or dedups it).
+fn make_image(dir: &std::path::Path, mib: u64) -> Result<PathBuf, BoxError> {
+    use std::io::Write;
+    let path = dir.join("bench-image.raw");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..mib {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        f.write_all(&block)?;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(path)
+}
+
+fn mib_s(mib: u64, d: Duration) -> f64 {
+    mib as f64 / d.as_secs_f64()
+}
+
+/// Uploads the image through Glance (streamed, hashed, checked) and copies it with `cp`.
+async fn bench_upload(client: &Client, token: &str, file: &std::path::Path, mib: u64) -> Result<(), BoxError> {
+    let copy = file.with_extension("copy");
+    let t = Instant::now();
+    let ok = Command::new("cp").arg(file).arg(&copy).status()?.success()
+        && Command::new("sync").arg(&copy).status()?.success();
+    let cp = t.elapsed();
+    std::fs::remove_file(&copy)?;
+    if !ok {
+        return Err("cp failed".into());
+    }
+    let mut conn = client.connect().await?;
+    let body = serde_json::json!({"name": "bench-upload", "disk_format": "raw", "container_format": "bare"});
+    let h = [("x-auth-token", token)];
+    let r = conn.request(Method::POST, "/image/v2/images", &h, Some(body.to_string().into_bytes())).await?;
+    let id = r.json()["id"].as_str().ok_or("creating the bench image failed")?.to_owned();
+    let t = Instant::now();
+    let r = conn.upload(Method::PUT, &format!("/image/v2/images/{id}/file"), &h, tokio::fs::File::open(file).await?).await?;
+    let up = t.elapsed();
+    if r.status != 204 {
+        return Err(format!("upload: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
+    }
+    conn.request(Method::DELETE, &format!("/image/v2/images/{id}"), &h, None).await?;
+    println!(
+        "peer=cairn op=image-upload size_mib={mib} mib_s={:.0} cp_mib_s={:.0} vs_cp={:.2}",
+        mib_s(mib, up),
+        mib_s(mib, cp),
+        cp.as_secs_f64() / up.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A volume from the image in a scratch libvirt dir pool: a qcow2 overlay, and a full copy.
+fn bench_volume(dir: &std::path::Path, image: &std::path::Path, mib: u64) -> Result<(), BoxError> {
+    use crate::model::storage::{PoolSpec, VolumeFormat};
+    use crate::sys::libvirt::{pool_xml, volume_xml, Libvirt, Virt};
+    if !nix::unistd::geteuid().is_root() {
+        println!("# volume: skipped (needs root for qemu:///system)");
+        return Ok(());
+    }
+    let lv = Virt::connect("qemu:///system")?;
+    let pool = format!("cairn-bench-{}", std::process::id());
+    let path = dir.join("pool").to_string_lossy().into_owned();
+    lv.define_pool(&pool_xml(&pool, &PoolSpec::Dir { path }))?;
+    let run = || -> Result<(Duration, Duration), BoxError> {
+        lv.build_pool(&pool)?;
+        lv.start_pool(&pool)?;
+        let bytes = mib << 20;
+        let img = image.to_string_lossy();
+        let t = Instant::now();
+        lv.create_volume(&pool, &volume_xml("overlay", bytes, VolumeFormat::Qcow2, Some((&img, VolumeFormat::Raw))))?;
+        let overlay = t.elapsed();
+        let t = Instant::now();
+        let v = lv.create_volume(&pool, &volume_xml("copy", bytes, VolumeFormat::Qcow2, None))?;
+        let ok = Command::new("qemu-img").args(["convert", "-n", "-f", "raw", "-O", "qcow2"]).arg(image).arg(&v.path).status()?;
+        if !ok.success() {
+            return Err("qemu-img convert failed".into());
+        }
+        let copy = t.elapsed();
+        for v in ["overlay", "copy"] {
+            lv.delete_volume(&pool, v)?;
+        }
+        Ok((overlay, copy))
+    };
+    let r = run();
+    let _ = lv.destroy_pool(&pool);
+    let _ = lv.undefine_pool(&pool);
+    let (overlay, copy) = r?;
+    println!(
+        "peer=cairn op=volume-from-image size_mib={mib} overlay_ms={:.1} full_copy_ms={:.0} overlay_faster={:.0}x",
+        overlay.as_secs_f64() * 1000.0,
+        copy.as_secs_f64() * 1000.0,
+        copy.as_secs_f64() / overlay.as_secs_f64()
+    );
     Ok(())
 }
 

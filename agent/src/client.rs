@@ -2,7 +2,8 @@
 //! benchmark and the integration tests to drive a running agent.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use crate::api::http::{file_body, whole, Body};
+use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request};
@@ -36,7 +37,7 @@ pub struct Client {
 
 /// One keep-alive connection.
 pub struct Conn {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<Body>,
     host: String,
 }
 
@@ -91,7 +92,24 @@ impl Conn {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let req = b.body(Full::new(body.map(Bytes::from).unwrap_or_default()))?;
+        let req = b.body(whole(body.map(Bytes::from).unwrap_or_default()))?;
+        self.send(req).await
+    }
+
+    /// Sends a file as the body, streamed (`application/octet-stream`).
+    pub async fn upload(&mut self, method: Method, path: &str, headers: &[(&str, &str)], file: tokio::fs::File) -> Result<Resp, ClientError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("content-type", "application/octet-stream");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(file_body(file))?).await
+    }
+
+    async fn send(&mut self, req: Request<Body>) -> Result<Resp, ClientError> {
         self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();

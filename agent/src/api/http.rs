@@ -15,15 +15,15 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 /// Response bodies: whole (JSON) or streamed (image data).
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
-fn whole(b: Bytes) -> Body {
+pub fn whole(b: Bytes) -> Body {
     Full::new(b).map_err(|never| match never {}).boxed()
 }
 
 /// Chunk size for streamed files.
 const STREAM_CHUNK: usize = 256 << 10;
 
-/// Streams `file` (`len` bytes) as an `application/octet-stream` response.
-pub fn stream_file(file: tokio::fs::File, len: u64) -> Response<Body> {
+/// A body streaming `file` in chunks (responses and the client's uploads).
+pub fn file_body(file: tokio::fs::File) -> Body {
     use tokio::io::AsyncReadExt;
     let chunks = futures_util::stream::unfold(file, |mut f| async move {
         let mut buf = vec![0u8; STREAM_CHUNK];
@@ -36,7 +36,12 @@ pub fn stream_file(file: tokio::fs::File, len: u64) -> Response<Body> {
             Err(e) => Some((Err(e), f)),
         }
     });
-    let mut r = Response::new(StreamBody::new(chunks).boxed());
+    StreamBody::new(chunks).boxed()
+}
+
+/// Streams `file` (`len` bytes) as an `application/octet-stream` response.
+pub fn stream_file(file: tokio::fs::File, len: u64) -> Response<Body> {
+    let mut r = Response::new(file_body(file));
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     r.headers_mut().insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
     r
