@@ -308,7 +308,9 @@ async fn bench_upload(client: &Client, token: &str, file: &std::path::Path, mib:
     let r = conn.request(Method::POST, "/image/v2/images", &h, Some(body.to_string().into_bytes())).await?;
     let id = r.json()["id"].as_str().ok_or("creating the bench image failed")?.to_owned();
     let t = Instant::now();
-    let r = conn.upload(Method::PUT, &format!("/image/v2/images/{id}/file"), &h, tokio::fs::File::open(file).await?).await?;
+    let r = conn
+        .upload(Method::PUT, &format!("/image/v2/images/{id}/file"), &h, tokio::fs::File::open(file).await?)
+        .await?;
     let up = t.elapsed();
     if r.status != 204 {
         return Err(format!("upload: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
@@ -345,7 +347,11 @@ fn bench_volume(dir: &std::path::Path, image: &std::path::Path, mib: u64) -> Res
         let overlay = t.elapsed();
         let t = Instant::now();
         let v = lv.create_volume(&pool, &volume_xml("copy", bytes, VolumeFormat::Qcow2, None))?;
-        let ok = Command::new("qemu-img").args(["convert", "-n", "-f", "raw", "-O", "qcow2"]).arg(image).arg(&v.path).status()?;
+        let ok = Command::new("qemu-img")
+            .args(["convert", "-n", "-f", "raw", "-O", "qcow2"])
+            .arg(image)
+            .arg(&v.path)
+            .status()?;
         if !ok.success() {
             return Err("qemu-img convert failed".into());
         }

@@ -1,8 +1,8 @@
 //! A small HTTPS client with keep-alive connections, trusting only a given CA: used by the
 //! benchmark and the integration tests to drive a running agent.
 
-use bytes::Bytes;
 use crate::api::http::{file_body, whole, Body};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::HeaderMap;
@@ -97,7 +97,13 @@ impl Conn {
     }
 
     /// Sends a file as the body, streamed (`application/octet-stream`).
-    pub async fn upload(&mut self, method: Method, path: &str, headers: &[(&str, &str)], file: tokio::fs::File) -> Result<Resp, ClientError> {
+    pub async fn upload(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        file: tokio::fs::File,
+    ) -> Result<Resp, ClientError> {
         let mut b = Request::builder()
             .method(method)
             .uri(path)

@@ -5,7 +5,6 @@
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::identity::Auth;
 use crate::model::volume::Volume;
 use crate::storage::{NewVolume, StorageError};
 use hyper::body::Incoming;
@@ -54,15 +53,6 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(format!("Invalid input received: {}", msg.into()))
 }
 
-fn auth(api: &Api, req: &Request<Incoming>) -> Result<Auth, ApiError> {
-    let token = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-    Ok(api.identity.validate(token)?)
-}
-
-fn not_allowed(method: &Method) -> ApiError {
-    ApiError::MethodNotAllowed(format!("The method {method} is not allowed for this resource."))
-}
-
 fn opt_string(m: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
@@ -100,7 +90,7 @@ async fn v3(
     base: &str,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    let auth = auth(api, &req)?;
+    let auth = super::authenticate(api, &req)?;
     let admin = auth.is_admin();
     if !admin && auth.project.as_ref().map(|p| p.id.as_str()) != Some(project) {
         return Err(ApiError::Forbidden(format!("Policy doesn't allow access to project {project}.")));
@@ -167,7 +157,7 @@ async fn v3(
                 st.delete(&auth, id).await?;
                 Ok(empty(StatusCode::ACCEPTED))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (&Method::POST, ["volumes", id, "action"]) => {
             let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;

@@ -5,7 +5,6 @@
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, stream_file, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::identity::Auth;
 use crate::image::{ImageError, NewImage};
 use crate::model::image::{Image, ImagePatch, Visibility};
 use http_body_util::BodyExt;
@@ -248,15 +247,6 @@ fn version(base: &str, id: &str, status: &str) -> Value {
     json!({"id": id, "status": status, "links": [{"rel": "self", "href": format!("{base}/image/v2/")}]})
 }
 
-fn auth(api: &Api, req: &Request<Incoming>) -> Result<Auth, ApiError> {
-    let token = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-    Ok(api.identity.validate(token)?)
-}
-
-fn not_allowed(method: &Method) -> ApiError {
-    ApiError::MethodNotAllowed(format!("The method {method} is not allowed for this resource."))
-}
-
 pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let base = api.base_url(&req);
     let method = req.method().clone();
@@ -275,7 +265,7 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
 
 async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    let auth = auth(api, &req)?;
+    let auth = super::authenticate(api, &req)?;
     let images = &api.images;
     let admin = auth.is_admin();
     match (&method, segs) {
@@ -308,7 +298,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response
                 images.delete(&auth, id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (_, ["images", id, "file"]) => match method {
             Method::PUT => {
@@ -328,7 +318,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response
                 }
                 None => Ok(empty(StatusCode::NO_CONTENT)),
             },
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (&Method::GET, ["schemas", "image"]) => Ok(json(
             StatusCode::OK,

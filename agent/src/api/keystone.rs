@@ -285,15 +285,6 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn authenticate(api: &Api, req: &Request<Incoming>) -> Result<Auth, ApiError> {
-    let token = header(req, "x-auth-token").ok_or(ApiError::Unauthorized)?;
-    Ok(api.identity.validate(token)?)
-}
-
-fn not_allowed(method: &Method) -> ApiError {
-    ApiError::MethodNotAllowed(format!("The method {method} is not allowed for this resource."))
-}
-
 pub async fn route(
     api: &Api,
     req: Request<Incoming>,
@@ -306,7 +297,7 @@ pub async fn route(
             Ok(json(StatusCode::MULTIPLE_CHOICES, &json!({"versions": {"values": [version_json(&base)]}})))
         }
         ["v3"] if req.method() == Method::GET => Ok(json(StatusCode::OK, &json!({"version": version_json(&base)}))),
-        [] | ["v3"] => Err(not_allowed(req.method())),
+        [] | ["v3"] => Err(super::not_allowed(req.method())),
         ["v3", rest @ ..] => v3(api, req, rest, &base, peer).await,
         _ => Err(ApiError::NotFound("No such resource.".into())),
     }
@@ -323,7 +314,7 @@ async fn v3(
     if segs == ["auth", "tokens"] {
         return tokens(api, req, base, peer).await;
     }
-    let auth = authenticate(api, &req)?;
+    let auth = super::authenticate(api, &req)?;
     let id = &api.identity;
     let query = query_pairs(req.uri().query());
     let q = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
@@ -397,7 +388,7 @@ async fn v3(
                 id.delete_project(&auth, pid).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (&Method::GET, ["projects", pid, "users", uid, "roles"]) => {
             let view = id.view()?;
@@ -415,7 +406,7 @@ async fn v3(
                 Method::PUT => id.grant(&auth, a).await?,
                 Method::HEAD | Method::GET => id.check_grant(&auth, &a)?,
                 Method::DELETE => id.ungrant(&auth, a).await?,
-                _ => return Err(not_allowed(&method)),
+                _ => return Err(super::not_allowed(&method)),
             }
             Ok(empty(StatusCode::NO_CONTENT))
         }
@@ -465,7 +456,7 @@ async fn v3(
                 id.delete_user(&auth, uid).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (&Method::GET, ["users", uid, "projects"]) => {
             let ps = id.user_projects(&auth, uid)?;
@@ -492,7 +483,7 @@ async fn v3(
                 id.delete_role(&auth, rid).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (&Method::GET, ["role_assignments"]) => {
             let names = q("include_names").is_some_and(http::is_true);
@@ -540,7 +531,7 @@ async fn tokens(api: &Api, req: Request<Incoming>, base: &str, peer: SocketAddr)
         let body: AuthRequest = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
         return login(api, body, base, peer, !nocatalog).await;
     }
-    let auth = authenticate(api, &req)?;
+    let auth = super::authenticate(api, &req)?;
     let subject = header(&req, "x-subject-token")
         .ok_or_else(|| ApiError::BadRequest("The X-Subject-Token header is required.".into()))?;
     match method {
@@ -561,7 +552,7 @@ async fn tokens(api: &Api, req: Request<Incoming>, base: &str, peer: SocketAddr)
             api.identity.revoke_token(&auth, subject).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
-        _ => Err(not_allowed(&method)),
+        _ => Err(super::not_allowed(&method)),
     }
 }
 

@@ -113,6 +113,16 @@ async fn dispatch(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Re
     Ok(resp)
 }
 
+/// The caller's validated token (`X-Auth-Token`).
+fn authenticate(api: &Api, req: &Request<Incoming>) -> Result<crate::identity::Auth, ApiError> {
+    let token = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
+    Ok(api.identity.validate(token)?)
+}
+
+fn not_allowed(method: &hyper::Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!("The method {method} is not allowed for this resource."))
+}
+
 /// The error in the body format of the service the path belongs to.
 fn render(e: ApiError, path: &str) -> Response<Body> {
     if let ApiError::Internal(source) = &e {
@@ -132,9 +142,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         ["image", rest @ ..] => glance::route(&api, req, rest).await,
         ["volume", rest @ ..] => cinder::route(&api, req, rest).await,
         ["cairn", "v1", what @ ("host" | "network")] => {
-            let token =
-                req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-            let auth = api.identity.validate(token)?;
+            let auth = authenticate(&api, &req)?;
             if !auth.is_admin() {
                 return Err(ApiError::Forbidden("Reading the node's facts needs the admin role.".into()));
             }

@@ -6,7 +6,6 @@
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::identity::Auth;
 use crate::model::network::{
     parse_ip, Cidr, IpRequest, Mac, Network, NetworkPatch, Pool, Port, PortPatch, Subnet, SubnetPatch,
 };
@@ -211,15 +210,6 @@ fn str_of(v: &Value, what: &str) -> Result<String, ApiError> {
 
 // ---- routing
 
-fn auth(api: &Api, req: &Request<Incoming>) -> Result<Auth, ApiError> {
-    let token = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-    Ok(api.identity.validate(token)?)
-}
-
-fn not_allowed(method: &Method) -> ApiError {
-    ApiError::MethodNotAllowed(format!("The method {method} is not allowed for this resource."))
-}
-
 pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let base = api.base_url(&req);
     let method = req.method().clone();
@@ -239,7 +229,7 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
                 .collect();
             Ok(json(StatusCode::OK, &json!({"resources": resources})))
         }
-        [] | ["v2.0"] => Err(not_allowed(&method)),
+        [] | ["v2.0"] => Err(super::not_allowed(&method)),
         ["v2.0", rest @ ..] => v2(api, req, rest, &base).await,
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }
@@ -257,7 +247,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
     if let Some(l) = segs.last_mut() {
         *l = last;
     }
-    let auth = auth(api, &req)?;
+    let auth = super::authenticate(api, &req)?;
     let net = &api.network;
     let query = query_pairs(req.uri().query());
     let admin = auth.is_admin();
@@ -349,7 +339,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
                 net.delete_network(&auth, id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (&Method::GET, ["subnets"]) => {
             listing("subnets", net.list_subnets(&auth)?.iter().map(subnet_json).collect(), &query, base)
@@ -449,7 +439,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
                 net.delete_subnet(&auth, id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         (&Method::GET, ["ports"]) => {
             listing("ports", net.list_ports(&auth)?.iter().map(port_json).collect(), &query, base)
@@ -562,7 +552,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
                 net.delete_port(&auth, id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
-            _ => Err(not_allowed(&method)),
+            _ => Err(super::not_allowed(&method)),
         },
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }
