@@ -255,7 +255,10 @@ impl Images {
                         self.set_status(id, ImageStatus::Saving, ImageStatus::Killed, None).await?;
                         match e {
                             check::CheckError::Refused(m) => Err(ImageError::BadRequest(m)),
-                            other => Err(ImageError::BadRequest(format!("Image data could not be inspected: {other}"))),
+                            other => Err(ImageError::BadRequest(format!(
+                                "Image data could not be inspected: {}",
+                                crate::error_chain(&other)
+                            ))),
                         }
                     }
                 }
