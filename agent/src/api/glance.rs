@@ -5,14 +5,13 @@
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, stream_file, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::image::{ImageError, NewImage};
-use crate::model::image::{Image, ImagePatch, Visibility};
+use crate::image::ImageError;
+use crate::model::image::{Image, ImagePatch};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 
 /// Attributes Glance computes; a client may not set them (403).
 const READ_ONLY: [&str; 14] = [
@@ -150,40 +149,9 @@ fn set_attr(p: &mut ImagePatch, k: &str, v: &Value, admin: bool) -> Result<(), A
     Ok(())
 }
 
-fn patch_of(i: &Image) -> ImagePatch {
-    ImagePatch {
-        name: i.name.clone(),
-        visibility: i.visibility,
-        protected: i.protected,
-        min_disk: i.min_disk,
-        min_ram: i.min_ram,
-        disk_format: i.disk_format,
-        container_format: i.container_format,
-        tags: i.tags.clone(),
-        properties: i.properties.clone(),
-        updated_at: 0,
-    }
-}
-
-fn new_image(body: &Map<String, Value>, admin: bool) -> Result<NewImage, ApiError> {
-    let blank = Image {
-        id: String::new(),
-        name: String::new(),
-        owner: String::new(),
-        disk_format: None,
-        container_format: None,
-        visibility: Visibility::Shared,
-        protected: false,
-        min_disk: 0,
-        min_ram: 0,
-        status: crate::model::image::ImageStatus::Queued,
-        data: None,
-        tags: vec![],
-        properties: BTreeMap::new(),
-        created_at: 0,
-        updated_at: 0,
-    };
-    let mut p = patch_of(&blank);
+/// A new image's id (if given) and attributes.
+fn new_image(body: &Map<String, Value>, admin: bool) -> Result<(Option<String>, ImagePatch), ApiError> {
+    let mut p = ImagePatch::default();
     let mut id = None;
     for (k, v) in body {
         match k.as_str() {
@@ -192,23 +160,12 @@ fn new_image(body: &Map<String, Value>, admin: bool) -> Result<NewImage, ApiErro
             _ => set_attr(&mut p, k, v, admin)?,
         }
     }
-    Ok(NewImage {
-        id,
-        name: p.name,
-        disk_format: p.disk_format,
-        container_format: p.container_format,
-        visibility: p.visibility,
-        protected: p.protected,
-        min_disk: p.min_disk,
-        min_ram: p.min_ram,
-        tags: p.tags,
-        properties: p.properties,
-    })
+    Ok((id, p))
 }
 
 /// Applies a Glance JSON patch (`add`, `replace`, `remove` on `/attribute`) to the record.
 fn apply_patch(i: &Image, ops: &[Value], admin: bool) -> Result<ImagePatch, ApiError> {
-    let mut p = patch_of(i);
+    let mut p = i.attrs();
     for op in ops {
         let kind = op["op"].as_str().ok_or_else(|| bad("Each patch operation needs \"op\"."))?;
         let path = op["path"].as_str().ok_or_else(|| bad("Each patch operation needs \"path\"."))?;
@@ -272,7 +229,8 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response
         (&Method::GET, ["images"]) => list(images.list(&auth)?, &query_pairs(req.uri().query())),
         (&Method::POST, ["images"]) => {
             let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-            let i = images.create(&auth, new_image(&body, admin)?).await?;
+            let (id, attrs) = new_image(&body, admin)?;
+            let i = images.create(&auth, id, attrs).await?;
             Ok(json(StatusCode::CREATED, &image_json(&i)))
         }
         (_, ["images", id]) => match method {

@@ -261,11 +261,12 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
             None => Err(ApiError::NotFound(format!("Extension with alias {alias} does not exist"))),
         },
         (&Method::GET, ["networks"]) => {
-            let mut items = Vec::new();
-            for n in net.list_networks(&auth)? {
-                let subnets = net.subnet_ids(&n.id)?;
-                items.push(network_json(&n, subnets, admin));
-            }
+            let mut subnets = net.subnet_ids()?;
+            let items = net
+                .list_networks(&auth)?
+                .iter()
+                .map(|n| network_json(n, subnets.remove(&n.id).unwrap_or_default(), admin))
+                .collect();
             listing("networks", items, &query, base)
         }
         (&Method::POST, ["networks"]) => {
@@ -314,7 +315,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
         (_, ["networks", id]) => match method {
             Method::GET => {
                 let n = net.get_network(&auth, id)?;
-                let subnets = net.subnet_ids(&n.id)?;
+                let subnets = net.subnet_ids()?.remove(&n.id).unwrap_or_default();
                 shown("network", network_json(&n, subnets, admin), &query)
             }
             Method::PUT => {
@@ -332,7 +333,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
                     updated_at: 0,
                 };
                 let n = net.update_network(&auth, id, patch).await?;
-                let subnets = net.subnet_ids(&n.id)?;
+                let subnets = net.subnet_ids()?.remove(&n.id).unwrap_or_default();
                 Ok(json(StatusCode::OK, &json!({"network": network_json(&n, subnets, admin)})))
             }
             Method::DELETE => {

@@ -11,13 +11,12 @@
 pub mod check;
 
 use crate::identity::{now, Auth};
-use crate::model::image::{ContainerFormat, DiskFormat, Image, ImageData, ImagePatch, ImageStatus, Visibility};
+use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus, Visibility};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use md5::Digest;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
 
@@ -69,21 +68,6 @@ type Result<T> = std::result::Result<T, ImageError>;
 
 /// How much of an over-limit upload is read and dropped before answering 413.
 const DRAIN_BYTES: u64 = 16 << 20;
-
-/// A new image as the API received it, validated.
-#[derive(Clone, Debug)]
-pub struct NewImage {
-    pub id: Option<String>,
-    pub name: String,
-    pub disk_format: Option<DiskFormat>,
-    pub container_format: Option<ContainerFormat>,
-    pub visibility: Visibility,
-    pub protected: bool,
-    pub min_disk: u64,
-    pub min_ram: u64,
-    pub tags: Vec<String>,
-    pub properties: BTreeMap<String, String>,
-}
 
 /// The image service of this node.
 pub struct Images {
@@ -140,35 +124,19 @@ impl Images {
         self.view()?.image(id)?.filter(|i| Self::sees(auth, i)).ok_or_else(|| ImageError::NotFound(id.into()))
     }
 
-    pub async fn create(&self, auth: &Auth, new: NewImage) -> Result<Image> {
+    /// A queued image with `new`'s attributes and the given id (a UUID) or a fresh one.
+    pub async fn create(&self, auth: &Auth, id: Option<String>, new: ImagePatch) -> Result<Image> {
         let owner = project_of(auth)?.to_owned();
         if new.visibility == Visibility::Public && !auth.is_admin() {
             return Err(ImageError::Forbidden("Only the admin role may publicize images.".into()));
         }
-        let id = match new.id {
+        let id = match id {
             Some(id) => uuid::Uuid::parse_str(&id)
                 .map_err(|_| ImageError::BadRequest(format!("Invalid image id {id:?}: must be a UUID")))?
                 .to_string(),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let t = now();
-        let image = Image {
-            id: id.clone(),
-            name: new.name,
-            owner,
-            disk_format: new.disk_format,
-            container_format: new.container_format,
-            visibility: new.visibility,
-            protected: new.protected,
-            min_disk: new.min_disk,
-            min_ram: new.min_ram,
-            status: ImageStatus::Queued,
-            data: None,
-            tags: new.tags,
-            properties: new.properties,
-            created_at: t,
-            updated_at: t,
-        };
+        let image = Image::new(id.clone(), owner, new, now());
         self.propose(Command::CreateImage(image)).await?;
         self.get(auth, &id)
     }

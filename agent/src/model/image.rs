@@ -109,8 +109,8 @@ pub struct Image {
     pub updated_at: u64,
 }
 
-/// A change to an image's metadata (Glance's JSON-patch, already applied to a copy and
-/// validated by the API).
+/// An image's settable attributes: those of a new image, or the result of a change (Glance's
+/// JSON-patch, already applied to a copy and validated by the API).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImagePatch {
     pub name: String,
@@ -123,6 +123,63 @@ pub struct ImagePatch {
     pub tags: Vec<String>,
     pub properties: BTreeMap<String, String>,
     pub updated_at: u64,
+}
+
+impl Default for ImagePatch {
+    /// Glance's defaults for a new image.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            visibility: Visibility::Shared,
+            protected: false,
+            min_disk: 0,
+            min_ram: 0,
+            disk_format: None,
+            container_format: None,
+            tags: vec![],
+            properties: BTreeMap::new(),
+            updated_at: 0,
+        }
+    }
+}
+
+impl Image {
+    /// A new, queued image with these attributes.
+    pub fn new(id: String, owner: String, a: ImagePatch, now: u64) -> Self {
+        Self {
+            id,
+            name: a.name,
+            owner,
+            disk_format: a.disk_format,
+            container_format: a.container_format,
+            visibility: a.visibility,
+            protected: a.protected,
+            min_disk: a.min_disk,
+            min_ram: a.min_ram,
+            status: ImageStatus::Queued,
+            data: None,
+            tags: a.tags,
+            properties: a.properties,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The settable attributes as they are now.
+    pub fn attrs(&self) -> ImagePatch {
+        ImagePatch {
+            name: self.name.clone(),
+            visibility: self.visibility,
+            protected: self.protected,
+            min_disk: self.min_disk,
+            min_ram: self.min_ram,
+            disk_format: self.disk_format,
+            container_format: self.container_format,
+            tags: self.tags.clone(),
+            properties: self.properties.clone(),
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 #[cfg(test)]

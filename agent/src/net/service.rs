@@ -194,11 +194,15 @@ impl Networking {
             .ok_or_else(|| NetError::NotFound { kind: Kind::Network, id: id.into() })
     }
 
-    /// Subnet ids of a network, in creation order.
-    pub fn subnet_ids(&self, network_id: &str) -> Result<Vec<String>> {
-        let mut s: Vec<Subnet> = self.view()?.subnets()?.into_iter().filter(|s| s.network_id == network_id).collect();
+    /// Network id → its subnet ids in creation order, from one read of the subnets.
+    pub fn subnet_ids(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+        let mut s: Vec<Subnet> = self.view()?.subnets()?;
         s.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(s.into_iter().map(|s| s.id).collect())
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for sub in s {
+            out.entry(sub.network_id).or_default().push(sub.id);
+        }
+        Ok(out)
     }
 
     fn segment(&self, p: &ProviderRequest) -> Result<(Segment, Option<(u16, u16)>)> {

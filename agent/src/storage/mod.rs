@@ -195,10 +195,9 @@ impl Storage {
     }
 
     fn pool(&self, name: &str) -> Result<&PoolConfig> {
-        self.pools
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| StorageError::NotFound(format!("volume type {name}")).into_bad())
+        self.pools.iter().find(|p| p.name == name).ok_or_else(|| {
+            StorageError::BadRequest(format!("Invalid input received: volume type {name} does not exist."))
+        })
     }
 
     /// Records the volume and starts making it; returns the `creating` record.
@@ -436,12 +435,6 @@ impl Storage {
     pub fn pools_info(&self) -> BTreeMap<String, std::result::Result<PoolInfo, String>> {
         let Some(lv) = &self.libvirt else { return BTreeMap::new() };
         self.pools.iter().map(|p| (p.name.clone(), lv.pool_info(&p.name).map_err(lv_err))).collect()
-    }
-}
-
-impl StorageError {
-    fn into_bad(self) -> StorageError {
-        StorageError::BadRequest(format!("Invalid input received: {self}"))
     }
 }
 
