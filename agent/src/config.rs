@@ -52,14 +52,22 @@ pub struct StorageConfig {
     pub pools: BTreeMap<String, crate::model::storage::PoolSpec>,
     /// The volume type (pool) used when a request names none; the first pool when unset.
     pub default_pool: Option<String>,
-    /// Per-project limits: number of volumes and their total GiB.
+    /// Per-project limits: number of volumes, of snapshots, and their total GiB.
     pub quota_volumes: u64,
+    pub quota_snapshots: u64,
     pub quota_gigabytes: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { enabled: true, pools: BTreeMap::new(), default_pool: None, quota_volumes: 10, quota_gigabytes: 1000 }
+        Self {
+            enabled: true,
+            pools: BTreeMap::new(),
+            default_pool: None,
+            quota_volumes: 10,
+            quota_snapshots: 10,
+            quota_gigabytes: 1000,
+        }
     }
 }
 

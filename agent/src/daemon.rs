@@ -276,7 +276,11 @@ async fn storage(cfg: &Config, state: Replicated, images_dir: PathBuf, host: &st
     if let Err(why) = &libvirt {
         log::warn!("volume storage off: {why}");
     }
-    let quota = crate::model::volume::Quota { volumes: sc.quota_volumes, gigabytes: sc.quota_gigabytes };
+    let quota = crate::model::volume::Quota {
+        volumes: sc.quota_volumes,
+        gigabytes: sc.quota_gigabytes,
+        snapshots: sc.quota_snapshots,
+    };
     let st = Arc::new(crate::storage::Storage::new(state, libvirt, pools, images_dir, host.into(), quota));
     let ensuring = st.clone();
     let ensured = tokio::task::spawn_blocking(move || ensuring.ensure_pools()).await.unwrap_or_else(|e| {
@@ -289,6 +293,7 @@ async fn storage(cfg: &Config, state: Replicated, images_dir: PathBuf, host: &st
             Err(e) => log::error!("storage pool {name}: {e}"),
         }
     }
+    tokio::spawn(st.clone().report_loop(std::time::Duration::from_secs(60)));
     st
 }
 

@@ -374,7 +374,7 @@ fn openstack_client_manages_volumes() {
     let config = common::CONFIG.replace(
         "[storage]\nenabled = false\n",
         &format!(
-            "[storage]\nquota_gigabytes = 10\n[storage.pools.{pool}]\ntype = \"dir\"\npath = \"{}\"\n",
+            "[storage]\nquota_gigabytes = 12\n[storage.pools.{pool}]\ntype = \"dir\"\npath = \"{}\"\n",
             pool_dir.display()
         ),
     );
@@ -419,7 +419,7 @@ fn openstack_client_manages_volumes() {
     names.sort();
     assert_eq!(names, ["vol1", "vol2"]);
 
-    // Extend; refusals: a smaller size, an unknown type, over the 10 GiB quota (413).
+    // Extend; refusals: a smaller size, an unknown type, over the 12 GiB quota (413).
     osc.admin(&["volume", "set", "--size", "3", "vol1"]);
     let v1 = settled(&osc, "vol1");
     assert_eq!(v1["size"], 3);
@@ -433,10 +433,87 @@ fn openstack_client_manages_volumes() {
     assert!(err.contains("greater") || err.contains("400"), "{err}");
     let err = osc.admin_fails(&["volume", "create", "--size", "1", "--type", "nope", "bad"]);
     assert!(err.contains("400"), "{err}");
-    let err = osc.admin_fails(&["volume", "create", "--size", "6", "big"]);
-    assert!(err.contains("413"), "5 GiB used of 10: {err}");
+    let err = osc.admin_fails(&["volume", "create", "--size", "8", "big"]);
+    assert!(err.contains("413"), "5 GiB used of 12: {err}");
     let err = osc.admin_fails(&["image", "delete", "img1"]);
     assert!(err.contains("Failed") || err.contains("409"), "the image backs vol2: {err}");
+
+    // Snapshots of a qcow2 volume are internal: data written after one does not reach a volume
+    // made from it.
+    let qemu_io = |p: &std::path::Path, cmd: &str| {
+        let out = Command::new("qemu-io").args(["-f", "qcow2", "-c", cmd]).arg(p).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && !text.contains("Pattern verification failed"), "qemu-io {cmd}: {text}");
+    };
+    qemu_io(&file(&v1), "write -P 0xab 0 1M");
+    let s1 = osc.json(&["volume", "snapshot", "create", "--volume", "vol1", "snap1"]);
+    let s1_id = s1["id"].as_str().unwrap().to_owned();
+    let mut snap = serde_json::Value::Null;
+    for _ in 0..60 {
+        snap = osc.json(&["volume", "snapshot", "show", "snap1"]);
+        if snap["status"] != "creating" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!((snap["status"].as_str(), snap["size"].as_u64()), (Some("available"), Some(3)), "{snap}");
+    let snaps = Command::new("qemu-img").args(["snapshot", "-U", "-l"]).arg(file(&v1)).output().unwrap();
+    assert!(String::from_utf8_lossy(&snaps.stdout).contains(&s1_id), "an internal snapshot of vol1's file");
+    qemu_io(&file(&v1), "write -P 0xcd 0 1M");
+    let list = osc.admin(&["volume", "snapshot", "list", "-f", "value", "-c", "Name"]);
+    assert_eq!(list.trim(), "snap1");
+    let err = osc.admin_fails(&["volume", "delete", "vol1"]);
+    assert!(err.contains("snapshot") || err.contains("409"), "vol1 has a snapshot: {err}");
+    osc.json(&["volume", "create", "--snapshot", "snap1", "vol4"]);
+    let v4 = settled(&osc, "vol4");
+    assert_eq!((v4["status"].as_str(), v4["snapshot_id"].as_str()), (Some("available"), Some(s1_id.as_str())), "{v4}");
+    qemu_io(&file(&v4), "read -P 0xab 0 1M");
+    qemu_io(&file(&v1), "read -P 0xcd 0 1M");
+    osc.admin(&["volume", "snapshot", "set", "--name", "snap1b", "snap1"]);
+    osc.admin(&["volume", "snapshot", "delete", "snap1b"]);
+    let snaps = Command::new("qemu-img").args(["snapshot", "-U", "-l"]).arg(file(&v1)).output().unwrap();
+    assert!(!String::from_utf8_lossy(&snaps.stdout).contains(&s1_id), "the internal snapshot is gone");
+    osc.admin(&["volume", "delete", "vol4"]);
+
+    // Attachment bookkeeping as Nova drives it (the CLI has no command for these actions).
+    let action = format!(
+        "/volume/v3/{}/volumes/{}/action",
+        settled(&osc, "vol1")["os-vol-tenant-attr:tenant_id"].as_str().unwrap(),
+        v1["id"].as_str().unwrap()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let statuses: Vec<(u16, String)> = rt.block_on(async {
+        let token = agent.admin_token().await;
+        let mut c = agent.conn().await;
+        let mut out = vec![];
+        for body in [
+            r#"{"os-reserve": {}}"#,
+            r#"{"os-attach": {"instance_uuid": "7c4ffbd8-4c1a-4f6e-9d8e-2f5ad36a4a11", "mountpoint": "/dev/vdb"}}"#,
+            r#"{"os-detach": {}}"#,
+        ] {
+            let r =
+                c.request(hyper::Method::POST, &action, &[("x-auth-token", &token)], Some(body.into())).await.unwrap();
+            assert_eq!(r.status, 202, "{body}: {}", String::from_utf8_lossy(&r.body));
+            let v = osc.json(&["volume", "show", "vol1"]);
+            out.push((v["attachments"].as_array().map_or(0, |a| a.len()) as u16, v["status"].as_str().unwrap().into()));
+        }
+        out
+    });
+    assert_eq!(
+        statuses,
+        [(0, "attaching".into()), (1, "in-use".into()), (0, "available".into())],
+        "reserve, attach, detach"
+    );
+
+    // Every node's pools, with their space, for the admin.
+    let pools = osc.json(&["volume", "backend", "pool", "list", "--long"]);
+    let p = &pools[0];
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    assert_eq!(p["Name"], format!("{host}@{pool}#{pool}"), "{pools}");
+    let caps = &p["Capabilities"];
+    assert_eq!(caps["storage_protocol"], "dir", "{pools}");
+    assert!(caps["total_capacity_gb"].as_f64().unwrap() > 0.0, "{pools}");
+    assert!(caps["free_capacity_gb"].as_f64().unwrap() > 0.0, "{pools}");
 
     osc.admin(&["volume", "delete", "vol1", "vol2"]);
     for _ in 0..60 {

@@ -1,11 +1,14 @@
 //! Cinder v3 over HTTP (under `/volume`, project in the path as Cinder has it): version
-//! discovery, volumes (create, from an image, list/detail with filters, show, rename, extend,
-//! delete), volume types (the node's pools) and quota sets, at microversion 3.0.
+//! discovery, volumes (create, from an image, a volume or a snapshot, list/detail with filters,
+//! show, rename, delete; actions extend and the attachment bookkeeping os-reserve, os-attach,
+//! os-begin_detaching, os-detach and their undos), snapshots, volume types (the node's pools),
+//! quota sets and the pools every node reports (scheduler-stats), at microversion 3.0.
 
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::model::volume::Volume;
+use crate::model::storage::PoolRecord;
+use crate::model::volume::{Snapshot, Volume, VolumeStatus};
 use crate::storage::{NewVolume, StorageError};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -26,9 +29,12 @@ fn volume_json(v: &Volume, base: &str, admin: bool) -> Value {
     let href = format!("{base}/volume/v3/{}/volumes/{}", v.project_id, v.id);
     let mut j = json!({
         "id": v.id, "name": v.name, "description": v.description, "status": v.status.as_str(), "size": v.size,
-        "availability_zone": "nova", "volume_type": v.volume_type, "snapshot_id": null,
+        "availability_zone": "nova", "volume_type": v.volume_type, "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid, "bootable": if v.image_id.is_some() { "true" } else { "false" },
-        "encrypted": false, "multiattach": false, "attachments": [], "metadata": {},
+        "encrypted": false, "multiattach": false, "metadata": {},
+        "attachments": v.attachments.iter().map(|a| json!({
+            "id": a.id, "attachment_id": a.id, "volume_id": v.id, "server_id": a.server_id,
+            "host_name": a.host, "device": a.device, "attached_at": timestamp(a.attached_at, true)})).collect::<Vec<_>>(),
         "replication_status": null, "consistencygroup_id": null, "user_id": v.user_id,
         "created_at": timestamp(v.created_at, true), "updated_at": timestamp(v.updated_at, true),
         "links": [{"rel": "self", "href": href}],
@@ -41,6 +47,44 @@ fn volume_json(v: &Volume, base: &str, admin: bool) -> Value {
         j["os-vol-host-attr:host"] = json!(format!("{}@{}#{}", v.node, v.volume_type, v.volume_type));
     }
     j
+}
+
+fn snapshot_json(s: &Snapshot, admin: bool) -> Value {
+    let mut j = json!({
+        "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id,
+        "status": s.status.as_str(), "size": s.size, "metadata": {},
+        "created_at": timestamp(s.created_at, true), "updated_at": timestamp(s.updated_at, true),
+        "os-extended-snapshot-attributes:progress":
+            if s.status == VolumeStatus::Available { "100%" } else { "0%" },
+    });
+    if admin {
+        j["os-extended-snapshot-attributes:project_id"] = json!(s.project_id);
+    }
+    j
+}
+
+/// A pool as Cinder's scheduler-stats show it (`node@pool#pool`, capacities in GiB).
+fn pool_json(node: &str, p: &PoolRecord, detail: bool) -> Value {
+    let name = format!("{node}@{}#{}", p.name, p.name);
+    if !detail {
+        return json!({"name": name});
+    }
+    let gib = |b: u64| (b as f64 / (1u64 << 30) as f64 * 100.0).round() / 100.0;
+    json!({"name": name, "capabilities": {
+        "volume_backend_name": p.name, "storage_protocol": p.kind, "driver_version": env!("CARGO_PKG_VERSION"),
+        "vendor_name": "Cairn", "pool_name": p.name, "total_capacity_gb": gib(p.info.capacity),
+        "free_capacity_gb": gib(p.info.available), "allocated_capacity_gb": gib(p.info.allocation),
+        "reserved_percentage": 0, "thin_provisioning_support": p.kind == "dir",
+        "active": p.info.active, "error": p.error}})
+}
+
+/// The object under `key` in a request body.
+async fn object(req: Request<Incoming>, key: &str) -> Result<Map<String, Value>, ApiError> {
+    let mut body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+    match body.remove(key) {
+        Some(Value::Object(v)) => Ok(v),
+        _ => Err(bad(format!("a body with a \"{key}\" object is required"))),
+    }
 }
 
 fn type_json(name: &str, kind: &str, default: bool) -> Value {
@@ -123,11 +167,8 @@ async fn v3(
             Ok(json(StatusCode::OK, &json!({"volumes": out})))
         }
         (&Method::POST, ["volumes"]) => {
-            let mut body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-            let Some(Value::Object(v)) = body.remove("volume") else {
-                return Err(bad("a body with a \"volume\" object is required"));
-            };
-            for k in ["snapshot_id", "backup_id", "consistencygroup_id", "group_id", "scheduler_hints"] {
+            let v = object(req, "volume").await?;
+            for k in ["backup_id", "consistencygroup_id", "group_id", "scheduler_hints"] {
                 if v.get(k).is_some_and(|x| !x.is_null()) {
                     return Err(bad(format!("{k} is not supported yet")));
                 }
@@ -139,6 +180,7 @@ async fn v3(
                 volume_type: opt_string(&v, "volume_type")?,
                 image_id: opt_string(&v, "imageRef")?.or(opt_string(&v, "image_id")?),
                 source_volid: opt_string(&v, "source_volid")?,
+                snapshot_id: opt_string(&v, "snapshot_id")?,
             };
             let vol = st.create(&auth, new).await?;
             Ok(json(StatusCode::ACCEPTED, &json!({"volume": volume_json(&vol, base, admin)})))
@@ -146,10 +188,7 @@ async fn v3(
         (_, ["volumes", id]) => match method {
             Method::GET => Ok(json(StatusCode::OK, &json!({"volume": volume_json(&st.get(&auth, id)?, base, admin)}))),
             Method::PUT => {
-                let mut body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-                let Some(Value::Object(v)) = body.remove("volume") else {
-                    return Err(bad("a body with a \"volume\" object is required"));
-                };
+                let v = object(req, "volume").await?;
                 let vol = st.rename(&auth, id, opt_string(&v, "name")?, opt_string(&v, "description")?).await?;
                 Ok(json(StatusCode::OK, &json!({"volume": volume_json(&vol, base, admin)})))
             }
@@ -161,15 +200,87 @@ async fn v3(
         },
         (&Method::POST, ["volumes", id, "action"]) => {
             let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-            match body.iter().next() {
-                Some((k, v)) if k == "os-extend" => {
-                    let n = v.get("new_size").ok_or_else(|| bad("os-extend needs new_size"))?;
+            use VolumeStatus::{Attaching, Available, Detaching, InUse};
+            let (action, arg) = match body.iter().next() {
+                Some((k, v)) if body.len() == 1 => (k.as_str(), v.as_object().cloned().unwrap_or_default()),
+                Some(_) => return Err(bad("one action at a time")),
+                None => return Err(bad("an action is required")),
+            };
+            match action {
+                "os-extend" => {
+                    let n = arg.get("new_size").ok_or_else(|| bad("os-extend needs new_size"))?;
                     st.extend(&auth, id, size_of(n, "new_size")?).await?;
-                    Ok(empty(StatusCode::ACCEPTED))
                 }
-                Some((k, _)) => Err(bad(format!("action {k} is not supported yet"))),
-                None => Err(bad("an action is required")),
+                "os-reserve" => st.transition(&auth, id, Available, Attaching).await?,
+                "os-unreserve" => st.transition(&auth, id, Attaching, Available).await?,
+                "os-begin_detaching" => st.transition(&auth, id, InUse, Detaching).await?,
+                "os-roll_detaching" => st.transition(&auth, id, Detaching, InUse).await?,
+                "os-attach" => {
+                    let server = opt_string(&arg, "instance_uuid")?
+                        .ok_or_else(|| bad("os-attach needs instance_uuid (attaching to a host is not supported)"))?;
+                    let device = opt_string(&arg, "mountpoint")?.ok_or_else(|| bad("os-attach needs a mountpoint"))?;
+                    let host = opt_string(&arg, "host_name")?.unwrap_or_default();
+                    st.attach(&auth, id, &server, &host, &device).await?;
+                }
+                "os-detach" => st.detach(&auth, id, opt_string(&arg, "attachment_id")?).await?,
+                other => return Err(bad(format!("action {other} is not supported"))),
             }
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        // Snapshot lists have the same fields with or without detail in Cinder.
+        (&Method::GET, ["snapshots"]) | (&Method::GET, ["snapshots", "detail"]) => {
+            let all = admin && q("all_tenants").is_some_and(|v| super::http::is_true(&v));
+            let mut items = st.list_snapshots(&auth, all)?;
+            if let Some(n) = q("name") {
+                items.retain(|s| s.name == n);
+            }
+            if let Some(s) = q("status") {
+                items.retain(|x| x.status.as_str() == s);
+            }
+            if let Some(v) = q("volume_id") {
+                items.retain(|x| x.volume_id == v);
+            }
+            let out: Vec<Value> = items.iter().map(|s| snapshot_json(s, admin)).collect();
+            Ok(json(StatusCode::OK, &json!({"snapshots": out})))
+        }
+        (&Method::POST, ["snapshots"]) => {
+            let s = object(req, "snapshot").await?;
+            let volume = opt_string(&s, "volume_id")?.ok_or_else(|| bad("a snapshot needs a volume_id"))?;
+            let snap = st
+                .create_snapshot(
+                    &auth,
+                    &volume,
+                    opt_string(&s, "name")?.unwrap_or_default(),
+                    opt_string(&s, "description")?.unwrap_or_default(),
+                )
+                .await?;
+            Ok(json(StatusCode::ACCEPTED, &json!({"snapshot": snapshot_json(&snap, admin)})))
+        }
+        (_, ["snapshots", id]) => match method {
+            Method::GET => {
+                Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&st.get_snapshot(&auth, id)?, admin)})))
+            }
+            Method::PUT => {
+                let s = object(req, "snapshot").await?;
+                let snap =
+                    st.update_snapshot(&auth, id, opt_string(&s, "name")?, opt_string(&s, "description")?).await?;
+                Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&snap, admin)})))
+            }
+            Method::DELETE => {
+                st.delete_snapshot(&auth, id).await?;
+                Ok(empty(StatusCode::ACCEPTED))
+            }
+            _ => Err(super::not_allowed(&method)),
+        },
+        (&Method::GET, ["scheduler-stats", "get_pools"]) => {
+            if !admin {
+                return Err(ApiError::Forbidden(
+                    "Policy doesn't allow scheduler_extension:scheduler_stats:get_pools to be performed.".into(),
+                ));
+            }
+            let detail = q("detail").is_some_and(|v| super::http::is_true(&v));
+            let pools: Vec<Value> = st.pool_records()?.iter().map(|(n, p)| pool_json(n, p, detail)).collect();
+            Ok(json(StatusCode::OK, &json!({"pools": pools})))
         }
         (&Method::GET, ["types"]) => {
             let types: Vec<Value> =
@@ -208,7 +319,7 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Unscoped => ApiError::Unauthorized,
             StorageError::Forbidden(m) => ApiError::Forbidden(m),
-            StorageError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            StorageError::NotFound(_) | StorageError::SnapshotNotFound(_) => ApiError::NotFound(e.to_string()),
             StorageError::BadRequest(m) => ApiError::BadRequest(m),
             StorageError::Conflict(m) => ApiError::Conflict(m),
             StorageError::OverQuota(m) => ApiError::OverLimit(m),

@@ -45,6 +45,26 @@ impl FromStr for VolumeFormat {
     }
 }
 
+/// A pool's state and space, in bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolInfo {
+    pub active: bool,
+    pub capacity: u64,
+    pub allocation: u64,
+    pub available: u64,
+}
+
+/// A pool of a node as its agent last reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecord {
+    pub name: String,
+    /// dir, logical, iscsi or rbd.
+    pub kind: String,
+    /// Zeroes when the pool could not be read (see `error`).
+    pub info: PoolInfo,
+    pub error: Option<String>,
+}
+
 /// How a pool is reached, as configured per node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]

@@ -1,5 +1,7 @@
-//! Plain data of Cinder's volumes: the record the state keeps and its status machine
-//! (creating → available → in-use → deleting; extending; error with a reason).
+//! Plain data of Cinder's volumes and snapshots: the records the state keeps and their status
+//! machine (creating → available → attaching → in-use → detaching → available → deleting;
+//! extending; error with a reason). Snapshots use the same statuses (creating → available →
+//! deleting, error).
 
 use super::storage::VolumeFormat;
 use serde::{Deserialize, Serialize};
@@ -9,7 +11,9 @@ use serde::{Deserialize, Serialize};
 pub enum VolumeStatus {
     Creating,
     Available,
+    Attaching,
     InUse,
+    Detaching,
     Extending,
     Deleting,
     Error,
@@ -20,7 +24,9 @@ impl VolumeStatus {
         match self {
             VolumeStatus::Creating => "creating",
             VolumeStatus::Available => "available",
+            VolumeStatus::Attaching => "attaching",
             VolumeStatus::InUse => "in-use",
+            VolumeStatus::Detaching => "detaching",
             VolumeStatus::Extending => "extending",
             VolumeStatus::Deleting => "deleting",
             VolumeStatus::Error => "error",
@@ -47,6 +53,64 @@ pub struct Volume {
     pub node: String,
     pub image_id: Option<String>,
     pub source_volid: Option<String>,
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// Where it is attached (one server at most: no multiattach).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A volume's attachment to a server, as Nova and Cinder both show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub server_id: String,
+    /// The node running the server.
+    pub host: String,
+    /// The guest device, e.g. `/dev/vdb`.
+    pub device: String,
+    pub attached_at: u64,
+}
+
+/// How a snapshot's data is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    /// A qcow2 internal snapshot, named by the snapshot's id, inside the volume's file.
+    Internal,
+    /// A volume `snap-<id>` in the volume's pool: an LVM snapshot on a logical pool, a copy
+    /// elsewhere.
+    Volume,
+}
+
+impl SnapshotKind {
+    /// The pool volume holding a snapshot of this kind, if it has one.
+    pub fn volume_name(&self, snapshot_id: &str) -> Option<String> {
+        match self {
+            SnapshotKind::Internal => None,
+            SnapshotKind::Volume => Some(format!("snap-{snapshot_id}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub volume_id: String,
+    /// GiB: the volume's size when taken.
+    pub size: u64,
+    pub status: VolumeStatus,
+    pub error: Option<String>,
+    pub kind: SnapshotKind,
+    /// The volume's pool and node.
+    pub pool: String,
+    pub node: String,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -55,5 +119,12 @@ pub struct Volume {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quota {
     pub volumes: u64,
+    /// GiB of volumes and snapshots together, as Cinder counts.
     pub gigabytes: u64,
+    #[serde(default = "default_snapshots")]
+    pub snapshots: u64,
+}
+
+fn default_snapshots() -> u64 {
+    10
 }

@@ -112,7 +112,14 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         Command::CreateVolume { .. }
         | Command::UpdateVolume { .. }
         | Command::SetVolumeStatus { .. }
-        | Command::DeleteVolume { .. } => super::volume::apply(tx, cmd),
+        | Command::DeleteVolume { .. }
+        | Command::AttachVolume { .. }
+        | Command::DetachVolume { .. }
+        | Command::CreateSnapshot { .. }
+        | Command::UpdateSnapshot { .. }
+        | Command::SetSnapshotStatus { .. }
+        | Command::DeleteSnapshot { .. }
+        | Command::ReportPools { .. } => super::volume::apply(tx, cmd),
     }
 }
 

@@ -13,7 +13,8 @@ mod volume;
 
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
-use crate::model::volume::{Quota, Volume, VolumeStatus};
+use crate::model::storage::PoolRecord;
+use crate::model::volume::{Attachment, Quota, Snapshot, Volume, VolumeStatus};
 use crate::model::{Assignment, Project, ProjectPatch, Role, User, UserPatch};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -45,6 +46,9 @@ pub(crate) const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs"
 
 pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 pub(crate) const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
+pub(crate) const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+/// `node \0 pool` → the pool as the node last reported it.
+pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 
 /// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
 pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
@@ -52,8 +56,8 @@ pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 7] =
     [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 8] =
-    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 10] =
+    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES, SNAPSHOTS, POOLS];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
 /// A change to the cloud. Applied in log order on every node; apply must not read clocks or
@@ -173,6 +177,46 @@ pub enum Command {
     DeleteVolume {
         id: String,
     },
+    /// Records an attachment; the volume must be `available` or `attaching` and becomes `in-use`.
+    AttachVolume {
+        id: String,
+        attachment: Attachment,
+        updated_at: u64,
+    },
+    /// Removes an attachment (the only one when `attachment_id` is None); the volume becomes
+    /// `available` when none is left.
+    DetachVolume {
+        id: String,
+        attachment_id: Option<String>,
+        updated_at: u64,
+    },
+    /// A snapshot record (status `creating`) of an available volume, if the quota allows it.
+    CreateSnapshot {
+        snapshot: Snapshot,
+        quota: Quota,
+    },
+    UpdateSnapshot {
+        id: String,
+        name: Option<String>,
+        description: Option<String>,
+        updated_at: u64,
+    },
+    /// Moves a snapshot to `to` if its status is one of `from`.
+    SetSnapshotStatus {
+        id: String,
+        from: Vec<VolumeStatus>,
+        to: VolumeStatus,
+        error: Option<String>,
+        updated_at: u64,
+    },
+    DeleteSnapshot {
+        id: String,
+    },
+    /// A node's pools as its agent sees them now (replacing what it reported before).
+    ReportPools {
+        node: String,
+        pools: Vec<PoolRecord>,
+    },
 }
 
 /// What applying a command led to. Refusals change nothing.
@@ -188,6 +232,7 @@ pub enum Kind {
     Port,
     Image,
     Volume,
+    Snapshot,
 }
 
 impl std::fmt::Display for Kind {
@@ -203,6 +248,7 @@ impl std::fmt::Display for Kind {
             Kind::Port => "port",
             Kind::Image => "image",
             Kind::Volume => "volume",
+            Kind::Snapshot => "snapshot",
         })
     }
 }
@@ -473,6 +519,22 @@ impl View {
     }
     pub fn volumes(&self) -> Result<Vec<Volume>, StateError> {
         self.list(VOLUMES)
+    }
+    pub fn snapshot(&self, id: &str) -> Result<Option<Snapshot>, StateError> {
+        self.get(SNAPSHOTS, id)
+    }
+    pub fn snapshots(&self) -> Result<Vec<Snapshot>, StateError> {
+        self.list(SNAPSHOTS)
+    }
+    /// Every node's pools, by node.
+    pub fn pools(&self) -> Result<Vec<(String, PoolRecord)>, StateError> {
+        let mut out = vec![];
+        for row in self.tx.open_table(POOLS)?.iter()? {
+            let (k, v) = row?;
+            let node = k.value().split('\0').next().unwrap_or_default().to_owned();
+            out.push((node, serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
     }
 
     /// Whether the first-start bootstrap has been applied.

@@ -6,18 +6,26 @@
 //! A volume from an image is, where the pool allows (dir), a qcow2 overlay backed by the image
 //! file in the image store (instant); elsewhere a raw volume the image is converted into.
 //!
-//! Limitations: snapshots, attachments and pools on other nodes come with later steps.
+//! Snapshots ([`snapshot`]) are qcow2 internal snapshots of qcow2 volumes, LVM snapshots on
+//! logical pools, copies elsewhere. Attachments are bookkeeping for Nova (which does the
+//! hot-plug). Each node reports its pools (state, capacity, allocation) into the state after
+//! every change and once a minute.
+//!
+//! Limitations: volumes, images and snapshots on other nodes are not reachable yet (cluster
+//! issue); no snapshot of an attached volume.
+
+mod snapshot;
 
 use crate::identity::{now, Auth};
 use crate::model::image::{DiskFormat, ImageStatus};
-use crate::model::storage::{PoolSpec, VolumeFormat};
-use crate::model::volume::{Quota, Volume, VolumeStatus};
+use crate::model::storage::{PoolInfo, PoolRecord, PoolSpec, VolumeFormat};
+use crate::model::volume::{Attachment, Quota, Volume, VolumeStatus};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
-use crate::sys::libvirt::{pool_xml, volume_xml, Libvirt, LibvirtError, PoolInfo};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use crate::sys::libvirt::{pool_xml, volume_xml, xml, Libvirt, LibvirtError};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 const GIB: u64 = 1 << 30;
 
@@ -29,6 +37,8 @@ pub enum StorageError {
     Forbidden(String),
     #[error("Volume {0} could not be found.")]
     NotFound(String),
+    #[error("Snapshot {0} could not be found.")]
+    SnapshotNotFound(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -50,6 +60,7 @@ impl From<StateError> for StorageError {
 impl From<Refusal> for StorageError {
     fn from(r: Refusal) -> Self {
         match r {
+            Refusal::NotFound { kind: crate::state::Kind::Snapshot, id } => StorageError::SnapshotNotFound(id),
             Refusal::NotFound { id, .. } => StorageError::NotFound(id),
             Refusal::Conflict { kind, name } => StorageError::Conflict(format!("{kind} {name} already exists.")),
             Refusal::Conflicts(m) => StorageError::Conflict(m),
@@ -71,6 +82,7 @@ pub struct NewVolume {
     pub volume_type: Option<String>,
     pub image_id: Option<String>,
     pub source_volid: Option<String>,
+    pub snapshot_id: Option<String>,
 }
 
 /// A configured pool of this node.
@@ -90,6 +102,8 @@ pub struct Storage {
     images_dir: PathBuf,
     node: String,
     quota: Quota,
+    /// Poked when a pool's use changed, so the pool report follows.
+    changed: Notify,
 }
 
 fn project_of(auth: &Auth) -> Result<&str> {
@@ -113,7 +127,7 @@ impl Storage {
             Ok(l) => (Some(l), None),
             Err(why) => (None, Some(why)),
         };
-        Self { state, libvirt, off, pools, images_dir, node, quota }
+        Self { state, libvirt, off, pools, images_dir, node, quota, changed: Notify::new() }
     }
 
     /// Defines, builds and starts the configured pools that are not running yet (blocking).
@@ -227,11 +241,36 @@ impl Storage {
                 Some(src)
             }
         };
-        if source.is_some() && new.image_id.is_some() {
+        // From a snapshot: available, here, and into its own pool.
+        let snap = match &new.snapshot_id {
+            None => None,
+            Some(id) => {
+                let s = self.get_snapshot(auth, id)?;
+                if s.status != VolumeStatus::Available || s.node != self.node {
+                    return Err(StorageError::BadRequest(format!(
+                        "Invalid snapshot: snapshot {id} must be available on this node (it is {} on {}).",
+                        s.status.as_str(),
+                        s.node
+                    )));
+                }
+                if new.volume_type.as_ref().is_some_and(|t| *t != s.pool) {
+                    return Err(StorageError::BadRequest(format!(
+                        "Invalid input received: a volume from snapshot {id} must be of its volume type {}.",
+                        s.pool
+                    )));
+                }
+                Some(s)
+            }
+        };
+        if [source.is_some(), new.image_id.is_some(), snap.is_some()].iter().filter(|x| **x).count() > 1 {
             return Err(StorageError::BadRequest(
-                "Invalid input received: give imageRef or source_volid, not both.".into(),
+                "Invalid input received: give one of imageRef, source_volid and snapshot_id.".into(),
             ));
         }
+        let pool = match &snap {
+            Some(s) => self.pool(&s.pool)?.clone(),
+            None => pool,
+        };
         // From an image: active, here, and the volume at least as big as its virtual size.
         let image = match &new.image_id {
             None => None,
@@ -255,9 +294,10 @@ impl Storage {
                 Some((i, data))
             }
         };
-        let min = match (&image, &source) {
-            (Some((_, d)), _) => d.virtual_size.div_ceil(GIB).max(1),
-            (_, Some(src)) => src.size,
+        let min = match (&image, &source, &snap) {
+            (Some((_, d)), _, _) => d.virtual_size.div_ceil(GIB).max(1),
+            (_, Some(src), _) => src.size,
+            (_, _, Some(s)) => s.size,
             _ => 1,
         };
         let size = new.size.unwrap_or(min);
@@ -289,41 +329,65 @@ impl Storage {
             node: self.node.clone(),
             image_id: new.image_id.clone(),
             source_volid: source.as_ref().map(|s| s.id.clone()),
+            snapshot_id: snap.as_ref().map(|s| s.id.clone()),
+            attachments: vec![],
             created_at: t,
             updated_at: t,
         };
         self.propose(Command::CreateVolume { volume: volume.clone(), quota: self.quota }).await?;
-        let this = self.clone();
         let (id, vol) = (volume.id.clone(), volume.clone());
-        let from = match (image, source) {
-            (Some((i, _)), _) => Source::Image(self.images_dir.join(&i.id), i.disk_format.unwrap_or(DiskFormat::Raw)),
-            (_, Some(src)) => Source::Volume { pool: src.volume_type, id: src.id },
+        let from = match (image, source, snap) {
+            (Some((i, _)), _, _) => {
+                Source::Image(self.images_dir.join(&i.id), i.disk_format.unwrap_or(DiskFormat::Raw))
+            }
+            (_, Some(src), _) => Source::Volume { pool: src.volume_type, id: src.id },
+            (_, _, Some(s)) => match s.kind.volume_name(&s.id) {
+                Some(name) => Source::Volume { pool: s.pool, id: name },
+                None => Source::Internal { volume: s.volume_id, snapshot: s.id },
+            },
             _ => Source::Empty,
         };
+        let what = format!("volume {}", volume.id);
+        self.in_background(
+            what,
+            move || make(&*lv, &pool, &vol, from),
+            move |to, error| Command::SetVolumeStatus {
+                id,
+                from: vec![VolumeStatus::Creating],
+                to,
+                size: None,
+                error,
+                quota: None,
+                updated_at: now(),
+            },
+        );
+        Ok(volume)
+    }
+
+    /// Runs blocking libvirt work off the request, then records its outcome (`available`, or
+    /// `error` with the reason) with the command `record` builds.
+    fn in_background(
+        self: &Arc<Self>,
+        what: String,
+        work: impl FnOnce() -> std::result::Result<(), String> + Send + 'static,
+        record: impl FnOnce(VolumeStatus, Option<String>) -> Command + Send + 'static,
+    ) {
+        let this = self.clone();
         tokio::spawn(async move {
-            let made = tokio::task::spawn_blocking(move || make(&*lv, &pool, &vol, from)).await;
-            let outcome = match made {
+            let made = tokio::task::spawn_blocking(work).await;
+            this.changed.notify_one();
+            let (to, error) = match made {
                 Ok(Ok(())) => (VolumeStatus::Available, None),
                 Ok(Err(e)) => (VolumeStatus::Error, Some(e)),
                 Err(e) => (VolumeStatus::Error, Some(e.to_string())),
             };
-            if let Some(e) = &outcome.1 {
-                log::error!("volume {id}: {e}");
+            if let Some(e) = &error {
+                log::error!("{what}: {e}");
             }
-            let cmd = Command::SetVolumeStatus {
-                id: id.clone(),
-                from: vec![VolumeStatus::Creating],
-                to: outcome.0,
-                size: None,
-                error: outcome.1,
-                quota: None,
-                updated_at: now(),
-            };
-            if let Err(e) = this.propose(cmd).await {
-                log::error!("volume {id}: recording the outcome: {e}");
+            if let Err(e) = this.propose(record(to, error)).await {
+                log::error!("{what}: recording the outcome: {e}");
             }
         });
-        Ok(volume)
     }
 
     pub async fn rename(
@@ -373,6 +437,7 @@ impl Storage {
             .map_err(|e| StorageError::Internal(Box::new(e)))?;
         match r {
             Ok(()) => {
+                self.changed.notify_one();
                 self.propose(set(VolumeStatus::Extending, VolumeStatus::Available, Some(new_size), None, None)).await
             }
             Err(e) => {
@@ -403,6 +468,7 @@ impl Storage {
         })
         .await
         .map_err(|e| StorageError::Internal(Box::new(e)))?;
+        self.changed.notify_one();
         match r {
             Ok(()) => self.propose(Command::DeleteVolume { id: id.into() }).await,
             Err(e) => {
@@ -431,11 +497,108 @@ impl Storage {
             .any(|v| v.image_id.as_deref() == Some(image_id) && v.format == VolumeFormat::Qcow2))
     }
 
-    /// Pool name → state and space, for the operator.
-    pub fn pools_info(&self) -> BTreeMap<String, std::result::Result<PoolInfo, String>> {
-        let Some(lv) = &self.libvirt else { return BTreeMap::new() };
-        self.pools.iter().map(|p| (p.name.clone(), lv.pool_info(&p.name).map_err(lv_err))).collect()
+    /// Moves a volume between the statuses around an attachment (os-reserve, os-unreserve,
+    /// os-begin_detaching, os-roll_detaching).
+    pub async fn transition(&self, auth: &Auth, id: &str, from: VolumeStatus, to: VolumeStatus) -> Result<()> {
+        self.get(auth, id)?;
+        self.propose(Command::SetVolumeStatus {
+            id: id.into(),
+            from: vec![from],
+            to,
+            size: None,
+            error: None,
+            quota: None,
+            updated_at: now(),
+        })
+        .await
     }
+
+    /// Records that `server_id` on `host` has the volume as `device`.
+    pub async fn attach(&self, auth: &Auth, id: &str, server_id: &str, host: &str, device: &str) -> Result<Attachment> {
+        self.get(auth, id)?;
+        let a = Attachment {
+            id: uuid::Uuid::new_v4().to_string(),
+            server_id: server_id.into(),
+            host: host.into(),
+            device: device.into(),
+            attached_at: now(),
+        };
+        self.propose(Command::AttachVolume { id: id.into(), attachment: a.clone(), updated_at: a.attached_at }).await?;
+        Ok(a)
+    }
+
+    /// Removes an attachment (the only one when `attachment_id` is None).
+    pub async fn detach(&self, auth: &Auth, id: &str, attachment_id: Option<String>) -> Result<()> {
+        self.get(auth, id)?;
+        self.propose(Command::DetachVolume { id: id.into(), attachment_id, updated_at: now() }).await
+    }
+
+    /// Refreshes this node's pools in libvirt and reads their state (blocking).
+    fn read_pools(&self) -> Vec<PoolRecord> {
+        let Some(lv) = &self.libvirt else { return vec![] };
+        self.pools
+            .iter()
+            .map(|p| {
+                let r = lv.refresh_pool(&p.name).and_then(|()| lv.pool_info(&p.name)).map_err(lv_err);
+                let (info, error) = match r {
+                    Ok(i) => (i, None),
+                    Err(e) => (PoolInfo::default(), Some(e)),
+                };
+                PoolRecord { name: p.name.clone(), kind: p.spec.kind().into(), info, error }
+            })
+            .collect()
+    }
+
+    /// Records this node's pools in the state when they differ from what it holds.
+    pub async fn report_pools(self: &Arc<Self>) -> Result<()> {
+        let this = self.clone();
+        let mut pools = tokio::task::spawn_blocking(move || this.read_pools())
+            .await
+            .map_err(|e| StorageError::Internal(Box::new(e)))?;
+        // The state keeps them by name.
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        let known: Vec<PoolRecord> =
+            self.view()?.pools()?.into_iter().filter(|(n, _)| *n == self.node).map(|(_, p)| p).collect();
+        if known != pools {
+            self.propose(Command::ReportPools { node: self.node.clone(), pools }).await?;
+        }
+        Ok(())
+    }
+
+    /// Reports the pools after every change and at least every `every`.
+    pub async fn report_loop(self: Arc<Self>, every: std::time::Duration) {
+        loop {
+            if let Err(e) = self.report_pools().await {
+                log::warn!("reporting storage pools: {}", crate::error_chain(&e));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.changed.notified() => {}
+            }
+        }
+    }
+
+    /// Every node's pools as last reported.
+    pub fn pool_records(&self) -> Result<Vec<(String, PoolRecord)>> {
+        Ok(self.view()?.pools()?)
+    }
+}
+
+/// The XML of a new volume in `pool`: sparse files in dir pools, fully allocated elsewhere (a
+/// logical volume with less allocation than capacity would be a sparse snapshot LV that breaks
+/// once its copy-on-write space fills).
+fn vol_xml(
+    pool: &PoolSpec,
+    name: &str,
+    bytes: u64,
+    format: VolumeFormat,
+    backing: Option<(&str, VolumeFormat)>,
+) -> xml::Volume {
+    let mut x = volume_xml(name, bytes, format, backing);
+    if !matches!(pool, PoolSpec::Dir { .. }) {
+        x.allocation = None;
+    }
+    x
 }
 
 /// What a new volume starts with.
@@ -443,10 +606,15 @@ enum Source {
     Empty,
     /// An image file of the store and its format.
     Image(PathBuf, DiskFormat),
-    /// Another volume (a clone).
+    /// Another volume (a clone, or a snapshot kept as a volume).
     Volume {
         pool: String,
         id: String,
+    },
+    /// A qcow2 internal snapshot of a volume of the same pool.
+    Internal {
+        volume: String,
+        snapshot: String,
     },
 }
 
@@ -454,21 +622,35 @@ enum Source {
 fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> std::result::Result<(), String> {
     let bytes = v.size * GIB;
     let overlay = pool.spec.overlays() && v.format == VolumeFormat::Qcow2;
+    let plain = vol_xml(&pool.spec, &v.id, bytes, v.format, None);
     let made = match &from {
-        Source::Volume { pool: src_pool, id } => lv
-            .clone_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None), src_pool, id)
-            .and_then(|info| if info.capacity < bytes { lv.resize_volume(&pool.name, &v.id, bytes) } else { Ok(()) }),
+        Source::Volume { pool: src_pool, id } => lv.clone_volume(&pool.name, &plain, src_pool, id).and_then(|info| {
+            if info.capacity < bytes {
+                lv.resize_volume(&pool.name, &v.id, bytes)
+            } else {
+                Ok(())
+            }
+        }),
         Source::Image(path, fmt) if overlay && matches!(fmt, DiskFormat::Raw | DiskFormat::Qcow2) => {
             let f = if *fmt == DiskFormat::Qcow2 { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
-            lv.create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, Some((&path.to_string_lossy(), f))))
-                .map(|_| ())
+            lv.create_volume(
+                &pool.name,
+                &vol_xml(&pool.spec, &v.id, bytes, v.format, Some((&path.to_string_lossy(), f))),
+            )
+            .map(|_| ())
         }
         Source::Image(path, fmt) => lv
-            .create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None))
+            .create_volume(&pool.name, &plain)
             .map_err(lv_err)
-            .and_then(|info| convert_into(path, *fmt, &info.path, v.format))
+            .and_then(|info| convert_into(path, fmt.qemu_format(), None, &info.path, v.format))
             .map_err(LibvirtError::Virt),
-        Source::Empty => lv.create_volume(&pool.name, &volume_xml(&v.id, bytes, v.format, None)).map(|_| ()),
+        Source::Internal { volume, snapshot } => lv
+            .volume_info(&pool.name, volume)
+            .and_then(|src| Ok((src, lv.create_volume(&pool.name, &plain)?)))
+            .map_err(lv_err)
+            .and_then(|(src, info)| convert_into(Path::new(&src.path), "qcow2", Some(snapshot), &info.path, v.format))
+            .map_err(LibvirtError::Virt),
+        Source::Empty => lv.create_volume(&pool.name, &plain).map(|_| ()),
     };
     made.map_err(|e| {
         let reason = lv_err(e);
@@ -478,23 +660,34 @@ fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> std::r
     })
 }
 
-/// Writes an image's content into an existing volume with `qemu-img convert -n`.
+/// Writes an image's (or a volume's internal snapshot's) content into an existing volume with
+/// `qemu-img convert -n`.
 fn convert_into(
-    image: &std::path::Path,
-    from: DiskFormat,
+    src: &Path,
+    from: &str,
+    snapshot: Option<&str>,
     target: &str,
     to: VolumeFormat,
 ) -> std::result::Result<(), String> {
+    let mut args = vec!["convert".to_owned(), "-n".into(), "-f".into(), from.into(), "-O".into(), to.as_str().into()];
+    if let Some(s) = snapshot {
+        args.extend(["-l".into(), format!("snapshot.name={s}")]);
+    }
+    qemu_img(args.iter().map(|a| a.as_ref()).chain([src.as_os_str(), target.as_ref()]))
+}
+
+/// Runs qemu-img; its error output is the error.
+fn qemu_img<'a>(args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> std::result::Result<(), String> {
+    let args: Vec<&std::ffi::OsStr> = args.into_iter().collect();
+    let what = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
     let out = std::process::Command::new("qemu-img")
-        .args(["convert", "-n", "-f", from.qemu_format(), "-O", to.as_str()])
-        .arg(image)
-        .arg(target)
+        .args(&args)
         .output()
-        .map_err(|e| format!("running qemu-img convert: {e}"))?;
+        .map_err(|e| format!("running qemu-img {what}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("qemu-img convert failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!("qemu-img {what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
@@ -503,6 +696,7 @@ mod tests {
     use super::*;
     use crate::identity::token::Claims;
     use crate::identity::Auth;
+    use crate::model::volume::{Snapshot, SnapshotKind};
     use crate::model::{Name, Project, Role, User};
     use crate::state::Store;
     use crate::sys::libvirt::FakeLibvirt;
@@ -554,7 +748,7 @@ mod tests {
         let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
         let lv = FakeLibvirt::with_capacity(3 * GIB);
         let pools = vec![PoolConfig { name: "p".into(), spec: PoolSpec::Dir { path: "/v".into() } }];
-        let quota = Quota { volumes: 3, gigabytes: 4 };
+        let quota = Quota { volumes: 3, gigabytes: 4, snapshots: 1 };
         let st =
             Arc::new(Storage::new(r.clone(), Ok(Arc::new(lv.clone())), pools, dir.path().into(), "n".into(), quota));
         assert!(st.ensure_pools().iter().all(|(_, r)| r.is_ok()));
@@ -583,5 +777,102 @@ mod tests {
         assert!(lv.volume_names("p").unwrap().is_empty());
         assert!(st.list(&a, false).unwrap().is_empty());
         r.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snapshots_attachments_and_pool_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
+        let lv = FakeLibvirt::with_capacity(10 * GIB);
+        let pools = vec![
+            PoolConfig { name: "lvm".into(), spec: PoolSpec::Logical { vg: "vg".into(), devices: vec![] } },
+            PoolConfig { name: "files".into(), spec: PoolSpec::Dir { path: "/v".into() } },
+        ];
+        let quota = Quota { volumes: 5, gigabytes: 10, snapshots: 1 };
+        let st =
+            Arc::new(Storage::new(r.clone(), Ok(Arc::new(lv.clone())), pools, dir.path().into(), "n".into(), quota));
+        assert!(st.ensure_pools().iter().all(|(_, r)| r.is_ok()));
+        let a = auth("p1");
+        let vol = st.create(&a, NewVolume { name: "v".into(), size: Some(2), ..Default::default() }).await.unwrap();
+        let vol = settle(&st, &a, &vol.id).await;
+        assert_eq!(
+            (vol.status, vol.format, vol.volume_type.as_str()),
+            (VolumeStatus::Available, VolumeFormat::Raw, "lvm")
+        );
+
+        // An LVM snapshot: a logical volume backed by the origin, fully allocated.
+        let snap = st.create_snapshot(&a, &vol.id, "s".into(), String::new()).await.unwrap();
+        let snap = settle_snapshot(&st, &a, &snap.id).await;
+        assert_eq!((snap.status, snap.kind, snap.size), (VolumeStatus::Available, SnapshotKind::Volume, 2));
+        let xml = lv.volume_xml("lvm", &format!("snap-{}", snap.id)).unwrap();
+        assert_eq!(xml.backing_store.map(|b| b.path), Some(format!("/dev/vg/{}", vol.id)));
+        assert_eq!(xml.allocation, None, "LVM volumes are thick");
+        // One snapshot is the quota; the volume cannot go while it has one.
+        assert!(matches!(
+            st.create_snapshot(&a, &vol.id, "t".into(), String::new()).await,
+            Err(StorageError::OverQuota(_))
+        ));
+        let e = st.delete(&a, &vol.id).await.unwrap_err();
+        assert!(e.to_string().contains("dependent snapshots"), "{e}");
+        assert_eq!(st.get(&a, &vol.id).unwrap().status, VolumeStatus::Available);
+        // A volume from the snapshot: its pool, at least its size; another type is refused.
+        let from = |t: Option<&str>| NewVolume {
+            snapshot_id: Some(snap.id.clone()),
+            volume_type: t.map(Into::into),
+            ..Default::default()
+        };
+        assert!(matches!(st.create(&a, from(Some("files"))).await, Err(StorageError::BadRequest(_))));
+        let restored = st.create(&a, from(None)).await.unwrap();
+        let restored = settle(&st, &a, &restored.id).await;
+        assert_eq!(
+            (restored.status, restored.size, restored.volume_type.as_str()),
+            (VolumeStatus::Available, 2, "lvm")
+        );
+        assert_eq!(restored.snapshot_id.as_deref(), Some(snap.id.as_str()));
+        assert!(matches!(st.get_snapshot(&auth("p2"), &snap.id), Err(StorageError::SnapshotNotFound(_))));
+        st.update_snapshot(&a, &snap.id, Some("renamed".into()), None).await.unwrap();
+        assert_eq!(st.list_snapshots(&a, false).unwrap()[0].name, "renamed");
+        st.delete_snapshot(&a, &snap.id).await.unwrap();
+        assert!(lv.volume_names("lvm").unwrap().iter().all(|n| !n.starts_with("snap-")));
+
+        // Attachment bookkeeping: reserve, attach, no second attach, detach.
+        st.transition(&a, &vol.id, VolumeStatus::Available, VolumeStatus::Attaching).await.unwrap();
+        let att = st.attach(&a, &vol.id, "server-1", "n", "/dev/vdb").await.unwrap();
+        let v = st.get(&a, &vol.id).unwrap();
+        assert_eq!((v.status, v.attachments.clone()), (VolumeStatus::InUse, vec![att.clone()]));
+        assert!(matches!(st.attach(&a, &vol.id, "server-2", "n", "/dev/vdc").await, Err(StorageError::Conflict(_))));
+        assert!(st.delete(&a, &vol.id).await.is_err(), "an attached volume stays");
+        assert!(matches!(
+            st.create_snapshot(&a, &vol.id, "u".into(), String::new()).await,
+            Err(StorageError::BadRequest(_))
+        ));
+        assert!(st.detach(&a, &vol.id, Some("other".into())).await.is_err());
+        st.detach(&a, &vol.id, Some(att.id)).await.unwrap();
+        let v = st.get(&a, &vol.id).unwrap();
+        assert_eq!((v.status, v.attachments.len()), (VolumeStatus::Available, 0));
+
+        // The pool report: both pools with their use, recorded once while nothing changes.
+        st.report_pools().await.unwrap();
+        let rec = st.pool_records().unwrap();
+        assert_eq!(rec.len(), 2);
+        let lvm = &rec.iter().find(|(_, p)| p.name == "lvm").unwrap().1;
+        assert_eq!((lvm.kind.as_str(), lvm.info.active, lvm.info.allocation), ("logical", true, 4 * GIB));
+        let applied = *r.store().subscribe().borrow();
+        st.report_pools().await.unwrap();
+        assert_eq!(*r.store().subscribe().borrow(), applied, "an unchanged report is not logged again");
+        st.delete(&a, &restored.id).await.unwrap();
+        st.delete(&a, &vol.id).await.unwrap();
+        r.shutdown().await;
+    }
+
+    async fn settle_snapshot(st: &Storage, a: &Auth, id: &str) -> Snapshot {
+        for _ in 0..200 {
+            let s = st.get_snapshot(a, id).unwrap();
+            if s.status != VolumeStatus::Creating {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("snapshot {id} stayed creating");
     }
 }

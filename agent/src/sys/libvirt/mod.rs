@@ -6,6 +6,7 @@
 
 pub mod xml;
 
+pub use crate::model::storage::PoolInfo;
 use crate::model::storage::{PoolSpec, VolumeFormat};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -38,15 +39,6 @@ impl From<virt::error::Error> for LibvirtError {
 }
 
 type R<T> = Result<T, LibvirtError>;
-
-/// A pool's state and space, in bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PoolInfo {
-    pub active: bool,
-    pub capacity: u64,
-    pub allocation: u64,
-    pub available: u64,
-}
 
 /// A volume's size and where it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -378,7 +370,14 @@ struct FakePool {
     active: bool,
     autostart: bool,
     capacity: u64,
-    volumes: BTreeMap<String, (VolumeInfo, Vec<u8>)>,
+    volumes: BTreeMap<String, FakeVolume>,
+}
+
+#[derive(Clone, Debug)]
+struct FakeVolume {
+    info: VolumeInfo,
+    data: Vec<u8>,
+    xml: xml::Volume,
 }
 
 impl FakeLibvirt {
@@ -408,7 +407,12 @@ impl FakeLibvirt {
 
     /// The bytes of a volume (uploads land here).
     pub fn data(&self, pool: &str, name: &str) -> Option<Vec<u8>> {
-        self.lock().get(pool)?.volumes.get(name).map(|(_, d)| d.clone())
+        self.lock().get(pool)?.volumes.get(name).map(|v| v.data.clone())
+    }
+
+    /// The XML a volume was created from.
+    pub fn volume_xml(&self, pool: &str, name: &str) -> Option<xml::Volume> {
+        self.lock().get(pool)?.volumes.get(name).map(|v| v.xml.clone())
     }
 
     pub fn autostart(&self, pool: &str) -> Option<bool> {
@@ -418,7 +422,7 @@ impl FakeLibvirt {
 
 impl FakePool {
     fn used(&self) -> u64 {
-        self.volumes.values().map(|(v, _)| v.capacity).sum()
+        self.volumes.values().map(|v| v.info.capacity).sum()
     }
     fn room(&self, pool: &str, wanted: u64) -> R<()> {
         let available = self.capacity.saturating_sub(self.used());
@@ -437,7 +441,7 @@ impl FakePool {
             None => format!("{pool}/{}", x.name),
         };
         let info = VolumeInfo { path, capacity: x.capacity.value, allocation: 0 };
-        self.volumes.insert(x.name.clone(), (info.clone(), Vec::new()));
+        self.volumes.insert(x.name.clone(), FakeVolume { info: info.clone(), data: Vec::new(), xml: x.clone() });
         Ok(info)
     }
 }
@@ -516,7 +520,7 @@ impl Libvirt for FakeLibvirt {
         self.active_pool(pool, |p| {
             let info = p.add(pool, x)?;
             if let Some(v) = p.volumes.get_mut(&x.name) {
-                v.1 = data;
+                v.data = data;
             }
             Ok(info)
         })
@@ -526,7 +530,7 @@ impl Libvirt for FakeLibvirt {
         self.active_pool(pool, |p| {
             p.volumes
                 .get(name)
-                .map(|v| v.0.clone())
+                .map(|v| v.info.clone())
                 .ok_or_else(|| LibvirtError::NoVolume { pool: pool.into(), name: name.into() })
         })
     }
@@ -536,11 +540,11 @@ impl Libvirt for FakeLibvirt {
             let cur = p
                 .volumes
                 .get(name)
-                .map(|v| v.0.capacity)
+                .map(|v| v.info.capacity)
                 .ok_or_else(|| LibvirtError::NoVolume { pool: pool.into(), name: name.into() })?;
             p.room(pool, bytes.saturating_sub(cur))?;
             if let Some(v) = p.volumes.get_mut(name) {
-                v.0.capacity = v.0.capacity.max(bytes);
+                v.info.capacity = v.info.capacity.max(bytes);
             }
             Ok(())
         })
@@ -560,7 +564,7 @@ impl Libvirt for FakeLibvirt {
         data.take(len).read_to_end(&mut buf)?;
         self.active_pool(pool, |p| match p.volumes.get_mut(name) {
             Some(v) => {
-                v.1 = buf;
+                v.data = buf;
                 Ok(())
             }
             None => Err(LibvirtError::NoVolume { pool: pool.into(), name: name.into() }),

@@ -1,0 +1,173 @@
+//! Volume snapshots. A qcow2 volume keeps its snapshots inside its own file (`qemu-img snapshot`,
+//! named by the snapshot's id: instant, and only the clusters written afterwards take space). On
+//! a logical pool a snapshot is an LVM snapshot of the volume (copy-on-write, as big as the
+//! volume). Elsewhere (raw or vmdk files, rbd) it is a copy in the same pool. A volume with
+//! snapshots cannot be deleted; a volume made from a snapshot is a full, independent volume.
+
+use super::{lv_err, now, project_of, qemu_img, vol_xml, Result, Storage, StorageError, GIB};
+use crate::identity::Auth;
+use crate::model::storage::{PoolSpec, VolumeFormat};
+use crate::model::volume::{Snapshot, SnapshotKind, Volume, VolumeStatus};
+use crate::state::Command;
+use crate::sys::libvirt::{Libvirt, LibvirtError};
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+impl Storage {
+    fn sees_snapshot(auth: &Auth, s: &Snapshot) -> bool {
+        auth.is_admin() || auth.project.as_ref().is_some_and(|p| p.id == s.project_id)
+    }
+
+    pub fn get_snapshot(&self, auth: &Auth, id: &str) -> Result<Snapshot> {
+        project_of(auth)?;
+        self.view()?
+            .snapshot(id)?
+            .filter(|s| Self::sees_snapshot(auth, s))
+            .ok_or_else(|| StorageError::SnapshotNotFound(id.into()))
+    }
+
+    /// The caller's snapshots, newest first (an admin may ask for every project's).
+    pub fn list_snapshots(&self, auth: &Auth, all_projects: bool) -> Result<Vec<Snapshot>> {
+        let mine = project_of(auth)?.to_owned();
+        let mut v: Vec<Snapshot> = self
+            .view()?
+            .snapshots()?
+            .into_iter()
+            .filter(|s| if all_projects && auth.is_admin() { true } else { s.project_id == mine })
+            .collect();
+        v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(v)
+    }
+
+    /// Records a snapshot of an available volume and starts taking it; returns the `creating`
+    /// record.
+    pub async fn create_snapshot(
+        self: &Arc<Self>,
+        auth: &Auth,
+        volume_id: &str,
+        name: String,
+        description: String,
+    ) -> Result<Snapshot> {
+        let project = project_of(auth)?.to_owned();
+        let v = self.get(auth, volume_id)?;
+        let lv = self.libvirt()?;
+        if v.node != self.node {
+            return Err(StorageError::Unavailable(format!(
+                "Volume {volume_id} is on node {}; snapshots across the cluster are not available yet.",
+                v.node
+            )));
+        }
+        if v.status == VolumeStatus::InUse {
+            return Err(StorageError::BadRequest(format!(
+                "Invalid volume: volume {volume_id} is attached; snapshots of attached volumes are not supported yet, detach it first."
+            )));
+        }
+        let pool = self.pool(&v.volume_type)?.clone();
+        let kind = if v.format == VolumeFormat::Qcow2 { SnapshotKind::Internal } else { SnapshotKind::Volume };
+        let t = now();
+        let snap = Snapshot {
+            id: uuid::Uuid::new_v4().to_string(),
+            name,
+            description,
+            project_id: project,
+            user_id: auth.user.id.clone(),
+            volume_id: v.id.clone(),
+            size: v.size,
+            status: VolumeStatus::Creating,
+            error: None,
+            kind,
+            pool: pool.name.clone(),
+            node: self.node.clone(),
+            created_at: t,
+            updated_at: t,
+        };
+        self.propose(Command::CreateSnapshot { snapshot: snap.clone(), quota: self.quota }).await?;
+        let (id, s) = (snap.id.clone(), snap.clone());
+        let what = format!("snapshot {id}");
+        self.in_background(
+            what,
+            move || take(&*lv, &pool.spec, &v, &s),
+            move |to, error| Command::SetSnapshotStatus {
+                id,
+                from: vec![VolumeStatus::Creating],
+                to,
+                error,
+                updated_at: now(),
+            },
+        );
+        Ok(snap)
+    }
+
+    pub async fn update_snapshot(
+        &self,
+        auth: &Auth,
+        id: &str,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<Snapshot> {
+        self.get_snapshot(auth, id)?;
+        self.propose(Command::UpdateSnapshot { id: id.into(), name, description, updated_at: now() }).await?;
+        self.get_snapshot(auth, id)
+    }
+
+    /// Deletes an available (or failed) snapshot and its data.
+    pub async fn delete_snapshot(&self, auth: &Auth, id: &str) -> Result<()> {
+        let s = self.get_snapshot(auth, id)?;
+        let lv = self.libvirt()?;
+        let set = |from, to, error| Command::SetSnapshotStatus { id: id.into(), from, to, error, updated_at: now() };
+        self.propose(set(vec![VolumeStatus::Available, VolumeStatus::Error], VolumeStatus::Deleting, None)).await?;
+        let snap = s.clone();
+        let r = tokio::task::spawn_blocking(move || drop_snapshot(&*lv, &snap))
+            .await
+            .map_err(|e| StorageError::Internal(Box::new(e)))?;
+        self.changed.notify_one();
+        match r {
+            Ok(()) => self.propose(Command::DeleteSnapshot { id: id.into() }).await,
+            Err(e) => {
+                self.propose(set(vec![VolumeStatus::Deleting], VolumeStatus::Error, Some(e.clone()))).await?;
+                Err(StorageError::Internal(e.into()))
+            }
+        }
+    }
+}
+
+/// Takes the snapshot (blocking); on failure nothing of it is left.
+fn take(lv: &dyn Libvirt, pool: &PoolSpec, v: &Volume, s: &Snapshot) -> std::result::Result<(), String> {
+    let src = lv.volume_info(&s.pool, &v.id).map_err(lv_err)?;
+    let Some(name) = s.kind.volume_name(&s.id) else {
+        return qemu_img(["snapshot", "-c", &s.id, &src.path].map(OsStr::new));
+    };
+    let bytes = v.size * GIB;
+    let made = if let PoolSpec::Logical { .. } = pool {
+        // An LVM snapshot: a logical volume backed by the origin, copy-on-write.
+        lv.create_volume(&s.pool, &vol_xml(pool, &name, bytes, VolumeFormat::Raw, Some((&src.path, VolumeFormat::Raw))))
+    } else {
+        lv.clone_volume(&s.pool, &vol_xml(pool, &name, bytes, v.format, None), &s.pool, &v.id)
+    };
+    made.map(|_| ()).map_err(|e| {
+        let _ = lv.delete_volume(&s.pool, &name);
+        lv_err(e)
+    })
+}
+
+/// Removes a snapshot's data (blocking); data already gone is fine.
+fn drop_snapshot(lv: &dyn Libvirt, s: &Snapshot) -> std::result::Result<(), String> {
+    match s.kind.volume_name(&s.id) {
+        Some(name) => match lv.delete_volume(&s.pool, &name) {
+            Ok(()) | Err(LibvirtError::NoVolume { .. }) => Ok(()),
+            Err(e) => Err(lv_err(e)),
+        },
+        None => {
+            let path = match lv.volume_info(&s.pool, &s.volume_id) {
+                Ok(i) => i.path,
+                Err(LibvirtError::NoVolume { .. }) => return Ok(()),
+                Err(e) => return Err(lv_err(e)),
+            };
+            match qemu_img(["snapshot", "-d", &s.id, &path].map(OsStr::new)) {
+                // A snapshot whose creation failed may not exist.
+                Err(e) if s.status == VolumeStatus::Error && e.contains("not found") => Ok(()),
+                r => r,
+            }
+        }
+    }
+}
