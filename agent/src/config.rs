@@ -163,9 +163,22 @@ impl Config {
     /// its fields. Options the agent does not take as settings (`cairn.ip`, `cairn.join`) are
     /// left to their own handlers; unknown ones are reported by [`cmdline_unknown`].
     pub fn parse_with_cmdline(text: &str, path: &Path, cmdline: &str) -> Result<Self, ConfigError> {
+        Self::layered(text, path, None, cmdline)
+    }
+
+    /// The config file's TOML, then `overlay` (TOML text and where it came from) merged over
+    /// it table by table, then the kernel command line.
+    fn layered(text: &str, path: &Path, overlay: Option<(&str, &Path)>, cmdline: &str) -> Result<Self, ConfigError> {
         let parse_err = |message: String| ConfigError::Parse { path: path.into(), message };
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e: toml::de::Error| parse_err(e.message().to_owned()))?;
+        if let Some((text, from)) = overlay {
+            let over: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: from.into(),
+                message: e.message().to_owned(),
+            })?;
+            merge(&mut table, over);
+        }
         for (key, value) in cmdline_settings(cmdline) {
             table.insert(key.to_owned(), value);
         }
@@ -174,19 +187,21 @@ impl Config {
         Ok(c)
     }
 
-    /// Loads `path` (a missing file is fine only when it is the default path) and applies the
-    /// kernel command line.
-    pub fn load(path: Option<&Path>, cmdline: &str) -> Result<Self, ConfigError> {
+    /// Loads `path` (a missing file is fine only when it is the default path), merges the
+    /// `credential` file over it when that exists, and applies the kernel command line.
+    pub fn load(path: Option<&Path>, credential: &Path, cmdline: &str) -> Result<Self, ConfigError> {
         let (path, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG), false),
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
-            Err(source) => return Err(ConfigError::Read { path, source }),
+        let read = |path: &Path, required: bool| match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+            Err(source) => Err(ConfigError::Read { path: path.into(), source }),
         };
-        Self::parse_with_cmdline(&text, &path, cmdline)
+        let text = read(&path, required)?.unwrap_or_default();
+        let overlay = read(credential, false)?;
+        Self::layered(&text, &path, overlay.as_deref().map(|t| (t, credential)), cmdline)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -246,6 +261,41 @@ const CMDLINE_OTHER: [&str; 2] = ["ip", "join"];
 
 fn cmdline_options(cmdline: &str) -> impl Iterator<Item = (&str, &str)> {
     cmdline.split_whitespace().filter_map(|w| w.strip_prefix("cairn.")?.split_once('='))
+}
+
+/// Where the system credential `cairn.config` is: the service's credentials directory when
+/// systemd passes one, else the system's (PID 1 imports credentials from
+/// `systemd.set_credential=cairn.config:…` on the kernel command line and from QEMU's fw_cfg
+/// `opt/io.systemd.credentials/cairn.config`), else that fw_cfg entry itself: the image's
+/// systemd 252 imports fw_cfg credentials only when `qemu_fw_cfg` is loaded before PID 1 looks,
+/// and in the appliance it is loaded later (modules-load.d). The first that exists.
+pub fn credential_path() -> PathBuf {
+    let mut places: Vec<PathBuf> = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from).into_iter().collect();
+    places.push(PathBuf::from("/run/credentials/@system"));
+    let fw_cfg =
+        PathBuf::from("/sys/firmware/qemu_fw_cfg/by_name/opt/io.systemd.credentials").join(CREDENTIAL).join("raw");
+    places
+        .into_iter()
+        .map(|d| d.join(CREDENTIAL))
+        .chain([fw_cfg])
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/run/credentials/@system").join(CREDENTIAL))
+}
+
+/// The system credential holding TOML settings merged over the config file: how a node gets
+/// its own settings (its storage pools, say) without a changed image.
+pub const CREDENTIAL: &str = "cairn.config";
+
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 /// The `cairn.*` settings of a kernel command line, typed as TOML values.
@@ -314,7 +364,7 @@ mod tests {
         let c = Config::parse("listen = \"127.0.0.1:8443\"", Path::new("t")).unwrap();
         assert_eq!(c.listen.port(), 8443);
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/cairn"));
-        assert!(Config::load(Some(Path::new("/nonexistent/cairn.toml")), "").is_err());
+        assert!(Config::load(Some(Path::new("/nonexistent/cairn.toml")), Path::new("/nonexistent/c"), "").is_err());
     }
 
     #[test]
@@ -331,5 +381,27 @@ mod tests {
         assert!(bad.is_err(), "a bad value on the command line is an error");
         let c = Config::parse_with_cmdline("", Path::new("t"), "cairn.token_ttl_secs=600").unwrap();
         assert_eq!(c.token_ttl_secs, 600);
+    }
+
+    #[test]
+    fn a_credential_merges_over_the_file_and_the_command_line_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, cred) = (dir.path().join("config.toml"), dir.path().join("cairn.config"));
+        std::fs::write(&file, "log_level = \"info\"\nnested = false\n[storage]\nquota_volumes = 3\n").unwrap();
+        // No credential: the file alone.
+        let c = Config::load(Some(&file), &cred, "").unwrap();
+        assert_eq!((c.storage.quota_volumes, c.storage.pools.len()), (3, 0));
+        std::fs::write(
+            &cred,
+            "log_level = \"debug\"\n[storage]\nquota_gigabytes = 7\n[storage.pools.lvm]\ntype = \"logical\"\nvg = \"vg\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &cred, "cairn.log_level=warn").unwrap();
+        assert_eq!((c.storage.quota_volumes, c.storage.quota_gigabytes), (3, 7), "tables merge key by key");
+        assert!(c.storage.pools.contains_key("lvm") && !c.nested);
+        assert_eq!(c.log_level, "warn");
+        std::fs::write(&cred, "[storage\n").unwrap();
+        let e = Config::load(Some(&file), &cred, "").unwrap_err();
+        assert!(e.to_string().starts_with(&cred.display().to_string()), "says which file: {e}");
     }
 }

@@ -92,7 +92,8 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Agent { config, data_dir, listen } => {
             let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-            let mut cfg = match Config::load(config.as_deref(), &cmdline) {
+            let credential = cairn_agent::config::credential_path();
+            let mut cfg = match Config::load(config.as_deref(), &credential, &cmdline) {
                 Ok(c) => c,
                 Err(e) => return report(&e),
             };
@@ -103,6 +104,9 @@ fn main() -> ExitCode {
                 cfg.listen = l;
             }
             cairn_agent::logging::init(cfg.level());
+            if credential.exists() {
+                log::info!("settings from the credential {} merged over the config file", credential.display());
+            }
             for unknown in cairn_agent::config::cmdline_unknown(&cmdline) {
                 log::warn!("ignoring unknown kernel command line option {unknown}");
             }

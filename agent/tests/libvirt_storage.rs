@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cairn_agent::model::storage::{PoolSpec, VolumeFormat};
-use cairn_agent::sys::libvirt::{pool_xml, volume_xml, Libvirt, LibvirtError, Virt};
+use cairn_agent::sys::libvirt::{pool_xml, same_storage, volume_xml, Libvirt, LibvirtError, Virt};
 use std::process::Command;
 
 fn info(path: &str) -> serde_json::Value {
@@ -28,7 +28,12 @@ fn dir_pool_volumes_of_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let pool = format!("cairn-test-{}", std::process::id());
     let path = dir.path().join("pool");
-    lv.define_pool(&pool_xml(&pool, &PoolSpec::Dir { path: path.to_string_lossy().into() })).unwrap();
+    let want = pool_xml(&pool, &PoolSpec::Dir { path: path.to_string_lossy().into() });
+    lv.define_pool(&want).unwrap();
+    let have = lv.pool_definition(&pool).unwrap();
+    assert!(same_storage(&have, &want), "libvirt's XML reads back as the same storage: {have:?}");
+    let elsewhere = pool_xml(&pool, &PoolSpec::Dir { path: "/elsewhere".into() });
+    assert!(!same_storage(&have, &elsewhere));
     lv.build_pool(&pool).unwrap();
     lv.start_pool(&pool).unwrap();
     lv.set_autostart(&pool, true).unwrap();
@@ -107,4 +112,40 @@ fn dir_pool_volumes_of_every_format() {
     lv.destroy_pool(&pool).unwrap();
     lv.undefine_pool(&pool).unwrap();
     assert!(!lv.pool_names().unwrap().contains(&pool));
+}
+
+/// A Ceph RBD pool, live: only when `CAIRN_TEST_CEPH` names a TOML file with the pool's settings
+/// as in the agent's config (`type = "rbd"`, `monitors`, `pool`, `user`, `secret_uuid`,
+/// `key_file`). This machine has no Ceph cluster, so CI skips it and says so.
+#[test]
+fn rbd_pool_against_a_real_cluster() {
+    let Some(file) = std::env::var_os("CAIRN_TEST_CEPH") else {
+        eprintln!("SKIP rbd_pool_against_a_real_cluster: CAIRN_TEST_CEPH does not name a Ceph pool file");
+        return;
+    };
+    let Some(lv) = connect() else { return };
+    let spec: PoolSpec = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let PoolSpec::Rbd { user, secret_uuid, key_file: Some(key), .. } = &spec else {
+        panic!("CAIRN_TEST_CEPH must describe an rbd pool with a key_file: {spec:?}")
+    };
+    let pool = format!("cairn-ceph-{}", std::process::id());
+    let secret = cairn_agent::sys::libvirt::ceph_secret_xml(secret_uuid, user);
+    lv.define_secret(&secret, &cairn_agent::sys::libvirt::read_ceph_key(key).unwrap()).unwrap();
+    lv.define_pool(&pool_xml(&pool, &spec)).unwrap();
+    lv.start_pool(&pool).unwrap();
+    assert!(lv.pool_info(&pool).unwrap().active);
+    const MIB: u64 = 1 << 20;
+    let name = format!("cairn-test-{}", std::process::id());
+    lv.create_volume(&pool, &volume_xml(&name, 64 * MIB, VolumeFormat::Raw, None)).unwrap();
+    lv.resize_volume(&pool, &name, 128 * MIB).unwrap();
+    assert_eq!(lv.volume_info(&pool, &name).unwrap().capacity, 128 * MIB);
+    let clone = format!("{name}-clone");
+    lv.clone_volume(&pool, &volume_xml(&clone, 128 * MIB, VolumeFormat::Raw, None), &pool, &name).unwrap();
+    for n in [&clone, &name] {
+        lv.delete_volume(&pool, n).unwrap();
+    }
+    lv.refresh_pool(&pool).unwrap();
+    assert!(!lv.volume_names(&pool).unwrap().iter().any(|n| n.starts_with(&name)), "no test volumes left");
+    lv.destroy_pool(&pool).unwrap();
+    lv.undefine_pool(&pool).unwrap();
 }

@@ -6,7 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cairn_agent::model::network::{Cidr, FixedIp, Mac, Network, NetworkType, Port, Segment, Subnet, DHCP_OWNER};
+use cairn_agent::model::network::{
+    Cidr, FixedIp, IpRequest, Mac, Network, NetworkType, Port, Segment, Subnet, DHCP_OWNER,
+};
 use cairn_agent::net::dhcp::{self, Dhcp};
 use cairn_agent::net::reconcile::{self, bridge_name, Plan, WantNet, OWNER_ALIAS};
 use cairn_agent::state::raft::Replicated;
@@ -386,8 +388,33 @@ async fn dhcp_gives_a_port_its_address() {
     vnl.set_up(eth0, true).await.unwrap();
     assert_eq!(dhcp_client(&vm), Some(ip_of(&second)));
 
+    // A second subnet changes dnsmasq's ranges: it is restarted (new process) and serves a port
+    // of the new subnet.
+    let sub2 = Subnet::new(&format!("{net_id}-sub2"), &net_id, "p", "10.78.0.0/24".parse().unwrap(), 0);
+    let dhcp_template = port("unused", &net_id, Mac([0xfa, 0x16, 0x3e, 0xd0, 0, 2]), DHCP_OWNER);
+    r.propose(Command::CreateSubnet { subnet: sub2.clone(), dhcp_port: Some(dhcp_template) }).await.unwrap().unwrap();
+    let mac3 = Mac([0xfa, 0x16, 0x3e, 0x12, 0x34, 0x58]);
+    let want_sub2 = [IpRequest { subnet_id: Some(sub2.id.clone()), ip_address: None }];
+    r.propose(Command::CreatePort {
+        port: port("third", &net_id, mac3, "compute:nova"),
+        ips: Some(want_sub2.to_vec()),
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    server.sync(&nl, &r.store().view().unwrap(), &built).await.unwrap();
+    let restarted = server.pid(&net_id).expect("dnsmasq runs");
+    assert_ne!(restarted, new_pid, "a subnet change restarts dnsmasq");
+    let third = r.store().view().unwrap().port("third").unwrap().unwrap();
+    assert!(ip_of(&third).to_string().starts_with("10.78.0."), "{third:?}");
+    vnl.set_up(eth0, false).await.unwrap();
+    vnl.set_mac(eth0, mac3.0).await.unwrap();
+    vnl.set_up(eth0, true).await.unwrap();
+    assert_eq!(dhcp_client(&vm), Some(ip_of(&third)), "served on the new subnet");
+    let new_pid = restarted;
+
     // Network gone: the server, its namespace and its files go.
-    for p in ["second".to_string(), vm_port.id.clone()] {
+    for p in ["third".to_string(), "second".to_string(), vm_port.id.clone()] {
         r.propose(Command::DeletePort { id: p }).await.unwrap().unwrap();
     }
     r.propose(Command::DeleteNetwork { id: net_id.clone() }).await.unwrap().unwrap();

@@ -4,6 +4,7 @@
 //! console shows, and tears everything down when dropped. Every failure carries the console log.
 
 pub mod guest;
+pub mod iscsi;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,10 @@ pub struct Boot {
     /// Boot the disk image from a copy-on-write overlay of this size (a bigger disk, as a USB
     /// stick or a server's disk is), instead of the image's own size.
     pub disk_bytes: Option<u64>,
+    /// Empty raw disks of these sizes after the boot disk (`/dev/vdb`, `/dev/vdc`, …).
+    pub data_disks: Vec<u64>,
+    /// systemd credentials (name, content) passed through QEMU's fw_cfg, e.g. `cairn.config`.
+    pub credentials: Vec<(String, String)>,
     pub timeout: Duration,
 }
 
@@ -108,6 +113,8 @@ impl Boot {
             memory_mib: 2048,
             extra: Vec::new(),
             disk_bytes: None,
+            data_disks: Vec::new(),
+            credentials: Vec::new(),
             timeout: Duration::from_secs(600),
         }
     }
@@ -213,6 +220,18 @@ impl Appliance {
                     "n".into(),
                 ]);
             }
+        }
+        for (i, bytes) in boot.data_disks.iter().enumerate() {
+            let path = dir.path().join(format!("data{i}.raw"));
+            std::fs::File::create(&path)
+                .and_then(|f| f.set_len(*bytes))
+                .map_err(io(format!("creating {}", path.display())))?;
+            args.extend(["-drive".into(), format!("if=virtio,format=raw,file={}", path.display())]);
+        }
+        for (name, content) in &boot.credentials {
+            let path = dir.path().join(format!("credential-{name}"));
+            std::fs::write(&path, content).map_err(io(format!("writing {}", path.display())))?;
+            args.extend(["-fw_cfg".into(), format!("name=opt/io.systemd.credentials/{name},file={}", path.display())]);
         }
         args.extend(boot.extra.iter().cloned());
         let started = Instant::now();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use cairn_agent::client::Client;
+use cairn_qemu_test::iscsi::IscsiTarget;
 use cairn_qemu_test::{disk_image, Appliance, Boot, Media};
 use hyper::Method;
 use std::sync::Mutex;
@@ -34,6 +35,13 @@ fn admin_get(app: &Appliance, path: &str) -> serde_json::Value {
 }
 
 fn osc(app: &Appliance, args: &[&str]) -> String {
+    let (ok, out, err) = osc_try(app, args);
+    assert!(ok, "openstack {args:?}: {err}");
+    out
+}
+
+/// Runs the client; (success, stdout, stderr).
+fn osc_try(app: &Appliance, args: &[&str]) -> (bool, String, String) {
     let venv = std::env::var_os("CAIRN_OSC_VENV").map(std::path::PathBuf::from).unwrap_or_else(|| {
         std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/cairn/osc-venv")
     });
@@ -53,8 +61,42 @@ fn osc(app: &Appliance, args: &[&str]) -> String {
         .env("OS_IDENTITY_API_VERSION", "3")
         .output()
         .unwrap();
-    assert!(out.status.success(), "openstack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Waits until `openstack <what> show <name>` has status `want` (60 s at most; any status but
+/// a transitional one fails at once).
+fn wait_status(app: &Appliance, what: &[&str], name: &str, want: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let args: Vec<&str> = what.iter().copied().chain(["show", name, "-f", "json"]).collect();
+        let v: serde_json::Value = serde_json::from_str(&osc(app, &args)).unwrap();
+        let status = v["status"].as_str().unwrap_or_default().to_owned();
+        if status == want {
+            return v;
+        }
+        assert!(
+            ["creating", "extending", "deleting"].contains(&status.as_str()) && std::time::Instant::now() < deadline,
+            "{what:?} {name}: {v:#}\n{}",
+            app.console()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// The node's pools as the volume API reports them: name → capabilities.
+fn pools(app: &Appliance) -> serde_json::Map<String, serde_json::Value> {
+    let list: serde_json::Value =
+        serde_json::from_str(&osc(app, &["volume", "backend", "pool", "list", "--long", "-f", "json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p["Name"].as_str().unwrap();
+            (name.rsplit('#').next().unwrap().to_owned(), p["Capabilities"].clone())
+        })
+        .collect()
 }
 
 #[test]
@@ -62,6 +104,20 @@ fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut boot = Boot::new(Media::Disk(disk_image().unwrap()));
     boot.disk_bytes = Some(4 << 30);
+    // This node's storage, given as a credential over the image's config: the default dir pool,
+    // an LVM volume group built on a second disk, and the LUNs of an iSCSI target the host runs.
+    let target = IscsiTarget::start(256 << 20).unwrap();
+    boot.data_disks = vec![8 << 30];
+    boot.credentials = vec![(
+        "cairn.config".into(),
+        format!(
+            "[storage]\ndefault_pool = \"default\"\n\
+             [storage.pools.default]\ntype = \"dir\"\npath = \"/var/lib/cairn/volumes\"\n\
+             [storage.pools.lvm]\ntype = \"logical\"\nvg = \"cairn-test\"\ndevices = [\"/dev/vdb\"]\n\
+             [storage.pools.iscsi]\ntype = \"iscsi\"\nhost = \"10.0.2.2\"\nport = {}\niqn = \"{}\"\n",
+            target.port, target.iqn
+        ),
+    )];
     let app = Appliance::boot(&boot).unwrap();
     eprintln!("disk image (UEFI, -cpu max, 4 GiB disk): ready after {:.1} s", app.ready_after.as_secs_f64());
     assert!(!app.password.is_empty(), "first boot shows the generated admin password on the console");
@@ -154,20 +210,48 @@ fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
     osc(&app, &["image", "create", "--file", &img.to_string_lossy(), "--disk-format", "qcow2", "img1"]);
     let _ = std::fs::remove_file(&img);
     osc(&app, &["volume", "create", "--image", "img1", "--size", "1", "vol1"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let status = osc(&app, &["volume", "show", "vol1", "-f", "value", "-c", "status"]);
-        if status.trim() == "available" {
-            break;
-        }
-        assert!(
-            status.trim() == "creating" && std::time::Instant::now() < deadline,
-            "volume: {status}\n{}",
-            app.console()
-        );
+    wait_status(&app, &["volume"], "vol1", "available");
+    osc(&app, &["volume", "delete", "vol1"]);
+
+    // The pools the credential named: all active, with the sizes of their disks.
+    let p = pools(&app);
+    assert_eq!(p.keys().map(String::as_str).collect::<Vec<_>>(), ["default", "iscsi", "lvm"], "{p:#?}");
+    assert!(p.values().all(|c| c["active"] == true && c["error"].is_null()), "{p:#?}");
+    let gib = |c: &serde_json::Value, k: &str| c[k].as_f64().unwrap();
+    assert!((7.9..=8.0).contains(&gib(&p["lvm"], "total_capacity_gb")), "the 8 GiB disk: {p:#?}");
+    assert_eq!(gib(&p["iscsi"], "total_capacity_gb"), 0.25, "the 256 MiB LUN: {p:#?}");
+    assert_eq!(p["iscsi"]["storage_protocol"], "iscsi");
+    // An iSCSI pool's volumes are the target's LUNs: nothing to create.
+    let (ok, _, err) = osc_try(&app, &["volume", "create", "--type", "iscsi", "--size", "1", "no"]);
+    assert!(!ok && err.contains("cannot create volumes"), "{err}");
+
+    // LVM: a logical volume, extended, snapshotted (an LVM snapshot), a volume from the snapshot.
+    osc(&app, &["volume", "create", "--type", "lvm", "--size", "1", "lv1"]);
+    let lv1 = wait_status(&app, &["volume"], "lv1", "available");
+    assert!(lv1["os-vol-host-attr:host"].as_str().is_some_and(|h| h.ends_with("@lvm#lvm")), "{lv1:#}");
+    osc(&app, &["volume", "set", "--size", "2", "lv1"]);
+    assert_eq!(wait_status(&app, &["volume"], "lv1", "available")["size"], 2);
+    osc(&app, &["volume", "snapshot", "create", "--volume", "lv1", "ls1"]);
+    wait_status(&app, &["volume", "snapshot"], "ls1", "available");
+    let (ok, _, err) = osc_try(&app, &["volume", "delete", "lv1"]);
+    assert!(!ok && err.contains("snapshot"), "a volume with a snapshot stays: {err}");
+    osc(&app, &["volume", "create", "--snapshot", "ls1", "lv2"]);
+    let lv2 = wait_status(&app, &["volume"], "lv2", "available");
+    assert_eq!((lv2["size"].as_u64(), lv2["volume_type"].as_str()), (Some(2), Some("lvm")), "{lv2:#}");
+    // Three 2 GiB logical volumes (origin, snapshot, copy) in the volume group, as reported.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while gib(&pools(&app)["lvm"], "allocated_capacity_gb") < 6.0 {
+        assert!(std::time::Instant::now() < deadline, "allocation not reported: {:#?}", pools(&app));
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    osc(&app, &["volume", "delete", "vol1"]);
+    osc(&app, &["volume", "snapshot", "delete", "ls1"]);
+    osc(&app, &["volume", "delete", "lv2", "lv1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while gib(&pools(&app)["lvm"], "allocated_capacity_gb") > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "logical volumes left: {:#?}", pools(&app));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    drop(target);
     let console = app.console();
     assert!(!console.contains("Failed to start"), "a unit failed:\n{console}");
 }

@@ -86,6 +86,10 @@ pub enum PoolSpec {
         user: String,
         /// The libvirt secret's UUID holding the user's key.
         secret_uuid: String,
+        /// A file (0600) holding the user's key as `ceph auth get-key` prints it: the agent
+        /// defines the private libvirt secret from it. Without it the secret must exist.
+        #[serde(default)]
+        key_file: Option<String>,
     },
 }
 

@@ -22,7 +22,9 @@ use crate::model::storage::{PoolInfo, PoolRecord, PoolSpec, VolumeFormat};
 use crate::model::volume::{Attachment, Quota, Volume, VolumeStatus};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
-use crate::sys::libvirt::{pool_xml, volume_xml, xml, Libvirt, LibvirtError};
+use crate::sys::libvirt::{
+    ceph_secret_xml, pool_xml, read_ceph_key, same_storage, volume_xml, xml, Libvirt, LibvirtError,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -137,9 +139,17 @@ impl Storage {
             .iter()
             .map(|p| {
                 let r = (|| -> std::result::Result<PoolInfo, LibvirtError> {
+                    let want = pool_xml(&p.name, &p.spec);
                     let known = lv.pool_names()?.contains(&p.name);
+                    if known && !same_storage(&lv.pool_definition(&p.name)?, &want) {
+                        return Err(LibvirtError::Mismatch(p.name.clone()));
+                    }
+                    if let PoolSpec::Rbd { user, secret_uuid, key_file: Some(key), .. } = &p.spec {
+                        // The key goes into a private libvirt secret, never into XML or logs.
+                        lv.define_secret(&ceph_secret_xml(secret_uuid, user), &read_ceph_key(key)?)?;
+                    }
                     if !known {
-                        lv.define_pool(&pool_xml(&p.name, &p.spec))?;
+                        lv.define_pool(&want)?;
                         if !matches!(p.spec, PoolSpec::Iscsi { .. } | PoolSpec::Rbd { .. }) {
                             lv.build_pool(&p.name)?;
                         }
@@ -431,8 +441,8 @@ impl Storage {
             self.propose(set(VolumeStatus::Extending, VolumeStatus::Available, Some(v.size), None, None)).await?;
             return Err(e);
         }
-        let (pool, name) = (v.volume_type.clone(), v.id.clone());
-        let r = tokio::task::spawn_blocking(move || lv.resize_volume(&pool, &name, new_size * GIB))
+        let (pool, name) = (self.pool(&v.volume_type)?.clone(), v.id.clone());
+        let r = tokio::task::spawn_blocking(move || grow(&*lv, &pool, &name, new_size * GIB))
             .await
             .map_err(|e| StorageError::Internal(Box::new(e)))?;
         match r {
@@ -443,7 +453,7 @@ impl Storage {
             Err(e) => {
                 // Not grown: back to its old size, usable.
                 self.propose(set(VolumeStatus::Extending, VolumeStatus::Available, Some(v.size), None, None)).await?;
-                Err(StorageError::BadRequest(format!("Extending volume {id} failed: {}", lv_err(e))))
+                Err(StorageError::BadRequest(format!("Extending volume {id} failed: {e}")))
             }
         }
     }
@@ -624,13 +634,16 @@ fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> std::r
     let overlay = pool.spec.overlays() && v.format == VolumeFormat::Qcow2;
     let plain = vol_xml(&pool.spec, &v.id, bytes, v.format, None);
     let made = match &from {
-        Source::Volume { pool: src_pool, id } => lv.clone_volume(&pool.name, &plain, src_pool, id).and_then(|info| {
-            if info.capacity < bytes {
-                lv.resize_volume(&pool.name, &v.id, bytes)
-            } else {
-                Ok(())
-            }
-        }),
+        Source::Volume { pool: src_pool, id } => {
+            lv.clone_volume(&pool.name, &plain, src_pool, id).map_err(lv_err).and_then(|info| {
+                if info.capacity < bytes {
+                    grow(lv, pool, &v.id, bytes)
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        .map_err(LibvirtError::Virt),
         Source::Image(path, fmt) if overlay && matches!(fmt, DiskFormat::Raw | DiskFormat::Qcow2) => {
             let f = if *fmt == DiskFormat::Qcow2 { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
             lv.create_volume(
@@ -660,6 +673,17 @@ fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> std::r
     })
 }
 
+/// Grows a volume to `bytes` (blocking). Libvirt cannot resize logical volumes: those grow with
+/// `lvextend`, and the pool is refreshed so libvirt sees the new size.
+fn grow(lv: &dyn Libvirt, pool: &PoolConfig, name: &str, bytes: u64) -> std::result::Result<(), String> {
+    if let PoolSpec::Logical { .. } = pool.spec {
+        let path = lv.volume_info(&pool.name, name).map_err(lv_err)?.path;
+        tool("lvextend", ["--size", &format!("{bytes}b"), &path].map(std::ffi::OsStr::new))?;
+        return lv.refresh_pool(&pool.name).map_err(lv_err);
+    }
+    lv.resize_volume(&pool.name, name, bytes).map_err(lv_err)
+}
+
 /// Writes an image's (or a volume's internal snapshot's) content into an existing volume with
 /// `qemu-img convert -n`.
 fn convert_into(
@@ -673,21 +697,21 @@ fn convert_into(
     if let Some(s) = snapshot {
         args.extend(["-l".into(), format!("snapshot.name={s}")]);
     }
-    qemu_img(args.iter().map(|a| a.as_ref()).chain([src.as_os_str(), target.as_ref()]))
+    tool("qemu-img", args.iter().map(|a| a.as_ref()).chain([src.as_os_str(), target.as_ref()]))
 }
 
-/// Runs qemu-img; its error output is the error.
-fn qemu_img<'a>(args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> std::result::Result<(), String> {
+/// Runs a storage tool (qemu-img, lvextend); its error output is the error.
+fn tool<'a>(program: &str, args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> std::result::Result<(), String> {
     let args: Vec<&std::ffi::OsStr> = args.into_iter().collect();
-    let what = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
-    let out = std::process::Command::new("qemu-img")
-        .args(&args)
-        .output()
-        .map_err(|e| format!("running qemu-img {what}: {e}"))?;
+    let what = match args.first() {
+        Some(a) if program == "qemu-img" => format!("{program} {}", a.to_string_lossy()),
+        _ => program.to_owned(),
+    };
+    let out = std::process::Command::new(program).args(&args).output().map_err(|e| format!("running {what}: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("qemu-img {what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
@@ -792,6 +816,40 @@ mod tests {
         let st =
             Arc::new(Storage::new(r.clone(), Ok(Arc::new(lv.clone())), pools, dir.path().into(), "n".into(), quota));
         assert!(st.ensure_pools().iter().all(|(_, r)| r.is_ok()));
+        assert!(st.ensure_pools().iter().all(|(_, r)| r.is_ok()), "a second start reuses the pools");
+        // A pool libvirt already has under that name for other storage is not taken over.
+        let other = Storage::new(
+            r.clone(),
+            Ok(Arc::new(lv.clone())),
+            vec![PoolConfig { name: "files".into(), spec: PoolSpec::Dir { path: "/elsewhere".into() } }],
+            dir.path().into(),
+            "n".into(),
+            quota,
+        );
+        let e = other.ensure_pools().remove(0).1.unwrap_err();
+        assert!(e.contains("other storage"), "{e}");
+        // A Ceph pool's key file becomes a private libvirt secret; a key others can read is refused.
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.path().join("ceph.key");
+        std::fs::write(&key, "QUJD\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let spec = PoolSpec::Rbd {
+            monitors: vec!["192.0.2.1".into()],
+            pool: "volumes".into(),
+            user: "cinder".into(),
+            secret_uuid: "6f1b6e2e-3a52-4b7c-9d0e-2a4c1b1f0a11".into(),
+            key_file: Some(key.to_string_lossy().into()),
+        };
+        let ceph = |lv: &FakeLibvirt| {
+            let pools = vec![PoolConfig { name: "ceph".into(), spec: spec.clone() }];
+            Storage::new(r.clone(), Ok(Arc::new(lv.clone())), pools, dir.path().into(), "n".into(), quota)
+        };
+        let e = ceph(&lv).ensure_pools().remove(0).1.unwrap_err();
+        assert!(e.contains("0600"), "{e}");
+        assert_eq!(lv.secret("6f1b6e2e-3a52-4b7c-9d0e-2a4c1b1f0a11"), None);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(ceph(&lv).ensure_pools().remove(0).1.is_ok());
+        assert_eq!(lv.secret("6f1b6e2e-3a52-4b7c-9d0e-2a4c1b1f0a11").as_deref(), Some(&b"ABC"[..]));
         let a = auth("p1");
         let vol = st.create(&a, NewVolume { name: "v".into(), size: Some(2), ..Default::default() }).await.unwrap();
         let vol = settle(&st, &a, &vol.id).await;

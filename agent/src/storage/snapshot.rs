@@ -4,7 +4,7 @@
 //! volume). Elsewhere (raw or vmdk files, rbd) it is a copy in the same pool. A volume with
 //! snapshots cannot be deleted; a volume made from a snapshot is a full, independent volume.
 
-use super::{lv_err, now, project_of, qemu_img, vol_xml, Result, Storage, StorageError, GIB};
+use super::{lv_err, now, project_of, tool, vol_xml, Result, Storage, StorageError, GIB};
 use crate::identity::Auth;
 use crate::model::storage::{PoolSpec, VolumeFormat};
 use crate::model::volume::{Snapshot, SnapshotKind, Volume, VolumeStatus};
@@ -135,7 +135,7 @@ impl Storage {
 fn take(lv: &dyn Libvirt, pool: &PoolSpec, v: &Volume, s: &Snapshot) -> std::result::Result<(), String> {
     let src = lv.volume_info(&s.pool, &v.id).map_err(lv_err)?;
     let Some(name) = s.kind.volume_name(&s.id) else {
-        return qemu_img(["snapshot", "-c", &s.id, &src.path].map(OsStr::new));
+        return tool("qemu-img", ["snapshot", "-c", &s.id, &src.path].map(OsStr::new));
     };
     let bytes = v.size * GIB;
     let made = if let PoolSpec::Logical { .. } = pool {
@@ -163,7 +163,7 @@ fn drop_snapshot(lv: &dyn Libvirt, s: &Snapshot) -> std::result::Result<(), Stri
                 Err(LibvirtError::NoVolume { .. }) => return Ok(()),
                 Err(e) => return Err(lv_err(e)),
             };
-            match qemu_img(["snapshot", "-d", &s.id, &path].map(OsStr::new)) {
+            match tool("qemu-img", ["snapshot", "-d", &s.id, &path].map(OsStr::new)) {
                 // A snapshot whose creation failed may not exist.
                 Err(e) if s.status == VolumeStatus::Error && e.contains("not found") => Ok(()),
                 r => r,

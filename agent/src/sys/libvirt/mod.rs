@@ -28,8 +28,12 @@ pub enum LibvirtError {
     Full { pool: String, available: u64, wanted: u64 },
     #[error("storage pool {0} is not active")]
     Inactive(String),
+    #[error("libvirt already has a storage pool {0} for other storage; undefine it or name the pool differently")]
+    Mismatch(String),
     #[error("reading upload data")]
     Io(#[from] std::io::Error),
+    #[error("Ceph key file {path}: {why}")]
+    Key { path: String, why: String },
 }
 
 impl From<virt::error::Error> for LibvirtError {
@@ -70,7 +74,7 @@ pub fn pool_xml(name: &str, spec: &PoolSpec) -> xml::Pool {
             });
             p.target = Some(xml::PoolTarget { path: "/dev/disk/by-path".into() });
         }
-        PoolSpec::Rbd { monitors, pool, user, secret_uuid } => {
+        PoolSpec::Rbd { monitors, pool, user, secret_uuid, .. } => {
             p.source = Some(xml::PoolSource {
                 host: monitors
                     .iter()
@@ -90,6 +94,36 @@ pub fn pool_xml(name: &str, spec: &PoolSpec) -> xml::Pool {
         }
     }
     p
+}
+
+/// Whether two pool definitions are the same storage: the same directory, volume group, iSCSI
+/// target (IQN and portal) or Ceph pool. Libvirt's own XML carries more (its uuid, the devices
+/// it found); those do not count.
+pub fn same_storage(a: &xml::Pool, b: &xml::Pool) -> bool {
+    let (sa, sb) = (a.source.clone().unwrap_or_default(), b.source.clone().unwrap_or_default());
+    let hosts = |s: &xml::PoolSource| s.host.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+    a.kind == b.kind
+        && match a.kind.as_str() {
+            "dir" => a.target.as_ref().map(|t| &t.path) == b.target.as_ref().map(|t| &t.path),
+            "iscsi" => sa.device == sb.device && hosts(&sa) == hosts(&sb),
+            _ => sa.name == sb.name,
+        }
+}
+
+/// Reads a Ceph key file (`ceph auth get-key` output, base64) into the secret's value; the file
+/// must not be readable by group or others.
+pub fn read_ceph_key(path: &str) -> R<Vec<u8>> {
+    use base64::Engine;
+    use std::os::unix::fs::PermissionsExt;
+    let err = |why: String| LibvirtError::Key { path: path.into(), why };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(err(format!("mode {:o} lets others read it; make it 0600", meta.permissions().mode() & 0o777)));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| err("not a base64 key as `ceph auth get-key` prints it".into()))
 }
 
 /// The secret XML holding a Ceph user's key (the value is set separately, never in XML).
@@ -119,6 +153,8 @@ pub trait Libvirt: Send + Sync {
     fn pool_names(&self) -> R<Vec<String>>;
     /// Defines (persistently) a pool from XML.
     fn define_pool(&self, xml: &xml::Pool) -> R<()>;
+    /// A defined pool's XML as libvirt has it.
+    fn pool_definition(&self, name: &str) -> R<xml::Pool>;
     /// Builds the pool's backing storage (makes the directory, the volume group).
     fn build_pool(&self, name: &str) -> R<()>;
     fn start_pool(&self, name: &str) -> R<()>;
@@ -209,6 +245,11 @@ impl Libvirt for Virt {
             virt::storage_pool::StoragePool::define_xml(c, &text, 0)?;
             Ok(())
         })
+    }
+
+    fn pool_definition(&self, name: &str) -> R<xml::Pool> {
+        let text = self.with(|c| Ok(Self::pool(c, name)?.get_xml_desc(0)?))?;
+        Ok(xml::from_xml(&text)?)
     }
 
     fn build_pool(&self, name: &str) -> R<()> {
@@ -362,6 +403,8 @@ impl Libvirt for Virt {
 #[derive(Clone, Default)]
 pub struct FakeLibvirt {
     inner: Arc<Mutex<BTreeMap<String, FakePool>>>,
+    /// Secret UUID → value.
+    secrets: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -415,6 +458,11 @@ impl FakeLibvirt {
         self.lock().get(pool)?.volumes.get(name).map(|v| v.xml.clone())
     }
 
+    /// A secret's value.
+    pub fn secret(&self, uuid: &str) -> Option<Vec<u8>> {
+        self.secrets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(uuid).cloned()
+    }
+
     pub fn autostart(&self, pool: &str) -> Option<bool> {
         self.lock().get(pool).map(|p| p.autostart)
     }
@@ -463,6 +511,10 @@ impl Libvirt for FakeLibvirt {
         });
         entry.xml = x.clone();
         Ok(())
+    }
+
+    fn pool_definition(&self, name: &str) -> R<xml::Pool> {
+        self.pool(name, |p| Ok(p.xml.clone()))
     }
 
     fn build_pool(&self, name: &str) -> R<()> {
@@ -571,7 +623,8 @@ impl Libvirt for FakeLibvirt {
         })
     }
 
-    fn define_secret(&self, _xml: &xml::Secret, _value: &[u8]) -> R<()> {
+    fn define_secret(&self, x: &xml::Secret, value: &[u8]) -> R<()> {
+        self.secrets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(x.uuid.clone(), value.to_vec());
         Ok(())
     }
 }
@@ -609,6 +662,7 @@ mod tests {
                     pool: "volumes".into(),
                     user: "cinder".into(),
                     secret_uuid: "6f1b6e2e-3a52-4b7c-9d0e-2a4c1b1f0a11".into(),
+                    key_file: Some("/etc/cairn/ceph.key".into()),
                 },
             ),
         ];
