@@ -336,7 +336,7 @@ fn bench_volume(dir: &std::path::Path, image: &std::path::Path, mib: u64) -> Res
     let lv = Virt::connect("qemu:///system")?;
     let pool = format!("cairn-bench-{}", std::process::id());
     let path = dir.join("pool").to_string_lossy().into_owned();
-    lv.define_pool(&pool_xml(&pool, &PoolSpec::Dir { path }))?;
+    lv.define_pool(&pool_xml(&pool, &PoolSpec::Dir { path, format: None }))?;
     let run = || -> Result<(Duration, Duration), BoxError> {
         lv.build_pool(&pool)?;
         lv.start_pool(&pool)?;

@@ -227,6 +227,9 @@ impl Config {
                 )));
             }
         }
+        for (name, spec) in &self.storage.pools {
+            spec.validate().map_err(|e| ConfigError::Invalid(format!("storage pool {name}: {e}")))?;
+        }
         if let Some(d) = &self.storage.default_pool {
             if !self.storage.pools.is_empty() && !self.storage.pools.contains_key(d) {
                 return Err(ConfigError::Invalid(format!("storage.default_pool {d:?} is not one of storage.pools")));

@@ -255,7 +255,7 @@ async fn storage(cfg: &Config, state: Replicated, images_dir: PathBuf, host: &st
     let sc = &cfg.storage;
     let mut pools: Vec<PoolConfig> = if sc.pools.is_empty() {
         let path = cfg.data_dir.join("volumes").to_string_lossy().into_owned();
-        vec![PoolConfig { name: "default".into(), spec: PoolSpec::Dir { path } }]
+        vec![PoolConfig { name: "default".into(), spec: PoolSpec::Dir { path, format: None } }]
     } else {
         sc.pools.iter().map(|(name, spec)| PoolConfig { name: name.clone(), spec: spec.clone() }).collect()
     };

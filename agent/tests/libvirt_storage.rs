@@ -28,11 +28,11 @@ fn dir_pool_volumes_of_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let pool = format!("cairn-test-{}", std::process::id());
     let path = dir.path().join("pool");
-    let want = pool_xml(&pool, &PoolSpec::Dir { path: path.to_string_lossy().into() });
+    let want = pool_xml(&pool, &PoolSpec::Dir { path: path.to_string_lossy().into(), format: None });
     lv.define_pool(&want).unwrap();
     let have = lv.pool_definition(&pool).unwrap();
     assert!(same_storage(&have, &want), "libvirt's XML reads back as the same storage: {have:?}");
-    let elsewhere = pool_xml(&pool, &PoolSpec::Dir { path: "/elsewhere".into() });
+    let elsewhere = pool_xml(&pool, &PoolSpec::Dir { path: "/elsewhere".into(), format: None });
     assert!(!same_storage(&have, &elsewhere));
     lv.build_pool(&pool).unwrap();
     lv.start_pool(&pool).unwrap();

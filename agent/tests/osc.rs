@@ -371,14 +371,21 @@ fn openstack_client_manages_volumes() {
     let dir = tempfile::tempdir().unwrap();
     let pool = format!("osc-{}", std::process::id());
     let pool_dir = dir.path().join("pool");
+    // The default pool (qcow2), and dir pools holding raw and vmdk volumes.
+    let (raw_pool, vmdk_pool) = (format!("{pool}-raw"), format!("{pool}-vmdk"));
     let config = common::CONFIG.replace(
         "[storage]\nenabled = false\n",
         &format!(
-            "[storage]\nquota_gigabytes = 12\n[storage.pools.{pool}]\ntype = \"dir\"\npath = \"{}\"\n",
-            pool_dir.display()
+            "[storage]\nquota_gigabytes = 12\ndefault_pool = \"{pool}\"\n\
+             [storage.pools.{pool}]\ntype = \"dir\"\npath = \"{}\"\n\
+             [storage.pools.{raw_pool}]\ntype = \"dir\"\npath = \"{}/raw\"\nformat = \"raw\"\n\
+             [storage.pools.{vmdk_pool}]\ntype = \"dir\"\npath = \"{}/vmdk\"\nformat = \"vmdk\"\n",
+            pool_dir.display(),
+            dir.path().display(),
+            dir.path().display()
         ),
     );
-    let _cleanup = PoolGuard(pool.clone());
+    let _cleanup = [PoolGuard(pool.clone()), PoolGuard(raw_pool.clone()), PoolGuard(vmdk_pool.clone())];
     let agent = Agent::start_with(&dir.path().join("data"), None, &config);
     let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
     let image = dir.path().join("disk.qcow2");
@@ -394,7 +401,9 @@ fn openstack_client_manages_volumes() {
     let img_id = img["id"].as_str().unwrap().to_owned();
 
     let types = osc.admin(&["volume", "type", "list", "-f", "value", "-c", "Name"]);
-    assert_eq!(types.trim(), pool, "one volume type per pool");
+    let mut types: Vec<&str> = types.lines().collect();
+    types.sort();
+    assert_eq!(types, [pool.as_str(), &raw_pool, &vmdk_pool], "one volume type per pool");
     let v1 = osc.json(&["volume", "create", "--size", "1", "vol1"]);
     assert_eq!(v1["size"], 1);
     assert_eq!(settled(&osc, "vol1")["status"], "available");
@@ -524,6 +533,46 @@ fn openstack_client_manages_volumes() {
     }
     assert_eq!(osc.admin(&["volume", "list", "-f", "value"]).trim(), "");
     assert_eq!(std::fs::read_dir(&pool_dir).unwrap().count(), 0, "no volume files left");
+
+    // Raw and vmdk volumes: created, extended (qemu cannot resize vmdk: a clear 400), cloned,
+    // snapshotted (a copy in the pool) and restored from the snapshot, in their own format.
+    for (ty, fmt) in [(&raw_pool, "raw"), (&vmdk_pool, "vmdk")] {
+        let (v, s, c, r) = (format!("v-{fmt}"), format!("s-{fmt}"), format!("c-{fmt}"), format!("r-{fmt}"));
+        osc.json(&["volume", "create", "--type", ty, "--size", "1", &v]);
+        let vol = settled(&osc, &v);
+        assert_eq!(vol["status"], "available", "{vol}");
+        let path = dir.path().join(fmt).join(vol["id"].as_str().unwrap());
+        assert_eq!(info(&path)["format"], fmt);
+        if fmt == "raw" {
+            osc.admin(&["volume", "set", "--size", "2", &v]);
+            assert_eq!(info(&path)["virtual-size"], 2u64 << 30);
+        } else {
+            let err = osc.admin_fails(&["volume", "set", "--size", "2", &v]);
+            assert!(err.contains("400") || err.contains("resize"), "{err}");
+            assert_eq!(settled(&osc, &v)["status"], "available", "a failed extend leaves it usable");
+        }
+        let size = settled(&osc, &v)["size"].as_u64().unwrap();
+        osc.json(&["volume", "create", "--source", &v, &c]);
+        osc.json(&["volume", "snapshot", "create", "--volume", &v, &s]);
+        for _ in 0..60 {
+            if osc.json(&["volume", "snapshot", "show", &s])["status"] != "creating" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        osc.json(&["volume", "create", "--snapshot", &s, &r]);
+        for name in [&c, &r] {
+            let made = settled(&osc, name);
+            assert_eq!((made["status"].as_str(), made["size"].as_u64()), (Some("available"), Some(size)), "{made}");
+            let p = dir.path().join(fmt).join(made["id"].as_str().unwrap());
+            assert_eq!(info(&p)["format"], fmt, "{name}");
+        }
+        osc.admin(&["volume", "delete", &c, &r]);
+        osc.admin(&["volume", "snapshot", "delete", &s]);
+        osc.admin(&["volume", "delete", &v]);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(fmt)).unwrap().collect();
+        assert!(left.is_empty(), "{fmt}: files left {left:?}");
+    }
     osc.admin(&["image", "delete", "img1"]);
 }
 

@@ -237,7 +237,7 @@ fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
     assert!(!ok && err.contains("snapshot"), "a volume with a snapshot stays: {err}");
     osc(&app, &["volume", "create", "--snapshot", "ls1", "lv2"]);
     let lv2 = wait_status(&app, &["volume"], "lv2", "available");
-    assert_eq!((lv2["size"].as_u64(), lv2["volume_type"].as_str()), (Some(2), Some("lvm")), "{lv2:#}");
+    assert_eq!((lv2["size"].as_u64(), lv2["type"].as_str()), (Some(2), Some("lvm")), "{lv2:#}");
     // Three 2 GiB logical volumes (origin, snapshot, copy) in the volume group, as reported.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while gib(&pools(&app)["lvm"], "allocated_capacity_gb") < 6.0 {

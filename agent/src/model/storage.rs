@@ -69,13 +69,20 @@ pub struct PoolRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum PoolSpec {
-    /// Files in a directory.
-    Dir { path: String },
+    /// Files in a directory; new volumes are `format` (qcow2 unless set).
+    Dir {
+        path: String,
+        #[serde(default)]
+        format: Option<VolumeFormat>,
+    },
     /// An LVM volume group, built on `devices` when it does not exist yet.
     Logical {
         vg: String,
         #[serde(default)]
         devices: Vec<String>,
+        /// Only raw; accepted so that asking for another format gets a clear error.
+        #[serde(default)]
+        format: Option<VolumeFormat>,
     },
     /// The LUNs of an iSCSI target.
     Iscsi { host: String, port: Option<u16>, iqn: String },
@@ -90,6 +97,9 @@ pub enum PoolSpec {
         /// defines the private libvirt secret from it. Without it the secret must exist.
         #[serde(default)]
         key_file: Option<String>,
+        /// Only raw, as for logical pools.
+        #[serde(default)]
+        format: Option<VolumeFormat>,
     },
 }
 
@@ -108,6 +118,23 @@ impl PoolSpec {
         match self {
             PoolSpec::Dir { .. } => &[VolumeFormat::Raw, VolumeFormat::Qcow2, VolumeFormat::Vmdk],
             PoolSpec::Logical { .. } | PoolSpec::Iscsi { .. } | PoolSpec::Rbd { .. } => &[VolumeFormat::Raw],
+        }
+    }
+
+    /// The format of new volumes: as configured, else qcow2 on dir pools and raw elsewhere.
+    pub fn format(&self) -> VolumeFormat {
+        match self {
+            PoolSpec::Dir { format, .. } => format.unwrap_or(VolumeFormat::Qcow2),
+            PoolSpec::Logical { format, .. } | PoolSpec::Rbd { format, .. } => format.unwrap_or(VolumeFormat::Raw),
+            PoolSpec::Iscsi { .. } => VolumeFormat::Raw,
+        }
+    }
+
+    /// Whether the configured format is one the pool can hold.
+    pub fn validate(&self) -> Result<(), StorageModelError> {
+        match self {
+            PoolSpec::Iscsi { .. } => Ok(()),
+            _ => self.check_create(self.format()),
         }
     }
 
@@ -138,8 +165,8 @@ mod tests {
 
     #[test]
     fn what_pools_hold() {
-        let dir = PoolSpec::Dir { path: "/v".into() };
-        let lvm = PoolSpec::Logical { vg: "vg".into(), devices: vec![] };
+        let dir = PoolSpec::Dir { path: "/v".into(), format: None };
+        let lvm = PoolSpec::Logical { vg: "vg".into(), devices: vec![], format: None };
         let iscsi = PoolSpec::Iscsi { host: "h".into(), port: None, iqn: "iqn".into() };
         assert!(dir.check_create(VolumeFormat::Vmdk).is_ok());
         assert!(lvm.check_create(VolumeFormat::Raw).is_ok());
@@ -150,7 +177,15 @@ mod tests {
         assert_eq!("vmdk".parse::<VolumeFormat>(), Ok(VolumeFormat::Vmdk));
         assert!("vhd".parse::<VolumeFormat>().is_err());
         let parsed: PoolSpec = toml::from_str("type = \"logical\"\nvg = \"cairn\"\ndevices = [\"/dev/sdb\"]").unwrap();
-        assert_eq!(parsed, PoolSpec::Logical { vg: "cairn".into(), devices: vec!["/dev/sdb".into()] });
+        assert_eq!(parsed, PoolSpec::Logical { vg: "cairn".into(), devices: vec!["/dev/sdb".into()], format: None });
+        assert_eq!((dir.format(), lvm.format()), (VolumeFormat::Qcow2, VolumeFormat::Raw));
+        let qcow_lvm: PoolSpec = toml::from_str("type = \"logical\"\nvg = \"v\"\nformat = \"qcow2\"").unwrap();
+        assert_eq!(
+            qcow_lvm.validate().unwrap_err().to_string(),
+            "a logical pool cannot hold qcow2 volumes (it holds raw)"
+        );
+        let raw_dir: PoolSpec = toml::from_str("type = \"dir\"\npath = \"/v\"\nformat = \"raw\"").unwrap();
+        assert_eq!((raw_dir.validate(), raw_dir.format()), (Ok(()), VolumeFormat::Raw));
         assert!(toml::from_str::<PoolSpec>("type = \"dir\"\npath = \"/x\"\nvg = \"y\"").is_err());
     }
 }

@@ -277,9 +277,11 @@ impl Storage {
                 "Invalid input received: give one of imageRef, source_volid and snapshot_id.".into(),
             ));
         }
-        let pool = match &snap {
-            Some(s) => self.pool(&s.pool)?.clone(),
-            None => pool,
+        // A clone or a volume from a snapshot has its source's type unless the request names one.
+        let pool = match (&snap, &source, &new.volume_type) {
+            (Some(s), _, _) => self.pool(&s.pool)?.clone(),
+            (_, Some(src), None) => self.pool(&src.volume_type)?.clone(),
+            _ => pool,
         };
         // From an image: active, here, and the volume at least as big as its virtual size.
         let image = match &new.image_id {
@@ -321,8 +323,7 @@ impl Storage {
                 "Invalid input received: Image minDisk size or virtual size is larger than the volume size ({size} GiB < {min} GiB)."
             )));
         }
-        let format =
-            if pool.spec.formats().contains(&VolumeFormat::Qcow2) { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
+        let format = pool.spec.format();
         pool.spec.check_create(format).map_err(|e| StorageError::BadRequest(e.to_string()))?;
         let t = now();
         let volume = Volume {
@@ -771,7 +772,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
         let lv = FakeLibvirt::with_capacity(3 * GIB);
-        let pools = vec![PoolConfig { name: "p".into(), spec: PoolSpec::Dir { path: "/v".into() } }];
+        let pools = vec![PoolConfig { name: "p".into(), spec: PoolSpec::Dir { path: "/v".into(), format: None } }];
         let quota = Quota { volumes: 3, gigabytes: 4, snapshots: 1 };
         let st =
             Arc::new(Storage::new(r.clone(), Ok(Arc::new(lv.clone())), pools, dir.path().into(), "n".into(), quota));
@@ -809,8 +810,14 @@ mod tests {
         let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
         let lv = FakeLibvirt::with_capacity(10 * GIB);
         let pools = vec![
-            PoolConfig { name: "lvm".into(), spec: PoolSpec::Logical { vg: "vg".into(), devices: vec![] } },
-            PoolConfig { name: "files".into(), spec: PoolSpec::Dir { path: "/v".into() } },
+            PoolConfig {
+                name: "lvm".into(),
+                spec: PoolSpec::Logical { vg: "vg".into(), devices: vec![], format: None },
+            },
+            PoolConfig {
+                name: "files".into(),
+                spec: PoolSpec::Dir { path: "/v".into(), format: Some(VolumeFormat::Raw) },
+            },
         ];
         let quota = Quota { volumes: 5, gigabytes: 10, snapshots: 1 };
         let st =
@@ -821,7 +828,7 @@ mod tests {
         let other = Storage::new(
             r.clone(),
             Ok(Arc::new(lv.clone())),
-            vec![PoolConfig { name: "files".into(), spec: PoolSpec::Dir { path: "/elsewhere".into() } }],
+            vec![PoolConfig { name: "files".into(), spec: PoolSpec::Dir { path: "/elsewhere".into(), format: None } }],
             dir.path().into(),
             "n".into(),
             quota,
@@ -839,6 +846,7 @@ mod tests {
             user: "cinder".into(),
             secret_uuid: "6f1b6e2e-3a52-4b7c-9d0e-2a4c1b1f0a11".into(),
             key_file: Some(key.to_string_lossy().into()),
+            format: None,
         };
         let ceph = |lv: &FakeLibvirt| {
             let pools = vec![PoolConfig { name: "ceph".into(), spec: spec.clone() }];

@@ -56,8 +56,8 @@ pub struct VolumeInfo {
 pub fn pool_xml(name: &str, spec: &PoolSpec) -> xml::Pool {
     let mut p = xml::Pool { kind: spec.kind().into(), name: name.into(), source: None, target: None };
     match spec {
-        PoolSpec::Dir { path } => p.target = Some(xml::PoolTarget { path: path.clone() }),
-        PoolSpec::Logical { vg, devices } => {
+        PoolSpec::Dir { path, .. } => p.target = Some(xml::PoolTarget { path: path.clone() }),
+        PoolSpec::Logical { vg, devices, .. } => {
             p.source = Some(xml::PoolSource {
                 device: devices.iter().map(|d| xml::Device { path: d.clone() }).collect(),
                 name: Some(vg.clone()),
@@ -647,8 +647,12 @@ mod tests {
     #[test]
     fn pool_volume_and_secret_xml_match_golden_files() {
         let specs = [
-            ("pool-dir.xml", "default", PoolSpec::Dir { path: "/var/lib/cairn/volumes".into() }),
-            ("pool-logical.xml", "lvm", PoolSpec::Logical { vg: "cairn".into(), devices: vec!["/dev/loop7".into()] }),
+            ("pool-dir.xml", "default", PoolSpec::Dir { path: "/var/lib/cairn/volumes".into(), format: None }),
+            (
+                "pool-logical.xml",
+                "lvm",
+                PoolSpec::Logical { vg: "cairn".into(), devices: vec!["/dev/loop7".into()], format: None },
+            ),
             (
                 "pool-iscsi.xml",
                 "san",
@@ -663,6 +667,7 @@ mod tests {
                     user: "cinder".into(),
                     secret_uuid: "6f1b6e2e-3a52-4b7c-9d0e-2a4c1b1f0a11".into(),
                     key_file: Some("/etc/cairn/ceph.key".into()),
+                    format: None,
                 },
             ),
         ];
@@ -692,7 +697,7 @@ mod tests {
     #[test]
     fn fake_enforces_room_names_and_activity() {
         let lv = FakeLibvirt::with_capacity(10 << 20);
-        lv.define_pool(&pool_xml("p", &PoolSpec::Dir { path: "/x".into() })).unwrap();
+        lv.define_pool(&pool_xml("p", &PoolSpec::Dir { path: "/x".into(), format: None })).unwrap();
         let v = volume_xml("a", 4 << 20, VolumeFormat::Raw, None);
         assert!(matches!(lv.create_volume("p", &v), Err(LibvirtError::Inactive(_))));
         lv.start_pool("p").unwrap();
