@@ -39,6 +39,29 @@ pub struct Config {
     pub network: NetworkConfig,
     pub image: ImageConfig,
     pub storage: StorageConfig,
+    pub compute: ComputeConfig,
+}
+
+/// `[compute]`: what this node offers guests.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    pub availability_zone: String,
+    /// Overcommit: vCPUs per core, RAM and disk (Nova's defaults 4.0, 1.0, 1.0).
+    pub cpu_allocation_ratio: f64,
+    pub ram_allocation_ratio: f64,
+    pub disk_allocation_ratio: f64,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        Self {
+            availability_zone: "nova".into(),
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: 1.0,
+            disk_allocation_ratio: 1.0,
+        }
+    }
 }
 
 /// `[storage]`: this node's libvirt pools and the volume quotas.
@@ -135,6 +158,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             image: ImageConfig::default(),
             storage: StorageConfig::default(),
+            compute: ComputeConfig::default(),
         }
     }
 }
@@ -226,6 +250,17 @@ impl Config {
                     "network.physical_networks: {name:?} = {nic:?} needs a name and an interface name of at most 15 characters"
                 )));
             }
+        }
+        let c = &self.compute;
+        for (what, r) in
+            [("cpu", c.cpu_allocation_ratio), ("ram", c.ram_allocation_ratio), ("disk", c.disk_allocation_ratio)]
+        {
+            if !(0.1..=64.0).contains(&r) {
+                return Err(ConfigError::Invalid(format!("compute.{what}_allocation_ratio {r} is outside 0.1..=64")));
+            }
+        }
+        if c.availability_zone.trim().is_empty() || c.availability_zone.len() > 255 {
+            return Err(ConfigError::Invalid("compute.availability_zone must be 1 to 255 characters".into()));
         }
         for (name, spec) in &self.storage.pools {
             spec.validate().map_err(|e| ConfigError::Invalid(format!("storage pool {name}: {e}")))?;

@@ -207,8 +207,16 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let images = crate::image::Images::new(state.clone(), images_dir.clone(), cfg.image.max_upload_bytes, host.clone())
         .map_err(io_err("creating", &images_dir))?;
     let storage = storage(&cfg, state.clone(), images_dir.clone(), &host).await;
+    let compute = Arc::new(crate::compute::Compute::new(state.clone(), inventory(&cfg, &facts, &data, &host, &addrs)));
+    compute.seed().await.map_err(|e| DaemonError::Io {
+        op: "seeding flavors",
+        path: db_path.clone(),
+        source: std::io::Error::other(crate::error_chain(&e)),
+    })?;
+    tokio::spawn(compute.clone().heartbeat_loop());
     let api = Arc::new(Api {
         identity,
+        compute,
         network,
         images,
         storage,
@@ -295,6 +303,39 @@ async fn storage(cfg: &Config, state: Replicated, images_dir: PathBuf, host: &st
     }
     tokio::spawn(st.clone().report_loop(std::time::Duration::from_secs(60)));
     st
+}
+
+/// This node's compute inventory, when it has the compute role: its CPUs, memory and data disk
+/// as probed, the configured ratios and zone.
+fn inventory(
+    cfg: &Config,
+    facts: &host::HostFacts,
+    data: &host::DataDir,
+    host: &str,
+    addrs: &[std::net::IpAddr],
+) -> Option<crate::model::compute::Inventory> {
+    if !cfg.roles.contains(&crate::config::Role::Compute) {
+        return None;
+    }
+    let c = &cfg.compute;
+    let hundredths = |r: f64| (r * 100.0).round() as u32;
+    Some(crate::model::compute::Inventory {
+        node: host.into(),
+        vcpus: u32::try_from(facts.cpu.count).unwrap_or(u32::MAX),
+        memory_mb: facts.memory.total_bytes >> 20,
+        disk_gb: data.size_bytes >> 30,
+        ratios: crate::model::compute::Ratios {
+            cpu: hundredths(c.cpu_allocation_ratio),
+            ram: hundredths(c.ram_allocation_ratio),
+            disk: hundredths(c.disk_allocation_ratio),
+        },
+        availability_zone: c.availability_zone.clone(),
+        arch: std::env::consts::ARCH.into(),
+        accel: if facts.accel == Accel::Kvm { "kvm" } else { "qemu" }.into(),
+        enabled: true,
+        heartbeat_at: 0,
+        host_ip: addrs.first().map(|a| a.to_string()).unwrap_or_default(),
+    })
 }
 
 /// Where runtime files of the DHCP servers go.

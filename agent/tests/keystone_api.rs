@@ -42,11 +42,12 @@ async fn discovery_validation_catalog_and_disable() {
     let types: Vec<&str> = catalog.iter().filter_map(|s| s["type"].as_str()).collect();
     assert_eq!(
         types,
-        ["identity", "network", "image", "block-storage", "volumev3"],
+        ["identity", "network", "image", "compute", "block-storage", "volumev3"],
         "only the services this agent serves"
     );
     let project = t["project"]["id"].as_str().unwrap();
-    assert_eq!(catalog[3]["endpoints"][0]["url"], format!("https://{}/volume/v3/{project}", agent.addr));
+    assert_eq!(catalog[4]["endpoints"][0]["url"], format!("https://{}/volume/v3/{project}", agent.addr));
+    assert_eq!(catalog[3]["endpoints"][0]["url"], format!("https://{}/compute/v2.1", agent.addr));
     assert_eq!(catalog[0]["endpoints"][0]["url"], format!("https://{}/identity/v3", agent.addr));
     assert_eq!(catalog[1]["endpoints"][0]["url"], format!("https://{}/network", agent.addr));
     let r = c.request(Method::GET, "/identity/v3/auth/tokens?nocatalog", &h, None).await.unwrap();

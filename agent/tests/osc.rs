@@ -576,6 +576,91 @@ fn openstack_client_manages_volumes() {
     osc.admin(&["image", "delete", "img1"]);
 }
 
+#[test]
+fn openstack_client_manages_flavors_keypairs_and_sees_hypervisors() {
+    let bin = venv().join("bin/openstack");
+    let dir = tempfile::tempdir().unwrap();
+    // A compute node: it reports its inventory (and runs no network agent without networks).
+    let config =
+        common::CONFIG.replace("roles = []\n", "roles = [\"compute\"]\n[compute]\ncpu_allocation_ratio = 8.0\n");
+    let agent = Agent::start_with(&dir.path().join("data"), None, &config);
+    let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
+
+    // The default flavors, and an admin's private flavor with extra specs and access.
+    let names = osc.admin(&["flavor", "list", "-f", "value", "-c", "Name"]);
+    assert_eq!(names.lines().collect::<Vec<_>>(), ["m1.tiny", "m1.small", "m1.medium", "m1.large", "m1.xlarge"]);
+    let tiny = osc.json(&["flavor", "show", "m1.tiny"]);
+    assert_eq!((tiny["vcpus"].as_u64(), tiny["ram"].as_u64(), tiny["disk"].as_u64()), (Some(1), Some(512), Some(1)));
+    let f = osc.json(&[
+        "flavor",
+        "create",
+        "--private",
+        "--vcpus",
+        "2",
+        "--ram",
+        "256",
+        "--disk",
+        "1",
+        "--property",
+        "hw:mem_page_size=2MB",
+        "f1",
+    ]);
+    assert_eq!(f["os-flavor-access:is_public"], false, "{f}");
+    osc.admin(&["flavor", "set", "--property", "hw:cpu_policy=dedicated", "f1"]);
+    let props = &osc.json(&["flavor", "show", "f1"])["properties"];
+    assert_eq!(
+        (props["hw:mem_page_size"].as_str(), props["hw:cpu_policy"].as_str()),
+        (Some("2MB"), Some("dedicated")),
+        "{props}"
+    );
+    let err = osc.admin_fails(&["flavor", "set", "--property", "hw:cpu_policy=exclusive", "f1"]);
+    assert!(err.contains("400") || err.contains("cpu_policy"), "{err}");
+    osc.admin(&["flavor", "unset", "--property", "hw:cpu_policy", "f1"]);
+    assert!(osc.json(&["flavor", "show", "f1"])["properties"].get("hw:cpu_policy").is_none());
+    osc.admin(&["flavor", "set", "--project", "admin", "f1"]);
+    let all = osc.admin(&["flavor", "list", "--all", "-f", "value", "-c", "Name"]);
+    assert!(all.lines().any(|l| l == "f1"), "{all}");
+    let err = osc.admin_fails(&["flavor", "create", "--vcpus", "1", "--ram", "64", "--disk", "0", "f1"]);
+    assert!(err.contains("409") || err.contains("exists"), "{err}");
+    let err = osc.admin_fails(&["flavor", "create", "--vcpus", "0", "--ram", "64", "--disk", "0", "bad"]);
+    assert!(err.contains("400") || err.contains("vcpus"), "{err}");
+    osc.admin(&["flavor", "delete", "f1"]);
+    assert!(!osc.admin(&["flavor", "list", "--all", "-f", "value", "-c", "Name"]).contains("f1"));
+
+    // Keypairs: the client makes the pair and uploads the public key.
+    let pk = dir.path().join("k1");
+    let k = osc.json(&["keypair", "create", "--private-key", &pk.to_string_lossy(), "k1"]);
+    let fp = k["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fp.len(), 47, "{k}");
+    assert_eq!(osc.json(&["keypair", "show", "k1"])["fingerprint"], fp.as_str());
+    assert_eq!(osc.admin(&["keypair", "list", "-f", "value", "-c", "Name"]).trim(), "k1");
+    let err = osc.admin_fails(&["keypair", "create", "--public-key", &pk.to_string_lossy(), "k2"]);
+    assert!(err.contains("400") || err.contains("invalid"), "a private key is no public key: {err}");
+    osc.admin(&["keypair", "delete", "k1"]);
+    assert_eq!(osc.admin(&["keypair", "list", "-f", "value"]).trim(), "");
+
+    // This node as a hypervisor and a compute service, up, in zone nova.
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    let hv = osc.admin(&["hypervisor", "list", "-f", "value", "-c", "Hypervisor Hostname"]);
+    assert_eq!(hv.trim(), host);
+    let show = osc.json(&["hypervisor", "show", &host]);
+    assert_eq!(show["hypervisor_type"], "QEMU", "{show}");
+    assert_eq!(show["state"], "up");
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(show["vcpus"].as_u64(), Some(cores), "{show}");
+    let services = osc.json(&["compute", "service", "list"]);
+    assert_eq!(
+        (services[0]["Binary"].as_str(), services[0]["State"].as_str()),
+        (Some("nova-compute"), Some("up")),
+        "{services}"
+    );
+    let zones = osc.admin(&["availability", "zone", "list", "--compute", "-f", "value", "-c", "Zone Name"]);
+    assert_eq!(zones.trim(), "nova");
+    let limits = osc.admin(&["limits", "show", "--absolute", "-f", "value"]);
+    assert!(limits.lines().any(|l| l == "instances 10"), "Nova's limits: {limits}");
+    assert!(limits.lines().any(|l| l.contains("volumes") && l.ends_with(" 10")), "Cinder's limits: {limits}");
+}
+
 /// Removes the libvirt pool a test's agent defined, whatever happened.
 struct PoolGuard(String);
 

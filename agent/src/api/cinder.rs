@@ -300,15 +300,30 @@ async fn v3(
                 return Err(ApiError::Forbidden("Only the admin role may read other projects' quotas.".into()));
             }
             let quota = st.quota();
-            let (n, gb) = st.usage(pid)?;
+            let u = st.usage(pid)?;
             let with_usage = q("usage").is_some_and(|v| super::http::is_true(&v));
-            let set = if with_usage {
-                json!({"id": pid, "volumes": {"limit": quota.volumes, "in_use": n, "reserved": 0, "allocated": 0},
-                       "gigabytes": {"limit": quota.gigabytes, "in_use": gb, "reserved": 0, "allocated": 0}})
-            } else {
-                json!({"id": pid, "volumes": quota.volumes, "gigabytes": quota.gigabytes})
+            let entry = |limit: u64, used: u64| {
+                if with_usage {
+                    json!({"limit": limit, "in_use": used, "reserved": 0, "allocated": 0})
+                } else {
+                    json!(limit)
+                }
             };
+            let set = json!({"id": pid, "volumes": entry(quota.volumes, u.volumes),
+                             "snapshots": entry(quota.snapshots, u.snapshots),
+                             "gigabytes": entry(quota.gigabytes, u.gigabytes)});
             Ok(json(StatusCode::OK, &json!({"quota_set": set})))
+        }
+        (&Method::GET, ["limits"]) => {
+            let (quota, u) = (st.quota(), st.usage(project)?);
+            Ok(json(
+                StatusCode::OK,
+                &json!({"limits": {"rate": [], "absolute": {
+                "maxTotalVolumes": quota.volumes, "maxTotalSnapshots": quota.snapshots,
+                "maxTotalVolumeGigabytes": quota.gigabytes, "maxTotalBackups": 0, "maxTotalBackupGigabytes": 0,
+                "totalVolumesUsed": u.volumes, "totalSnapshotsUsed": u.snapshots, "totalGigabytesUsed": u.gigabytes,
+                "totalBackupsUsed": 0, "totalBackupGigabytesUsed": 0}}}),
+            ))
         }
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }

@@ -23,6 +23,12 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A feature this cloud does not offer (yet).
+    #[error("{0}")]
+    NotImplemented(String),
+    /// A microversion the service cannot honour.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// A quota or rate limit (Cinder answers 413).
     #[error("{0}")]
     OverLimit(String),
@@ -57,6 +63,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::OverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -73,6 +81,26 @@ impl ApiError {
         }})
     }
 
+    /// Nova's and Cinder's fault body: `{"badRequest": {"code", "message"}}` and its siblings.
+    pub fn nova_body(&self) -> serde_json::Value {
+        let status = self.status().as_u16();
+        let kind = match status {
+            400 => "badRequest",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "itemNotFound",
+            405 => "HTTPMethodNotAllowed",
+            406 => "HTTPNotAcceptable",
+            409 => "conflictingRequest",
+            413 => "overLimit",
+            415 => "mediaTypeNotSupported",
+            501 => "notImplemented",
+            503 => "serviceUnavailable",
+            _ => "computeFault",
+        };
+        json!({kind: {"code": status, "message": self.to_string()}})
+    }
+
     /// Neutron's error body: `{"NeutronError": {"type", "message", "detail"}}`.
     pub fn neutron_body(&self) -> serde_json::Value {
         let kind = match self.status().as_u16() {
@@ -83,6 +111,7 @@ impl ApiError {
             405 => "HTTPMethodNotAllowed",
             409 => "Conflict",
             413 => "HTTPRequestEntityTooLarge",
+            406 => "HTTPNotAcceptable",
             415 => "HTTPUnsupportedMediaType",
             503 => "ServiceUnavailable",
             _ => "HTTPInternalServerError",

@@ -41,6 +41,7 @@ pub fn catalog(base: &str, project: Option<&str>) -> Value {
         ("identity", "keystone", "/identity/v3".into()),
         ("network", "neutron", "/network".into()),
         ("image", "glance", "/image".into()),
+        ("compute", "nova", "/compute/v2.1".into()),
     ];
     if let Some(v) = volume {
         services.push(("block-storage", "cinder", v.clone()));

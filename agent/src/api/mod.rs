@@ -1,5 +1,5 @@
 //! The public HTTPS API: one TLS listener serving every OpenStack service under devstack's
-//! path prefixes (`/identity`, `/network`, `/image`, `/volume`, later `/compute`) and
+//! path prefixes (`/identity`, `/network`, `/image`, `/volume`, `/compute`) and
 //! `/healthz`. HTTP only: routing, (de)serialising and OpenStack error bodies; the logic lives
 //! in the modules it calls.
 //!
@@ -12,6 +12,7 @@ pub mod glance;
 pub mod http;
 pub mod keystone;
 pub mod neutron;
+pub mod nova;
 
 use crate::host::{DataDir, HostFacts};
 use crate::identity::Identity;
@@ -37,6 +38,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the handlers share.
 pub struct Api {
     pub identity: Identity,
+    pub compute: Arc<crate::compute::Compute>,
     pub network: Networking,
     pub images: crate::image::Images,
     pub storage: Arc<crate::storage::Storage>,
@@ -128,7 +130,13 @@ fn render(e: ApiError, path: &str) -> Response<Body> {
     if let ApiError::Internal(source) = &e {
         log::error!("internal error: {source}");
     }
-    let body = if path.starts_with("/network") { e.neutron_body() } else { e.keystone_body() };
+    let body = if path.starts_with("/network") {
+        e.neutron_body()
+    } else if path.starts_with("/compute") || path.starts_with("/volume") {
+        e.nova_body()
+    } else {
+        e.keystone_body()
+    };
     http::json(e.status(), &body)
 }
 
@@ -141,6 +149,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         ["network", rest @ ..] => neutron::route(&api, req, rest).await,
         ["image", rest @ ..] => glance::route(&api, req, rest).await,
         ["volume", rest @ ..] => cinder::route(&api, req, rest).await,
+        ["compute", rest @ ..] => nova::route(&api, req, rest).await,
         ["cairn", "v1", what @ ("host" | "network")] => {
             let auth = authenticate(&api, &req)?;
             if !auth.is_admin() {

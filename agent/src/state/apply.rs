@@ -9,8 +9,8 @@ use crate::model::{Assignment, Project, Role, User};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
-type Blob = TableDefinition<'static, &'static str, &'static [u8]>;
-type Names = TableDefinition<'static, &'static str, &'static str>;
+pub(super) type Blob = TableDefinition<'static, &'static str, &'static [u8]>;
+pub(super) type Names = TableDefinition<'static, &'static str, &'static str>;
 
 /// Applies `cmd`; `Ok(Err(refusal))` means the command was valid to log but changed nothing.
 pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
@@ -120,6 +120,14 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::SetSnapshotStatus { .. }
         | Command::DeleteSnapshot { .. }
         | Command::ReportPools { .. } => super::volume::apply(tx, cmd),
+        Command::SeedFlavors(_)
+        | Command::CreateFlavor(_)
+        | Command::SetFlavorExtraSpecs { .. }
+        | Command::SetFlavorAccess { .. }
+        | Command::DeleteFlavor { .. }
+        | Command::CreateKeypair(_)
+        | Command::DeleteKeypair { .. }
+        | Command::ReportNode(_) => super::compute::apply(tx, cmd),
     }
 }
 
@@ -145,7 +153,7 @@ fn exists(tx: &WriteTransaction, table: Blob, id: &str) -> Result<bool, StateErr
     Ok(tx.open_table(table)?.get(id)?.is_some())
 }
 
-fn create<T: Serialize>(
+pub(super) fn create<T: Serialize>(
     tx: &WriteTransaction,
     table: Blob,
     names: Names,

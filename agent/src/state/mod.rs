@@ -6,11 +6,13 @@
 //! dumps (fine for tens of thousands of rows, not for millions).
 
 pub mod apply;
+mod compute;
 mod image;
 mod network;
 pub mod raft;
 mod volume;
 
+use crate::model::compute::{Flavor, Inventory, Keypair};
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
 use crate::model::storage::PoolRecord;
@@ -47,17 +49,24 @@ pub(crate) const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs"
 pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 pub(crate) const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 pub(crate) const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+pub(crate) const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
+pub(crate) const FLAVOR_NAMES: TableDefinition<&str, &str> = TableDefinition::new("flavor_names");
+/// `user \0 name` → the keypair.
+pub(crate) const KEYPAIRS: TableDefinition<&str, &[u8]> = TableDefinition::new("keypairs");
+/// Node name → its compute inventory.
+pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 /// `node \0 pool` → the pool as the node last reported it.
 pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 
 /// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
 pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
 pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
+pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
-pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 7] =
-    [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 10] =
-    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES, SNAPSHOTS, POOLS];
+pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 8] =
+    [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 13] =
+    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES, SNAPSHOTS, POOLS, FLAVORS, KEYPAIRS, NODES];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
 /// A change to the cloud. Applied in log order on every node; apply must not read clocks or
@@ -212,6 +221,31 @@ pub enum Command {
     DeleteSnapshot {
         id: String,
     },
+    /// The default flavors, once in a cloud's life (later calls change nothing).
+    SeedFlavors(Vec<Flavor>),
+    CreateFlavor(Flavor),
+    /// Sets and removes extra specs of a flavor.
+    SetFlavorExtraSpecs {
+        id: String,
+        set: std::collections::BTreeMap<String, String>,
+        unset: Vec<String>,
+    },
+    /// Grants (`add`) or revokes a project's use of a private flavor.
+    SetFlavorAccess {
+        id: String,
+        project: String,
+        add: bool,
+    },
+    DeleteFlavor {
+        id: String,
+    },
+    CreateKeypair(Keypair),
+    DeleteKeypair {
+        user_id: String,
+        name: String,
+    },
+    /// A compute node's inventory and heartbeat.
+    ReportNode(Inventory),
     /// A node's pools as its agent sees them now (replacing what it reported before).
     ReportPools {
         node: String,
@@ -233,6 +267,8 @@ pub enum Kind {
     Image,
     Volume,
     Snapshot,
+    Flavor,
+    Keypair,
 }
 
 impl std::fmt::Display for Kind {
@@ -249,6 +285,8 @@ impl std::fmt::Display for Kind {
             Kind::Image => "image",
             Kind::Volume => "volume",
             Kind::Snapshot => "snapshot",
+            Kind::Flavor => "flavor",
+            Kind::Keypair => "keypair",
         })
     }
 }
@@ -525,6 +563,27 @@ impl View {
     }
     pub fn snapshots(&self) -> Result<Vec<Snapshot>, StateError> {
         self.list(SNAPSHOTS)
+    }
+    pub fn flavor(&self, id: &str) -> Result<Option<Flavor>, StateError> {
+        self.get(FLAVORS, id)
+    }
+    pub fn flavors(&self) -> Result<Vec<Flavor>, StateError> {
+        self.list(FLAVORS)
+    }
+    pub fn flavor_by_name(&self, name: &str) -> Result<Option<Flavor>, StateError> {
+        match self.tx.open_table(FLAVOR_NAMES)?.get(name)? {
+            Some(id) => self.flavor(id.value()),
+            None => Ok(None),
+        }
+    }
+    pub fn keypair(&self, user_id: &str, name: &str) -> Result<Option<Keypair>, StateError> {
+        self.get(KEYPAIRS, &format!("{user_id}\0{name}"))
+    }
+    pub fn keypairs(&self, user_id: &str) -> Result<Vec<Keypair>, StateError> {
+        Ok(self.list::<Keypair>(KEYPAIRS)?.into_iter().filter(|k| k.user_id == user_id).collect())
+    }
+    pub fn nodes(&self) -> Result<Vec<Inventory>, StateError> {
+        self.list(NODES)
     }
     /// Every node's pools, by node.
     pub fn pools(&self) -> Result<Vec<(String, PoolRecord)>, StateError> {

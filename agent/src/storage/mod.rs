@@ -87,6 +87,14 @@ pub struct NewVolume {
     pub snapshot_id: Option<String>,
 }
 
+/// A project's use of volume storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub volumes: u64,
+    pub snapshots: u64,
+    pub gigabytes: u64,
+}
+
 /// A configured pool of this node.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
@@ -191,9 +199,16 @@ impl Storage {
     }
 
     /// (volumes, gigabytes) a project uses.
-    pub fn usage(&self, project: &str) -> Result<(u64, u64)> {
-        let v: Vec<Volume> = self.view()?.volumes()?.into_iter().filter(|v| v.project_id == project).collect();
-        Ok((v.len() as u64, v.iter().map(|v| v.size).sum()))
+    /// What a project uses: volumes, snapshots, and GiB of both (as the quota counts).
+    pub fn usage(&self, project: &str) -> Result<Usage> {
+        let view = self.view()?;
+        let v: Vec<Volume> = view.volumes()?.into_iter().filter(|v| v.project_id == project).collect();
+        let s: Vec<_> = view.snapshots()?.into_iter().filter(|s| s.project_id == project).collect();
+        Ok(Usage {
+            volumes: v.len() as u64,
+            snapshots: s.len() as u64,
+            gigabytes: v.iter().map(|v| v.size).sum::<u64>() + s.iter().map(|s| s.size).sum::<u64>(),
+        })
     }
 
     fn sees(auth: &Auth, v: &Volume) -> bool {

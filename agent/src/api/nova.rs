@@ -1,0 +1,453 @@
+//! Nova v2.1 over HTTP (under `/compute`): version discovery and microversion negotiation,
+//! flavors (list/detail with `is_public`, show, admin create and delete, extra specs, access for
+//! private flavors), keypairs, os-hypervisors and os-services (from the nodes' reports),
+//! os-availability-zone, limits and quota sets.
+//!
+//! Limitations: servers come with the next step; the maximum microversion is 2.1 until the
+//! features of later ones are served.
+
+use super::error::ApiError;
+use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
+use super::Api;
+use crate::compute::ComputeError;
+use crate::model::compute::{Flavor, Inventory, Keypair};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// The microversions served: `(2, 1)` to `MAX`.
+const MAX: (u32, u32) = (2, 1);
+
+/// Per-project limits shown by `limits` and quota sets (servers are not counted yet).
+const QUOTA: [(&str, u64); 5] =
+    [("instances", 10), ("cores", 20), ("ram", 51200), ("key_pairs", 100), ("metadata_items", 128)];
+
+fn version_doc(base: &str) -> Value {
+    json!({"id": "v2.1", "status": "CURRENT", "version": format!("{}.{}", MAX.0, MAX.1), "min_version": "2.1",
+           "updated": "2013-07-23T11:33:21Z",
+           "links": [{"rel": "self", "href": format!("{base}/compute/v2.1/")}],
+           "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]})
+}
+
+/// The microversion a request asks for (`OpenStack-API-Version: compute X.Y` or the legacy
+/// header); 406 beyond what is served, as Nova answers.
+fn microversion(req: &Request<Incoming>) -> Result<(u32, u32), ApiError> {
+    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let asked = h("openstack-api-version")
+        .and_then(|v| v.split(',').find_map(|p| p.trim().strip_prefix("compute ").map(str::trim)))
+        .or_else(|| h("x-openstack-nova-api-version"));
+    let Some(v) = asked else { return Ok((2, 1)) };
+    if v == "latest" {
+        return Ok(MAX);
+    }
+    let parsed = v.split_once('.').and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    let Some(mv) = parsed else {
+        return Err(ApiError::BadRequest(format!("Version {v} is not a valid microversion (X.Y).")));
+    };
+    if mv < (2, 1) || mv > MAX {
+        return Err(ApiError::NotAcceptable(format!(
+            "Version {v} is not supported by the API. Minimum is 2.1 and maximum is {}.{}.",
+            MAX.0, MAX.1
+        )));
+    }
+    Ok(mv)
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
+    let base = api.base_url(&req);
+    let method = req.method().clone();
+    let mv = microversion(&req)?;
+    let mut resp = match segs {
+        [] if method == Method::GET => {
+            Ok(json(StatusCode::MULTIPLE_CHOICES, &json!({"versions": [version_doc(&base)]})))
+        }
+        ["v2.1"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"version": version_doc(&base)}))),
+        // Paths may carry the project as older endpoints did (`/v2.1/{project_id}/…`).
+        ["v2.1", project, rest @ ..] if project.len() == 32 && project.chars().all(|c| c.is_ascii_hexdigit()) => {
+            v21(api, req, rest, &base).await
+        }
+        ["v2.1", rest @ ..] => v21(api, req, rest, &base).await,
+        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+    }?;
+    let v = format!("{}.{}", mv.0, mv.1);
+    let hs = resp.headers_mut();
+    if let Ok(h) = HeaderValue::from_str(&format!("compute {v}")) {
+        hs.insert("openstack-api-version", h);
+    }
+    if let Ok(h) = HeaderValue::from_str(&v) {
+        hs.insert("x-openstack-nova-api-version", h);
+    }
+    hs.insert("vary", HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"));
+    Ok(resp)
+}
+
+fn flavor_json(f: &Flavor, base: &str, detail: bool) -> Value {
+    let href = format!("{base}/compute/v2.1/flavors/{}", f.id);
+    let links = json!([{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]);
+    if !detail {
+        return json!({"id": f.id, "name": f.name, "links": links});
+    }
+    json!({"id": f.id, "name": f.name, "vcpus": f.vcpus, "ram": f.ram_mb, "disk": f.disk_gb,
+           "OS-FLV-EXT-DATA:ephemeral": f.ephemeral_gb, "OS-FLV-DISABLED:disabled": false,
+           "swap": if f.swap_mb == 0 { json!("") } else { json!(f.swap_mb) },
+           "rxtx_factor": f64::from(f.rxtx_factor_tenths) / 10.0,
+           "os-flavor-access:is_public": f.is_public, "links": links})
+}
+
+fn keypair_json(k: &Keypair) -> Value {
+    json!({"name": k.name, "public_key": k.public_key, "fingerprint": k.fingerprint, "user_id": k.user_id,
+           "type": k.kind, "created_at": timestamp(k.created_at, true), "deleted": false, "deleted_at": null,
+           "updated_at": null, "id": 0})
+}
+
+fn hypervisor_json(id: usize, i: &Inventory, up: bool, detail: bool) -> Value {
+    let mut j = json!({"id": id, "hypervisor_hostname": i.node, "state": if up { "up" } else { "down" },
+                       "status": if i.enabled { "enabled" } else { "disabled" }});
+    if detail {
+        // Nothing runs yet: used amounts are zero until servers are placed.
+        let extra = json!({
+            "vcpus": i.vcpus, "memory_mb": i.memory_mb, "local_gb": i.disk_gb, "vcpus_used": 0,
+            "memory_mb_used": 0, "local_gb_used": 0, "free_ram_mb": i.memory_mb, "free_disk_gb": i.disk_gb,
+            "running_vms": 0, "current_workload": 0, "disk_available_least": i.disk_gb,
+            "hypervisor_type": "QEMU", "hypervisor_version": 1, "host_ip": i.host_ip,
+            "service": {"id": id, "host": i.node, "disabled_reason": null},
+            "cpu_info": json!({"arch": i.arch, "accel": i.accel,
+                               "emulated": i.accel != "kvm",
+                               "allocation_ratios": {"cpu": f64::from(i.ratios.cpu) / 100.0,
+                                                     "ram": f64::from(i.ratios.ram) / 100.0,
+                                                     "disk": f64::from(i.ratios.disk) / 100.0}}).to_string(),
+        });
+        if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extra) {
+            o.extend(e);
+        }
+    }
+    j
+}
+
+/// A flavor from a create body.
+fn new_flavor(f: &Map<String, Value>) -> Result<Flavor, ApiError> {
+    let int = |k: &str, required: bool| -> Result<u64, ApiError> {
+        match f.get(k) {
+            None | Some(Value::Null) if !required => Ok(0),
+            None | Some(Value::Null) => {
+                Err(bad(format!("Invalid input for field/attribute flavor. '{k}' is a required property")))
+            }
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| bad(format!("Invalid input for field/attribute {k}: not a non-negative integer"))),
+            Some(Value::String(s)) if s.is_empty() && !required => Ok(0),
+            Some(Value::String(s)) => {
+                s.trim().parse().map_err(|_| bad(format!("Invalid input for field/attribute {k}: not an integer")))
+            }
+            Some(v) => Err(bad(format!("Invalid input for field/attribute {k}: {v} is not an integer"))),
+        }
+    };
+    let name = match f.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(bad("Invalid input for field/attribute flavor. 'name' is a required property")),
+    };
+    let id = match f.get("id") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if s == "auto" => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(v) => return Err(bad(format!("Invalid input for field/attribute id: {v}"))),
+    };
+    let rxtx = match f.get("rxtx_factor") {
+        None | Some(Value::Null) => 10,
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(|x| (x * 10.0).round() as u32)
+            .filter(|x| *x > 0)
+            .ok_or_else(|| bad("rxtx_factor must be positive"))?,
+        Some(v) => return Err(bad(format!("Invalid input for field/attribute rxtx_factor: {v}"))),
+    };
+    let is_public = match f.get("os-flavor-access:is_public") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(bad(format!("Invalid input for field/attribute os-flavor-access:is_public: {v}"))),
+    };
+    let small = |k: &str, v: u64| u32::try_from(v).map_err(|_| bad(format!("{k} is too large")));
+    Ok(Flavor {
+        id,
+        name,
+        vcpus: small("vcpus", int("vcpus", true)?)?,
+        ram_mb: int("ram", true)?,
+        disk_gb: int("disk", true)?,
+        ephemeral_gb: int("OS-FLV-EXT-DATA:ephemeral", false)?,
+        swap_mb: int("swap", false)?,
+        rxtx_factor_tenths: rxtx,
+        is_public,
+        description: None,
+        extra_specs: BTreeMap::new(),
+        projects: vec![],
+    })
+}
+
+async fn body_object(req: Request<Incoming>, key: &str) -> Result<Map<String, Value>, ApiError> {
+    let mut body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+    match body.remove(key) {
+        Some(Value::Object(o)) => Ok(o),
+        _ => Err(bad(format!("Invalid input: a body with a \"{key}\" object is required"))),
+    }
+}
+
+async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let auth = super::authenticate(api, &req)?;
+    let c = &api.compute;
+    let query = query_pairs(req.uri().query());
+    let q = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    // `query_pairs` drops the SDK's unset `None` filters; for flavors `is_public=None` means all.
+    let all_flavors =
+        req.uri().query().is_some_and(|qs| qs.split('&').any(|p| p.eq_ignore_ascii_case("is_public=none")));
+    match (&method, segs) {
+        (&Method::GET, ["flavors"]) | (&Method::GET, ["flavors", "detail"]) => {
+            let detail = segs.len() == 2;
+            let is_public = match q("is_public").as_deref() {
+                _ if all_flavors => None,
+                None => Some(true),
+                Some(v) => Some(super::http::is_true(v)),
+            };
+            let mut items = c.flavors(&auth, is_public)?;
+            if let Some(min) = q("minRam").and_then(|v| v.parse::<u64>().ok()) {
+                items.retain(|f| f.ram_mb >= min);
+            }
+            if let Some(min) = q("minDisk").and_then(|v| v.parse::<u64>().ok()) {
+                items.retain(|f| f.disk_gb >= min);
+            }
+            let out: Vec<Value> = items.iter().map(|f| flavor_json(f, base, detail)).collect();
+            Ok(json(StatusCode::OK, &json!({"flavors": out})))
+        }
+        (&Method::POST, ["flavors"]) => {
+            let f = new_flavor(&body_object(req, "flavor").await?)?;
+            let made = c.create_flavor(&auth, f).await?;
+            Ok(json(StatusCode::OK, &json!({"flavor": flavor_json(&made, base, true)})))
+        }
+        (_, ["flavors", id]) => match method {
+            Method::GET => Ok(json(StatusCode::OK, &json!({"flavor": flavor_json(&c.flavor(&auth, id)?, base, true)}))),
+            Method::DELETE => {
+                c.delete_flavor(&auth, id).await?;
+                Ok(empty(StatusCode::ACCEPTED))
+            }
+            _ => Err(super::not_allowed(&method)),
+        },
+        (&Method::GET, ["flavors", id, "os-extra_specs"]) => {
+            Ok(json(StatusCode::OK, &json!({"extra_specs": c.flavor(&auth, id)?.extra_specs})))
+        }
+        (&Method::POST, ["flavors", id, "os-extra_specs"]) => {
+            let specs = body_object(req, "extra_specs").await?;
+            let mut set = BTreeMap::new();
+            for (k, v) in specs {
+                let v = match v {
+                    Value::String(s) => s,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => return Err(bad(format!("Invalid input for field/attribute extra_specs: {k}={other}"))),
+                };
+                set.insert(k, v);
+            }
+            let f = c.set_extra_specs(&auth, id, set, vec![]).await?;
+            Ok(json(StatusCode::OK, &json!({"extra_specs": f.extra_specs})))
+        }
+        (_, ["flavors", id, "os-extra_specs", key]) => match method {
+            Method::GET => {
+                let f = c.flavor(&auth, id)?;
+                let v = f
+                    .extra_specs
+                    .get(*key)
+                    .ok_or_else(|| ApiError::NotFound(format!("Flavor {id} has no extra specs with key {key}.")))?;
+                Ok(json(StatusCode::OK, &json!({*key: v})))
+            }
+            Method::PUT => {
+                let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+                let (k, v) = match body.iter().next() {
+                    Some((k, Value::String(v))) if body.len() == 1 && k == key => (k.clone(), v.clone()),
+                    _ => return Err(bad(format!("The body must be {{\"{key}\": \"value\"}}"))),
+                };
+                let f = c.set_extra_specs(&auth, id, [(k.clone(), v)].into_iter().collect(), vec![]).await?;
+                Ok(json(StatusCode::OK, &json!({k.clone(): f.extra_specs.get(&k)})))
+            }
+            Method::DELETE => {
+                c.set_extra_specs(&auth, id, BTreeMap::new(), vec![(*key).to_owned()]).await?;
+                Ok(empty(StatusCode::OK))
+            }
+            _ => Err(super::not_allowed(&method)),
+        },
+        (&Method::GET, ["flavors", id, "os-flavor-access"]) => {
+            let f = c.flavor(&auth, id)?;
+            if f.is_public {
+                return Err(ApiError::NotFound("Access list not available for public flavors.".into()));
+            }
+            let list: Vec<Value> = f.projects.iter().map(|p| json!({"flavor_id": f.id, "tenant_id": p})).collect();
+            Ok(json(StatusCode::OK, &json!({"flavor_access": list})))
+        }
+        (&Method::POST, ["flavors", id, "action"]) => {
+            let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+            let (action, arg) = body.iter().next().ok_or_else(|| bad("An action is required."))?;
+            let add = match action.as_str() {
+                "addTenantAccess" => true,
+                "removeTenantAccess" => false,
+                other => return Err(bad(format!("Action {other} is not supported on flavors."))),
+            };
+            let tenant = arg.get("tenant").and_then(Value::as_str).ok_or_else(|| bad("The action needs a tenant."))?;
+            let f = c.flavor_access(&auth, id, tenant, add).await?;
+            let list: Vec<Value> = f.projects.iter().map(|p| json!({"flavor_id": f.id, "tenant_id": p})).collect();
+            Ok(json(StatusCode::OK, &json!({"flavor_access": list})))
+        }
+        (&Method::GET, ["os-keypairs"]) => {
+            let list: Vec<Value> = c
+                .keypairs(&auth)?
+                .iter()
+                .map(|k| {
+                    json!({"keypair": {
+                "name": k.name, "public_key": k.public_key, "fingerprint": k.fingerprint}})
+                })
+                .collect();
+            Ok(json(StatusCode::OK, &json!({"keypairs": list})))
+        }
+        (&Method::POST, ["os-keypairs"]) => {
+            let k = body_object(req, "keypair").await?;
+            let name = k
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("Invalid input for field/attribute keypair. 'name' is a required property"))?;
+            let key = k.get("public_key").and_then(Value::as_str).ok_or_else(|| {
+                bad("Invalid input: public_key is required (this cloud does not generate key pairs; the openstack client makes one for you)")
+            })?;
+            let made = c.create_keypair(&auth, name, key).await?;
+            Ok(json(StatusCode::OK, &json!({"keypair": keypair_json(&made)})))
+        }
+        (_, ["os-keypairs", name]) => match method {
+            Method::GET => Ok(json(StatusCode::OK, &json!({"keypair": keypair_json(&c.keypair(&auth, name)?)}))),
+            Method::DELETE => {
+                c.delete_keypair(&auth, name).await?;
+                Ok(empty(StatusCode::ACCEPTED))
+            }
+            _ => Err(super::not_allowed(&method)),
+        },
+        (&Method::GET, ["os-hypervisors", rest @ ..]) => {
+            let nodes = c.nodes(&auth)?;
+            let numbered = nodes.iter().enumerate().map(|(i, (n, up))| (i + 1, n, *up));
+            match rest {
+                [] | ["detail"] => {
+                    let detail = !rest.is_empty();
+                    let list: Vec<Value> = numbered.map(|(i, n, up)| hypervisor_json(i, n, up, detail)).collect();
+                    Ok(json(StatusCode::OK, &json!({"hypervisors": list})))
+                }
+                [_, "uptime"] => Err(ApiError::NotImplemented(
+                    "A hypervisor's uptime needs a call to its node, which comes with clustering.".into(),
+                )),
+                [id] => {
+                    let found = numbered
+                        .into_iter()
+                        .find(|(i, n, _)| i.to_string() == *id || n.node == *id)
+                        .ok_or_else(|| ApiError::NotFound(format!("Hypervisor with ID {id} could not be found.")))?;
+                    Ok(json(StatusCode::OK, &json!({"hypervisor": hypervisor_json(found.0, found.1, found.2, true)})))
+                }
+                _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+            }
+        }
+        // Host aggregates are not kept (zones come from each node's config): none to list.
+        (&Method::GET, ["os-aggregates"]) => {
+            if !auth.is_admin() {
+                return Err(ApiError::Forbidden(
+                    "Policy doesn't allow os_compute_api:os-aggregates:index to be performed.".into(),
+                ));
+            }
+            Ok(json(StatusCode::OK, &json!({"aggregates": []})))
+        }
+        (&Method::GET, ["os-services"]) => {
+            let nodes = c.nodes(&auth)?;
+            let list: Vec<Value> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, (n, _))| q("host").is_none_or(|h| h == n.node))
+                .filter(|_| q("binary").is_none_or(|b| b == "nova-compute"))
+                .map(|(i, (n, up))| {
+                    json!({"id": i + 1, "binary": "nova-compute", "host": n.node,
+                    "zone": n.availability_zone, "status": if n.enabled { "enabled" } else { "disabled" },
+                    "state": if *up { "up" } else { "down" }, "updated_at": timestamp(n.heartbeat_at, true),
+                    "disabled_reason": null, "forced_down": false})
+                })
+                .collect();
+            Ok(json(StatusCode::OK, &json!({"services": list})))
+        }
+        (&Method::GET, ["os-availability-zone", rest @ ..]) => {
+            let detail = match rest {
+                [] => false,
+                ["detail"] if auth.is_admin() => true,
+                ["detail"] => {
+                    return Err(ApiError::Forbidden(
+                        "Policy doesn't allow os_compute_api:os-availability-zone:detail to be performed.".into(),
+                    ))
+                }
+                _ => return Err(ApiError::NotFound("The resource could not be found.".into())),
+            };
+            let zones: Vec<Value> = c
+                .zones()?
+                .into_iter()
+                .map(|(zone, nodes)| {
+                    let hosts = detail.then(|| {
+                        nodes.iter().map(|(n, up)| (n.node.clone(), json!({"nova-compute": {
+                            "available": up, "active": n.enabled, "updated_at": timestamp(n.heartbeat_at, true)}})))
+                            .collect::<Map<String, Value>>()
+                    });
+                    json!({"zoneName": zone, "zoneState": {"available": nodes.iter().any(|(_, up)| *up)}, "hosts": hosts})
+                })
+                .collect();
+            Ok(json(StatusCode::OK, &json!({"availabilityZoneInfo": zones})))
+        }
+        (&Method::GET, ["limits"]) => {
+            let keypairs = c.keypairs(&auth)?.len();
+            let limit = |k: &str| QUOTA.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+            Ok(json(
+                StatusCode::OK,
+                &json!({"limits": {"rate": [], "absolute": {
+                "maxTotalInstances": limit("instances"), "maxTotalCores": limit("cores"),
+                "maxTotalRAMSize": limit("ram"), "maxTotalKeypairs": limit("key_pairs"),
+                "maxServerMeta": limit("metadata_items"), "maxImageMeta": limit("metadata_items"),
+                "maxPersonality": 0, "maxPersonalitySize": 0, "maxSecurityGroups": 0,
+                "maxSecurityGroupRules": 0, "maxTotalFloatingIps": 0, "maxServerGroups": 0,
+                "maxServerGroupMembers": 0, "totalInstancesUsed": 0, "totalCoresUsed": 0, "totalRAMUsed": 0,
+                "totalFloatingIpsUsed": 0, "totalSecurityGroupsUsed": 0, "totalServerGroupsUsed": 0,
+                "totalKeyPairsUsed": keypairs}}}),
+            ))
+        }
+        (&Method::GET, ["os-quota-sets", project, rest @ ..]) if rest.is_empty() || rest == ["detail"] => {
+            if !auth.is_admin() && auth.project.as_ref().map(|p| p.id.as_str()) != Some(*project) {
+                return Err(ApiError::Forbidden(
+                    "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed.".into(),
+                ));
+            }
+            let mut set: Map<String, Value> = QUOTA
+                .iter()
+                .map(|(k, v)| {
+                    let v = if rest.is_empty() { json!(v) } else { json!({"limit": v, "in_use": 0, "reserved": 0}) };
+                    ((*k).to_owned(), v)
+                })
+                .collect();
+            set.insert("id".into(), json!(project));
+            Ok(json(StatusCode::OK, &json!({"quota_set": set})))
+        }
+        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+    }
+}
+
+impl From<ComputeError> for ApiError {
+    fn from(e: ComputeError) -> Self {
+        match e {
+            ComputeError::Forbidden(m) => ApiError::Forbidden(m),
+            ComputeError::NotFound(m) => ApiError::NotFound(m),
+            ComputeError::BadRequest(m) => ApiError::BadRequest(m),
+            ComputeError::Conflict(m) => ApiError::Conflict(m),
+            ComputeError::Internal(source) => ApiError::Internal(source),
+        }
+    }
+}

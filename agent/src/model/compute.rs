@@ -1,0 +1,208 @@
+//! Plain data of Nova: flavors (with extra specs), keypairs, and each compute node's inventory as
+//! its agent reports it. No I/O.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ComputeModelError {
+    #[error("Invalid input for field/attribute {field}. Value: {value}. {why}")]
+    Field { field: &'static str, value: String, why: String },
+    #[error("Invalid extra spec {key}={value}: {why}")]
+    ExtraSpec { key: String, value: String, why: String },
+}
+
+fn field(field: &'static str, value: impl ToString, why: &str) -> ComputeModelError {
+    ComputeModelError::Field { field, value: value.to_string(), why: why.into() }
+}
+
+/// A flavor: the size of a server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flavor {
+    pub id: String,
+    pub name: String,
+    pub vcpus: u32,
+    pub ram_mb: u64,
+    /// Root disk, GiB (0: the image's size).
+    pub disk_gb: u64,
+    pub ephemeral_gb: u64,
+    pub swap_mb: u64,
+    /// Tenths: 10 is 1.0.
+    pub rxtx_factor_tenths: u32,
+    pub is_public: bool,
+    pub description: Option<String>,
+    pub extra_specs: BTreeMap<String, String>,
+    /// Projects that may use a private flavor.
+    pub projects: Vec<String>,
+}
+
+impl Flavor {
+    /// A public flavor without extra specs, checked.
+    pub fn new(id: &str, name: &str, vcpus: u32, ram_mb: u64, disk_gb: u64) -> Result<Self, ComputeModelError> {
+        let f = Flavor {
+            id: id.into(),
+            name: name.into(),
+            vcpus,
+            ram_mb,
+            disk_gb,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            rxtx_factor_tenths: 10,
+            is_public: true,
+            description: None,
+            extra_specs: BTreeMap::new(),
+            projects: vec![],
+        };
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// Nova's limits on a flavor's fields.
+    pub fn validate(&self) -> Result<(), ComputeModelError> {
+        let name_ok = |s: &str| !s.trim().is_empty() && s.chars().count() <= 255 && s.trim() == s;
+        if !name_ok(&self.name) {
+            return Err(field("name", &self.name, "A name of 1 to 255 characters without surrounding spaces."));
+        }
+        if !name_ok(&self.id) || self.id.chars().any(|c| !(c.is_ascii_alphanumeric() || "-_. ".contains(c))) {
+            return Err(field("id", &self.id, "An id of letters, digits, '-', '_', '.' and spaces."));
+        }
+        if self.vcpus == 0 || self.vcpus > 4096 {
+            return Err(field("vcpus", self.vcpus, "Must be 1 to 4096."));
+        }
+        if self.ram_mb == 0 || self.ram_mb > 16 << 20 {
+            return Err(field("ram", self.ram_mb, "Must be 1 to 16777216 MiB."));
+        }
+        if self.disk_gb > 1 << 20 || self.ephemeral_gb > 1 << 20 || self.swap_mb > 1 << 30 {
+            return Err(field("disk", self.disk_gb, "Disk, ephemeral and swap sizes are out of range."));
+        }
+        for (k, v) in &self.extra_specs {
+            check_extra_spec(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a project may use (see) the flavor.
+    pub fn usable_by(&self, project: &str) -> bool {
+        self.is_public || self.projects.iter().any(|p| p == project)
+    }
+}
+
+/// The flavors a new cloud starts with (Nova's classic defaults).
+pub fn default_flavors() -> Vec<Flavor> {
+    [("1", "m1.tiny", 1, 512, 1), ("2", "m1.small", 1, 2048, 20), ("3", "m1.medium", 2, 4096, 40)]
+        .into_iter()
+        .chain([("4", "m1.large", 4, 8192, 80), ("5", "m1.xlarge", 8, 16384, 160)])
+        .filter_map(|(id, name, vcpus, ram, disk)| Flavor::new(id, name, vcpus, ram, disk).ok())
+        .collect()
+}
+
+/// Checks the extra specs this cloud acts on; others are kept as given (Nova does the same for
+/// namespaces it does not know).
+pub fn check_extra_spec(key: &str, value: &str) -> Result<(), ComputeModelError> {
+    let bad = |why: &str| ComputeModelError::ExtraSpec { key: key.into(), value: value.into(), why: why.into() };
+    if key.is_empty() || key.len() > 255 || value.len() > 255 {
+        return Err(bad("keys and values are 1 to 255 characters"));
+    }
+    match key {
+        "hw:mem_page_size" => match value {
+            "small" | "large" | "any" => Ok(()),
+            v if page_size_kib(v).is_some() => Ok(()),
+            _ => Err(bad("one of small, large, any, or a size such as 2MB or 1GB")),
+        },
+        "hw:cpu_policy" => match value {
+            "shared" | "dedicated" | "mixed" => Ok(()),
+            _ => Err(bad("one of shared, dedicated, mixed")),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// A page size as Nova takes it (`2048` KiB, `2MB`, `1GB`, `4KB`), in KiB.
+pub fn page_size_kib(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let n: u64 = digits.parse().ok()?;
+    let unit = v[digits.len()..].to_ascii_uppercase();
+    let kib = match unit.as_str() {
+        "" | "K" | "KB" | "KIB" => n,
+        "M" | "MB" | "MIB" => n.checked_mul(1024)?,
+        "G" | "GB" | "GIB" => n.checked_mul(1 << 20)?,
+        _ => return None,
+    };
+    (kib >= 4 && kib.is_power_of_two()).then_some(kib)
+}
+
+/// An SSH public key of a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keypair {
+    pub name: String,
+    pub user_id: String,
+    pub public_key: String,
+    /// `MD5` fingerprint as Nova shows it (`aa:bb:…`).
+    pub fingerprint: String,
+    pub kind: String,
+    pub created_at: u64,
+}
+
+/// Allocation ratios in hundredths (400 is 4.0): how far a node's CPUs, RAM and disk may be
+/// overcommitted. Integers, so that records compare exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ratios {
+    pub cpu: u32,
+    pub ram: u32,
+    pub disk: u32,
+}
+
+impl Default for Ratios {
+    /// Nova's defaults: cpu 4.0, ram 1.0, disk 1.0.
+    fn default() -> Self {
+        Ratios { cpu: 400, ram: 100, disk: 100 }
+    }
+}
+
+/// What a compute node offers, as its agent last reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub node: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub disk_gb: u64,
+    pub ratios: Ratios,
+    pub availability_zone: String,
+    /// `x86_64`, …
+    pub arch: String,
+    /// `kvm` or `qemu` (emulation): what guests run under.
+    pub accel: String,
+    pub enabled: bool,
+    /// Unix seconds of the agent's last report; the node is down when it is old.
+    pub heartbeat_at: u64,
+    /// The node's management address.
+    pub host_ip: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavors_and_extra_specs() {
+        let d = default_flavors();
+        assert_eq!(
+            d.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["m1.tiny", "m1.small", "m1.medium", "m1.large", "m1.xlarge"]
+        );
+        assert!(Flavor::new("x", "", 1, 1, 0).is_err());
+        assert!(Flavor::new("x", "n", 0, 1, 0).is_err());
+        assert!(Flavor::new("a/b", "n", 1, 1, 0).is_err());
+        for ok in ["small", "large", "any", "2MB", "1GB", "2048"] {
+            assert_eq!(check_extra_spec("hw:mem_page_size", ok), Ok(()), "{ok}");
+        }
+        for bad in ["huge", "3MB", "0", "2XB"] {
+            assert!(check_extra_spec("hw:mem_page_size", bad).is_err(), "{bad}");
+        }
+        assert!(check_extra_spec("hw:cpu_policy", "dedicated").is_ok());
+        assert!(check_extra_spec("hw:cpu_policy", "exclusive").is_err());
+        assert!(check_extra_spec("quota:disk_read_bytes_sec", "10240000").is_ok(), "unknown keys are kept");
+        assert_eq!(page_size_kib("1GB"), Some(1 << 20));
+    }
+}
