@@ -6,7 +6,7 @@ CARGO     ?= cargo
 OSC_VENV  ?= $(HOME)/.cache/cairn/osc-venv
 RUN_DIR   ?= $(CURDIR)/out/run
 RUN_ADDR  ?= 127.0.0.1:8443
-APT_PKGS  := python3-venv python3-pip ca-certificates curl busybox dnsmasq-base binutils cpio gzip pkg-config lvm2 tgt open-iscsi
+APT_PKGS  := python3-venv python3-pip ca-certificates curl busybox dnsmasq-base binutils cpio gzip pkg-config lvm2 tgt open-iscsi syslinux syslinux-common xorriso mtools dosfstools
 # libvirt 11 from backports: the agent links libvirt (virt crate), and the tests drive a real libvirtd.
 VIRT_PKGS := libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-storage \
              libvirt-daemon-driver-storage-logical libvirt-daemon-driver-storage-iscsi \

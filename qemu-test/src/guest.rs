@@ -265,3 +265,167 @@ pub fn cargo_test_binary(package: &str, test: &str) -> Result<PathBuf> {
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| failed(format!("cargo reported no executable for test {test}"), out.clone()))
 }
+
+/// What the test guest prints on its serial console, one `CAIRN-TEST-GUEST <what>` line each.
+pub const TEST_GUEST_MARK: &str = "CAIRN-TEST-GUEST";
+
+/// Modules the test guest loads (with their dependencies, found by `modinfo`).
+const TEST_GUEST_MODULES: [&str; 5] = ["virtio_pci", "virtio_net", "virtio_blk", "isofs", "af_packet"];
+
+/// The test guest's `/init`: says it booted and which virtualization flags its CPU shows, asks
+/// for an address by DHCP on every NIC, reads a config drive (ISO 9660 labelled `config-2`) if
+/// one is attached, prints what it found, and stays up.
+const TEST_GUEST_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp
+for m in $(cat /mods/order); do insmod /mods/$m.ko 2>/dev/null; done
+M=CAIRN-TEST-GUEST
+echo "$M booted"
+echo "$M cpu-flags: $(grep -o -w -E 'vmx|svm|hypervisor' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+sleep 1
+mkdir -p /cfg
+for d in /dev/vd? /dev/sr?; do
+  [ -b "$d" ] || continue
+  if mount -t iso9660 -o ro "$d" /cfg 2>/dev/null; then
+    if [ -f /cfg/openstack/latest/meta_data.json ]; then break; fi
+    umount /cfg
+  fi
+done
+if [ -f /cfg/openstack/latest/meta_data.json ]; then
+  META=/cfg/openstack/latest/meta_data.json
+  H=$(sed -n 's/.*"hostname": *"\([^"]*\)".*/\1/p' $META)
+  [ -n "$H" ] && hostname "$H"
+  echo "$M config-drive hostname: $H"
+  K=$(grep -o 'ssh-[a-z0-9-]* [A-Za-z0-9+/=]*' $META | head -1 | cut -c1-40)
+  echo "$M config-drive key: $K"
+  [ -f /cfg/openstack/latest/user_data ] && echo "$M config-drive user-data: $(head -c 200 /cfg/openstack/latest/user_data | tr '\n' ' ')"
+else
+  echo "$M config-drive: none"
+fi
+ip link set lo up
+for n in /sys/class/net/eth*; do
+  i=$(basename $n)
+  ip link set $i up
+  udhcpc -i $i -n -q -t 15 -T 2 -s /etc/udhcpc.script 2>/dev/null || echo "$M dhcp $i: none"
+done
+echo "$M ready"
+while true; do sleep 3600; done
+"#;
+
+/// udhcpc's script: configures the lease and says which address it got.
+const TEST_GUEST_DHCP: &str = r#"#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
+    echo "CAIRN-TEST-GUEST dhcp $interface: $ip"
+    ;;
+esac
+exit 0
+"#;
+
+/// A module and the modules it needs, dependencies first (`modinfo -F depends`).
+fn with_deps(k: &GuestKernel, name: &str, out: &mut Vec<String>) -> Result<()> {
+    if out.iter().any(|m| m == name) {
+        return Ok(());
+    }
+    let Ok(file) = k.module(name) else {
+        // Built into the kernel: nothing to load.
+        return Ok(());
+    };
+    let deps = run(Command::new("modinfo").args(["-F", "depends"]).arg(&file), "modinfo")?;
+    for d in deps.trim().split(',').filter(|d| !d.is_empty()) {
+        with_deps(k, d, out)?;
+    }
+    out.push(name.to_owned());
+    Ok(())
+}
+
+/// The test guest for compute tests: a small bootable disk (syslinux on a FAT disk, Debian's
+/// kernel, a busybox initramfs running [`TEST_GUEST_INIT`]) as compressed qcow2, built from
+/// Debian packages (the kernel, busybox, syslinux) and cached in
+/// `~/.cache/cairn/test-guest/` until the kernel changes. No image comes from the internet.
+pub fn test_guest_image() -> Result<PathBuf> {
+    let kernel = GuestKernel::debian()?;
+    let version = kernel.modules.file_name().map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    let dir = home.join(".cache/cairn/test-guest");
+    // The recipe's version: bump when the guest changes.
+    let out = dir.join(format!("guest-{version}-v2.qcow2"));
+    if out.exists() {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let work = tempfile::tempdir().map_err(io("temp dir"))?;
+    let root = work.path().join("root");
+    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp", "etc", "mods", "cfg"] {
+        std::fs::create_dir_all(root.join(d)).map_err(io(format!("creating {d}")))?;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| failed("busybox is missing on the host (apt-get install busybox)", ""))?;
+    if !run(Command::new("ldd").arg(&busybox), "ldd busybox").unwrap_or_default().contains("not a dynamic") {
+        // Debian's busybox is static; a dynamic one would need its libraries.
+        let mut copied = BTreeSet::new();
+        copy_libs_of(&busybox, &root, &mut copied)?;
+    }
+    std::fs::copy(&busybox, root.join("bin/busybox")).map_err(io("copying busybox"))?;
+    let mut order = vec![];
+    for m in TEST_GUEST_MODULES {
+        with_deps(&kernel, m, &mut order)?;
+    }
+    for m in &order {
+        std::fs::copy(kernel.module(m)?, root.join("mods").join(format!("{m}.ko")))
+            .map_err(io(format!("copying {m}")))?;
+    }
+    let write = |path: &str, text: &str, mode: u32| -> Result<()> {
+        let p = root.join(path);
+        std::fs::write(&p, text).map_err(io(format!("writing {path}")))?;
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(io("chmod"))
+    };
+    write("mods/order", &order.join("\n"), 0o644)?;
+    write("init", TEST_GUEST_INIT, 0o755)?;
+    write("etc/udhcpc.script", TEST_GUEST_DHCP, 0o755)?;
+    write("etc/passwd", "root:x:0:0:root:/:/bin/sh\n", 0o644)?;
+    let initrd = work.path().join("initrd.gz");
+    let pack =
+        format!("cd {} && find . | cpio -o -H newc 2>/dev/null | gzip -9 > {}", root.display(), initrd.display());
+    run(Command::new("sh").args(["-c", &pack]), "packing the initramfs")?;
+
+    // A FAT file system over the whole disk with syslinux in its boot sector: SeaBIOS boots it
+    // as it would a USB stick.
+    let fat = work.path().join("disk.raw");
+    let kib = (std::fs::metadata(&kernel.vmlinuz).map_err(io("kernel size"))?.len()
+        + std::fs::metadata(&initrd).map_err(io("initrd size"))?.len())
+        / 1024
+        + 4096;
+    run(
+        Command::new("mkfs.vfat").args(["-n", "CAIRNGUEST", "-C"]).arg(&fat).arg(kib.to_string()),
+        "mkfs.vfat (package dosfstools)",
+    )?;
+    run(Command::new("syslinux").arg("--install").arg(&fat), "syslinux --install (package syslinux)")?;
+    let cfg = work.path().join("syslinux.cfg");
+    std::fs::write(
+        &cfg,
+        "SERIAL 0 115200\nDEFAULT guest\nTIMEOUT 0\nPROMPT 0\nLABEL guest\n  KERNEL vmlinuz\n  INITRD initrd.gz\n  APPEND console=tty0 console=ttyS0,115200 panic=-1 quiet\n",
+    )
+    .map_err(io("writing syslinux.cfg"))?;
+    let img = format!("{}", fat.display());
+    for (src, name) in [(&kernel.vmlinuz, "vmlinuz"), (&initrd, "initrd.gz"), (&cfg, "syslinux.cfg")] {
+        run(
+            Command::new("mcopy").args(["-o", "-i", &img]).arg(src).arg(format!("::{name}")),
+            "mcopy (package mtools)",
+        )?;
+    }
+    let tmp = dir.join(format!(".guest-{}.qcow2", std::process::id()));
+    run(
+        Command::new("qemu-img").args(["convert", "-c", "-f", "raw", "-O", "qcow2"]).arg(&fat).arg(&tmp),
+        "qemu-img convert",
+    )?;
+    std::fs::rename(&tmp, &out).map_err(io("placing the test guest image"))?;
+    Ok(out)
+}
