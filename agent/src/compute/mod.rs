@@ -8,6 +8,8 @@
 //! keypairs must come with a public key (the client generates the pair, as the openstack client
 //! does).
 
+pub mod scheduler;
+
 use crate::identity::{now, Auth};
 use crate::model::compute::{default_flavors, Flavor, Inventory, Keypair};
 use crate::state::raft::Replicated;

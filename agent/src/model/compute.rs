@@ -1,5 +1,6 @@
-//! Plain data of Nova: flavors (with extra specs), keypairs, and each compute node's inventory as
-//! its agent reports it. No I/O.
+//! Plain data of Nova: flavors (with extra specs), keypairs, each compute node's inventory as
+//! its agent reports it, the resources a server claims on a node, and servers with Nova's three
+//! states (vm, task, power) and the status clients see. No I/O.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -180,6 +181,194 @@ pub struct Inventory {
     pub host_ip: String,
 }
 
+/// What a server takes of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub vcpus: u64,
+    pub memory_mb: u64,
+    pub disk_gb: u64,
+}
+
+impl Resources {
+    pub fn of(f: &Flavor) -> Self {
+        Resources { vcpus: f.vcpus.into(), memory_mb: f.ram_mb, disk_gb: f.disk_gb + f.ephemeral_gb }
+    }
+
+    pub fn plus(self, o: Resources) -> Self {
+        Resources {
+            vcpus: self.vcpus + o.vcpus,
+            memory_mb: self.memory_mb + o.memory_mb,
+            disk_gb: self.disk_gb + o.disk_gb,
+        }
+    }
+}
+
+impl Inventory {
+    /// The most that may be allocated on the node, ratios applied.
+    pub fn capacity(&self) -> Resources {
+        let scale = |n: u64, r: u32| n * u64::from(r) / 100;
+        Resources {
+            vcpus: scale(self.vcpus.into(), self.ratios.cpu),
+            memory_mb: scale(self.memory_mb, self.ratios.ram),
+            disk_gb: scale(self.disk_gb, self.ratios.disk),
+        }
+    }
+
+    /// Why `want` does not fit next to `used`, if it does not.
+    pub fn misfit(&self, used: Resources, want: Resources) -> Option<String> {
+        let cap = self.capacity();
+        let after = used.plus(want);
+        let check = |what: &str, after: u64, cap: u64| {
+            (after > cap).then(|| format!("{what}: {after} wanted of {cap} (ratio applied) on {}", self.node))
+        };
+        check("vcpus", after.vcpus, cap.vcpus)
+            .or_else(|| check("memory_mb", after.memory_mb, cap.memory_mb))
+            .or_else(|| check("disk_gb", after.disk_gb, cap.disk_gb))
+    }
+}
+
+/// Resources claimed per node by the servers recorded there.
+pub fn usage<'a>(servers: impl IntoIterator<Item = &'a Server>) -> BTreeMap<String, Resources> {
+    let mut used: BTreeMap<String, Resources> = BTreeMap::new();
+    for s in servers.into_iter().filter(|s| !s.node.is_empty()) {
+        let u = used.entry(s.node.clone()).or_default();
+        *u = u.plus(s.resources);
+    }
+    used
+}
+
+/// Per-project limits on servers (Nova's defaults: 10 instances, 20 cores, 50 GiB of RAM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputeQuota {
+    pub instances: u64,
+    pub cores: u64,
+    pub ram_mb: u64,
+}
+
+impl Default for ComputeQuota {
+    fn default() -> Self {
+        ComputeQuota { instances: 10, cores: 20, ram_mb: 51200 }
+    }
+}
+
+impl ComputeQuota {
+    /// Why one more server of `want` would exceed the quota, given what the project uses.
+    pub fn exceeded(&self, used_instances: u64, used: Resources, want: Resources) -> Option<String> {
+        let check = |what: &str, asked: u64, used: u64, limit: u64| {
+            (used + asked > limit).then(|| {
+                format!("Quota exceeded for {what}: Requested {asked}, but already used {used} of {limit} {what}")
+            })
+        };
+        check("instances", 1, used_instances, self.instances)
+            .or_else(|| check("cores", want.vcpus, used.vcpus, self.cores))
+            .or_else(|| check("ram", want.memory_mb, used.memory_mb, self.ram_mb))
+    }
+}
+
+/// Nova's `vm_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmState {
+    Building,
+    Active,
+    Stopped,
+    Error,
+}
+
+/// Nova's `task_state`: what is being done to the server right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Spawning,
+    PoweringOff,
+    PoweringOn,
+    Rebooting,
+    RebootingHard,
+    Deleting,
+}
+
+/// Nova's `power_state` numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowerState {
+    NoState = 0,
+    Running = 1,
+    Paused = 3,
+    Shutdown = 4,
+    Crashed = 6,
+}
+
+impl VmState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            VmState::Building => "building",
+            VmState::Active => "active",
+            VmState::Stopped => "stopped",
+            VmState::Error => "error",
+        }
+    }
+}
+
+impl TaskState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskState::Spawning => "spawning",
+            TaskState::PoweringOff => "powering-off",
+            TaskState::PoweringOn => "powering-on",
+            TaskState::Rebooting => "rebooting",
+            TaskState::RebootingHard => "rebooting_hard",
+            TaskState::Deleting => "deleting",
+        }
+    }
+}
+
+/// Why a server is in ERROR, as Nova shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub code: u16,
+    pub message: String,
+    pub created: u64,
+}
+
+/// A server (instance).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub user_id: String,
+    /// The flavor as it was at create time.
+    pub flavor: Flavor,
+    pub image_id: String,
+    /// The node it runs on (empty when none could be found).
+    pub node: String,
+    pub resources: Resources,
+    pub vm_state: VmState,
+    pub task_state: Option<TaskState>,
+    pub power_state: PowerState,
+    pub fault: Option<Fault>,
+    pub key_name: Option<String>,
+    pub availability_zone: String,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub launched_at: Option<u64>,
+}
+
+impl Server {
+    /// The status clients see, from the three states (Nova's mapping).
+    pub fn status(&self) -> &'static str {
+        match (self.vm_state, self.task_state) {
+            (_, Some(TaskState::Deleting)) => "DELETED",
+            (VmState::Building, _) => "BUILD",
+            (VmState::Error, _) => "ERROR",
+            (VmState::Active, Some(TaskState::Rebooting)) => "REBOOT",
+            (VmState::Active, Some(TaskState::RebootingHard)) => "HARD_REBOOT",
+            (VmState::Active, _) => "ACTIVE",
+            (VmState::Stopped, _) => "SHUTOFF",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +393,32 @@ mod tests {
         assert!(check_extra_spec("hw:cpu_policy", "exclusive").is_err());
         assert!(check_extra_spec("quota:disk_read_bytes_sec", "10240000").is_ok(), "unknown keys are kept");
         assert_eq!(page_size_kib("1GB"), Some(1 << 20));
+    }
+
+    #[test]
+    fn overcommit_arithmetic() {
+        let node = Inventory {
+            node: "n1".into(),
+            vcpus: 2,
+            memory_mb: 4096,
+            disk_gb: 100,
+            ratios: Ratios::default(),
+            availability_zone: "nova".into(),
+            arch: "x86_64".into(),
+            accel: "qemu".into(),
+            enabled: true,
+            heartbeat_at: 0,
+            host_ip: "10.0.0.1".into(),
+        };
+        // cpu 4.0: 2 cores hold 8 vCPUs; ram 1.0: no more than 4096 MiB.
+        assert_eq!(node.capacity(), Resources { vcpus: 8, memory_mb: 4096, disk_gb: 100 });
+        let tiny = Resources { vcpus: 1, memory_mb: 512, disk_gb: 1 };
+        let seven = Resources { vcpus: 7, memory_mb: 3584, disk_gb: 7 };
+        assert_eq!(node.misfit(seven, tiny), None, "8 vCPUs and 4096 MiB exactly");
+        let e = node.misfit(seven.plus(tiny), tiny).unwrap();
+        assert!(e.starts_with("vcpus: 9 wanted of 8"), "{e}");
+        let ram = Inventory { ratios: Ratios { cpu: 1600, ram: 150, disk: 100 }, ..node };
+        assert_eq!(ram.capacity().memory_mb, 6144);
+        assert!(ram.misfit(Resources::default(), Resources { vcpus: 1, memory_mb: 6145, disk_gb: 0 }).is_some());
     }
 }

@@ -127,7 +127,10 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::DeleteFlavor { .. }
         | Command::CreateKeypair(_)
         | Command::DeleteKeypair { .. }
-        | Command::ReportNode(_) => super::compute::apply(tx, cmd),
+        | Command::ReportNode(_)
+        | Command::CreateServer { .. }
+        | Command::SetServerState { .. }
+        | Command::DeleteServer { .. } => super::compute::apply(tx, cmd),
     }
 }
 

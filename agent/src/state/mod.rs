@@ -12,7 +12,7 @@ mod network;
 pub mod raft;
 mod volume;
 
-use crate::model::compute::{Flavor, Inventory, Keypair};
+use crate::model::compute::{ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, TaskState, VmState};
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
 use crate::model::storage::PoolRecord;
@@ -53,6 +53,7 @@ pub(crate) const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("f
 pub(crate) const FLAVOR_NAMES: TableDefinition<&str, &str> = TableDefinition::new("flavor_names");
 /// `user \0 name` → the keypair.
 pub(crate) const KEYPAIRS: TableDefinition<&str, &[u8]> = TableDefinition::new("keypairs");
+pub(crate) const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("servers");
 /// Node name → its compute inventory.
 pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 /// `node \0 pool` → the pool as the node last reported it.
@@ -65,8 +66,10 @@ pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 8] =
     [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 13] =
-    [PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES, SNAPSHOTS, POOLS, FLAVORS, KEYPAIRS, NODES];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 14] = [
+    PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES, SNAPSHOTS, POOLS, FLAVORS, KEYPAIRS, NODES,
+    SERVERS,
+];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
 /// A change to the cloud. Applied in log order on every node; apply must not read clocks or
@@ -246,6 +249,26 @@ pub enum Command {
     },
     /// A compute node's inventory and heartbeat.
     ReportNode(Inventory),
+    /// A new server, claiming its resources on `server.node` (refused with "No valid host" when
+    /// they no longer fit) and checked against the project's quota. A server without a node is
+    /// recorded as it is (in ERROR).
+    CreateServer {
+        server: Server,
+        quota: ComputeQuota,
+    },
+    /// Sets a server's states if its task is `if_task` (the expected one; None: no task).
+    SetServerState {
+        id: String,
+        if_task: Option<Option<TaskState>>,
+        vm_state: VmState,
+        task_state: Option<TaskState>,
+        power_state: PowerState,
+        fault: Option<Fault>,
+        updated_at: u64,
+    },
+    DeleteServer {
+        id: String,
+    },
     /// A node's pools as its agent sees them now (replacing what it reported before).
     ReportPools {
         node: String,
@@ -269,6 +292,7 @@ pub enum Kind {
     Snapshot,
     Flavor,
     Keypair,
+    Server,
 }
 
 impl std::fmt::Display for Kind {
@@ -287,6 +311,7 @@ impl std::fmt::Display for Kind {
             Kind::Snapshot => "snapshot",
             Kind::Flavor => "flavor",
             Kind::Keypair => "keypair",
+            Kind::Server => "server",
         })
     }
 }
@@ -584,6 +609,12 @@ impl View {
     }
     pub fn nodes(&self) -> Result<Vec<Inventory>, StateError> {
         self.list(NODES)
+    }
+    pub fn server(&self, id: &str) -> Result<Option<Server>, StateError> {
+        self.get(SERVERS, id)
+    }
+    pub fn servers(&self) -> Result<Vec<Server>, StateError> {
+        self.list(SERVERS)
     }
     /// Every node's pools, by node.
     pub fn pools(&self) -> Result<Vec<(String, PoolRecord)>, StateError> {
