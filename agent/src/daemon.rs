@@ -159,7 +159,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     });
 
     std::fs::create_dir_all(&cfg.data_dir).map_err(io_err("creating", &cfg.data_dir))?;
-    std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+    // Others may pass through (QEMU, running as libvirt's user, opens instance disks and
+    // images below) but not list; every secret inside is 0600.
+    std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o711))
         .map_err(io_err("chmod", &cfg.data_dir))?;
     let data = host::data_dir(&cfg.data_dir);
     log::info!("state in {} ({} MiB free of {} MiB)", data.path, data.available_bytes >> 20, data.size_bytes >> 20);
@@ -206,8 +208,27 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let images_dir = cfg.data_dir.join("images");
     let images = crate::image::Images::new(state.clone(), images_dir.clone(), cfg.image.max_upload_bytes, host.clone())
         .map_err(io_err("creating", &images_dir))?;
-    let storage = storage(&cfg, state.clone(), images_dir.clone(), &host).await;
-    let compute = Arc::new(crate::compute::Compute::new(state.clone(), inventory(&cfg, &facts, &data, &host, &addrs)));
+    let lv = libvirt().await;
+    let storage = storage(&cfg, state.clone(), images_dir.clone(), &host, &lv).await;
+    let inventory = inventory(&cfg, &facts, &data, &host, &addrs);
+    let driver = match (&inventory, &lv) {
+        (Some(_), Ok(lv)) => {
+            Some(Arc::new(crate::compute::driver::Driver::new(lv.clone(), cfg.data_dir.join("instances"), accel)))
+        }
+        (Some(_), Err(why)) => {
+            log::warn!("compute off (servers cannot be built here): {why}");
+            None
+        }
+        (None, _) => None,
+    };
+    let compute = Arc::new(crate::compute::Compute::new(
+        state.clone(),
+        inventory,
+        driver,
+        images_dir.clone(),
+        crate::model::compute::ComputeQuota::default(),
+    ));
+    tokio::spawn(compute.clone().reconcile_loop());
     compute.seed().await.map_err(|e| DaemonError::Io {
         op: "seeding flavors",
         path: db_path.clone(),
@@ -257,7 +278,25 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 
 /// The volume service: libvirt on `qemu:///system` (root only) and this node's pools, defined,
 /// built and started when missing. Without libvirt the API answers 503 for volume work.
-async fn storage(cfg: &Config, state: Replicated, images_dir: PathBuf, host: &str) -> Arc<crate::storage::Storage> {
+/// One connection to libvirt (`qemu:///system`, root only), shared by storage and compute.
+async fn libvirt() -> Result<Arc<dyn crate::sys::libvirt::Libvirt>, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root (qemu:///system)".into());
+    }
+    match tokio::task::spawn_blocking(|| crate::sys::libvirt::Virt::connect("qemu:///system")).await {
+        Ok(Ok(v)) => Ok(Arc::new(v)),
+        Ok(Err(e)) => Err(crate::error_chain(&e)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn storage(
+    cfg: &Config,
+    state: Replicated,
+    images_dir: PathBuf,
+    host: &str,
+    libvirt: &Result<Arc<dyn crate::sys::libvirt::Libvirt>, String>,
+) -> Arc<crate::storage::Storage> {
     use crate::model::storage::PoolSpec;
     use crate::storage::PoolConfig;
     let sc = &cfg.storage;
@@ -270,17 +309,7 @@ async fn storage(cfg: &Config, state: Replicated, images_dir: PathBuf, host: &st
     if let Some(d) = &sc.default_pool {
         pools.sort_by_key(|p| p.name != *d);
     }
-    let libvirt: Result<Arc<dyn crate::sys::libvirt::Libvirt>, String> = if !sc.enabled {
-        Err("storage.enabled is false".into())
-    } else if !nix::unistd::geteuid().is_root() {
-        Err("not running as root (qemu:///system)".into())
-    } else {
-        match tokio::task::spawn_blocking(|| crate::sys::libvirt::Virt::connect("qemu:///system")).await {
-            Ok(Ok(v)) => Ok(Arc::new(v)),
-            Ok(Err(e)) => Err(crate::error_chain(&e)),
-            Err(e) => Err(e.to_string()),
-        }
-    };
+    let libvirt = if sc.enabled { libvirt.clone() } else { Err("storage.enabled is false".into()) };
     if let Err(why) = &libvirt {
         log::warn!("volume storage off: {why}");
     }

@@ -1,16 +1,16 @@
 //! Nova v2.1 over HTTP (under `/compute`): version discovery and microversion negotiation,
-//! flavors (list/detail with `is_public`, show, admin create and delete, extra specs, access for
-//! private flavors), keypairs, os-hypervisors and os-services (from the nodes' reports),
-//! os-availability-zone, limits and quota sets.
+//! servers (create, list/detail with filters, show, rename, delete; actions os-start, os-stop,
+//! reboot, os-getConsoleOutput), flavors (list/detail with `is_public`, show, admin create and
+//! delete, extra specs, access for private flavors), keypairs, os-hypervisors and os-services
+//! (from the nodes' reports), os-availability-zone, limits and quota sets.
 //!
-//! Limitations: servers come with the next step; the maximum microversion is 2.1 until the
-//! features of later ones are served.
+//! Limitations: the maximum microversion is 2.1 until the features of later ones are served.
 
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::compute::ComputeError;
-use crate::model::compute::{Flavor, Inventory, Keypair};
+use crate::compute::{Action, ComputeError, NewServer};
+use crate::model::compute::{Flavor, Inventory, Keypair, Server};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
@@ -130,6 +130,136 @@ fn hypervisor_json(id: usize, i: &Inventory, up: bool, detail: bool) -> Value {
     j
 }
 
+fn server_json(s: &Server, base: &str, detail: bool, admin: bool) -> Value {
+    let href = format!("{base}/compute/v2.1/servers/{}", s.id);
+    let links = json!([{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]);
+    if !detail {
+        return json!({"id": s.id, "name": s.name, "links": links});
+    }
+    let flavor_href = format!("{base}/compute/v2.1/flavors/{}", s.flavor.id);
+    let image_href = format!("{base}/image/v2/images/{}", s.image_id);
+    // hostId: a hash of the project and the node (Nova uses SHA-224; any opaque digest will
+    // do), so projects cannot map the hosts.
+    let host_id = if s.node.is_empty() {
+        String::new()
+    } else {
+        let d = ring::digest::digest(&ring::digest::SHA256, format!("{}{}", s.project_id, s.node).as_bytes());
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let mut j = json!({
+        "id": s.id, "name": s.name, "status": s.status(), "tenant_id": s.project_id, "user_id": s.user_id,
+        "metadata": s.metadata, "hostId": host_id, "image": {"id": s.image_id, "links": [{"rel": "bookmark", "href": image_href}]},
+        "flavor": {"id": s.flavor.id, "links": [{"rel": "bookmark", "href": flavor_href}]},
+        "created": timestamp(s.created_at, false), "updated": timestamp(s.updated_at, false),
+        "addresses": {}, "accessIPv4": "", "accessIPv6": "", "links": links, "OS-DCF:diskConfig": "MANUAL",
+        "progress": 0, "OS-EXT-STS:vm_state": s.vm_state.as_str(),
+        "OS-EXT-STS:task_state": s.task_state.map(|t| t.as_str()), "OS-EXT-STS:power_state": s.power_state as u8,
+        "OS-EXT-AZ:availability_zone": s.availability_zone, "key_name": s.key_name, "config_drive": "True",
+        "OS-SRV-USG:launched_at": s.launched_at.map(|t| timestamp(t, true)), "OS-SRV-USG:terminated_at": null,
+        "os-extended-volumes:volumes_attached": [], "security_groups": [],
+    });
+    if let Some(f) = &s.fault {
+        j["fault"] = json!({"code": f.code, "message": f.message, "created": timestamp(f.created, false)});
+    }
+    if admin {
+        j["OS-EXT-SRV-ATTR:host"] = json!(s.node);
+        j["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(s.node);
+        j["OS-EXT-SRV-ATTR:instance_name"] = json!(crate::compute::driver::domain_name(&s.id));
+    }
+    j
+}
+
+/// A server name filter as Nova takes it: a regular expression; `^` and `$` anchors and plain
+/// text are understood (the common uses), matched case-sensitively.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let (start, rest) = pattern.strip_prefix('^').map_or((false, pattern), |r| (true, r));
+    let (end, core) = rest.strip_suffix('$').map_or((false, rest), |r| (true, r));
+    match (start, end) {
+        (true, true) => name == core,
+        (true, false) => name.starts_with(core),
+        (false, true) => name.ends_with(core),
+        (false, false) => name.contains(core),
+    }
+}
+
+/// A new server from a create body.
+fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
+    let string = |k: &str| -> Result<Option<String>, ApiError> {
+        match s.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.clone())),
+            Some(v) => Err(bad(format!("Invalid input for field/attribute {k}. Value: {v}. It is not a string."))),
+        }
+    };
+    let name = string("name")?.filter(|n| !n.trim().is_empty() && n.chars().count() <= 255).ok_or_else(|| {
+        bad("Invalid input for field/attribute server. 'name' is a required property of 1 to 255 characters")
+    })?;
+    let image_id = string("imageRef")?
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| bad("Invalid input: imageRef is required (boot from volume is not served yet)."))?;
+    // imageRef may be a URL ending in the id.
+    let image_id = image_id.rsplit('/').next().unwrap_or_default().to_owned();
+    let flavor_id = string("flavorRef")?.ok_or_else(|| bad("Invalid input: flavorRef is required."))?;
+    let flavor_id = flavor_id.rsplit('/').next().unwrap_or_default().to_owned();
+    match s.get("networks") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(v)) if v == "none" => {}
+        Some(Value::Array(a)) if a.is_empty() => {}
+        Some(v) => {
+            return Err(ApiError::NotImplemented(format!(
+                "Servers on networks are not served yet (networks: {v}); create the server without networks."
+            )))
+        }
+    }
+    // Clients describe an image boot as a mapping too (source image, destination local): that
+    // one is what imageRef says; anything else (volumes) is not served yet.
+    if let Some(Value::Array(bdms)) = s.get("block_device_mapping_v2") {
+        let image_local = |b: &Value| {
+            b.get("source_type").and_then(Value::as_str) == Some("image")
+                && b.get("destination_type").and_then(Value::as_str).is_none_or(|d| d == "local")
+        };
+        if !bdms.iter().all(image_local) {
+            return Err(ApiError::NotImplemented(
+                "Boot from volume (block_device_mapping_v2) is not served yet.".into(),
+            ));
+        }
+    }
+    for k in ["min_count", "max_count"] {
+        if s.get(k).is_some_and(|v| v.as_u64().unwrap_or(1) != 1 && v.as_str() != Some("1")) {
+            return Err(ApiError::NotImplemented(format!("{k} other than 1 is not served yet.")));
+        }
+    }
+    let user_data = string("user_data")?;
+    if let Some(u) = &user_data {
+        use base64::Engine;
+        if u.len() > 65535 || base64::engine::general_purpose::STANDARD.decode(u).is_err() {
+            return Err(bad("Invalid input for field/attribute user_data: not base64, or over 64 KiB."));
+        }
+    }
+    let metadata = match s.get("metadata") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(v) if k.len() <= 255 && v.len() <= 255 => Ok((k.clone(), v.clone())),
+                _ => Err(bad(format!(
+                    "Invalid input for field/attribute metadata: {k} must map to a string of at most 255 characters"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(bad(format!("Invalid input for field/attribute metadata: {v} is not an object"))),
+    };
+    Ok(NewServer {
+        name,
+        image_id,
+        flavor_id,
+        key_name: string("key_name")?,
+        user_data,
+        availability_zone: string("availability_zone")?.filter(|z| !z.is_empty()),
+        metadata,
+    })
+}
+
 /// A flavor from a create body.
 fn new_flavor(f: &Map<String, Value>) -> Result<Flavor, ApiError> {
     let int = |k: &str, required: bool| -> Result<u64, ApiError> {
@@ -208,6 +338,75 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
     let all_flavors =
         req.uri().query().is_some_and(|qs| qs.split('&').any(|p| p.eq_ignore_ascii_case("is_public=none")));
     match (&method, segs) {
+        (&Method::GET, ["servers"]) | (&Method::GET, ["servers", "detail"]) => {
+            let detail = segs.len() == 2;
+            let all = q("all_tenants").is_some_and(|v| super::http::is_true(&v));
+            let mut items = c.servers(&auth, all)?;
+            if let Some(n) = q("name") {
+                items.retain(|s| name_matches(&n, &s.name));
+            }
+            if let Some(st) = q("status") {
+                items.retain(|s| s.status().eq_ignore_ascii_case(&st));
+            }
+            if let Some(h) = q("host").filter(|_| auth.is_admin()) {
+                items.retain(|s| s.node == h);
+            }
+            let out: Vec<Value> = items.iter().map(|s| server_json(s, base, detail, auth.is_admin())).collect();
+            Ok(json(StatusCode::OK, &json!({"servers": out})))
+        }
+        (&Method::POST, ["servers"]) => {
+            let new = new_server(&body_object(req, "server").await?)?;
+            let s = c.create_server(&auth, new).await?;
+            let href = format!("{base}/compute/v2.1/servers/{}", s.id);
+            Ok(json(
+                StatusCode::ACCEPTED,
+                &json!({"server": {"id": s.id, "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": [], "links": [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]}}),
+            ))
+        }
+        (_, ["servers", id]) => match method {
+            Method::GET => Ok(json(
+                StatusCode::OK,
+                &json!({"server": server_json(&c.server(&auth, id)?, base, true, auth.is_admin())}),
+            )),
+            Method::DELETE => {
+                c.delete_server(&auth, id).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
+            _ => Err(super::not_allowed(&method)),
+        },
+        (&Method::POST, ["servers", id, "action"]) => {
+            let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+            let (action, arg) = match body.iter().next() {
+                Some((k, v)) if body.len() == 1 => (k.as_str(), v),
+                _ => return Err(bad("Exactly one action is required.")),
+            };
+            let act = match action {
+                "os-start" => Action::Start,
+                "os-stop" => Action::Stop,
+                "reboot" => match arg.get("type").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
+                    Some("HARD") => Action::Reboot { hard: true },
+                    Some("SOFT") | None => Action::Reboot { hard: false },
+                    Some(t) => {
+                        return Err(bad(format!(
+                            "Invalid input for field/attribute type. Value: {t}. It is not SOFT or HARD."
+                        )))
+                    }
+                },
+                "os-getConsoleOutput" => {
+                    let length = match arg.get("length") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::Number(n)) => n.as_i64().and_then(|n| usize::try_from(n).ok()),
+                        Some(Value::String(s)) => s.parse::<i64>().ok().and_then(|n| usize::try_from(n).ok()),
+                        Some(v) => return Err(bad(format!("Invalid input for field/attribute length. Value: {v}."))),
+                    };
+                    return Ok(json(StatusCode::OK, &json!({"output": c.console(&auth, id, length)?})));
+                }
+                other => return Err(ApiError::NotImplemented(format!("Server action {other} is not served yet."))),
+            };
+            c.action(&auth, id, act).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
         (&Method::GET, ["flavors"]) | (&Method::GET, ["flavors", "detail"]) => {
             let detail = segs.len() == 2;
             let is_public = match q("is_public").as_deref() {
@@ -447,6 +646,8 @@ impl From<ComputeError> for ApiError {
             ComputeError::NotFound(m) => ApiError::NotFound(m),
             ComputeError::BadRequest(m) => ApiError::BadRequest(m),
             ComputeError::Conflict(m) => ApiError::Conflict(m),
+            ComputeError::OverQuota(m) => ApiError::Forbidden(m),
+            ComputeError::NotImplemented(m) => ApiError::NotImplemented(m),
             ComputeError::Internal(source) => ApiError::Internal(source),
         }
     }

@@ -1,20 +1,32 @@
-//! Nova's logic that needs no hypervisor: flavors (the defaults seeded once; admin create,
-//! delete, extra specs, access to private flavors), keypairs (public keys checked and
-//! fingerprinted as Nova does), and the compute nodes: each node with the compute role reports its
-//! inventory (from the host probe) and a heartbeat into the state; hypervisors and services are
-//! read from there, up when the heartbeat is recent.
+//! Nova's logic: flavors (the defaults seeded once; admin create, delete, extra specs, access to
+//! private flavors), keypairs (public keys checked and fingerprinted as Nova does), compute nodes
+//! (each node with the compute role reports its inventory and a heartbeat into the state;
+//! hypervisors and services are read from there, up when the heartbeat is recent), and servers:
+//! a create is scheduled ([`scheduler`]) and recorded with its claim in one command; the node
+//! it landed on sees it in the state and builds it ([`driver`]), then records ACTIVE or ERROR
+//! with a fault. Stop, start, reboot and delete go the same way: a task recorded, done by the
+//! node, the outcome recorded.
 //!
-//! Limitations: servers, the scheduler and the libvirt reconciler come with the next steps;
-//! keypairs must come with a public key (the client generates the pair, as the openstack client
-//! does).
+//! Limitations: no networks on servers yet (`networks` must be absent or "none"); keypairs must
+//! come with a public key (the client generates the pair, as the openstack client does);
+//! console output of a server on another node needs the cluster.
 
+pub mod driver;
 pub mod scheduler;
 
 use crate::identity::{now, Auth};
-use crate::model::compute::{default_flavors, Flavor, Inventory, Keypair};
+use crate::model::compute::{
+    default_flavors, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Resources, Server, TaskState, VmState,
+};
+use crate::model::image::ImageStatus;
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
+use crate::sys::libvirt::DomainState;
+use driver::{Boot, Driver};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A node whose last heartbeat is older than this is down (Nova's `service_down_time`).
@@ -32,6 +44,11 @@ pub enum ComputeError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// Nova answers quota excess with 403.
+    #[error("{0}")]
+    OverQuota(String),
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -49,9 +66,9 @@ impl From<Refusal> for ComputeError {
             Refusal::Conflict { kind, name } => ComputeError::Conflict(format!("The {kind} {name} already exists.")),
             Refusal::Conflicts(m) => ComputeError::Conflict(m),
             Refusal::Invalid(m) => ComputeError::BadRequest(m),
-            r @ (Refusal::AlreadyBootstrapped | Refusal::Exhausted(_) | Refusal::OverQuota(_)) => {
-                ComputeError::Internal(Box::new(r))
-            }
+            Refusal::OverQuota(m) => ComputeError::OverQuota(m),
+            Refusal::Exhausted(m) => ComputeError::Conflict(m),
+            r @ Refusal::AlreadyBootstrapped => ComputeError::Internal(Box::new(r)),
         }
     }
 }
@@ -66,6 +83,32 @@ pub struct Compute {
     state: Replicated,
     /// This node's inventory when it has the compute role.
     inventory: Option<Inventory>,
+    /// The hypervisor, on a compute node whose libvirt is reachable.
+    driver: Option<Arc<Driver>>,
+    images_dir: PathBuf,
+    quota: ComputeQuota,
+    /// Servers a blocking job is working on now.
+    busy: Mutex<BTreeSet<String>>,
+}
+
+/// A new server as the API received it.
+#[derive(Clone, Debug, Default)]
+pub struct NewServer {
+    pub name: String,
+    pub image_id: String,
+    pub flavor_id: String,
+    pub key_name: Option<String>,
+    pub user_data: Option<String>,
+    pub availability_zone: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The actions on a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Reboot { hard: bool },
 }
 
 fn admin_only(auth: &Auth, what: &str) -> Result<()> {
@@ -77,8 +120,18 @@ fn admin_only(auth: &Auth, what: &str) -> Result<()> {
 }
 
 impl Compute {
-    pub fn new(state: Replicated, inventory: Option<Inventory>) -> Self {
-        Self { state, inventory }
+    pub fn new(
+        state: Replicated,
+        inventory: Option<Inventory>,
+        driver: Option<Arc<Driver>>,
+        images_dir: PathBuf,
+        quota: ComputeQuota,
+    ) -> Self {
+        Self { state, inventory, driver, images_dir, quota, busy: Mutex::new(BTreeSet::new()) }
+    }
+
+    fn node(&self) -> &str {
+        self.inventory.as_ref().map_or("", |i| i.node.as_str())
     }
 
     fn view(&self) -> Result<View> {
@@ -260,6 +313,359 @@ impl Compute {
         }
         Ok(zones.into_iter().collect())
     }
+}
+
+impl Compute {
+    // ---- servers
+
+    fn sees(auth: &Auth, s: &Server) -> bool {
+        auth.is_admin() || auth.project.as_ref().is_some_and(|p| p.id == s.project_id)
+    }
+
+    /// The caller's servers, newest first (an admin may ask for every project's).
+    pub fn servers(&self, auth: &Auth, all_tenants: bool) -> Result<Vec<Server>> {
+        let mine = auth.project.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        let mut v: Vec<Server> = self
+            .view()?
+            .servers()?
+            .into_iter()
+            .filter(|s| if all_tenants && auth.is_admin() { true } else { s.project_id == mine })
+            .collect();
+        v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(v)
+    }
+
+    pub fn server(&self, auth: &Auth, id: &str) -> Result<Server> {
+        self.view()?
+            .server(id)?
+            .filter(|s| Self::sees(auth, s))
+            .ok_or_else(|| ComputeError::NotFound(format!("Instance {id} could not be found.")))
+    }
+
+    /// Schedules and records a server (BUILD); its node builds it. No node fits: the server is
+    /// recorded in ERROR with Nova's fault "No valid host was found".
+    pub async fn create_server(&self, auth: &Auth, new: NewServer) -> Result<Server> {
+        let project =
+            auth.project.as_ref().map(|p| p.id.clone()).ok_or_else(|| {
+                ComputeError::Forbidden("A project-scoped token is required to create servers.".into())
+            })?;
+        let flavor = self
+            .flavor(auth, &new.flavor_id)
+            .map_err(|_| ComputeError::BadRequest(format!("Flavor {} could not be found.", new.flavor_id)))?;
+        let view = self.view()?;
+        let image = view
+            .image(&new.image_id)?
+            .filter(|i| {
+                i.owner == project || auth.is_admin() || i.visibility != crate::model::image::Visibility::Private
+            })
+            .ok_or_else(|| ComputeError::BadRequest(format!("Image {} could not be found.", new.image_id)))?;
+        if image.status != ImageStatus::Active {
+            return Err(ComputeError::Conflict(format!("Image {} is not active.", image.id)));
+        }
+        let data =
+            image.data.clone().ok_or_else(|| ComputeError::Conflict(format!("Image {} has no data.", image.id)))?;
+        if flavor.disk_gb > 0 && data.virtual_size > flavor.disk_gb << 30 {
+            return Err(ComputeError::BadRequest(format!(
+                "Flavor's disk is too small for requested image. Flavor disk is {} bytes, image is {} bytes.",
+                flavor.disk_gb << 30,
+                data.virtual_size
+            )));
+        }
+        if flavor.ram_mb < image.min_ram || (flavor.disk_gb > 0 && flavor.disk_gb < image.min_disk) {
+            return Err(ComputeError::BadRequest(
+                "Flavor's memory or disk is too small for the requested image.".into(),
+            ));
+        }
+        if let Some(k) = &new.key_name {
+            view.keypair(&auth.user.id, k)?
+                .ok_or_else(|| ComputeError::BadRequest("Invalid key_name provided.".into()))?;
+        }
+        let req = scheduler::Request {
+            resources: Resources::of(&flavor),
+            availability_zone: new.availability_zone.clone(),
+            arch: None,
+        };
+        let t = now();
+        let mut server = Server {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: new.name,
+            project_id: project,
+            user_id: auth.user.id.clone(),
+            resources: Resources::of(&flavor),
+            flavor,
+            image_id: image.id.clone(),
+            node: String::new(),
+            vm_state: VmState::Building,
+            task_state: Some(TaskState::Spawning),
+            power_state: PowerState::NoState,
+            fault: None,
+            key_name: new.key_name,
+            user_data: new.user_data,
+            availability_zone: new.availability_zone.clone().unwrap_or_else(|| "nova".into()),
+            metadata: new.metadata,
+            created_at: t,
+            updated_at: t,
+            launched_at: None,
+        };
+        // The image lives on the node that stored it until images travel across the cluster.
+        let mut why = vec![];
+        for _ in 0..3 {
+            let view = self.view()?;
+            let nodes: Vec<NodeUp> = self.nodes_up()?.into_iter().filter(|(n, _)| n.node == data.node).collect();
+            let used = crate::model::compute::usage(&view.servers()?);
+            match scheduler::select(&nodes, &used, &req, scheduler::Weigher::Spread) {
+                Ok(node) => {
+                    server.node = node.clone();
+                    match self.propose(Command::CreateServer { server: server.clone(), quota: self.quota }).await {
+                        Ok(()) => return Ok(server),
+                        // Another create took the room first: schedule again on a fresh view.
+                        Err(ComputeError::Conflict(m)) if m.starts_with("No valid host") => why = vec![m],
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(w) => {
+                    why = w;
+                    break;
+                }
+            }
+        }
+        server.node = String::new();
+        server.vm_state = VmState::Error;
+        server.task_state = None;
+        let detail = if why.is_empty() { "no compute node holds the image".to_owned() } else { why.join("; ") };
+        server.fault = Some(Fault { code: 500, message: format!("No valid host was found. {detail}"), created: t });
+        self.propose(Command::CreateServer { server: server.clone(), quota: self.quota }).await?;
+        Ok(server)
+    }
+
+    fn set_task(&self, s: &Server, task: TaskState) -> Command {
+        Command::SetServerState {
+            id: s.id.clone(),
+            if_task: Some(None),
+            vm_state: s.vm_state,
+            task_state: Some(task),
+            power_state: s.power_state,
+            fault: None,
+            updated_at: now(),
+        }
+    }
+
+    /// Deletes a server: its node tears it down (a server on no node goes at once).
+    pub async fn delete_server(&self, auth: &Auth, id: &str) -> Result<()> {
+        let s = self.server(auth, id)?;
+        if s.node.is_empty() {
+            return self.propose(Command::DeleteServer { id: s.id }).await;
+        }
+        // Deleting wins over any task in progress.
+        self.propose(Command::SetServerState {
+            id: s.id.clone(),
+            if_task: None,
+            vm_state: s.vm_state,
+            task_state: Some(TaskState::Deleting),
+            power_state: s.power_state,
+            fault: None,
+            updated_at: now(),
+        })
+        .await
+    }
+
+    pub async fn action(&self, auth: &Auth, id: &str, action: Action) -> Result<()> {
+        let s = self.server(auth, id)?;
+        let (ok, task) = match action {
+            Action::Start => (s.vm_state == VmState::Stopped, TaskState::PoweringOn),
+            Action::Stop => (s.vm_state == VmState::Active, TaskState::PoweringOff),
+            Action::Reboot { hard } => (
+                s.vm_state == VmState::Active || (hard && s.vm_state == VmState::Stopped),
+                if hard { TaskState::RebootingHard } else { TaskState::Rebooting },
+            ),
+        };
+        if !ok || s.task_state.is_some() {
+            return Err(ComputeError::Conflict(format!(
+                "Cannot '{}' instance {id} while it is in vm_state {} and task_state {}",
+                match action {
+                    Action::Start => "start",
+                    Action::Stop => "stop",
+                    Action::Reboot { .. } => "reboot",
+                },
+                s.vm_state.as_str(),
+                s.task_state.map_or("None", |t| t.as_str())
+            )));
+        }
+        self.propose(self.set_task(&s, task)).await
+    }
+
+    /// The server's console log (its last `lines`), from this node.
+    pub fn console(&self, auth: &Auth, id: &str, lines: Option<usize>) -> Result<String> {
+        let s = self.server(auth, id)?;
+        let driver = self.driver.as_ref().filter(|_| s.node == self.node()).ok_or_else(|| {
+            ComputeError::NotImplemented(format!(
+                "Server {id} runs on node {}; console output across nodes comes with the cluster.",
+                s.node
+            ))
+        })?;
+        driver.console(&s.id, lines).map_err(|e| ComputeError::Internal(e.into()))
+    }
+
+    /// Converges this node's servers with the state, at every change and every 10 s (which
+    /// also notices guests that stopped by themselves).
+    pub async fn reconcile_loop(self: Arc<Self>) {
+        let Some(driver) = self.driver.clone() else { return };
+        let mut changes = self.state.store().subscribe();
+        loop {
+            if let Err(e) = self.reconcile(&driver).await {
+                log::warn!("compute reconcile: {}", crate::error_chain(&e));
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            }
+        }
+    }
+
+    async fn reconcile(self: &Arc<Self>, driver: &Arc<Driver>) -> Result<()> {
+        let view = self.view()?;
+        for s in view.servers()?.into_iter().filter(|s| s.node == self.node()) {
+            if !self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(s.id.clone()) {
+                continue;
+            }
+            let job = match (s.vm_state, s.task_state) {
+                (VmState::Building, Some(TaskState::Spawning)) => {
+                    let key = match &s.key_name {
+                        Some(k) => view.keypair(&s.user_id, k)?.map(|k| (k.name, k.public_key)),
+                        None => None,
+                    };
+                    let format = view.image(&s.image_id)?.and_then(|i| i.disk_format);
+                    let user_data = s.user_data.as_deref().and_then(|u| {
+                        use base64::Engine;
+                        base64::engine::general_purpose::STANDARD.decode(u).ok()
+                    });
+                    let boot = Boot {
+                        image: self.images_dir.join(&s.image_id),
+                        image_format: format.unwrap_or(crate::model::image::DiskFormat::Raw),
+                        disk_bytes: Driver::disk_bytes(s.flavor.disk_gb),
+                        key,
+                        user_data,
+                        nics: vec![],
+                    };
+                    Some(Job::Spawn(boot))
+                }
+                (_, Some(TaskState::Deleting)) => Some(Job::Delete),
+                (VmState::Active, Some(TaskState::PoweringOff)) => Some(Job::Stop),
+                (VmState::Stopped, Some(TaskState::PoweringOn)) => Some(Job::Start),
+                (_, Some(TaskState::Rebooting | TaskState::RebootingHard)) => Some(Job::Reboot),
+                (VmState::Active | VmState::Stopped, None) => Some(Job::Sync),
+                _ => None,
+            };
+            let Some(job) = job else {
+                self.done(&s.id);
+                continue;
+            };
+            let (this, driver) = (self.clone(), driver.clone());
+            tokio::spawn(async move {
+                let id = s.id.clone();
+                if let Err(e) = this.run_job(&driver, s, job).await {
+                    log::warn!("server {id}: {}", crate::error_chain(&e));
+                }
+                this.done(&id);
+            });
+        }
+        Ok(())
+    }
+
+    fn done(&self, id: &str) {
+        self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    }
+
+    async fn run_job(&self, driver: &Arc<Driver>, s: Server, job: Job) -> Result<()> {
+        let d = driver.clone();
+        let id = s.id.clone();
+        let set = |vm_state, power_state, fault: Option<String>| Command::SetServerState {
+            id: s.id.clone(),
+            if_task: Some(s.task_state),
+            vm_state,
+            task_state: None,
+            power_state,
+            fault: fault.map(|message| Fault { code: 500, message, created: now() }),
+            updated_at: now(),
+        };
+        let blocking = |f: Box<dyn FnOnce() -> std::result::Result<(), String> + Send>| async move {
+            tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string()).and_then(|r| r)
+        };
+        match job {
+            Job::Spawn(boot) => {
+                let server = s.clone();
+                let r = blocking(Box::new(move || d.spawn(&server, &boot))).await;
+                let cmd = match r {
+                    Ok(()) => set(VmState::Active, PowerState::Running, None),
+                    Err(e) => {
+                        log::error!("server {id}: build failed: {e}");
+                        set(VmState::Error, PowerState::NoState, Some(e))
+                    }
+                };
+                self.propose(cmd).await
+            }
+            Job::Delete => {
+                let r = blocking(Box::new(move || d.destroy(&id))).await;
+                match r {
+                    Ok(()) => self.propose(Command::DeleteServer { id: s.id.clone() }).await,
+                    Err(e) => self.propose(set(VmState::Error, PowerState::NoState, Some(e))).await,
+                }
+            }
+            Job::Stop => {
+                let r = blocking(Box::new(move || d.stop(&id))).await;
+                self.propose(match r {
+                    Ok(()) => set(VmState::Stopped, PowerState::Shutdown, None),
+                    Err(e) => set(VmState::Active, PowerState::Running, Some(e)),
+                })
+                .await
+            }
+            Job::Start => {
+                let r = blocking(Box::new(move || d.start(&id))).await;
+                self.propose(match r {
+                    Ok(()) => set(VmState::Active, PowerState::Running, None),
+                    Err(e) => set(VmState::Stopped, PowerState::Shutdown, Some(e)),
+                })
+                .await
+            }
+            Job::Reboot => {
+                let r = blocking(Box::new(move || d.stop(&id).and_then(|()| d.start(&id)))).await;
+                self.propose(match r {
+                    Ok(()) => set(VmState::Active, PowerState::Running, None),
+                    Err(e) => set(VmState::Error, PowerState::NoState, Some(e)),
+                })
+                .await
+            }
+            Job::Sync => {
+                let state = tokio::task::spawn_blocking(move || d.state(&id))
+                    .await
+                    .map_err(|e| ComputeError::Internal(Box::new(e)))?
+                    .map_err(|e| ComputeError::Internal(e.into()))?;
+                let (vm, power) = match state {
+                    Some(DomainState::Running) => (VmState::Active, PowerState::Running),
+                    Some(DomainState::Paused) => (VmState::Active, PowerState::Paused),
+                    Some(DomainState::Shutoff) => (VmState::Stopped, PowerState::Shutdown),
+                    Some(DomainState::Crashed) => (VmState::Stopped, PowerState::Crashed),
+                    None => (VmState::Error, PowerState::NoState),
+                };
+                if (vm, power) == (s.vm_state, s.power_state) {
+                    return Ok(());
+                }
+                log::info!("server {}: the guest is now {power:?} (was {:?})", s.id, s.power_state);
+                let fault = (vm == VmState::Error).then(|| "The domain disappeared from the hypervisor.".to_owned());
+                self.propose(set(vm, power, fault)).await
+            }
+        }
+    }
+}
+
+/// What the reconciler does for one server.
+enum Job {
+    Spawn(Boot),
+    Delete,
+    Stop,
+    Start,
+    Reboot,
+    Sync,
 }
 
 /// An OpenSSH public key line's MD5 fingerprint (`aa:bb:…`), after checking that it is one.

@@ -85,7 +85,8 @@ impl Images {
     /// The service over `dir` (created if missing, 0700).
     pub fn new(state: Replicated, dir: PathBuf, max_bytes: u64, node: String) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        // QEMU (libvirt's user) reads images as the backing files of root disks: traversable.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
         Ok(Self { state, dir, max_bytes, node })
     }
 

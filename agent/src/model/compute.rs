@@ -347,6 +347,9 @@ pub struct Server {
     pub power_state: PowerState,
     pub fault: Option<Fault>,
     pub key_name: Option<String>,
+    /// As the API received it (base64).
+    #[serde(default)]
+    pub user_data: Option<String>,
     pub availability_zone: String,
     pub metadata: BTreeMap<String, String>,
     pub created_at: u64,

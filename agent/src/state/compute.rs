@@ -182,6 +182,7 @@ mod tests {
             power_state: PowerState::NoState,
             fault: None,
             key_name: None,
+            user_data: None,
             availability_zone: "nova".into(),
             metadata: Default::default(),
             created_at: 0,

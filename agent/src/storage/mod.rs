@@ -25,6 +25,7 @@ use crate::state::{Command, Refusal, StateError, View};
 use crate::sys::libvirt::{
     ceph_secret_xml, pool_xml, read_ceph_key, same_storage, volume_xml, xml, Libvirt, LibvirtError,
 };
+use crate::sys::tool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -694,7 +695,7 @@ fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> std::r
 fn grow(lv: &dyn Libvirt, pool: &PoolConfig, name: &str, bytes: u64) -> std::result::Result<(), String> {
     if let PoolSpec::Logical { .. } = pool.spec {
         let path = lv.volume_info(&pool.name, name).map_err(lv_err)?.path;
-        tool("lvextend", ["--size", &format!("{bytes}b"), &path].map(std::ffi::OsStr::new))?;
+        tool::run("lvextend", ["--size", &format!("{bytes}b"), &path].map(std::ffi::OsStr::new))?;
         return lv.refresh_pool(&pool.name).map_err(lv_err);
     }
     lv.resize_volume(&pool.name, name, bytes).map_err(lv_err)
@@ -713,22 +714,7 @@ fn convert_into(
     if let Some(s) = snapshot {
         args.extend(["-l".into(), format!("snapshot.name={s}")]);
     }
-    tool("qemu-img", args.iter().map(|a| a.as_ref()).chain([src.as_os_str(), target.as_ref()]))
-}
-
-/// Runs a storage tool (qemu-img, lvextend); its error output is the error.
-fn tool<'a>(program: &str, args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> std::result::Result<(), String> {
-    let args: Vec<&std::ffi::OsStr> = args.into_iter().collect();
-    let what = match args.first() {
-        Some(a) if program == "qemu-img" => format!("{program} {}", a.to_string_lossy()),
-        _ => program.to_owned(),
-    };
-    let out = std::process::Command::new(program).args(&args).output().map_err(|e| format!("running {what}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
+    tool::run("qemu-img", args.iter().map(|a| a.as_ref()).chain([src.as_os_str(), target.as_ref()]))
 }
 
 #[cfg(test)]

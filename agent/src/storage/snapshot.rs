@@ -4,12 +4,13 @@
 //! volume). Elsewhere (raw or vmdk files, rbd) it is a copy in the same pool. A volume with
 //! snapshots cannot be deleted; a volume made from a snapshot is a full, independent volume.
 
-use super::{lv_err, now, project_of, tool, vol_xml, Result, Storage, StorageError, GIB};
+use super::{lv_err, now, project_of, vol_xml, Result, Storage, StorageError, GIB};
 use crate::identity::Auth;
 use crate::model::storage::{PoolSpec, VolumeFormat};
 use crate::model::volume::{Snapshot, SnapshotKind, Volume, VolumeStatus};
 use crate::state::Command;
 use crate::sys::libvirt::{Libvirt, LibvirtError};
+use crate::sys::tool;
 use std::ffi::OsStr;
 use std::sync::Arc;
 
@@ -135,7 +136,7 @@ impl Storage {
 fn take(lv: &dyn Libvirt, pool: &PoolSpec, v: &Volume, s: &Snapshot) -> std::result::Result<(), String> {
     let src = lv.volume_info(&s.pool, &v.id).map_err(lv_err)?;
     let Some(name) = s.kind.volume_name(&s.id) else {
-        return tool("qemu-img", ["snapshot", "-c", &s.id, &src.path].map(OsStr::new));
+        return tool::run("qemu-img", ["snapshot", "-c", &s.id, &src.path].map(OsStr::new));
     };
     let bytes = v.size * GIB;
     let made = if let PoolSpec::Logical { .. } = pool {
@@ -163,7 +164,7 @@ fn drop_snapshot(lv: &dyn Libvirt, s: &Snapshot) -> std::result::Result<(), Stri
                 Err(LibvirtError::NoVolume { .. }) => return Ok(()),
                 Err(e) => return Err(lv_err(e)),
             };
-            match tool("qemu-img", ["snapshot", "-d", &s.id, &path].map(OsStr::new)) {
+            match tool::run("qemu-img", ["snapshot", "-d", &s.id, &path].map(OsStr::new)) {
                 // A snapshot whose creation failed may not exist.
                 Err(e) if s.status == VolumeStatus::Error && e.contains("not found") => Ok(()),
                 r => r,

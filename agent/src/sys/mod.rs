@@ -10,3 +10,4 @@ pub mod modules;
 pub mod netlink;
 pub mod netns;
 pub mod notify;
+pub mod tool;

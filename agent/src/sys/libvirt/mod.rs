@@ -1,6 +1,6 @@
-//! What the agent needs of libvirt's storage: pools (define, build, start, refresh, destroy,
+//! What the agent needs of libvirt: storage pools (define, build, start, refresh, destroy,
 //! undefine, autostart, info), volumes (create from XML, create from another volume, resize,
-//! delete, upload, info) and secrets, as a blocking trait ([`Libvirt`]; callers run it off the
+//! delete, upload, info), secrets, and domains (define, start, state, destroy, undefine), as a blocking trait ([`Libvirt`]; callers run it off the
 //! async threads) with the real implementation over the `virt` crate ([`Virt`], against
 //! `qemu:///system`) and an in-memory fake ([`FakeLibvirt`]). XML comes from [`xml`].
 
@@ -43,6 +43,15 @@ impl From<virt::error::Error> for LibvirtError {
 }
 
 type R<T> = Result<T, LibvirtError>;
+
+/// A domain's run state, as far as Nova cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    Running,
+    Paused,
+    Shutoff,
+    Crashed,
+}
 
 /// A volume's size and where it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -176,6 +185,15 @@ pub trait Libvirt: Send + Sync {
     fn upload(&self, pool: &str, name: &str, data: &mut dyn Read, len: u64) -> R<()>;
     /// Defines a private secret and sets its value.
     fn define_secret(&self, xml: &xml::Secret, value: &[u8]) -> R<()>;
+    /// Defines (persistently) a domain from XML.
+    fn define_domain(&self, xml: &xml::Domain) -> R<()>;
+    fn start_domain(&self, name: &str) -> R<()>;
+    /// A domain's state; None when there is no such domain.
+    fn domain_state(&self, name: &str) -> R<Option<DomainState>>;
+    /// Stops a domain at once (pulls the plug); a stopped one is fine.
+    fn destroy_domain(&self, name: &str) -> R<()>;
+    /// Removes a stopped domain's definition; a missing one is fine.
+    fn undefine_domain(&self, name: &str) -> R<()>;
 }
 
 // ---- the real libvirt
@@ -394,6 +412,55 @@ impl Libvirt for Virt {
             Ok(())
         })
     }
+
+    fn define_domain(&self, x: &xml::Domain) -> R<()> {
+        let text = xml::to_xml("domain", x)?;
+        self.with(|c| {
+            virt::domain::Domain::define_xml(c, &text)?;
+            Ok(())
+        })
+    }
+
+    fn start_domain(&self, name: &str) -> R<()> {
+        self.with(|c| {
+            let d = virt::domain::Domain::lookup_by_name(c, name)?;
+            if !d.is_active()? {
+                d.create()?;
+            }
+            Ok(())
+        })
+    }
+
+    fn domain_state(&self, name: &str) -> R<Option<DomainState>> {
+        self.with(|c| {
+            let Ok(d) = virt::domain::Domain::lookup_by_name(c, name) else { return Ok(None) };
+            let (state, _) = d.get_state()?;
+            Ok(Some(match state {
+                virt::sys::VIR_DOMAIN_RUNNING | virt::sys::VIR_DOMAIN_BLOCKED => DomainState::Running,
+                virt::sys::VIR_DOMAIN_PAUSED | virt::sys::VIR_DOMAIN_PMSUSPENDED => DomainState::Paused,
+                virt::sys::VIR_DOMAIN_CRASHED => DomainState::Crashed,
+                _ => DomainState::Shutoff,
+            }))
+        })
+    }
+
+    fn destroy_domain(&self, name: &str) -> R<()> {
+        self.with(|c| {
+            let Ok(d) = virt::domain::Domain::lookup_by_name(c, name) else { return Ok(()) };
+            if d.is_active()? {
+                d.destroy()?;
+            }
+            Ok(())
+        })
+    }
+
+    fn undefine_domain(&self, name: &str) -> R<()> {
+        self.with(|c| {
+            let Ok(d) = virt::domain::Domain::lookup_by_name(c, name) else { return Ok(()) };
+            d.undefine()?;
+            Ok(())
+        })
+    }
 }
 
 // ---- the fake
@@ -405,6 +472,8 @@ pub struct FakeLibvirt {
     inner: Arc<Mutex<BTreeMap<String, FakePool>>>,
     /// Secret UUID → value.
     secrets: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    /// Domain name → its XML and state.
+    domains: Arc<Mutex<BTreeMap<String, (xml::Domain, DomainState)>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -456,6 +525,25 @@ impl FakeLibvirt {
     /// The XML a volume was created from.
     pub fn volume_xml(&self, pool: &str, name: &str) -> Option<xml::Volume> {
         self.lock().get(pool)?.volumes.get(name).map(|v| v.xml.clone())
+    }
+
+    fn doms(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (xml::Domain, DomainState)>> {
+        self.domains.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_domain(&self, name: &str, to: DomainState) -> R<()> {
+        match self.doms().get_mut(name) {
+            Some(d) => {
+                d.1 = to;
+                Ok(())
+            }
+            None => Err(LibvirtError::Virt(format!("no domain with matching name '{name}'"))),
+        }
+    }
+
+    /// A domain's XML as defined.
+    pub fn domain(&self, name: &str) -> Option<xml::Domain> {
+        self.doms().get(name).map(|(x, _)| x.clone())
     }
 
     /// A secret's value.
@@ -627,22 +715,52 @@ impl Libvirt for FakeLibvirt {
         self.secrets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(x.uuid.clone(), value.to_vec());
         Ok(())
     }
+
+    fn define_domain(&self, x: &xml::Domain) -> R<()> {
+        let mut d = self.doms();
+        let state = d.get(&x.name).map_or(DomainState::Shutoff, |(_, s)| *s);
+        d.insert(x.name.clone(), (x.clone(), state));
+        Ok(())
+    }
+
+    fn start_domain(&self, name: &str) -> R<()> {
+        self.set_domain(name, DomainState::Running)
+    }
+
+    fn domain_state(&self, name: &str) -> R<Option<DomainState>> {
+        Ok(self.doms().get(name).map(|(_, s)| *s))
+    }
+
+    fn destroy_domain(&self, name: &str) -> R<()> {
+        match self.set_domain(name, DomainState::Shutoff) {
+            Err(LibvirtError::Virt(_)) => Ok(()),
+            r => r,
+        }
+    }
+
+    fn undefine_domain(&self, name: &str) -> R<()> {
+        self.doms().remove(name);
+        Ok(())
+    }
+}
+
+/// Compares libvirt XML with its golden file in `agent/tests/data/libvirt/`;
+/// `CAIRN_UPDATE_GOLDEN=1` rewrites it.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) fn golden(name: &str, text: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/libvirt").join(name);
+    if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
+    assert_eq!(text, want, "{name} differs from its golden file");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Compares with a golden file; `CAIRN_UPDATE_GOLDEN=1` rewrites it.
-    fn golden(name: &str, text: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/libvirt").join(name);
-        if std::env::var_os("CAIRN_UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, text).unwrap();
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
-        assert_eq!(text, want, "{name} differs from its golden file");
-    }
 
     #[test]
     fn pool_volume_and_secret_xml_match_golden_files() {

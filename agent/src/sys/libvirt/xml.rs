@@ -1,4 +1,5 @@
-//! Libvirt's storage XML as typed structs, written and read with serde (quick-xml): pools
+//! Libvirt's XML as typed structs, written and read with serde (quick-xml): domains (disks,
+//! bridge NICs, a serial console to a file, huge pages), pools
 //! (`dir`, `logical`, `iscsi`, `rbd`), volumes (raw, qcow2, vmdk; a qcow2 may have a backing
 //! store) and secrets (Ceph keys). Never assembled from strings; golden files in
 //! `agent/tests/data/libvirt/` show the output.
@@ -155,4 +156,195 @@ pub struct SecretUsage {
     #[serde(rename = "@type")]
     pub kind: String,
     pub name: String,
+}
+
+/// An empty element (`<acpi/>`, `<readonly/>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// `<domain type='kvm|qemu'>`: a server's virtual machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    #[serde(rename = "@type")]
+    pub kind: String,
+    pub name: String,
+    pub uuid: String,
+    pub memory: Size,
+    pub vcpu: u32,
+    #[serde(rename = "memoryBacking", skip_serializing_if = "Option::is_none")]
+    pub memory_backing: Option<MemoryBacking>,
+    pub os: DomainOs,
+    pub features: Features,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<DomainCpu>,
+    pub clock: Clock,
+    pub on_poweroff: String,
+    pub on_reboot: String,
+    pub on_crash: String,
+    pub devices: Devices,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryBacking {
+    pub hugepages: Hugepages,
+}
+
+/// `<hugepages/>` (the default huge page size) or with one `<page size unit>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hugepages {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<Page>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    #[serde(rename = "@size")]
+    pub size: u64,
+    #[serde(rename = "@unit")]
+    pub unit: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainOs {
+    #[serde(rename = "type")]
+    pub kind: OsType,
+    pub boot: BootDev,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsType {
+    #[serde(rename = "@arch")]
+    pub arch: String,
+    #[serde(rename = "@machine")]
+    pub machine: String,
+    #[serde(rename = "$text")]
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootDev {
+    #[serde(rename = "@dev")]
+    pub dev: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    pub acpi: Empty,
+    pub apic: Empty,
+}
+
+/// `<cpu mode='host-passthrough'/>` under KVM (the guest sees the host's CPU, nested
+/// virtualization included).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainCpu {
+    #[serde(rename = "@mode")]
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    #[serde(rename = "@offset")]
+    pub offset: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Devices {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk: Vec<Disk>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interface: Vec<Interface>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serial: Vec<Serial>,
+}
+
+/// A file-backed virtio disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disk {
+    #[serde(rename = "@type")]
+    pub kind: String,
+    #[serde(rename = "@device")]
+    pub device: String,
+    pub driver: DiskDriver,
+    pub source: DiskSource,
+    pub target: DiskTarget,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<Empty>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskDriver {
+    #[serde(rename = "@name")]
+    pub name: String,
+    #[serde(rename = "@type")]
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSource {
+    #[serde(rename = "@file")]
+    pub file: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskTarget {
+    #[serde(rename = "@dev")]
+    pub dev: String,
+    #[serde(rename = "@bus")]
+    pub bus: String,
+}
+
+/// A NIC on a Linux bridge.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    #[serde(rename = "@type")]
+    pub kind: String,
+    pub mac: MacAddress,
+    pub source: BridgeSource,
+    pub target: TapTarget,
+    pub model: Model,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacAddress {
+    #[serde(rename = "@address")]
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeSource {
+    #[serde(rename = "@bridge")]
+    pub bridge: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapTarget {
+    #[serde(rename = "@dev")]
+    pub dev: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    #[serde(rename = "@type")]
+    pub kind: String,
+}
+
+/// The serial console, written to a file (`console log show` reads it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Serial {
+    #[serde(rename = "@type")]
+    pub kind: String,
+    pub source: SerialSource,
+    pub target: SerialTarget,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialSource {
+    #[serde(rename = "@path")]
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialTarget {
+    #[serde(rename = "@port")]
+    pub port: u32,
 }

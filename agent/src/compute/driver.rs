@@ -1,0 +1,314 @@
+//! The hypervisor side of a server on this node (blocking; callers run it off the async
+//! threads): its instance directory (`<data_dir>/instances/<id>`: the root disk, a qcow2
+//! overlay of the cached image; the config drive, ISO 9660 labelled `config-2`; the console
+//! log), and its libvirt domain built from typed structs (`kvm` when this node's guests run
+//! under KVM, else `qemu`), started, stopped, and removed with everything it had.
+
+use crate::model::compute::{page_size_kib, Server};
+use crate::model::image::DiskFormat;
+use crate::sys::libvirt::{xml, DomainState, Libvirt};
+use crate::sys::tool;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const GIB: u64 = 1 << 30;
+
+/// A NIC of a server: a tap on a network's bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nic {
+    pub mac: String,
+    pub bridge: String,
+    pub tap: String,
+}
+
+/// What a new server boots from and is told.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    /// The image file in the image store and its format.
+    pub image: PathBuf,
+    pub image_format: DiskFormat,
+    /// Root disk size (0: the image's own).
+    pub disk_bytes: u64,
+    /// `(name, public key)` of the keypair, for the config drive.
+    pub key: Option<(String, String)>,
+    pub user_data: Option<Vec<u8>>,
+    pub nics: Vec<Nic>,
+}
+
+/// The libvirt domain of a server.
+pub fn domain_name(id: &str) -> String {
+    format!("cairn-{id}")
+}
+
+/// The domain XML: the root disk and config drive on virtio, the NICs on their bridges, the
+/// serial console into a file, huge pages when the flavor asks for them.
+pub fn domain_xml(s: &Server, dir: &Path, accel: &str, nics: &[Nic]) -> xml::Domain {
+    let disk = |file: &Path, kind: &str, dev: &str, readonly: bool| xml::Disk {
+        kind: "file".into(),
+        device: "disk".into(),
+        driver: xml::DiskDriver { name: "qemu".into(), kind: kind.into() },
+        source: xml::DiskSource { file: file.to_string_lossy().into() },
+        target: xml::DiskTarget { dev: dev.into(), bus: "virtio".into() },
+        readonly: readonly.then(xml::Empty::default),
+    };
+    let memory_backing = match s.flavor.extra_specs.get("hw:mem_page_size").map(String::as_str) {
+        Some("large") => Some(xml::MemoryBacking { hugepages: xml::Hugepages { page: None } }),
+        Some(v) => page_size_kib(v).filter(|k| *k > 4).map(|k| xml::MemoryBacking {
+            hugepages: xml::Hugepages { page: Some(xml::Page { size: k, unit: "KiB".into() }) },
+        }),
+        None => None,
+    };
+    xml::Domain {
+        kind: accel.into(),
+        name: domain_name(&s.id),
+        uuid: s.id.clone(),
+        memory: xml::Size { unit: "MiB".into(), value: s.flavor.ram_mb },
+        vcpu: s.flavor.vcpus,
+        memory_backing,
+        os: xml::DomainOs {
+            kind: xml::OsType { arch: "x86_64".into(), machine: "pc".into(), value: "hvm".into() },
+            boot: xml::BootDev { dev: "hd".into() },
+        },
+        features: xml::Features::default(),
+        cpu: (accel == "kvm").then(|| xml::DomainCpu { mode: "host-passthrough".into() }),
+        clock: xml::Clock { offset: "utc".into() },
+        on_poweroff: "destroy".into(),
+        on_reboot: "restart".into(),
+        on_crash: "destroy".into(),
+        devices: xml::Devices {
+            disk: vec![
+                disk(&dir.join("disk"), "qcow2", "vda", false),
+                disk(&dir.join("config.iso"), "raw", "vdb", true),
+            ],
+            interface: nics
+                .iter()
+                .map(|n| xml::Interface {
+                    kind: "bridge".into(),
+                    mac: xml::MacAddress { address: n.mac.clone() },
+                    source: xml::BridgeSource { bridge: n.bridge.clone() },
+                    target: xml::TapTarget { dev: n.tap.clone() },
+                    model: xml::Model { kind: "virtio".into() },
+                })
+                .collect(),
+            serial: vec![xml::Serial {
+                kind: "file".into(),
+                source: xml::SerialSource { path: dir.join("console.log").to_string_lossy().into() },
+                target: xml::SerialTarget { port: 0 },
+            }],
+        },
+    }
+}
+
+/// The config drive's `openstack/latest/meta_data.json`, as Nova writes it.
+pub fn meta_data(s: &Server, key: Option<&(String, String)>) -> serde_json::Value {
+    let keys: serde_json::Map<String, serde_json::Value> =
+        key.iter().map(|(n, k)| (n.clone(), serde_json::Value::String(k.clone()))).collect();
+    serde_json::json!({
+        "uuid": s.id, "name": s.name, "hostname": hostname(&s.name), "launch_index": 0,
+        "availability_zone": s.availability_zone, "project_id": s.project_id, "meta": s.metadata,
+        "public_keys": keys,
+        "keys": key.iter().map(|(n, k)| serde_json::json!({"name": n, "type": "ssh", "data": k})).collect::<Vec<_>>(),
+    })
+}
+
+/// A server name as a host name (Nova's sanitising: lower case, letters, digits and '-').
+fn hostname(name: &str) -> String {
+    let h: String =
+        name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    let h = h.trim_matches('-').chars().take(63).collect::<String>();
+    if h.is_empty() {
+        "server".into()
+    } else {
+        h
+    }
+}
+
+/// This node's hypervisor.
+pub struct Driver {
+    lv: Arc<dyn Libvirt>,
+    instances: PathBuf,
+    accel: String,
+}
+
+impl Driver {
+    pub fn new(lv: Arc<dyn Libvirt>, instances: PathBuf, accel: &str) -> Self {
+        Self { lv, instances, accel: accel.into() }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.instances.join(id)
+    }
+
+    /// Builds the disk and config drive, defines and starts the domain. On failure nothing of
+    /// it is left.
+    pub fn spawn(&self, s: &Server, boot: &Boot) -> Result<(), String> {
+        let r = self.try_spawn(s, boot);
+        if r.is_err() {
+            let _ = self.destroy(&s.id);
+        }
+        r
+    }
+
+    fn try_spawn(&self, s: &Server, boot: &Boot) -> Result<(), String> {
+        let dir = self.dir(&s.id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        // QEMU runs as libvirt's user: it must reach the disk, the config drive and the log.
+        for d in [&self.instances, &dir] {
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+                .map_err(|e| format!("chmod {}: {e}", d.display()))?;
+        }
+        let disk = dir.join("disk");
+        let size = boot.disk_bytes.to_string();
+        let mut args: Vec<&OsStr> =
+            ["create", "-q", "-f", "qcow2", "-F", boot.image_format.qemu_format(), "-b"].map(OsStr::new).to_vec();
+        args.extend([boot.image.as_os_str(), disk.as_os_str()]);
+        if boot.disk_bytes > 0 {
+            args.push(OsStr::new(&size));
+        }
+        tool::run("qemu-img", args)?;
+        // The config drive.
+        let cd = dir.join("config-drive");
+        let latest = cd.join("openstack/latest");
+        std::fs::create_dir_all(&latest).map_err(|e| format!("creating {}: {e}", latest.display()))?;
+        let write = |name: &str, data: &[u8]| {
+            std::fs::write(latest.join(name), data).map_err(|e| format!("writing the config drive's {name}: {e}"))
+        };
+        write("meta_data.json", meta_data(s, boot.key.as_ref()).to_string().as_bytes())?;
+        write("network_data.json", br#"{"links": [], "networks": [], "services": []}"#)?;
+        if let Some(u) = &boot.user_data {
+            write("user_data", u)?;
+        }
+        let iso = dir.join("config.iso");
+        tool::run(
+            "xorriso",
+            ["-as", "mkisofs", "-quiet", "-J", "-r", "-V", "config-2", "-o"]
+                .map(OsStr::new)
+                .into_iter()
+                .chain([iso.as_os_str(), cd.as_os_str()]),
+        )?;
+        let _ = std::fs::remove_dir_all(&cd);
+        let err = |e| crate::error_chain(&e);
+        self.lv.define_domain(&domain_xml(s, &dir, &self.accel, &boot.nics)).map_err(err)?;
+        self.lv.start_domain(&domain_name(&s.id)).map_err(err)
+    }
+
+    /// Stops and removes the domain and the instance directory; what is already gone is fine.
+    pub fn destroy(&self, id: &str) -> Result<(), String> {
+        let name = domain_name(id);
+        let err = |e| crate::error_chain(&e);
+        self.lv.destroy_domain(&name).map_err(err)?;
+        self.lv.undefine_domain(&name).map_err(err)?;
+        match std::fs::remove_dir_all(self.dir(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("removing the instance directory: {e}")),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn start(&self, id: &str) -> Result<(), String> {
+        self.lv.start_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    pub fn stop(&self, id: &str) -> Result<(), String> {
+        self.lv.destroy_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    pub fn state(&self, id: &str) -> Result<Option<DomainState>, String> {
+        self.lv.domain_state(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    /// The last `lines` lines of the console log (all when None).
+    pub fn console(&self, id: &str, lines: Option<usize>) -> Result<String, String> {
+        let path = self.dir(id).join("console.log");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        };
+        let text = String::from_utf8_lossy(&bytes).replace('\r', "");
+        Ok(match lines {
+            None => text,
+            Some(n) => {
+                let all: Vec<&str> = text.lines().collect();
+                all[all.len().saturating_sub(n)..].join("\n")
+            }
+        })
+    }
+
+    /// Root disk size for a flavor disk (GiB; 0: the image's size).
+    pub fn disk_bytes(flavor_disk_gb: u64) -> u64 {
+        flavor_disk_gb * GIB
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::compute::{default_flavors, PowerState, Resources, TaskState, VmState};
+    use crate::sys::libvirt::{golden, FakeLibvirt};
+
+    fn server(extra: &[(&str, &str)]) -> Server {
+        let mut flavor = default_flavors()[0].clone();
+        for (k, v) in extra {
+            flavor.extra_specs.insert((*k).into(), (*v).into());
+        }
+        Server {
+            id: "6f2c1d3e-0000-4000-8000-000000000001".into(),
+            name: "Web Server 1".into(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            resources: Resources::of(&flavor),
+            flavor,
+            image_id: "img".into(),
+            node: "n1".into(),
+            vm_state: VmState::Building,
+            task_state: Some(TaskState::Spawning),
+            power_state: PowerState::NoState,
+            fault: None,
+            key_name: Some("k1".into()),
+            user_data: None,
+            availability_zone: "nova".into(),
+            metadata: [("role".to_string(), "web".to_string())].into_iter().collect(),
+            created_at: 0,
+            updated_at: 0,
+            launched_at: None,
+        }
+    }
+
+    #[test]
+    fn domain_xml_matches_golden_files() {
+        let dir = Path::new("/var/lib/cairn/instances/6f2c1d3e-0000-4000-8000-000000000001");
+        let nic =
+            Nic { mac: "fa:16:3e:00:00:01".into(), bridge: "brq-0a1b2c3d-4e".into(), tap: "tap0a1b2c3d-4e".into() };
+        let plain = xml::to_xml("domain", &domain_xml(&server(&[]), dir, "qemu", std::slice::from_ref(&nic))).unwrap();
+        golden("domain-plain.xml", &plain);
+        let huge = domain_xml(&server(&[("hw:mem_page_size", "2MB")]), dir, "kvm", &[]);
+        golden("domain-hugepages-kvm.xml", &xml::to_xml("domain", &huge).unwrap());
+        assert_eq!(domain_xml(&server(&[("hw:mem_page_size", "small")]), dir, "kvm", &[]).memory_backing, None);
+        let meta = meta_data(&server(&[]), Some(&("k1".into(), "ssh-ed25519 AAAA k".into())));
+        assert_eq!(
+            (meta["hostname"].as_str(), meta["public_keys"]["k1"].as_str()),
+            (Some("web-server-1"), Some("ssh-ed25519 AAAA k"))
+        );
+    }
+
+    #[test]
+    fn a_failed_spawn_leaves_nothing() {
+        let lv = FakeLibvirt::default();
+        let dir = tempfile::tempdir().unwrap();
+        let d = Driver::new(Arc::new(lv.clone()), dir.path().join("instances"), "qemu");
+        let s = server(&[]);
+        let boot = Boot {
+            image: dir.path().join("no-such-image"),
+            image_format: DiskFormat::Qcow2,
+            disk_bytes: 1 << 30,
+            key: None,
+            user_data: None,
+            nics: vec![],
+        };
+        let e = d.spawn(&s, &boot).unwrap_err();
+        assert!(e.contains("qemu-img create failed"), "{e}");
+        assert!(!dir.path().join("instances").join(&s.id).exists(), "the instance directory is removed");
+        assert_eq!(lv.domain(&domain_name(&s.id)), None);
+    }
+}
