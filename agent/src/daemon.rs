@@ -204,7 +204,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let bound = listener.local_addr().map_err(|source| DaemonError::Listen { addr: cfg.listen, source })?;
     let net_status = StatusHandle::default();
     let (settings, net_agent) = network(&cfg, state.clone(), &host, net_status.clone()).await;
-    let network = Networking::new(state.clone(), settings);
+    let network = Arc::new(Networking::new(state.clone(), settings));
     let images_dir = cfg.data_dir.join("images");
     let images = crate::image::Images::new(state.clone(), images_dir.clone(), cfg.image.max_upload_bytes, host.clone())
         .map_err(io_err("creating", &images_dir))?;
@@ -223,6 +223,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     let compute = Arc::new(crate::compute::Compute::new(
         state.clone(),
+        network.clone(),
         inventory,
         driver,
         images_dir.clone(),

@@ -576,8 +576,13 @@ fn openstack_client_manages_volumes() {
     osc.admin(&["image", "delete", "img1"]);
 }
 
+/// Agents with a node role manage this machine's network namespace (bridges, VLANs, DHCP): one
+/// at a time, or one would remove what another built.
+static ROOT_NETNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn openstack_client_manages_flavors_keypairs_and_sees_hypervisors() {
+    let _netns = ROOT_NETNS.lock().unwrap_or_else(|e| e.into_inner());
     let bin = venv().join("bin/openstack");
     let dir = tempfile::tempdir().unwrap();
     // A compute node: it reports its inventory (and runs no network agent without networks).
@@ -681,14 +686,17 @@ fn openstack_client_boots_a_server_on_libvirt() {
         eprintln!("SKIP openstack_client_boots_a_server_on_libvirt: needs root for qemu:///system; CI runs it as root");
         return;
     }
+    let _netns = ROOT_NETNS.lock().unwrap_or_else(|e| e.into_inner());
     let guest = test_guest();
     let bin = venv().join("bin/openstack");
     let dir = tempfile::tempdir().unwrap();
     // QEMU runs as libvirt's user and must reach the instance files below the data directory.
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     let config = common::CONFIG
-        .replace("roles = []\n", "roles = [\"compute\"]\n")
+        .replace("roles = []\n", "roles = [\"network\", \"compute\"]\n")
         .replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864");
+    // physnet1's uplink: one end of a veth pair; the other end plays the switch port.
+    let _uplink = Veth::new("cairn-up0", "cairn-up0p");
     let agent = Agent::start_with(&dir.path().join("data"), None, &config);
     let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
     osc.json(&["image", "create", "--file", &guest.to_string_lossy(), "--disk-format", "qcow2", "guest"]);
@@ -784,6 +792,83 @@ fn openstack_client_boots_a_server_on_libvirt() {
     assert!(!virsh(&["list", "--all", "--name"]).contains(&domain), "domain left");
     assert!(!agent.data.join("instances").join(&id).exists(), "instance files left");
     assert_eq!(osc.admin(&["server", "list", "-f", "value"]).trim(), "");
+
+    // On a flat network: the guest gets its port's address by DHCP, and the other end of the
+    // uplink reaches it.
+    osc.json(&[
+        "network",
+        "create",
+        "--provider-network-type",
+        "flat",
+        "--provider-physical-network",
+        "physnet1",
+        "net1",
+    ]);
+    osc.json(&["subnet", "create", "--network", "net1", "--subnet-range", "10.99.0.0/24", "sub1"]);
+    osc.json(&[&create[..], &["--network", "net1", "vm2"]].concat());
+    let s2 = loop {
+        let s = osc.json(&["server", "show", "vm2"]);
+        if s["status"] != "BUILD" {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(s2["status"], "ACTIVE", "{s2}");
+    let ip = s2["addresses"]["net1"][0].as_str().map(str::to_owned).unwrap_or_else(|| {
+        // Older clients print {"net1": ["10.99.0.x"]}; newer ones the address objects.
+        s2["addresses"]["net1"][0]["addr"].as_str().unwrap_or_else(|| panic!("{s2}")).to_owned()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let console = loop {
+        let c = osc.admin(&["console", "log", "show", "vm2"]);
+        if c.contains("CAIRN-TEST-GUEST ready") {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "vm2 did not get ready:\n{c}");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    assert!(console.contains(&format!("CAIRN-TEST-GUEST dhcp eth0: {ip}")), "the port's address {ip}:\n{console}");
+    let ip_cmd = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
+    assert!(ip_cmd(&["addr", "add", "10.99.0.250/24", "dev", "cairn-up0p"]));
+    let pinged = (0..10).any(|_| {
+        Command::new("busybox")
+            .args(["ping", "-c", "1", "-W", "2", &ip])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert!(pinged, "{ip} does not answer from the uplink's far end");
+    let port_id = osc.admin(&["port", "list", "--server", "vm2", "-f", "value", "-c", "ID"]);
+    assert_eq!(port_id.trim().lines().count(), 1, "one port for vm2: {port_id}");
+    osc.admin(&["server", "delete", "--wait", "vm2"]);
+    assert_eq!(
+        osc.admin(&["port", "list", "--device-owner", "compute:nova", "-f", "value"]).trim(),
+        "",
+        "its port went too"
+    );
+    osc.admin(&["network", "delete", "net1"]);
+}
+
+/// A veth pair in this network namespace, removed when dropped.
+struct Veth(&'static str);
+
+impl Veth {
+    fn new(name: &'static str, peer: &'static str) -> Self {
+        let _ = Command::new("ip").args(["link", "del", name]).status();
+        let ok = Command::new("ip").args(["link", "add", name, "type", "veth", "peer", "name", peer]).status().unwrap();
+        assert!(ok.success(), "ip link add {name}");
+        for dev in [name, peer] {
+            assert!(Command::new("ip").args(["link", "set", dev, "up"]).status().unwrap().success());
+        }
+        Veth(name)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).status();
+    }
 }
 
 /// Removes the libvirt pool a test's agent defined, whatever happened.

@@ -39,7 +39,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Api {
     pub identity: Identity,
     pub compute: Arc<crate::compute::Compute>,
-    pub network: Networking,
+    pub network: Arc<Networking>,
     pub images: crate::image::Images,
     pub storage: Arc<crate::storage::Storage>,
     /// The host network agent's last pass.

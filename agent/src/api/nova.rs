@@ -9,7 +9,7 @@
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::compute::{Action, ComputeError, NewServer};
+use crate::compute::{Action, ComputeError, NetRequest, NewServer};
 use crate::model::compute::{Flavor, Inventory, Keypair, Server};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -130,7 +130,13 @@ fn hypervisor_json(id: usize, i: &Inventory, up: bool, detail: bool) -> Value {
     j
 }
 
-fn server_json(s: &Server, base: &str, detail: bool, admin: bool) -> Value {
+fn server_json(
+    s: &Server,
+    addresses: &[(String, std::net::IpAddr, String)],
+    base: &str,
+    detail: bool,
+    admin: bool,
+) -> Value {
     let href = format!("{base}/compute/v2.1/servers/{}", s.id);
     let links = json!([{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]);
     if !detail {
@@ -151,7 +157,7 @@ fn server_json(s: &Server, base: &str, detail: bool, admin: bool) -> Value {
         "metadata": s.metadata, "hostId": host_id, "image": {"id": s.image_id, "links": [{"rel": "bookmark", "href": image_href}]},
         "flavor": {"id": s.flavor.id, "links": [{"rel": "bookmark", "href": flavor_href}]},
         "created": timestamp(s.created_at, false), "updated": timestamp(s.updated_at, false),
-        "addresses": {}, "accessIPv4": "", "accessIPv6": "", "links": links, "OS-DCF:diskConfig": "MANUAL",
+        "addresses": addresses_json(addresses), "accessIPv4": "", "accessIPv6": "", "links": links, "OS-DCF:diskConfig": "MANUAL",
         "progress": 0, "OS-EXT-STS:vm_state": s.vm_state.as_str(),
         "OS-EXT-STS:task_state": s.task_state.map(|t| t.as_str()), "OS-EXT-STS:power_state": s.power_state as u8,
         "OS-EXT-AZ:availability_zone": s.availability_zone, "key_name": s.key_name, "config_drive": "True",
@@ -167,6 +173,18 @@ fn server_json(s: &Server, base: &str, detail: bool, admin: bool) -> Value {
         j["OS-EXT-SRV-ATTR:instance_name"] = json!(crate::compute::driver::domain_name(&s.id));
     }
     j
+}
+
+fn addresses_json(addresses: &[(String, std::net::IpAddr, String)]) -> Value {
+    let mut by_net: Map<String, Value> = Map::new();
+    for (net, ip, mac) in addresses {
+        let entry = json!({"addr": ip.to_string(), "version": if ip.is_ipv4() { 4 } else { 6 },
+                           "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac});
+        if let Value::Array(a) = by_net.entry(net.clone()).or_insert_with(|| json!([])) {
+            a.push(entry);
+        }
+    }
+    Value::Object(by_net)
 }
 
 /// A server name filter as Nova takes it: a regular expression; `^` and `$` anchors and plain
@@ -201,16 +219,22 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
     let image_id = image_id.rsplit('/').next().unwrap_or_default().to_owned();
     let flavor_id = string("flavorRef")?.ok_or_else(|| bad("Invalid input: flavorRef is required."))?;
     let flavor_id = flavor_id.rsplit('/').next().unwrap_or_default().to_owned();
-    match s.get("networks") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(v)) if v == "none" => {}
-        Some(Value::Array(a)) if a.is_empty() => {}
-        Some(v) => {
-            return Err(ApiError::NotImplemented(format!(
-                "Servers on networks are not served yet (networks: {v}); create the server without networks."
-            )))
+    let networks = match s.get("networks") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::String(v)) if v == "none" => vec![],
+        Some(Value::String(v)) if v == "auto" => {
+            return Err(ApiError::NotImplemented("networks \"auto\" (allocating a network) is not served yet.".into()))
         }
-    }
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|n| match (n.get("uuid").and_then(Value::as_str), n.get("port").and_then(Value::as_str)) {
+                (_, Some(p)) => Ok(NetRequest::Port(p.to_owned())),
+                (Some(u), None) => Ok(NetRequest::Network(u.to_owned())),
+                _ => Err(bad(format!("Invalid input for field/attribute networks: {n} needs a uuid or a port"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => return Err(bad(format!("Invalid input for field/attribute networks: {v}"))),
+    };
     // Clients describe an image boot as a mapping too (source image, destination local): that
     // one is what imageRef says; anything else (volumes) is not served yet.
     if let Some(Value::Array(bdms)) = s.get("block_device_mapping_v2") {
@@ -257,6 +281,7 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
         user_data,
         availability_zone: string("availability_zone")?.filter(|z| !z.is_empty()),
         metadata,
+        networks,
     })
 }
 
@@ -351,7 +376,10 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
             if let Some(h) = q("host").filter(|_| auth.is_admin()) {
                 items.retain(|s| s.node == h);
             }
-            let out: Vec<Value> = items.iter().map(|s| server_json(s, base, detail, auth.is_admin())).collect();
+            let out: Vec<Value> = items
+                .iter()
+                .map(|s| Ok(server_json(s, &c.addresses(s)?, base, detail, auth.is_admin())))
+                .collect::<Result<_, ApiError>>()?;
             Ok(json(StatusCode::OK, &json!({"servers": out})))
         }
         (&Method::POST, ["servers"]) => {
@@ -365,10 +393,11 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
             ))
         }
         (_, ["servers", id]) => match method {
-            Method::GET => Ok(json(
-                StatusCode::OK,
-                &json!({"server": server_json(&c.server(&auth, id)?, base, true, auth.is_admin())}),
-            )),
+            Method::GET => {
+                let s = c.server(&auth, id)?;
+                let j = server_json(&s, &c.addresses(&s)?, base, true, auth.is_admin());
+                Ok(json(StatusCode::OK, &json!({"server": j})))
+            }
             Method::DELETE => {
                 c.delete_server(&auth, id).await?;
                 Ok(empty(StatusCode::NO_CONTENT))

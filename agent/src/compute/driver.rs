@@ -188,6 +188,18 @@ impl Driver {
                 .chain([iso.as_os_str(), cd.as_os_str()]),
         )?;
         let _ = std::fs::remove_dir_all(&cd);
+        // The node's network agent builds the bridges of ports bound here; give it a minute.
+        for n in &boot.nics {
+            let dev = Path::new("/sys/class/net").join(&n.bridge);
+            let mut waited = 0;
+            while !dev.exists() {
+                if waited >= 600 {
+                    return Err(format!("bridge {} did not appear within 60 s", n.bridge));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                waited += 1;
+            }
+        }
         let err = |e| crate::error_chain(&e);
         self.lv.define_domain(&domain_xml(s, &dir, &self.accel, &boot.nics)).map_err(err)?;
         self.lv.start_domain(&domain_name(&s.id)).map_err(err)
@@ -260,6 +272,7 @@ mod tests {
             resources: Resources::of(&flavor),
             flavor,
             image_id: "img".into(),
+            ports: vec![],
             node: "n1".into(),
             vm_state: VmState::Building,
             task_state: Some(TaskState::Spawning),

@@ -7,8 +7,11 @@
 //! with a fault. Stop, start, reboot and delete go the same way: a task recorded, done by the
 //! node, the outcome recorded.
 //!
-//! Limitations: no networks on servers yet (`networks` must be absent or "none"); keypairs must
-//! come with a public key (the client generates the pair, as the openstack client does);
+//! A server's networks become ports (made for it, or the user's own), bound to its node once it
+//! is scheduled; the node's network agent builds the bridges for them, and the domain's NICs are
+//! taps on those bridges.
+//!
+//! Limitations: keypairs must come with a public key (the client generates the pair, as the openstack client does);
 //! console output of a server on another node needs the cluster.
 
 pub mod driver;
@@ -16,9 +19,12 @@ pub mod scheduler;
 
 use crate::identity::{now, Auth};
 use crate::model::compute::{
-    default_flavors, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Resources, Server, TaskState, VmState,
+    default_flavors, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Resources, Server, ServerPort,
+    TaskState, VmState,
 };
 use crate::model::image::ImageStatus;
+use crate::model::network::PortPatch;
+use crate::net::service::{NetError, Networking, NewPort};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
 use crate::sys::libvirt::DomainState;
@@ -81,6 +87,7 @@ pub type NodeUp = (Inventory, bool);
 /// The compute service of this node.
 pub struct Compute {
     state: Replicated,
+    network: Arc<Networking>,
     /// This node's inventory when it has the compute role.
     inventory: Option<Inventory>,
     /// The hypervisor, on a compute node whose libvirt is reachable.
@@ -101,6 +108,16 @@ pub struct NewServer {
     pub user_data: Option<String>,
     pub availability_zone: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    pub networks: Vec<NetRequest>,
+}
+
+/// One entry of a create's `networks`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetRequest {
+    /// A new port on this network.
+    Network(String),
+    /// The user's own port.
+    Port(String),
 }
 
 /// The actions on a server.
@@ -120,14 +137,16 @@ fn admin_only(auth: &Auth, what: &str) -> Result<()> {
 }
 
 impl Compute {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         state: Replicated,
+        network: Arc<Networking>,
         inventory: Option<Inventory>,
         driver: Option<Arc<Driver>>,
         images_dir: PathBuf,
         quota: ComputeQuota,
     ) -> Self {
-        Self { state, inventory, driver, images_dir, quota, busy: Mutex::new(BTreeSet::new()) }
+        Self { state, network, inventory, driver, images_dir, quota, busy: Mutex::new(BTreeSet::new()) }
     }
 
     fn node(&self) -> &str {
@@ -380,6 +399,7 @@ impl Compute {
             view.keypair(&auth.user.id, k)?
                 .ok_or_else(|| ComputeError::BadRequest("Invalid key_name provided.".into()))?;
         }
+        let ports = self.make_ports(auth, &new.networks).await?;
         let req = scheduler::Request {
             resources: Resources::of(&flavor),
             availability_zone: new.availability_zone.clone(),
@@ -394,6 +414,7 @@ impl Compute {
             resources: Resources::of(&flavor),
             flavor,
             image_id: image.id.clone(),
+            ports,
             node: String::new(),
             vm_state: VmState::Building,
             task_state: Some(TaskState::Spawning),
@@ -417,10 +438,16 @@ impl Compute {
                 Ok(node) => {
                     server.node = node.clone();
                     match self.propose(Command::CreateServer { server: server.clone(), quota: self.quota }).await {
-                        Ok(()) => return Ok(server),
+                        Ok(()) => {
+                            self.bind_ports(&server).await?;
+                            return Ok(server);
+                        }
                         // Another create took the room first: schedule again on a fresh view.
                         Err(ComputeError::Conflict(m)) if m.starts_with("No valid host") => why = vec![m],
-                        Err(e) => return Err(e),
+                        Err(e) => {
+                            self.release_ports(&server.ports).await;
+                            return Err(e);
+                        }
                     }
                 }
                 Err(w) => {
@@ -434,8 +461,92 @@ impl Compute {
         server.task_state = None;
         let detail = if why.is_empty() { "no compute node holds the image".to_owned() } else { why.join("; ") };
         server.fault = Some(Fault { code: 500, message: format!("No valid host was found. {detail}"), created: t });
+        self.release_ports(&server.ports).await;
+        server.ports.clear();
         self.propose(Command::CreateServer { server: server.clone(), quota: self.quota }).await?;
         Ok(server)
+    }
+
+    /// The ports of a new server: made on the requested networks, or the user's own (free).
+    async fn make_ports(&self, auth: &Auth, nets: &[NetRequest]) -> Result<Vec<ServerPort>> {
+        let mut made: Vec<ServerPort> = vec![];
+        for n in nets {
+            let r = match n {
+                NetRequest::Network(net) => self
+                    .network
+                    .create_port(
+                        auth,
+                        NewPort {
+                            name: String::new(),
+                            description: String::new(),
+                            project_id: None,
+                            network_id: net.clone(),
+                            mac_address: None,
+                            fixed_ips: None,
+                            device_id: String::new(),
+                            device_owner: String::new(),
+                            admin_state_up: true,
+                            host: String::new(),
+                        },
+                    )
+                    .await
+                    .map(|p| ServerPort { id: p.id, created: true }),
+                NetRequest::Port(id) => match self.network.get_port(auth, id) {
+                    Ok(p) if p.device_id.is_empty() => Ok(ServerPort { id: p.id, created: false }),
+                    Ok(_) => Err(NetError::Conflict(format!("Port {id} is still in use."))),
+                    Err(e) => Err(e),
+                },
+            };
+            match r {
+                Ok(p) => made.push(p),
+                Err(e) => {
+                    self.release_ports(&made).await;
+                    return Err(match e {
+                        NetError::NotFound { .. } | NetError::BadRequest(_) => ComputeError::BadRequest(e.to_string()),
+                        NetError::Conflict(m) => ComputeError::Conflict(m),
+                        NetError::Forbidden(m) => ComputeError::Forbidden(m),
+                        e => ComputeError::Internal(Box::new(e)),
+                    });
+                }
+            }
+        }
+        Ok(made)
+    }
+
+    /// Gives a scheduled server's ports to it and its node (Nova's binding, as the service).
+    async fn bind_ports(&self, s: &Server) -> Result<()> {
+        for p in &s.ports {
+            let patch = PortPatch {
+                device_id: Some(s.id.clone()),
+                device_owner: Some("compute:nova".into()),
+                host: Some(s.node.clone()),
+                updated_at: now(),
+                ..Default::default()
+            };
+            self.propose(Command::UpdatePort { id: p.id.clone(), patch }).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the ports Nova made and frees the user's own.
+    async fn release_ports(&self, ports: &[ServerPort]) {
+        for p in ports {
+            let cmd = if p.created {
+                Command::DeletePort { id: p.id.clone() }
+            } else {
+                let patch = PortPatch {
+                    device_id: Some(String::new()),
+                    device_owner: Some(String::new()),
+                    host: Some(String::new()),
+                    updated_at: now(),
+                    ..Default::default()
+                };
+                Command::UpdatePort { id: p.id.clone(), patch }
+            };
+            if let Err(e) = self.propose(cmd).await {
+                log::warn!("port {}: {}", p.id, crate::error_chain(&e));
+            }
+        }
     }
 
     fn set_task(&self, s: &Server, task: TaskState) -> Command {
@@ -450,10 +561,25 @@ impl Compute {
         }
     }
 
+    /// A server's addresses: (network name, address, MAC) per fixed IP of its ports.
+    pub fn addresses(&self, s: &Server) -> Result<Vec<(String, std::net::IpAddr, String)>> {
+        let view = self.view()?;
+        let mut out = vec![];
+        for sp in &s.ports {
+            let Some(p) = view.port(&sp.id)? else { continue };
+            let net = view.network(&p.network_id)?.map_or_else(|| p.network_id.clone(), |n| n.name.clone());
+            for f in &p.fixed_ips {
+                out.push((net.clone(), f.ip_address, p.mac_address.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes a server: its node tears it down (a server on no node goes at once).
     pub async fn delete_server(&self, auth: &Auth, id: &str) -> Result<()> {
         let s = self.server(auth, id)?;
         if s.node.is_empty() {
+            self.release_ports(&s.ports).await;
             return self.propose(Command::DeleteServer { id: s.id }).await;
         }
         // Deleting wins over any task in progress.
@@ -539,15 +665,29 @@ impl Compute {
                         use base64::Engine;
                         base64::engine::general_purpose::STANDARD.decode(u).ok()
                     });
-                    let boot = Boot {
-                        image: self.images_dir.join(&s.image_id),
-                        image_format: format.unwrap_or(crate::model::image::DiskFormat::Raw),
-                        disk_bytes: Driver::disk_bytes(s.flavor.disk_gb),
-                        key,
-                        user_data,
-                        nics: vec![],
-                    };
-                    Some(Job::Spawn(boot))
+                    // Each port bound here, in order; until then, wait for the next change.
+                    let ports: Vec<_> =
+                        s.ports.iter().map(|p| view.port(&p.id)).collect::<std::result::Result<_, _>>()?;
+                    let nics: Option<Vec<driver::Nic>> = ports
+                        .into_iter()
+                        .map(|p| {
+                            p.filter(|p| p.host == s.node).map(|p| driver::Nic {
+                                mac: p.mac_address.to_string(),
+                                bridge: crate::net::reconcile::bridge_name(&p.network_id),
+                                tap: format!("tap{}", p.id.chars().take(11).collect::<String>()),
+                            })
+                        })
+                        .collect();
+                    nics.map(|nics| {
+                        Job::Spawn(Boot {
+                            image: self.images_dir.join(&s.image_id),
+                            image_format: format.unwrap_or(crate::model::image::DiskFormat::Raw),
+                            disk_bytes: Driver::disk_bytes(s.flavor.disk_gb),
+                            key,
+                            user_data,
+                            nics,
+                        })
+                    })
                 }
                 (_, Some(TaskState::Deleting)) => Some(Job::Delete),
                 (VmState::Active, Some(TaskState::PoweringOff)) => Some(Job::Stop),
@@ -607,7 +747,10 @@ impl Compute {
             Job::Delete => {
                 let r = blocking(Box::new(move || d.destroy(&id))).await;
                 match r {
-                    Ok(()) => self.propose(Command::DeleteServer { id: s.id.clone() }).await,
+                    Ok(()) => {
+                        self.release_ports(&s.ports).await;
+                        self.propose(Command::DeleteServer { id: s.id.clone() }).await
+                    }
                     Err(e) => self.propose(set(VmState::Error, PowerState::NoState, Some(e))).await,
                 }
             }

@@ -321,6 +321,14 @@ impl TaskState {
     }
 }
 
+/// A port of a server; `created` when Nova made it for a requested network (and so deletes it
+/// with the server), not when the user passed a port of their own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerPort {
+    pub id: String,
+    pub created: bool,
+}
+
 /// Why a server is in ERROR, as Nova shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
@@ -339,6 +347,9 @@ pub struct Server {
     /// The flavor as it was at create time.
     pub flavor: Flavor,
     pub image_id: String,
+    /// Its ports, in NIC order.
+    #[serde(default)]
+    pub ports: Vec<ServerPort>,
     /// The node it runs on (empty when none could be found).
     pub node: String,
     pub resources: Resources,

@@ -175,6 +175,7 @@ mod tests {
             user_id: "u".into(),
             flavor: flavor.clone(),
             image_id: "i".into(),
+            ports: vec![],
             node: node.into(),
             resources: Resources::of(flavor),
             vm_state: VmState::Building,
