@@ -50,7 +50,7 @@ fn cairn_ip_generator_writes_static_networkd_config() {
 #[test]
 fn agent_unit_and_presets_are_consistent() {
     let unit = std::fs::read_to_string(overlay("usr/lib/systemd/system/cairn-agent.service")).unwrap();
-    for line in ["Type=notify", "Restart=always", "ExecStart=/usr/bin/cairn agent", "StateDirectoryMode=0700"] {
+    for line in ["Type=notify", "Restart=always", "ExecStart=/usr/bin/cairn agent", "StateDirectoryMode=0711"] {
         assert!(unit.lines().any(|l| l == line), "cairn-agent.service lacks {line}");
     }
     // Ordered after libvirt's socket, never waiting on libvirtd itself.
