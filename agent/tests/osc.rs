@@ -723,6 +723,19 @@ fn openstack_client_boots_a_server_on_libvirt() {
     let domain = format!("cairn-{id}");
     assert_eq!(virsh(&["domstate", &domain]).trim(), "running");
     assert_eq!(s["OS-EXT-SRV-ATTR:instance_name"], domain.as_str());
+    // The node and the project account for it.
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    let hv = osc.json(&["hypervisor", "show", &host]);
+    assert_eq!(
+        (hv["vcpus_used"].as_u64(), hv["memory_mb_used"].as_u64(), hv["running_vms"].as_u64()),
+        (Some(1), Some(512), Some(1)),
+        "{hv}"
+    );
+    let limits = osc.admin(&["limits", "show", "--absolute", "-f", "value"]);
+    assert!(
+        limits.lines().any(|l| l == "total_instances_used 1") && limits.lines().any(|l| l == "total_cores_used 1"),
+        "{limits}"
+    );
     let xml = virsh(&["dumpxml", &domain]);
     assert!(xml.contains("<serial type='file'>") && xml.contains("config.iso"), "{xml}");
 

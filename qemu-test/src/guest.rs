@@ -132,15 +132,10 @@ impl GuestRun {
     /// Builds the initramfs, boots it, waits for the guest to power off.
     pub fn run(&self) -> Result<GuestOutcome> {
         let work = tempfile::tempdir().map_err(io("temp dir"))?;
-        let root = work.path().join("root");
-        for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "tmp", "etc", "mods", "test"] {
-            std::fs::create_dir_all(root.join(d)).map_err(io(format!("creating {d}")))?;
-        }
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .ok_or_else(|| failed("busybox is missing on the host (apt-get install busybox)", ""))?;
+        let (root, busybox) = initramfs_root(
+            work.path(),
+            &["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "tmp", "etc", "mods", "test"],
+        )?;
         let mut copied = BTreeSet::new();
         copy_with_libs(&busybox, &root, &mut copied)?;
         if busybox != Path::new("/bin/busybox") {
@@ -179,9 +174,7 @@ impl GuestRun {
         std::fs::set_permissions(&init_path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .map_err(io("chmod init"))?;
         let initrd = work.path().join("initrd.gz");
-        let pack =
-            format!("cd {} && find . | cpio -o -H newc 2>/dev/null | gzip -1 > {}", root.display(), initrd.display());
-        run(Command::new("sh").args(["-c", &pack]), "packing the initramfs")?;
+        pack_initramfs(&root, &initrd)?;
 
         let console = work.path().join("console.log");
         let status = Command::new("timeout")
@@ -215,6 +208,26 @@ impl GuestRun {
         }
         Ok(GuestOutcome { code, console: text })
     }
+}
+
+/// An initramfs tree under `work` with these directories, and the host's busybox to put in it.
+fn initramfs_root(work: &Path, dirs: &[&str]) -> Result<(PathBuf, PathBuf)> {
+    let root = work.join("root");
+    for d in dirs {
+        std::fs::create_dir_all(root.join(d)).map_err(io(format!("creating {d}")))?;
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| failed("busybox is missing on the host (apt-get install busybox)", ""))?;
+    Ok((root, busybox))
+}
+
+/// Packs `root` as a gzipped newc cpio archive at `out`.
+fn pack_initramfs(root: &Path, out: &Path) -> Result<()> {
+    let pack = format!("cd {} && find . | cpio -o -H newc 2>/dev/null | gzip -6 > {}", root.display(), out.display());
+    run(Command::new("sh").args(["-c", &pack]), "packing the initramfs").map(|_| ())
 }
 
 fn sh_quote(s: &str) -> String {
@@ -353,26 +366,16 @@ pub fn test_guest_image() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
     let dir = home.join(".cache/cairn/test-guest");
     // The recipe's version: bump when the guest changes.
-    let out = dir.join(format!("guest-{version}-v2.qcow2"));
+    let out = dir.join(format!("guest-{version}-v3.qcow2"));
     if out.exists() {
         return Ok(out);
     }
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let work = tempfile::tempdir().map_err(io("temp dir"))?;
-    let root = work.path().join("root");
-    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp", "etc", "mods", "cfg"] {
-        std::fs::create_dir_all(root.join(d)).map_err(io(format!("creating {d}")))?;
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| failed("busybox is missing on the host (apt-get install busybox)", ""))?;
-    if !run(Command::new("ldd").arg(&busybox), "ldd busybox").unwrap_or_default().contains("not a dynamic") {
-        // Debian's busybox is static; a dynamic one would need its libraries.
-        let mut copied = BTreeSet::new();
-        copy_libs_of(&busybox, &root, &mut copied)?;
-    }
+    let (root, busybox) =
+        initramfs_root(work.path(), &["bin", "sbin", "proc", "sys", "dev", "tmp", "etc", "mods", "cfg"])?;
+    // Debian's busybox is static (ldd lists nothing); a dynamic one brings its libraries.
+    copy_libs_of(&busybox, &root, &mut BTreeSet::new())?;
     std::fs::copy(&busybox, root.join("bin/busybox")).map_err(io("copying busybox"))?;
     let mut order = vec![];
     for m in TEST_GUEST_MODULES {
@@ -392,9 +395,7 @@ pub fn test_guest_image() -> Result<PathBuf> {
     write("etc/udhcpc.script", TEST_GUEST_DHCP, 0o755)?;
     write("etc/passwd", "root:x:0:0:root:/:/bin/sh\n", 0o644)?;
     let initrd = work.path().join("initrd.gz");
-    let pack =
-        format!("cd {} && find . | cpio -o -H newc 2>/dev/null | gzip -9 > {}", root.display(), initrd.display());
-    run(Command::new("sh").args(["-c", &pack]), "packing the initramfs")?;
+    pack_initramfs(&root, &initrd)?;
 
     // A FAT file system over the whole disk with syslinux in its boot sector: SeaBIOS boots it
     // as it would a USB stick.

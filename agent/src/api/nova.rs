@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
 use crate::compute::{Action, ComputeError, NetRequest, NewServer};
-use crate::model::compute::{Flavor, Inventory, Keypair, Server};
+use crate::model::compute::{Flavor, Inventory, Keypair, Resources, Server};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 /// The microversions served: `(2, 1)` to `MAX`.
 const MAX: (u32, u32) = (2, 1);
 
-/// Per-project limits shown by `limits` and quota sets (servers are not counted yet).
-const QUOTA: [(&str, u64); 5] =
-    [("instances", 10), ("cores", 20), ("ram", 51200), ("key_pairs", 100), ("metadata_items", 128)];
+/// Limits Nova shows that this cloud does not enforce differently from Nova's defaults.
+const KEY_PAIRS: u64 = 100;
+const METADATA_ITEMS: u64 = 128;
 
 fn version_doc(base: &str) -> Value {
     json!({"id": "v2.1", "status": "CURRENT", "version": format!("{}.{}", MAX.0, MAX.1), "min_version": "2.1",
@@ -106,15 +106,18 @@ fn keypair_json(k: &Keypair) -> Value {
            "updated_at": null, "id": 0})
 }
 
-fn hypervisor_json(id: usize, i: &Inventory, up: bool, detail: bool) -> Value {
+fn hypervisor_json(id: usize, i: &Inventory, up: bool, used: (Resources, u64), detail: bool) -> Value {
     let mut j = json!({"id": id, "hypervisor_hostname": i.node, "state": if up { "up" } else { "down" },
                        "status": if i.enabled { "enabled" } else { "disabled" }});
     if detail {
-        // Nothing runs yet: used amounts are zero until servers are placed.
+        // Used amounts are what the node's servers claim (as Nova's placement counts them).
+        let (u, servers) = used;
         let extra = json!({
-            "vcpus": i.vcpus, "memory_mb": i.memory_mb, "local_gb": i.disk_gb, "vcpus_used": 0,
-            "memory_mb_used": 0, "local_gb_used": 0, "free_ram_mb": i.memory_mb, "free_disk_gb": i.disk_gb,
-            "running_vms": 0, "current_workload": 0, "disk_available_least": i.disk_gb,
+            "vcpus": i.vcpus, "memory_mb": i.memory_mb, "local_gb": i.disk_gb, "vcpus_used": u.vcpus,
+            "memory_mb_used": u.memory_mb, "local_gb_used": u.disk_gb,
+            "free_ram_mb": i64::try_from(i.memory_mb).unwrap_or(i64::MAX) - i64::try_from(u.memory_mb).unwrap_or(i64::MAX),
+            "free_disk_gb": i64::try_from(i.disk_gb).unwrap_or(i64::MAX) - i64::try_from(u.disk_gb).unwrap_or(i64::MAX),
+            "running_vms": servers, "current_workload": 0, "disk_available_least": i.disk_gb.saturating_sub(u.disk_gb),
             "hypervisor_type": "QEMU", "hypervisor_version": 1, "host_ip": i.host_ip,
             "service": {"id": id, "host": i.node, "disabled_reason": null},
             "cpu_info": json!({"arch": i.arch, "accel": i.accel,
@@ -562,11 +565,14 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
         },
         (&Method::GET, ["os-hypervisors", rest @ ..]) => {
             let nodes = c.nodes(&auth)?;
+            let usage = c.node_usage()?;
+            let used = |n: &Inventory| usage.get(&n.node).copied().unwrap_or_default();
             let numbered = nodes.iter().enumerate().map(|(i, (n, up))| (i + 1, n, *up));
             match rest {
                 [] | ["detail"] => {
                     let detail = !rest.is_empty();
-                    let list: Vec<Value> = numbered.map(|(i, n, up)| hypervisor_json(i, n, up, detail)).collect();
+                    let list: Vec<Value> =
+                        numbered.map(|(i, n, up)| hypervisor_json(i, n, up, used(n), detail)).collect();
                     Ok(json(StatusCode::OK, &json!({"hypervisors": list})))
                 }
                 [_, "uptime"] => Err(ApiError::NotImplemented(
@@ -577,7 +583,8 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
                         .into_iter()
                         .find(|(i, n, _)| i.to_string() == *id || n.node == *id)
                         .ok_or_else(|| ApiError::NotFound(format!("Hypervisor with ID {id} could not be found.")))?;
-                    Ok(json(StatusCode::OK, &json!({"hypervisor": hypervisor_json(found.0, found.1, found.2, true)})))
+                    let j = hypervisor_json(found.0, found.1, found.2, used(found.1), true);
+                    Ok(json(StatusCode::OK, &json!({"hypervisor": j})))
                 }
                 _ => Err(ApiError::NotFound("The resource could not be found.".into())),
             }
@@ -634,16 +641,19 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
         }
         (&Method::GET, ["limits"]) => {
             let keypairs = c.keypairs(&auth)?.len();
-            let limit = |k: &str| QUOTA.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+            let q = c.quota();
+            let project = auth.project.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+            let (instances, used) = c.project_usage(&project)?;
             Ok(json(
                 StatusCode::OK,
                 &json!({"limits": {"rate": [], "absolute": {
-                "maxTotalInstances": limit("instances"), "maxTotalCores": limit("cores"),
-                "maxTotalRAMSize": limit("ram"), "maxTotalKeypairs": limit("key_pairs"),
-                "maxServerMeta": limit("metadata_items"), "maxImageMeta": limit("metadata_items"),
+                "maxTotalInstances": q.instances, "maxTotalCores": q.cores,
+                "maxTotalRAMSize": q.ram_mb, "maxTotalKeypairs": KEY_PAIRS,
+                "maxServerMeta": METADATA_ITEMS, "maxImageMeta": METADATA_ITEMS,
                 "maxPersonality": 0, "maxPersonalitySize": 0, "maxSecurityGroups": 0,
                 "maxSecurityGroupRules": 0, "maxTotalFloatingIps": 0, "maxServerGroups": 0,
-                "maxServerGroupMembers": 0, "totalInstancesUsed": 0, "totalCoresUsed": 0, "totalRAMUsed": 0,
+                "maxServerGroupMembers": 0, "totalInstancesUsed": instances, "totalCoresUsed": used.vcpus,
+                "totalRAMUsed": used.memory_mb,
                 "totalFloatingIpsUsed": 0, "totalSecurityGroupsUsed": 0, "totalServerGroupsUsed": 0,
                 "totalKeyPairsUsed": keypairs}}}),
             ))
@@ -654,10 +664,23 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
                     "Policy doesn't allow os_compute_api:os-quota-sets:show to be performed.".into(),
                 ));
             }
-            let mut set: Map<String, Value> = QUOTA
+            let q = c.quota();
+            let (instances, used) = c.project_usage(project)?;
+            let entries = [
+                ("instances", q.instances, instances),
+                ("cores", q.cores, used.vcpus),
+                ("ram", q.ram_mb, used.memory_mb),
+                ("key_pairs", KEY_PAIRS, 0),
+                ("metadata_items", METADATA_ITEMS, 0),
+            ];
+            let mut set: Map<String, Value> = entries
                 .iter()
-                .map(|(k, v)| {
-                    let v = if rest.is_empty() { json!(v) } else { json!({"limit": v, "in_use": 0, "reserved": 0}) };
+                .map(|(k, limit, in_use)| {
+                    let v = if rest.is_empty() {
+                        json!(limit)
+                    } else {
+                        json!({"limit": limit, "in_use": in_use, "reserved": 0})
+                    };
                     ((*k).to_owned(), v)
                 })
                 .collect();

@@ -324,6 +324,32 @@ impl Compute {
         Ok(n)
     }
 
+    pub fn quota(&self) -> ComputeQuota {
+        self.quota
+    }
+
+    /// What a project's servers take: (instances, their resources).
+    pub fn project_usage(&self, project: &str) -> Result<(u64, Resources)> {
+        let mine: Vec<Server> = self.view()?.servers()?.into_iter().filter(|s| s.project_id == project).collect();
+        Ok((mine.len() as u64, mine.iter().fold(Resources::default(), |a, s| a.plus(s.resources))))
+    }
+
+    /// Per node: the resources its servers claim and how many servers it has.
+    pub fn node_usage(&self) -> Result<BTreeMap<String, (Resources, u64)>> {
+        let servers = self.view()?.servers()?;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for s in servers.iter().filter(|s| !s.node.is_empty()) {
+            *counts.entry(s.node.clone()).or_default() += 1;
+        }
+        Ok(crate::model::compute::usage(&servers)
+            .into_iter()
+            .map(|(n, r)| {
+                let c = counts.get(&n).copied().unwrap_or_default();
+                (n, (r, c))
+            })
+            .collect())
+    }
+
     /// The availability zones that have nodes.
     pub fn zones(&self) -> Result<Vec<(String, Vec<NodeUp>)>> {
         let mut zones: BTreeMap<String, Vec<NodeUp>> = BTreeMap::new();
@@ -754,27 +780,24 @@ impl Compute {
                     Err(e) => self.propose(set(VmState::Error, PowerState::NoState, Some(e))).await,
                 }
             }
-            Job::Stop => {
-                let r = blocking(Box::new(move || d.stop(&id))).await;
+            Job::Stop | Job::Start | Job::Reboot => {
+                let running = (VmState::Active, PowerState::Running);
+                let stopped = (VmState::Stopped, PowerState::Shutdown);
+                // What follows success, and what failure leaves.
+                let (done, failed) = match job {
+                    Job::Stop => (stopped, running),
+                    Job::Start => (running, stopped),
+                    _ => (running, (VmState::Error, PowerState::NoState)),
+                };
+                let r = blocking(Box::new(move || match job {
+                    Job::Stop => d.stop(&id),
+                    Job::Start => d.start(&id),
+                    _ => d.stop(&id).and_then(|()| d.start(&id)),
+                }))
+                .await;
                 self.propose(match r {
-                    Ok(()) => set(VmState::Stopped, PowerState::Shutdown, None),
-                    Err(e) => set(VmState::Active, PowerState::Running, Some(e)),
-                })
-                .await
-            }
-            Job::Start => {
-                let r = blocking(Box::new(move || d.start(&id))).await;
-                self.propose(match r {
-                    Ok(()) => set(VmState::Active, PowerState::Running, None),
-                    Err(e) => set(VmState::Stopped, PowerState::Shutdown, Some(e)),
-                })
-                .await
-            }
-            Job::Reboot => {
-                let r = blocking(Box::new(move || d.stop(&id).and_then(|()| d.start(&id)))).await;
-                self.propose(match r {
-                    Ok(()) => set(VmState::Active, PowerState::Running, None),
-                    Err(e) => set(VmState::Error, PowerState::NoState, Some(e)),
+                    Ok(()) => set(done.0, done.1, None),
+                    Err(e) => set(failed.0, failed.1, Some(e)),
                 })
                 .await
             }

@@ -63,22 +63,10 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::compute::{Inventory, Ratios};
+    use crate::model::compute::Inventory;
 
     fn node(name: &str, vcpus: u32, mem: u64) -> Inventory {
-        Inventory {
-            node: name.into(),
-            vcpus,
-            memory_mb: mem,
-            disk_gb: 100,
-            ratios: Ratios::default(),
-            availability_zone: "nova".into(),
-            arch: "x86_64".into(),
-            accel: "qemu".into(),
-            enabled: true,
-            heartbeat_at: 0,
-            host_ip: String::new(),
-        }
+        Inventory::for_test(name, vcpus, mem)
     }
 
     #[test]

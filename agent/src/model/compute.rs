@@ -227,6 +227,26 @@ impl Inventory {
     }
 }
 
+#[cfg(test)]
+impl Inventory {
+    /// A node for tests: `vcpus` cores, `memory_mb`, a 100 GiB disk, Nova's ratios, zone nova.
+    pub(crate) fn for_test(node: &str, vcpus: u32, memory_mb: u64) -> Self {
+        Inventory {
+            node: node.into(),
+            vcpus,
+            memory_mb,
+            disk_gb: 100,
+            ratios: Ratios::default(),
+            availability_zone: "nova".into(),
+            arch: "x86_64".into(),
+            accel: "qemu".into(),
+            enabled: true,
+            heartbeat_at: 0,
+            host_ip: String::new(),
+        }
+    }
+}
+
 /// Resources claimed per node by the servers recorded there.
 pub fn usage<'a>(servers: impl IntoIterator<Item = &'a Server>) -> BTreeMap<String, Resources> {
     let mut used: BTreeMap<String, Resources> = BTreeMap::new();
@@ -369,10 +389,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// The status clients see, from the three states (Nova's mapping).
+    /// The status clients see, from the three states (Nova's mapping). While it is being deleted
+    /// a server keeps its status (clients wait for 404, not for a status).
     pub fn status(&self) -> &'static str {
         match (self.vm_state, self.task_state) {
-            (_, Some(TaskState::Deleting)) => "DELETED",
             (VmState::Building, _) => "BUILD",
             (VmState::Error, _) => "ERROR",
             (VmState::Active, Some(TaskState::Rebooting)) => "REBOOT",
@@ -411,19 +431,7 @@ mod tests {
 
     #[test]
     fn overcommit_arithmetic() {
-        let node = Inventory {
-            node: "n1".into(),
-            vcpus: 2,
-            memory_mb: 4096,
-            disk_gb: 100,
-            ratios: Ratios::default(),
-            availability_zone: "nova".into(),
-            arch: "x86_64".into(),
-            accel: "qemu".into(),
-            enabled: true,
-            heartbeat_at: 0,
-            host_ip: "10.0.0.1".into(),
-        };
+        let node = Inventory::for_test("n1", 2, 4096);
         // cpu 4.0: 2 cores hold 8 vCPUs; ram 1.0: no more than 4096 MiB.
         assert_eq!(node.capacity(), Resources { vcpus: 8, memory_mb: 4096, disk_gb: 100 });
         let tiny = Resources { vcpus: 1, memory_mb: 512, disk_gb: 1 };

@@ -157,7 +157,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::compute::{default_flavors, ComputeQuota, PowerState, Ratios, TaskState};
+    use crate::model::compute::{default_flavors, ComputeQuota, PowerState, TaskState};
     use crate::state::Store;
 
     fn run(store: &Store, cmd: Command) -> Outcome {
@@ -196,19 +196,7 @@ mod tests {
     fn claims_never_overbook_and_quotas_hold() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.redb")).unwrap();
-        let node = Inventory {
-            node: "n1".into(),
-            vcpus: 1,
-            memory_mb: 1024,
-            disk_gb: 10,
-            ratios: Ratios::default(),
-            availability_zone: "nova".into(),
-            arch: "x86_64".into(),
-            accel: "qemu".into(),
-            enabled: true,
-            heartbeat_at: 0,
-            host_ip: String::new(),
-        };
+        let node = Inventory::for_test("n1", 1, 1024);
         assert_eq!(run(&s, Command::ReportNode(node)), Ok(()));
         let small = &default_flavors()[0]; // m1.tiny: 1 vCPU, 512 MiB, 1 GiB
         let q = ComputeQuota::default();
@@ -242,6 +230,18 @@ mod tests {
         assert_eq!(run(&s, to_active(Some(Some(TaskState::Spawning)))), Ok(()));
         let a = s.view().unwrap().server("a").unwrap().unwrap();
         assert_eq!((a.status(), a.launched_at), ("ACTIVE", Some(5)));
+        let deleting = Command::SetServerState {
+            id: "a".into(),
+            if_task: None,
+            vm_state: VmState::Active,
+            task_state: Some(TaskState::Deleting),
+            power_state: PowerState::Running,
+            fault: None,
+            updated_at: 6,
+        };
+        assert_eq!(run(&s, deleting), Ok(()));
+        let a = s.view().unwrap().server("a").unwrap().unwrap();
+        assert_eq!(a.status(), "ACTIVE", "being deleted, a server keeps its status until it is gone");
         assert_eq!(run(&s, Command::DeleteServer { id: "b".into() }), Ok(()));
         assert_eq!(
             run(&s, Command::CreateServer { server: server("c", "p", "n1", small), quota: q }),
