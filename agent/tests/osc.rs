@@ -675,6 +675,52 @@ fn test_guest() -> std::path::PathBuf {
     std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// Polls `<kind> show <name>` until its status is `want` (a minute at most).
+fn wait_for(osc: &Osc, kind: &str, name: &str, want: &str) -> serde_json::Value {
+    for _ in 0..120 {
+        let st = osc.json(&[kind, "show", name]);
+        if st["status"] == want {
+            return st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("{kind} {name} never became {want}: {}", osc.json(&[kind, "show", name]));
+}
+
+/// Polls a server's console log until `f` accepts it (four minutes at most: guests run under TCG).
+fn console_until(osc: &Osc, server: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    loop {
+        let c = osc.admin(&["console", "log", "show", server]);
+        if f(&c) {
+            return c;
+        }
+        assert!(std::time::Instant::now() < deadline, "{server}: {what} not seen:\n{c}");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// The disks the test guest last said it has.
+fn guest_disks(console: &str) -> String {
+    console.lines().rev().find_map(|l| l.split("CAIRN-TEST-GUEST disks: ").nth(1)).unwrap_or_default().trim().to_owned()
+}
+
+/// What a test booting guests needs: root (else it says why it skips), the lock that runs one
+/// such test at a time (agents with node roles share the root network namespace, and two TCG
+/// guests on two cores slow each other down), the test guest, and a directory QEMU (running as
+/// libvirt's user) can traverse to the instance files below it.
+fn guest_test(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf, tempfile::TempDir)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP {name}: needs root for qemu:///system; CI runs it as root");
+        return None;
+    }
+    let serial = ROOT_NETNS.lock().unwrap_or_else(|e| e.into_inner());
+    let guest = test_guest();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    Some((serial, guest, dir))
+}
+
 fn virsh(args: &[&str]) -> String {
     let out = Command::new("virsh").arg("-c").arg("qemu:///system").args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -682,16 +728,8 @@ fn virsh(args: &[&str]) -> String {
 
 #[test]
 fn openstack_client_boots_a_server_on_libvirt() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP openstack_client_boots_a_server_on_libvirt: needs root for qemu:///system; CI runs it as root");
-        return;
-    }
-    let _netns = ROOT_NETNS.lock().unwrap_or_else(|e| e.into_inner());
-    let guest = test_guest();
+    let Some((_serial, guest, dir)) = guest_test("openstack_client_boots_a_server_on_libvirt") else { return };
     let bin = venv().join("bin/openstack");
-    let dir = tempfile::tempdir().unwrap();
-    // QEMU runs as libvirt's user and must reach the instance files below the data directory.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     let config = common::CONFIG
         .replace("roles = []\n", "roles = [\"network\", \"compute\"]\n")
         .replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864");
@@ -740,15 +778,7 @@ fn openstack_client_boots_a_server_on_libvirt() {
     assert!(xml.contains("<serial type='file'>") && xml.contains("config.iso"), "{xml}");
 
     // The guest boots and reads its config drive: the console log says so.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
-    let console = loop {
-        let c = osc.admin(&["console", "log", "show", "vm1"]);
-        if c.contains("CAIRN-TEST-GUEST ready") {
-            break c;
-        }
-        assert!(std::time::Instant::now() < deadline, "the guest did not get ready:\n{c}");
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    };
+    let console = console_until(&osc, "vm1", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));
     eprintln!("guest ready after {:.1} s", started.elapsed().as_secs_f64());
     assert!(console.contains("CAIRN-TEST-GUEST config-drive hostname: vm1"), "{console}");
     assert!(console.contains("CAIRN-TEST-GUEST config-drive key: ssh-ed25519"), "{console}");
@@ -757,16 +787,7 @@ fn openstack_client_boots_a_server_on_libvirt() {
     assert_eq!(tail.trim().lines().count(), 1, "{tail}");
 
     // Stop, start, hard reboot: the domain follows.
-    let wait_status = |want: &str| {
-        for _ in 0..120 {
-            let st = osc.json(&["server", "show", "vm1"]);
-            if st["status"] == want {
-                return st;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        panic!("vm1 never became {want}");
-    };
+    let wait_status = |want: &str| wait_for(&osc, "server", "vm1", want);
     osc.admin(&["server", "stop", "vm1"]);
     wait_status("SHUTOFF");
     assert_eq!(virsh(&["domstate", &domain]).trim(), "shut off");
@@ -831,15 +852,7 @@ fn openstack_client_boots_a_server_on_libvirt() {
         // Older clients print {"net1": ["10.99.0.x"]}; newer ones the address objects.
         s2["addresses"]["net1"][0]["addr"].as_str().unwrap_or_else(|| panic!("{s2}")).to_owned()
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
-    let console = loop {
-        let c = osc.admin(&["console", "log", "show", "vm2"]);
-        if c.contains("CAIRN-TEST-GUEST ready") {
-            break c;
-        }
-        assert!(std::time::Instant::now() < deadline, "vm2 did not get ready:\n{c}");
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    };
+    let console = console_until(&osc, "vm2", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));
     assert!(console.contains(&format!("CAIRN-TEST-GUEST dhcp eth0: {ip}")), "the port's address {ip}:\n{console}");
     let ip_cmd = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
     assert!(ip_cmd(&["addr", "add", "10.99.0.250/24", "dev", "cairn-up0p"]));
@@ -861,6 +874,104 @@ fn openstack_client_boots_a_server_on_libvirt() {
         "its port went too"
     );
     osc.admin(&["network", "delete", "net1"]);
+}
+
+#[test]
+fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
+    let Some((_serial, guest, dir)) = guest_test("openstack_client_boots_from_a_volume_and_attaches_volumes") else {
+        return;
+    };
+    let bin = venv().join("bin/openstack");
+    let pool = format!("osc-bfv-{}", std::process::id());
+    let config = common::CONFIG
+        .replace("roles = []\n", "roles = [\"compute\"]\n")
+        .replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864")
+        .replace(
+            "[storage]\nenabled = false\n",
+            &format!(
+                "[storage]\ndefault_pool = \"{pool}\"\n[storage.pools.{pool}]\ntype = \"dir\"\npath = \"{}\"\n",
+                dir.path().join("pool").display()
+            ),
+        );
+    let _cleanup = PoolGuard(pool);
+    let agent = Agent::start_with(&dir.path().join("data"), None, &config);
+    let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
+    osc.json(&["image", "create", "--file", &guest.to_string_lossy(), "--disk-format", "qcow2", "guest"]);
+    osc.json(&["volume", "create", "--image", "guest", "--size", "1", "bootvol"]);
+    osc.json(&["volume", "create", "--size", "1", "data1"]);
+    assert_eq!(settled(&osc, "bootvol")["status"], "available");
+    assert_eq!(settled(&osc, "data1")["status"], "available");
+
+    // Boot from the volume: it is the guest's root disk, in use while the server lives.
+    osc.json(&["server", "create", "--flavor", "m1.tiny", "--volume", "bootvol", "bfv"]);
+    let s = wait_for(&osc, "server", "bfv", "ACTIVE");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let domain = format!("cairn-{id}");
+    let bootvol = osc.json(&["volume", "show", "bootvol"]);
+    assert_eq!(bootvol["status"], "in-use", "{bootvol}");
+    assert!(s["volumes_attached"].to_string().contains(bootvol["id"].as_str().unwrap()), "{s}");
+    let blk = virsh(&["domblklist", &domain]);
+    assert!(blk.lines().any(|l| l.starts_with(" vda") && l.contains("/pool/")), "the root disk is the volume: {blk}");
+    let console = console_until(&osc, "bfv", "the disk list", |c| !guest_disks(c).is_empty());
+    assert!(console.contains("CAIRN-TEST-GUEST config-drive hostname: bfv"), "{console}");
+    assert_eq!(guest_disks(&console), "vda vdb");
+
+    // Attach: the guest sees the new disk; the volume is in use and cannot be deleted.
+    osc.admin(&["server", "add", "volume", "bfv", "data1"]);
+    let data1 = wait_for(&osc, "volume", "data1", "in-use");
+    assert!(data1["attachments"].to_string().contains(&id), "{data1}");
+    assert!(virsh(&["domblklist", &domain]).lines().any(|l| l.starts_with(" vdc")));
+    console_until(&osc, "bfv", "vdc plugged in", |c| guest_disks(c) == "vda vdb vdc");
+    let err = osc.admin_fails(&["volume", "delete", "data1"]);
+    assert!(err.contains("400") || err.contains("in-use"), "{err}");
+    // The root volume stays; the attached one goes, and the guest lets go of it.
+    let err = osc.admin_fails(&["server", "remove", "volume", "bfv", "bootvol"]);
+    assert!(err.contains("root device"), "{err}");
+    osc.admin(&["server", "remove", "volume", "bfv", "data1"]);
+    wait_for(&osc, "volume", "data1", "available");
+    assert!(!virsh(&["domblklist", &domain]).lines().any(|l| l.starts_with(" vdc")));
+    console_until(&osc, "bfv", "vdc unplugged", |c| guest_disks(c) == "vda vdb");
+
+    // Pause and unpause; suspend (memory saved to disk, the domain stopped) and resume.
+    osc.admin(&["server", "pause", "bfv"]);
+    wait_for(&osc, "server", "bfv", "PAUSED");
+    assert_eq!(virsh(&["domstate", &domain]).trim(), "paused");
+    osc.admin(&["server", "unpause", "bfv"]);
+    wait_for(&osc, "server", "bfv", "ACTIVE");
+    assert_eq!(virsh(&["domstate", &domain]).trim(), "running");
+    osc.admin(&["server", "suspend", "bfv"]);
+    wait_for(&osc, "server", "bfv", "SUSPENDED");
+    assert_eq!(virsh(&["domstate", &domain]).trim(), "shut off");
+    assert!(virsh(&["dominfo", &domain]).lines().any(|l| l.starts_with("Managed save:") && l.ends_with("yes")));
+    let err = osc.admin_fails(&["server", "pause", "bfv"]);
+    assert!(err.contains("409") || err.contains("Cannot"), "{err}");
+    osc.admin(&["server", "resume", "bfv"]);
+    wait_for(&osc, "server", "bfv", "ACTIVE");
+    assert_eq!(virsh(&["domstate", &domain]).trim(), "running");
+    // The restored guest carries on where it was: a disk plugged in now shows up.
+    osc.admin(&["server", "add", "volume", "bfv", "data1"]);
+    wait_for(&osc, "volume", "data1", "in-use");
+    console_until(&osc, "bfv", "vdc after resume", |c| guest_disks(c) == "vda vdb vdc");
+
+    // Rename; two servers in one request.
+    osc.admin(&["server", "set", "--name", "bfv2", "bfv"]);
+    assert_eq!(osc.json(&["server", "show", &id])["name"], "bfv2");
+    osc.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--min", "2", "--max", "2", "many"]);
+    let names = osc.admin(&["server", "list", "-f", "value", "-c", "Name", "--name", "^many"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["many-1", "many-2"]);
+    for n in ["many-1", "many-2"] {
+        wait_for(&osc, "server", n, "ACTIVE");
+        osc.admin(&["server", "delete", "--wait", n]);
+    }
+
+    // Deleting the server frees both volumes.
+    osc.admin(&["server", "delete", "--wait", "bfv2"]);
+    assert!(!virsh(&["list", "--all", "--name"]).contains(&domain), "domain left");
+    assert_eq!(osc.json(&["volume", "show", "bootvol"])["status"], "available");
+    assert_eq!(osc.json(&["volume", "show", "data1"])["status"], "available");
+    osc.admin(&["volume", "delete", "bootvol", "data1"]);
 }
 
 /// A veth pair in this network namespace, removed when dropped.

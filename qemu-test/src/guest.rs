@@ -287,7 +287,8 @@ const TEST_GUEST_MODULES: [&str; 5] = ["virtio_pci", "virtio_net", "virtio_blk",
 
 /// The test guest's `/init`: says it booted and which virtualization flags its CPU shows, asks
 /// for an address by DHCP on every NIC, reads a config drive (ISO 9660 labelled `config-2`) if
-/// one is attached, prints what it found, and stays up.
+/// one is attached, prints what it found, and stays up, printing its disks whenever they change
+/// (volumes plugged in or out).
 const TEST_GUEST_INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
@@ -323,7 +324,12 @@ for n in /sys/class/net/eth*; do
   udhcpc -i $i -n -q -t 15 -T 2 -s /etc/udhcpc.script 2>/dev/null || echo "$M dhcp $i: none"
 done
 echo "$M ready"
-while true; do sleep 3600; done
+OLD=""
+while true; do
+  D=$(cd /sys/block && ls -d vd* 2>/dev/null | tr '\n' ' ')
+  [ "$D" != "$OLD" ] && echo "$M disks: $D" && OLD="$D"
+  sleep 1
+done
 "#;
 
 /// udhcpc's script: configures the lease and says which address it got.
@@ -366,7 +372,7 @@ pub fn test_guest_image() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
     let dir = home.join(".cache/cairn/test-guest");
     // The recipe's version: bump when the guest changes.
-    let out = dir.join(format!("guest-{version}-v3.qcow2"));
+    let out = dir.join(format!("guest-{version}-v4.qcow2"));
     if out.exists() {
         return Ok(out);
     }

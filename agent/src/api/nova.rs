@@ -1,6 +1,7 @@
 //! Nova v2.1 over HTTP (under `/compute`): version discovery and microversion negotiation,
-//! servers (create, list/detail with filters, show, rename, delete; actions os-start, os-stop,
-//! reboot, os-getConsoleOutput), flavors (list/detail with `is_public`, show, admin create and
+//! servers (create from an image or a volume, `min_count`/`max_count`; list/detail with
+//! filters, show, rename, delete; actions os-start, os-stop, reboot, pause, unpause, suspend,
+//! resume, os-getConsoleOutput; os-volume_attachments), flavors (list/detail with `is_public`, show, admin create and
 //! delete, extra specs, access for private flavors), keypairs, os-hypervisors and os-services
 //! (from the nodes' reports), os-availability-zone, limits and quota sets.
 //!
@@ -10,7 +11,7 @@ use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
 use crate::compute::{Action, ComputeError, NetRequest, NewServer};
-use crate::model::compute::{Flavor, Inventory, Keypair, Resources, Server};
+use crate::model::compute::{Flavor, Inventory, Keypair, Resources, Server, ServerVolume};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
@@ -165,8 +166,12 @@ fn server_json(
         "OS-EXT-STS:task_state": s.task_state.map(|t| t.as_str()), "OS-EXT-STS:power_state": s.power_state as u8,
         "OS-EXT-AZ:availability_zone": s.availability_zone, "key_name": s.key_name, "config_drive": "True",
         "OS-SRV-USG:launched_at": s.launched_at.map(|t| timestamp(t, true)), "OS-SRV-USG:terminated_at": null,
-        "os-extended-volumes:volumes_attached": [], "security_groups": [],
+        "os-extended-volumes:volumes_attached": s.volumes.iter().map(|v| json!({"id": v.volume_id})).collect::<Vec<_>>(),
+        "security_groups": [],
     });
+    if s.image_id.is_empty() {
+        j["image"] = json!("");
+    }
     if let Some(f) = &s.fault {
         j["fault"] = json!({"code": f.code, "message": f.message, "created": timestamp(f.created, false)});
     }
@@ -215,11 +220,8 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
     let name = string("name")?.filter(|n| !n.trim().is_empty() && n.chars().count() <= 255).ok_or_else(|| {
         bad("Invalid input for field/attribute server. 'name' is a required property of 1 to 255 characters")
     })?;
-    let image_id = string("imageRef")?
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| bad("Invalid input: imageRef is required (boot from volume is not served yet)."))?;
-    // imageRef may be a URL ending in the id.
-    let image_id = image_id.rsplit('/').next().unwrap_or_default().to_owned();
+    // imageRef may be a URL ending in the id; empty when booting from a volume.
+    let image_id = string("imageRef")?.unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
     let flavor_id = string("flavorRef")?.ok_or_else(|| bad("Invalid input: flavorRef is required."))?;
     let flavor_id = flavor_id.rsplit('/').next().unwrap_or_default().to_owned();
     let networks = match s.get("networks") {
@@ -238,23 +240,11 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
             .collect::<Result<_, _>>()?,
         Some(v) => return Err(bad(format!("Invalid input for field/attribute networks: {v}"))),
     };
-    // Clients describe an image boot as a mapping too (source image, destination local): that
-    // one is what imageRef says; anything else (volumes) is not served yet.
-    if let Some(Value::Array(bdms)) = s.get("block_device_mapping_v2") {
-        let image_local = |b: &Value| {
-            b.get("source_type").and_then(Value::as_str) == Some("image")
-                && b.get("destination_type").and_then(Value::as_str).is_none_or(|d| d == "local")
-        };
-        if !bdms.iter().all(image_local) {
-            return Err(ApiError::NotImplemented(
-                "Boot from volume (block_device_mapping_v2) is not served yet.".into(),
-            ));
-        }
-    }
-    for k in ["min_count", "max_count"] {
-        if s.get(k).is_some_and(|v| v.as_u64().unwrap_or(1) != 1 && v.as_str() != Some("1")) {
-            return Err(ApiError::NotImplemented(format!("{k} other than 1 is not served yet.")));
-        }
+    let boot_volume = boot_volume(s.get("block_device_mapping_v2"))?;
+    if image_id.is_empty() && boot_volume.is_none() {
+        return Err(bad(
+            "Invalid input: imageRef, or a block_device_mapping_v2 entry booting from a volume, is required.",
+        ));
     }
     let user_data = string("user_data")?;
     if let Some(u) = &user_data {
@@ -285,7 +275,71 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
         availability_zone: string("availability_zone")?.filter(|z| !z.is_empty()),
         metadata,
         networks,
+        boot_volume,
     })
+}
+
+/// `min_count` and `max_count` of a create body (1 when absent), checked.
+fn counts(s: &Map<String, Value>) -> Result<(u32, u32), ApiError> {
+    let count = |k: &str| -> Result<Option<u32>, ApiError> {
+        let v = match s.get(k) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(t)) => t.parse().ok(),
+            Some(_) => None,
+        };
+        v.and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1).map(Some).ok_or_else(|| {
+            bad(format!("Invalid input for field/attribute {k}. Value: {}. It must be an integer of at least 1.", s[k]))
+        })
+    };
+    let min = count("min_count")?;
+    let max = count("max_count")?;
+    let (min, max) = (min.unwrap_or(1), max.unwrap_or(min.unwrap_or(1)));
+    if min > max {
+        return Err(bad("min_count must be <= max_count"));
+    }
+    Ok((min, max))
+}
+
+/// The boot volume a create's `block_device_mapping_v2` names: an entry with source `volume`,
+/// destination `volume` and boot index 0. An image described as a mapping (source `image`,
+/// destination `local`) is the imageRef boot; other mappings are not served yet.
+fn boot_volume(bdms: Option<&Value>) -> Result<Option<String>, ApiError> {
+    let bdms = match bdms {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(v) => return Err(bad(format!("Invalid input for field/attribute block_device_mapping_v2: {v}"))),
+    };
+    let field = |b: &Value, k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
+    let mut boot = None;
+    for b in bdms {
+        let index = match b.get("boot_index") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(t)) => t.parse().ok(),
+            _ => None,
+        };
+        match (field(b, "source_type").as_deref(), field(b, "destination_type").as_deref()) {
+            (Some("image"), None | Some("local")) => {}
+            (Some("volume"), None | Some("volume")) if index == Some(0) => {
+                if b.get("delete_on_termination").and_then(Value::as_bool) == Some(true) {
+                    return Err(ApiError::NotImplemented(
+                        "delete_on_termination for a boot volume is not served yet; delete the volume after the server."
+                            .into(),
+                    ));
+                }
+                let id = field(b, "uuid").ok_or_else(|| bad("Invalid input: a volume mapping needs a uuid."))?;
+                if boot.replace(id).is_some() {
+                    return Err(bad("Invalid input: more than one mapping has boot_index 0."));
+                }
+            }
+            _ => {
+                return Err(ApiError::NotImplemented(format!(
+                    "This block device mapping is not served yet (served: a volume with boot_index 0): {b}"
+                )))
+            }
+        }
+    }
+    Ok(boot)
 }
 
 /// A flavor from a create body.
@@ -386,8 +440,9 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
             Ok(json(StatusCode::OK, &json!({"servers": out})))
         }
         (&Method::POST, ["servers"]) => {
-            let new = new_server(&body_object(req, "server").await?)?;
-            let s = c.create_server(&auth, new).await?;
+            let body = body_object(req, "server").await?;
+            let (new, count) = (new_server(&body)?, counts(&body)?);
+            let s = c.create_servers(&auth, new, count).await?;
             let href = format!("{base}/compute/v2.1/servers/{}", s.id);
             Ok(json(
                 StatusCode::ACCEPTED,
@@ -398,6 +453,16 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
         (_, ["servers", id]) => match method {
             Method::GET => {
                 let s = c.server(&auth, id)?;
+                let j = server_json(&s, &c.addresses(&s)?, base, true, auth.is_admin());
+                Ok(json(StatusCode::OK, &json!({"server": j})))
+            }
+            Method::PUT => {
+                let body = body_object(req, "server").await?;
+                let name = match body.get("name") {
+                    Some(Value::String(n)) => n.clone(),
+                    _ => return Err(bad("Invalid input: the update takes a \"name\" string (the only field served).")),
+                };
+                let s = c.rename_server(&auth, id, &name).await?;
                 let j = server_json(&s, &c.addresses(&s)?, base, true, auth.is_admin());
                 Ok(json(StatusCode::OK, &json!({"server": j})))
             }
@@ -416,6 +481,10 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
             let act = match action {
                 "os-start" => Action::Start,
                 "os-stop" => Action::Stop,
+                "pause" => Action::Pause,
+                "unpause" => Action::Unpause,
+                "suspend" => Action::Suspend,
+                "resume" => Action::Resume,
                 "reboot" => match arg.get("type").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
                     Some("HARD") => Action::Reboot { hard: true },
                     Some("SOFT") | None => Action::Reboot { hard: false },
@@ -438,6 +507,37 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
             };
             c.action(&auth, id, act).await?;
             Ok(empty(StatusCode::ACCEPTED))
+        }
+        (_, ["servers", id, "os-volume_attachments", rest @ ..]) => {
+            let attachment = |sid: &str, v: &ServerVolume| json!({"id": v.volume_id, "serverId": sid, "volumeId": v.volume_id, "device": v.device});
+            match (method, rest) {
+                (Method::GET, []) => {
+                    let s = c.server(&auth, id)?;
+                    let list: Vec<Value> = s.volumes.iter().map(|v| attachment(&s.id, v)).collect();
+                    Ok(json(StatusCode::OK, &json!({"volumeAttachments": list})))
+                }
+                (Method::POST, []) => {
+                    let a = body_object(req, "volumeAttachment").await?;
+                    let vid = a.get("volumeId").and_then(Value::as_str).ok_or_else(|| {
+                        bad("Invalid input for field/attribute volumeAttachment. 'volumeId' is a required property")
+                    })?;
+                    let v = c.attach_volume(&auth, id, vid).await?;
+                    Ok(json(StatusCode::OK, &json!({"volumeAttachment": attachment(id, &v)})))
+                }
+                (Method::GET, [vid]) => {
+                    let s = c.server(&auth, id)?;
+                    let v = s
+                        .volume(vid)
+                        .ok_or_else(|| ApiError::NotFound(format!("Instance {id} is not attached to volume {vid}.")))?;
+                    Ok(json(StatusCode::OK, &json!({"volumeAttachment": attachment(&s.id, v)})))
+                }
+                (Method::DELETE, [vid]) => {
+                    c.detach_volume(&auth, id, vid).await?;
+                    Ok(empty(StatusCode::ACCEPTED))
+                }
+                (m, [] | [_]) => Err(super::not_allowed(&m)),
+                _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+            }
         }
         (&Method::GET, ["flavors"]) | (&Method::GET, ["flavors", "detail"]) => {
             let detail = segs.len() == 2;
@@ -702,5 +802,34 @@ impl From<ComputeError> for ApiError {
             ComputeError::NotImplemented(m) => ApiError::NotImplemented(m),
             ComputeError::Internal(source) => ApiError::Internal(source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn counts_and_block_device_mappings_are_checked() {
+        assert_eq!(counts(&obj(json!({}))).unwrap(), (1, 1));
+        assert_eq!(counts(&obj(json!({"min_count": 2}))).unwrap(), (2, 2));
+        assert_eq!(counts(&obj(json!({"min_count": "1", "max_count": 3}))).unwrap(), (1, 3));
+        for bad in [json!({"min_count": 3, "max_count": 2}), json!({"max_count": 0}), json!({"min_count": "x"})] {
+            assert!(matches!(counts(&obj(bad.clone())), Err(ApiError::BadRequest(_))), "{bad}");
+        }
+        let vol = json!([{"uuid": "v1", "boot_index": 0, "source_type": "volume", "destination_type": "volume"}]);
+        assert_eq!(boot_volume(Some(&vol)).unwrap().as_deref(), Some("v1"));
+        let image = json!([{"uuid": "i1", "boot_index": "0", "source_type": "image", "destination_type": "local"}]);
+        assert_eq!(boot_volume(Some(&image)).unwrap(), None, "an image boot is the imageRef");
+        let blank = json!([{"boot_index": -1, "source_type": "blank", "destination_type": "local"}]);
+        assert!(matches!(boot_volume(Some(&blank)), Err(ApiError::NotImplemented(_))));
+        let no_id = json!([{"boot_index": 0, "source_type": "volume", "destination_type": "volume"}]);
+        assert!(matches!(boot_volume(Some(&no_id)), Err(ApiError::BadRequest(_))));
+        let body = obj(json!({"name": "s", "flavorRef": "1"}));
+        assert!(matches!(new_server(&body), Err(ApiError::BadRequest(m)) if m.contains("imageRef")));
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::model::compute::{page_size_kib, Server};
 use crate::model::image::DiskFormat;
+use crate::model::storage::VolumeFormat;
 use crate::sys::libvirt::{xml, DomainState, Libvirt};
 use crate::sys::tool;
 use std::ffi::OsStr;
@@ -22,12 +23,27 @@ pub struct Nic {
     pub tap: String,
 }
 
+/// A server's root disk: an overlay on an image, or a volume.
+#[derive(Clone, Debug)]
+pub enum Root {
+    /// The image file in the image store and its format.
+    Image { path: PathBuf, format: DiskFormat },
+    /// A volume in one of this node's pools.
+    Volume(VolumeRef),
+}
+
+/// A volume in a pool of this node, and the format of its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRef {
+    pub pool: String,
+    pub name: String,
+    pub format: VolumeFormat,
+}
+
 /// What a new server boots from and is told.
 #[derive(Clone, Debug)]
 pub struct Boot {
-    /// The image file in the image store and its format.
-    pub image: PathBuf,
-    pub image_format: DiskFormat,
+    pub root: Root,
     /// Root disk size (0: the image's own).
     pub disk_bytes: u64,
     /// `(name, public key)` of the keypair, for the config drive.
@@ -41,17 +57,24 @@ pub fn domain_name(id: &str) -> String {
     format!("cairn-{id}")
 }
 
-/// The domain XML: the root disk and config drive on virtio, the NICs on their bridges, the
-/// serial console into a file, huge pages when the flavor asks for them.
-pub fn domain_xml(s: &Server, dir: &Path, accel: &str, nics: &[Nic]) -> xml::Domain {
-    let disk = |file: &Path, kind: &str, dev: &str, readonly: bool| xml::Disk {
-        kind: "file".into(),
+/// A virtio disk of a file or, for a path under `/dev`, a block device.
+pub fn disk(path: &Path, format: &str, dev: &str, readonly: bool) -> xml::Disk {
+    let p = Some(path.to_string_lossy().into_owned());
+    let block = path.starts_with("/dev");
+    xml::Disk {
+        kind: if block { "block" } else { "file" }.into(),
         device: "disk".into(),
-        driver: xml::DiskDriver { name: "qemu".into(), kind: kind.into() },
-        source: xml::DiskSource { file: file.to_string_lossy().into() },
-        target: xml::DiskTarget { dev: dev.into(), bus: "virtio".into() },
+        driver: xml::DiskDriver { name: "qemu".into(), kind: format.into() },
+        source: if block { xml::DiskSource { file: None, dev: p } } else { xml::DiskSource { file: p, dev: None } },
+        target: xml::DiskTarget { dev: dev.trim_start_matches("/dev/").into(), bus: "virtio".into() },
         readonly: readonly.then(xml::Empty::default),
-    };
+    }
+}
+
+/// The domain XML: the root disk (`root`, else the overlay in `dir`) and config drive on
+/// virtio, the NICs on their bridges, the serial console into a file, huge pages when the
+/// flavor asks for them.
+pub fn domain_xml(s: &Server, dir: &Path, accel: &str, nics: &[Nic], root: Option<xml::Disk>) -> xml::Domain {
     let memory_backing = match s.flavor.extra_specs.get("hw:mem_page_size").map(String::as_str) {
         Some("large") => Some(xml::MemoryBacking { hugepages: xml::Hugepages { page: None } }),
         Some(v) => page_size_kib(v).filter(|k| *k > 4).map(|k| xml::MemoryBacking {
@@ -78,7 +101,7 @@ pub fn domain_xml(s: &Server, dir: &Path, accel: &str, nics: &[Nic]) -> xml::Dom
         on_crash: "destroy".into(),
         devices: xml::Devices {
             disk: vec![
-                disk(&dir.join("disk"), "qcow2", "vda", false),
+                root.unwrap_or_else(|| disk(&dir.join("disk"), "qcow2", "vda", false)),
                 disk(&dir.join("config.iso"), "raw", "vdb", true),
             ],
             interface: nics
@@ -158,15 +181,21 @@ impl Driver {
             std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711))
                 .map_err(|e| format!("chmod {}: {e}", d.display()))?;
         }
-        let disk = dir.join("disk");
-        let size = boot.disk_bytes.to_string();
-        let mut args: Vec<&OsStr> =
-            ["create", "-q", "-f", "qcow2", "-F", boot.image_format.qemu_format(), "-b"].map(OsStr::new).to_vec();
-        args.extend([boot.image.as_os_str(), disk.as_os_str()]);
-        if boot.disk_bytes > 0 {
-            args.push(OsStr::new(&size));
-        }
-        tool::run("qemu-img", args)?;
+        let root = match &boot.root {
+            Root::Image { path, format } => {
+                let disk = dir.join("disk");
+                let size = boot.disk_bytes.to_string();
+                let mut args: Vec<&OsStr> =
+                    ["create", "-q", "-f", "qcow2", "-F", format.qemu_format(), "-b"].map(OsStr::new).to_vec();
+                args.extend([path.as_os_str(), disk.as_os_str()]);
+                if boot.disk_bytes > 0 {
+                    args.push(OsStr::new(&size));
+                }
+                tool::run("qemu-img", args)?;
+                None
+            }
+            Root::Volume(v) => Some(self.volume_disk(v, "/dev/vda")?),
+        };
         // The config drive.
         let cd = dir.join("config-drive");
         let latest = cd.join("openstack/latest");
@@ -201,7 +230,7 @@ impl Driver {
             }
         }
         let err = |e| crate::error_chain(&e);
-        self.lv.define_domain(&domain_xml(s, &dir, &self.accel, &boot.nics)).map_err(err)?;
+        self.lv.define_domain(&domain_xml(s, &dir, &self.accel, &boot.nics, root)).map_err(err)?;
         self.lv.start_domain(&domain_name(&s.id)).map_err(err)
     }
 
@@ -223,6 +252,39 @@ impl Driver {
 
     pub fn stop(&self, id: &str) -> Result<(), String> {
         self.lv.destroy_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    pub fn pause(&self, id: &str) -> Result<(), String> {
+        self.lv.pause_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    pub fn unpause(&self, id: &str) -> Result<(), String> {
+        self.lv.resume_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    /// Saves the guest's memory and stops it; [`Driver::start`] restores it.
+    pub fn suspend(&self, id: &str) -> Result<(), String> {
+        self.lv.save_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    /// The disk of a volume of this node's pools as guest device `dev`.
+    pub fn volume_disk(&self, v: &VolumeRef, dev: &str) -> Result<xml::Disk, String> {
+        let info = self.lv.volume_info(&v.pool, &v.name).map_err(|e| crate::error_chain(&e))?;
+        if !info.path.starts_with('/') {
+            return Err(format!("volume {} is not a local file or device ({}): not attachable yet", v.name, info.path));
+        }
+        Ok(disk(Path::new(&info.path), v.format.as_str(), dev, false))
+    }
+
+    /// Plugs a volume into the server (its definition, and the guest when it runs).
+    pub fn attach(&self, id: &str, disk: &xml::Disk) -> Result<(), String> {
+        self.lv.attach_disk(&domain_name(id), disk).map_err(|e| crate::error_chain(&e))
+    }
+
+    /// Unplugs a volume; a running guest has a minute to let go of it.
+    pub fn detach(&self, id: &str, disk: &xml::Disk) -> Result<(), String> {
+        let wait = std::time::Duration::from_secs(60);
+        self.lv.detach_disk(&domain_name(id), disk, wait).map_err(|e| crate::error_chain(&e))
     }
 
     pub fn state(&self, id: &str) -> Result<Option<DomainState>, String> {
@@ -273,6 +335,7 @@ mod tests {
             flavor,
             image_id: "img".into(),
             ports: vec![],
+            volumes: vec![],
             node: "n1".into(),
             vm_state: VmState::Building,
             task_state: Some(TaskState::Spawning),
@@ -293,11 +356,20 @@ mod tests {
         let dir = Path::new("/var/lib/cairn/instances/6f2c1d3e-0000-4000-8000-000000000001");
         let nic =
             Nic { mac: "fa:16:3e:00:00:01".into(), bridge: "brq-0a1b2c3d-4e".into(), tap: "tap0a1b2c3d-4e".into() };
-        let plain = xml::to_xml("domain", &domain_xml(&server(&[]), dir, "qemu", std::slice::from_ref(&nic))).unwrap();
+        let nics = std::slice::from_ref(&nic);
+        let plain = xml::to_xml("domain", &domain_xml(&server(&[]), dir, "qemu", nics, None)).unwrap();
         golden("domain-plain.xml", &plain);
-        let huge = domain_xml(&server(&[("hw:mem_page_size", "2MB")]), dir, "kvm", &[]);
+        let huge = domain_xml(&server(&[("hw:mem_page_size", "2MB")]), dir, "kvm", &[], None);
         golden("domain-hugepages-kvm.xml", &xml::to_xml("domain", &huge).unwrap());
-        assert_eq!(domain_xml(&server(&[("hw:mem_page_size", "small")]), dir, "kvm", &[]).memory_backing, None);
+        assert_eq!(domain_xml(&server(&[("hw:mem_page_size", "small")]), dir, "kvm", &[], None).memory_backing, None);
+        // Booted from a logical volume: the root disk is the block device.
+        let lv_root = disk(Path::new("/dev/cairn-vg/6f2c1d3e-0000-4000-8000-00000000000a"), "raw", "/dev/vda", false);
+        let from_volume = domain_xml(&server(&[]), dir, "qemu", nics, Some(lv_root));
+        golden("domain-boot-from-volume.xml", &xml::to_xml("domain", &from_volume).unwrap());
+        // A volume of a directory pool, hot-plugged as the third disk.
+        let attached =
+            disk(Path::new("/var/lib/cairn/volumes/6f2c1d3e-0000-4000-8000-00000000000b"), "qcow2", "/dev/vdc", false);
+        golden("disk-attached-volume.xml", &xml::to_xml("disk", &attached).unwrap());
         let meta = meta_data(&server(&[]), Some(&("k1".into(), "ssh-ed25519 AAAA k".into())));
         assert_eq!(
             (meta["hostname"].as_str(), meta["public_keys"]["k1"].as_str()),
@@ -312,8 +384,7 @@ mod tests {
         let d = Driver::new(Arc::new(lv.clone()), dir.path().join("instances"), "qemu");
         let s = server(&[]);
         let boot = Boot {
-            image: dir.path().join("no-such-image"),
-            image_format: DiskFormat::Qcow2,
+            root: Root::Image { path: dir.path().join("no-such-image"), format: DiskFormat::Qcow2 },
             disk_bytes: 1 << 30,
             key: None,
             user_data: None,
@@ -323,5 +394,31 @@ mod tests {
         assert!(e.contains("qemu-img create failed"), "{e}");
         assert!(!dir.path().join("instances").join(&s.id).exists(), "the instance directory is removed");
         assert_eq!(lv.domain(&domain_name(&s.id)), None);
+    }
+
+    #[test]
+    fn volumes_plug_in_and_out() {
+        let lv = FakeLibvirt::default();
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::sys::libvirt::pool_xml(
+            "vols",
+            &crate::model::storage::PoolSpec::Dir { path: dir.path().to_string_lossy().into(), format: None },
+        );
+        lv.define_pool(&pool).unwrap();
+        lv.start_pool("vols").unwrap();
+        lv.create_volume("vols", &crate::sys::libvirt::volume_xml("v1", 1 << 20, VolumeFormat::Qcow2, None)).unwrap();
+        let d = Driver::new(Arc::new(lv.clone()), dir.path().join("instances"), "qemu");
+        let s = server(&[]);
+        lv.define_domain(&domain_xml(&s, dir.path(), "qemu", &[], None)).unwrap();
+        let v = VolumeRef { pool: "vols".into(), name: "v1".into(), format: VolumeFormat::Qcow2 };
+        let disk = d.volume_disk(&v, "/dev/vdc").unwrap();
+        assert_eq!((disk.kind.as_str(), disk.target.dev.as_str(), disk.driver.kind.as_str()), ("file", "vdc", "qcow2"));
+        d.attach(&s.id, &disk).unwrap();
+        assert_eq!(lv.domain_disks(&domain_name(&s.id)).unwrap(), ["vda", "vdb", "vdc"]);
+        assert!(d.attach(&s.id, &disk).is_err(), "one disk per target");
+        d.detach(&s.id, &disk).unwrap();
+        assert_eq!(lv.domain_disks(&domain_name(&s.id)).unwrap(), ["vda", "vdb"]);
+        let missing = VolumeRef { name: "nope".into(), ..v };
+        assert!(d.volume_disk(&missing, "/dev/vdd").is_err());
     }
 }

@@ -19,11 +19,12 @@ pub mod scheduler;
 
 use crate::identity::{now, Auth};
 use crate::model::compute::{
-    default_flavors, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Resources, Server, ServerPort,
-    TaskState, VmState,
+    default_flavors, AttachState, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Resources, Server,
+    ServerPort, ServerVolume, TaskState, VmState,
 };
 use crate::model::image::ImageStatus;
 use crate::model::network::PortPatch;
+use crate::model::volume::VolumeStatus;
 use crate::net::service::{NetError, Networking, NewPort};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
@@ -109,6 +110,8 @@ pub struct NewServer {
     pub availability_zone: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub networks: Vec<NetRequest>,
+    /// Boot from this volume instead of the image.
+    pub boot_volume: Option<String>,
 }
 
 /// One entry of a create's `networks`.
@@ -126,6 +129,27 @@ pub enum Action {
     Start,
     Stop,
     Reboot { hard: bool },
+    Pause,
+    Unpause,
+    Suspend,
+    Resume,
+}
+
+impl Action {
+    /// The state it may be taken from, the task it sets, and Nova's name for it.
+    fn rule(self) -> (&'static [VmState], TaskState, &'static str) {
+        use VmState::*;
+        match self {
+            Action::Start => (&[Stopped], TaskState::PoweringOn, "start"),
+            Action::Stop => (&[Active], TaskState::PoweringOff, "stop"),
+            Action::Reboot { hard: false } => (&[Active], TaskState::Rebooting, "reboot"),
+            Action::Reboot { hard: true } => (&[Active, Stopped], TaskState::RebootingHard, "reboot"),
+            Action::Pause => (&[Active], TaskState::Pausing, "pause"),
+            Action::Unpause => (&[Paused], TaskState::Unpausing, "unpause"),
+            Action::Suspend => (&[Active], TaskState::Suspending, "suspend"),
+            Action::Resume => (&[Suspended], TaskState::Resuming, "resume"),
+        }
+    }
 }
 
 fn admin_only(auth: &Auth, what: &str) -> Result<()> {
@@ -387,17 +411,74 @@ impl Compute {
             .ok_or_else(|| ComputeError::NotFound(format!("Instance {id} could not be found.")))
     }
 
-    /// Schedules and records a server (BUILD); its node builds it. No node fits: the server is
-    /// recorded in ERROR with Nova's fault "No valid host was found".
-    pub async fn create_server(&self, auth: &Auth, new: NewServer) -> Result<Server> {
-        let project =
-            auth.project.as_ref().map(|p| p.id.clone()).ok_or_else(|| {
-                ComputeError::Forbidden("A project-scoped token is required to create servers.".into())
-            })?;
-        let flavor = self
-            .flavor(auth, &new.flavor_id)
-            .map_err(|_| ComputeError::BadRequest(format!("Flavor {} could not be found.", new.flavor_id)))?;
+    /// Schedules and records `count` servers (BUILD) named as Nova names them (`name-1`, …
+    /// when more than one); their node builds them. A server no node fits is recorded in ERROR
+    /// with Nova's fault "No valid host was found". Returns the first.
+    pub async fn create_servers(&self, auth: &Auth, new: NewServer, count: (u32, u32)) -> Result<Server> {
+        let (min, max) = count;
+        if max > 1 && (new.boot_volume.is_some() || new.networks.iter().any(|n| matches!(n, NetRequest::Port(_)))) {
+            return Err(ComputeError::BadRequest(
+                "Unable to launch multiple instances with a single configured port ID or boot volume.".into(),
+            ));
+        }
+        let project = auth.project.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        // Quota counts for the whole request first, as Nova does for min_count.
+        let flavor = self.flavor(auth, &new.flavor_id).ok();
+        if let (Some(f), true) = (&flavor, min > 1) {
+            let (n, used) = self.project_usage(&project)?;
+            let want = Resources::of(f);
+            let all = Resources {
+                vcpus: want.vcpus * u64::from(min - 1),
+                memory_mb: want.memory_mb * u64::from(min - 1),
+                disk_gb: 0,
+            };
+            if let Some(why) = self.quota.exceeded(n + u64::from(min - 1), used.plus(all), want) {
+                return Err(ComputeError::OverQuota(why));
+            }
+        }
+        let mut first = None;
+        for i in 1..=max {
+            let mut one = new.clone();
+            if max > 1 {
+                one.name = format!("{}-{i}", new.name);
+            }
+            match self.create_server(auth, one).await {
+                Ok(s) => {
+                    first.get_or_insert(s);
+                }
+                // Past min_count, what the quota leaves is what the request gets.
+                Err(ComputeError::OverQuota(_)) if i > min => break,
+                Err(e) => return Err(e),
+            }
+        }
+        first.ok_or_else(|| ComputeError::BadRequest("max_count must be at least 1.".into()))
+    }
+
+    /// Where a new server's root disk comes from: its image (checked against the flavor) or a
+    /// volume of the caller's, available. Returns the node holding it and the boot volume.
+    fn boot_source(&self, auth: &Auth, new: &NewServer, flavor: &Flavor) -> Result<(String, Option<ServerVolume>)> {
+        let project = auth.project.as_ref().map(|p| p.id.as_str()).unwrap_or_default();
         let view = self.view()?;
+        if let Some(vid) = &new.boot_volume {
+            let v = view
+                .volume(vid)?
+                .filter(|v| v.project_id == project || auth.is_admin())
+                .ok_or_else(|| ComputeError::BadRequest(format!("Volume {vid} could not be found.")))?;
+            if v.status != VolumeStatus::Available {
+                return Err(ComputeError::BadRequest(format!(
+                    "Invalid volume: volume {vid} status must be available, but current status is: {}",
+                    v.status.as_str()
+                )));
+            }
+            let sv = ServerVolume {
+                volume_id: v.id,
+                attachment_id: uuid::Uuid::new_v4().to_string(),
+                device: "/dev/vda".into(),
+                state: AttachState::Attaching,
+                boot: true,
+            };
+            return Ok((v.node, Some(sv)));
+        }
         let image = view
             .image(&new.image_id)?
             .filter(|i| {
@@ -421,8 +502,22 @@ impl Compute {
                 "Flavor's memory or disk is too small for the requested image.".into(),
             ));
         }
+        Ok((data.node, None))
+    }
+
+    /// Schedules and records one server (BUILD); its node builds it.
+    async fn create_server(&self, auth: &Auth, new: NewServer) -> Result<Server> {
+        let project =
+            auth.project.as_ref().map(|p| p.id.clone()).ok_or_else(|| {
+                ComputeError::Forbidden("A project-scoped token is required to create servers.".into())
+            })?;
+        let flavor = self
+            .flavor(auth, &new.flavor_id)
+            .map_err(|_| ComputeError::BadRequest(format!("Flavor {} could not be found.", new.flavor_id)))?;
+        let (holder, boot_volume) = self.boot_source(auth, &new, &flavor)?;
         if let Some(k) = &new.key_name {
-            view.keypair(&auth.user.id, k)?
+            self.view()?
+                .keypair(&auth.user.id, k)?
                 .ok_or_else(|| ComputeError::BadRequest("Invalid key_name provided.".into()))?;
         }
         let ports = self.make_ports(auth, &new.networks).await?;
@@ -439,8 +534,9 @@ impl Compute {
             user_id: auth.user.id.clone(),
             resources: Resources::of(&flavor),
             flavor,
-            image_id: image.id.clone(),
+            image_id: if boot_volume.is_some() { String::new() } else { new.image_id },
             ports,
+            volumes: boot_volume.into_iter().collect(),
             node: String::new(),
             vm_state: VmState::Building,
             task_state: Some(TaskState::Spawning),
@@ -454,11 +550,11 @@ impl Compute {
             updated_at: t,
             launched_at: None,
         };
-        // The image lives on the node that stored it until images travel across the cluster.
+        // The image (or boot volume) lives on one node until images travel across the cluster.
         let mut why = vec![];
         for _ in 0..3 {
             let view = self.view()?;
-            let nodes: Vec<NodeUp> = self.nodes_up()?.into_iter().filter(|(n, _)| n.node == data.node).collect();
+            let nodes: Vec<NodeUp> = self.nodes_up()?.into_iter().filter(|(n, _)| n.node == holder).collect();
             let used = crate::model::compute::usage(&view.servers()?);
             match scheduler::select(&nodes, &used, &req, scheduler::Weigher::Spread) {
                 Ok(node) => {
@@ -485,6 +581,7 @@ impl Compute {
         server.node = String::new();
         server.vm_state = VmState::Error;
         server.task_state = None;
+        server.volumes.clear();
         let detail = if why.is_empty() { "no compute node holds the image".to_owned() } else { why.join("; ") };
         server.fault = Some(Fault { code: 500, message: format!("No valid host was found. {detail}"), created: t });
         self.release_ports(&server.ports).await;
@@ -601,6 +698,17 @@ impl Compute {
         Ok(out)
     }
 
+    pub async fn rename_server(&self, auth: &Auth, id: &str, name: &str) -> Result<Server> {
+        let s = self.server(auth, id)?;
+        if name.trim().is_empty() || name.chars().count() > 255 {
+            return Err(ComputeError::BadRequest(
+                "Invalid input for field/attribute name: 1 to 255 characters.".into(),
+            ));
+        }
+        self.propose(Command::RenameServer { id: s.id.clone(), name: name.into(), updated_at: now() }).await?;
+        self.server(auth, id)
+    }
+
     /// Deletes a server: its node tears it down (a server on no node goes at once).
     pub async fn delete_server(&self, auth: &Auth, id: &str) -> Result<()> {
         let s = self.server(auth, id)?;
@@ -623,27 +731,44 @@ impl Compute {
 
     pub async fn action(&self, auth: &Auth, id: &str, action: Action) -> Result<()> {
         let s = self.server(auth, id)?;
-        let (ok, task) = match action {
-            Action::Start => (s.vm_state == VmState::Stopped, TaskState::PoweringOn),
-            Action::Stop => (s.vm_state == VmState::Active, TaskState::PoweringOff),
-            Action::Reboot { hard } => (
-                s.vm_state == VmState::Active || (hard && s.vm_state == VmState::Stopped),
-                if hard { TaskState::RebootingHard } else { TaskState::Rebooting },
-            ),
-        };
-        if !ok || s.task_state.is_some() {
+        let (from, task, name) = action.rule();
+        if !from.contains(&s.vm_state) || s.task_state.is_some() {
             return Err(ComputeError::Conflict(format!(
-                "Cannot '{}' instance {id} while it is in vm_state {} and task_state {}",
-                match action {
-                    Action::Start => "start",
-                    Action::Stop => "stop",
-                    Action::Reboot { .. } => "reboot",
-                },
+                "Cannot '{name}' instance {id} while it is in vm_state {} and task_state {}",
                 s.vm_state.as_str(),
                 s.task_state.map_or("None", |t| t.as_str())
             )));
         }
         self.propose(self.set_task(&s, task)).await
+    }
+
+    /// Attaches a volume of the caller's to a server on the volume's node: reserved now (the
+    /// volume `attaching`), plugged in by the node. Returns the attachment.
+    pub async fn attach_volume(&self, auth: &Auth, id: &str, volume_id: &str) -> Result<ServerVolume> {
+        let s = self.server(auth, id)?;
+        self.view()?
+            .volume(volume_id)?
+            .filter(|v| auth.is_admin() || v.project_id == s.project_id)
+            .ok_or_else(|| ComputeError::NotFound(format!("Volume {volume_id} could not be found.")))?;
+        let device = s
+            .next_device()
+            .ok_or_else(|| ComputeError::BadRequest(format!("Server {id} has no free device name left.")))?;
+        let sv = ServerVolume {
+            volume_id: volume_id.into(),
+            attachment_id: uuid::Uuid::new_v4().to_string(),
+            device,
+            state: AttachState::Attaching,
+            boot: false,
+        };
+        self.propose(Command::AttachServerVolume { server_id: s.id, volume: sv.clone(), updated_at: now() }).await?;
+        Ok(sv)
+    }
+
+    /// Detaches a volume: the node unplugs it, then it is available again.
+    pub async fn detach_volume(&self, auth: &Auth, id: &str, volume_id: &str) -> Result<()> {
+        let s = self.server(auth, id)?;
+        self.propose(Command::DetachServerVolume { server_id: s.id, volume_id: volume_id.into(), updated_at: now() })
+            .await
     }
 
     /// The server's console log (its last `lines`), from this node.
@@ -704,10 +829,16 @@ impl Compute {
                             })
                         })
                         .collect();
+                    let root = match s.volumes.iter().find(|v| v.boot) {
+                        Some(b) => driver::Root::Volume(Self::volume_ref(&view, &b.volume_id)?),
+                        None => driver::Root::Image {
+                            path: self.images_dir.join(&s.image_id),
+                            format: format.unwrap_or(crate::model::image::DiskFormat::Raw),
+                        },
+                    };
                     nics.map(|nics| {
                         Job::Spawn(Boot {
-                            image: self.images_dir.join(&s.image_id),
-                            image_format: format.unwrap_or(crate::model::image::DiskFormat::Raw),
+                            root,
                             disk_bytes: Driver::disk_bytes(s.flavor.disk_gb),
                             key,
                             user_data,
@@ -716,10 +847,21 @@ impl Compute {
                     })
                 }
                 (_, Some(TaskState::Deleting)) => Some(Job::Delete),
-                (VmState::Active, Some(TaskState::PoweringOff)) => Some(Job::Stop),
-                (VmState::Stopped, Some(TaskState::PoweringOn)) => Some(Job::Start),
-                (_, Some(TaskState::Rebooting | TaskState::RebootingHard)) => Some(Job::Reboot),
-                (VmState::Active | VmState::Stopped, None) => Some(Job::Sync),
+                (_, Some(task)) => Power::of(task).map(Job::Power),
+                (VmState::Active | VmState::Stopped, None) => {
+                    match s.volumes.iter().find(|v| !v.boot && v.state != AttachState::Attached) {
+                        Some(sv) => {
+                            let v = Self::volume_ref(&view, &sv.volume_id)?;
+                            Some(Job::Volume {
+                                id: sv.volume_id.clone(),
+                                attach: sv.state == AttachState::Attaching,
+                                v,
+                                device: sv.device.clone(),
+                            })
+                        }
+                        None => Some(Job::Sync),
+                    }
+                }
                 _ => None,
             };
             let Some(job) = job else {
@@ -736,6 +878,12 @@ impl Compute {
             });
         }
         Ok(())
+    }
+
+    /// Where a volume's data is on this node.
+    fn volume_ref(view: &View, id: &str) -> Result<driver::VolumeRef> {
+        let v = view.volume(id)?.ok_or_else(|| ComputeError::NotFound(format!("Volume {id} could not be found.")))?;
+        Ok(driver::VolumeRef { pool: v.volume_type, name: v.id, format: v.format })
     }
 
     fn done(&self, id: &str) {
@@ -780,19 +928,15 @@ impl Compute {
                     Err(e) => self.propose(set(VmState::Error, PowerState::NoState, Some(e))).await,
                 }
             }
-            Job::Stop | Job::Start | Job::Reboot => {
-                let running = (VmState::Active, PowerState::Running);
-                let stopped = (VmState::Stopped, PowerState::Shutdown);
-                // What follows success, and what failure leaves.
-                let (done, failed) = match job {
-                    Job::Stop => (stopped, running),
-                    Job::Start => (running, stopped),
-                    _ => (running, (VmState::Error, PowerState::NoState)),
-                };
-                let r = blocking(Box::new(move || match job {
-                    Job::Stop => d.stop(&id),
-                    Job::Start => d.start(&id),
-                    _ => d.stop(&id).and_then(|()| d.start(&id)),
+            Job::Power(p) => {
+                let (done, failed) = p.outcomes();
+                let r = blocking(Box::new(move || match p {
+                    Power::Stop => d.stop(&id),
+                    Power::Start | Power::Resume => d.start(&id),
+                    Power::Reboot => d.stop(&id).and_then(|()| d.start(&id)),
+                    Power::Pause => d.pause(&id),
+                    Power::Unpause => d.unpause(&id),
+                    Power::Suspend => d.suspend(&id),
                 }))
                 .await;
                 self.propose(match r {
@@ -800,6 +944,24 @@ impl Compute {
                     Err(e) => set(failed.0, failed.1, Some(e)),
                 })
                 .await
+            }
+            Job::Volume { id: volume_id, attach, v, device } => {
+                let sid = s.id.clone();
+                let r = blocking(Box::new(move || {
+                    let disk = d.volume_disk(&v, &device)?;
+                    if attach {
+                        d.attach(&sid, &disk)
+                    } else {
+                        d.detach(&sid, &disk)
+                    }
+                }))
+                .await;
+                if let Err(e) = &r {
+                    log::warn!("server {id}: volume {volume_id}: {e}");
+                }
+                let error = r.err();
+                self.propose(Command::ServerVolumeDone { server_id: s.id.clone(), volume_id, error, updated_at: now() })
+                    .await
             }
             Job::Sync => {
                 let state = tokio::task::spawn_blocking(move || d.state(&id))
@@ -828,10 +990,59 @@ impl Compute {
 enum Job {
     Spawn(Boot),
     Delete,
+    Power(Power),
+    /// Plugs a volume in (`attach`) or out.
+    Volume {
+        id: String,
+        attach: bool,
+        v: driver::VolumeRef,
+        device: String,
+    },
+    Sync,
+}
+
+/// The jobs that change a guest's power state.
+#[derive(Clone, Copy, Debug)]
+enum Power {
     Stop,
     Start,
     Reboot,
-    Sync,
+    Pause,
+    Unpause,
+    Suspend,
+    Resume,
+}
+
+impl Power {
+    fn of(task: TaskState) -> Option<Power> {
+        Some(match task {
+            TaskState::PoweringOff => Power::Stop,
+            TaskState::PoweringOn => Power::Start,
+            TaskState::Rebooting | TaskState::RebootingHard => Power::Reboot,
+            TaskState::Pausing => Power::Pause,
+            TaskState::Unpausing => Power::Unpause,
+            TaskState::Suspending => Power::Suspend,
+            TaskState::Resuming => Power::Resume,
+            TaskState::Spawning | TaskState::Deleting => return None,
+        })
+    }
+
+    /// The (vm, power) states after success, and what a failure leaves.
+    fn outcomes(self) -> ((VmState, PowerState), (VmState, PowerState)) {
+        let running = (VmState::Active, PowerState::Running);
+        let stopped = (VmState::Stopped, PowerState::Shutdown);
+        let paused = (VmState::Paused, PowerState::Paused);
+        let suspended = (VmState::Suspended, PowerState::Suspended);
+        match self {
+            Power::Stop => (stopped, running),
+            Power::Start => (running, stopped),
+            Power::Reboot => (running, (VmState::Error, PowerState::NoState)),
+            Power::Pause => (paused, running),
+            Power::Unpause => (running, paused),
+            Power::Suspend => (suspended, running),
+            Power::Resume => (running, suspended),
+        }
+    }
 }
 
 /// An OpenSSH public key line's MD5 fingerprint (`aa:bb:…`), after checking that it is one.

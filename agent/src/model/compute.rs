@@ -292,6 +292,8 @@ pub enum VmState {
     Building,
     Active,
     Stopped,
+    Paused,
+    Suspended,
     Error,
 }
 
@@ -304,6 +306,10 @@ pub enum TaskState {
     PoweringOn,
     Rebooting,
     RebootingHard,
+    Pausing,
+    Unpausing,
+    Suspending,
+    Resuming,
     Deleting,
 }
 
@@ -315,6 +321,7 @@ pub enum PowerState {
     Paused = 3,
     Shutdown = 4,
     Crashed = 6,
+    Suspended = 7,
 }
 
 impl VmState {
@@ -323,6 +330,8 @@ impl VmState {
             VmState::Building => "building",
             VmState::Active => "active",
             VmState::Stopped => "stopped",
+            VmState::Paused => "paused",
+            VmState::Suspended => "suspended",
             VmState::Error => "error",
         }
     }
@@ -336,6 +345,10 @@ impl TaskState {
             TaskState::PoweringOn => "powering-on",
             TaskState::Rebooting => "rebooting",
             TaskState::RebootingHard => "rebooting_hard",
+            TaskState::Pausing => "pausing",
+            TaskState::Unpausing => "unpausing",
+            TaskState::Suspending => "suspending",
+            TaskState::Resuming => "resuming",
             TaskState::Deleting => "deleting",
         }
     }
@@ -366,10 +379,14 @@ pub struct Server {
     pub user_id: String,
     /// The flavor as it was at create time.
     pub flavor: Flavor,
+    /// Empty for a server booted from a volume.
     pub image_id: String,
     /// Its ports, in NIC order.
     #[serde(default)]
     pub ports: Vec<ServerPort>,
+    /// Its volumes: the root disk of a server booted from a volume, and attached ones.
+    #[serde(default)]
+    pub volumes: Vec<ServerVolume>,
     /// The node it runs on (empty when none could be found).
     pub node: String,
     pub resources: Resources,
@@ -399,8 +416,41 @@ impl Server {
             (VmState::Active, Some(TaskState::RebootingHard)) => "HARD_REBOOT",
             (VmState::Active, _) => "ACTIVE",
             (VmState::Stopped, _) => "SHUTOFF",
+            (VmState::Paused, _) => "PAUSED",
+            (VmState::Suspended, _) => "SUSPENDED",
         }
     }
+
+    /// The guest device a new attachment gets: the first `/dev/vdX` from `vdc` (`vda` is the
+    /// root disk, `vdb` the config drive) that no volume of the server holds.
+    pub fn next_device(&self) -> Option<String> {
+        ('c'..='z').map(|c| format!("/dev/vd{c}")).find(|d| self.volumes.iter().all(|v| v.device != *d))
+    }
+
+    pub fn volume(&self, volume_id: &str) -> Option<&ServerVolume> {
+        self.volumes.iter().find(|v| v.volume_id == volume_id)
+    }
+}
+
+/// Where an attachment of a volume to a server is: reserved (the node is to plug it in),
+/// plugged in, or being unplugged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachState {
+    Attaching,
+    Attached,
+    Detaching,
+}
+
+/// A volume of a server: its root disk when `boot` (device `/dev/vda`), else attached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerVolume {
+    pub volume_id: String,
+    /// The attachment's id as Cinder shows it.
+    pub attachment_id: String,
+    pub device: String,
+    pub state: AttachState,
+    pub boot: bool,
 }
 
 #[cfg(test)]

@@ -130,7 +130,11 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::ReportNode(_)
         | Command::CreateServer { .. }
         | Command::SetServerState { .. }
-        | Command::DeleteServer { .. } => super::compute::apply(tx, cmd),
+        | Command::DeleteServer { .. }
+        | Command::RenameServer { .. }
+        | Command::AttachServerVolume { .. }
+        | Command::DetachServerVolume { .. }
+        | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),
     }
 }
 

@@ -6,8 +6,59 @@ use super::apply::{create, load, not_found, store};
 use super::{
     Command, Kind, Outcome, Refusal, StateError, CLOUD, FLAVORS, FLAVORS_SEEDED, FLAVOR_NAMES, KEYPAIRS, NODES, SERVERS,
 };
-use crate::model::compute::{check_extra_spec, usage, Flavor, Inventory, Resources, Server, VmState};
+use crate::model::compute::{
+    check_extra_spec, usage, AttachState, Flavor, Inventory, Resources, Server, ServerVolume, VmState,
+};
+use crate::model::volume::{Attachment, Volume, VolumeStatus};
+use crate::state::VOLUMES;
 use redb::{ReadableTable, WriteTransaction};
+
+/// A volume a server may take: the caller's view of it checked (exists, `available`, in a pool
+/// of the server's node).
+fn reservable(tx: &WriteTransaction, s: &Server, volume_id: &str) -> Result<Result<Volume, Refusal>, StateError> {
+    let Some(v) = load::<Volume>(tx, VOLUMES, volume_id)? else { return Ok(Err(not_found(Kind::Volume, volume_id))) };
+    if v.status != VolumeStatus::Available {
+        return Ok(Err(Refusal::Invalid(format!(
+            "Invalid volume: volume {volume_id} status must be available, but current status is: {}",
+            v.status.as_str()
+        ))));
+    }
+    if !s.node.is_empty() && v.node != s.node {
+        return Ok(Err(Refusal::Invalid(format!(
+            "Volume {volume_id} is in a pool of node {}, server {} runs on node {}: volumes attach on their own node.",
+            v.node, s.id, s.node
+        ))));
+    }
+    Ok(Ok(v))
+}
+
+/// A volume's record as an attachment of the server leaves it.
+fn attached(mut v: Volume, s: &Server, sv: &ServerVolume, at: u64) -> Volume {
+    v.attachments = vec![Attachment {
+        id: sv.attachment_id.clone(),
+        server_id: s.id.clone(),
+        host: s.node.clone(),
+        device: sv.device.clone(),
+        attached_at: at,
+    }];
+    v.status = VolumeStatus::InUse;
+    v.updated_at = at;
+    v
+}
+
+/// A volume's record once free of the server.
+fn released(mut v: Volume, at: u64) -> Volume {
+    v.attachments.clear();
+    v.status = VolumeStatus::Available;
+    v.updated_at = at;
+    v
+}
+
+fn set_status(tx: &WriteTransaction, mut v: Volume, to: VolumeStatus, at: u64) -> Result<(), StateError> {
+    v.status = to;
+    v.updated_at = at;
+    store(tx, VOLUMES, &v.id.clone(), &v)
+}
 
 fn servers(tx: &WriteTransaction) -> Result<Vec<Server>, StateError> {
     let t = tx.open_table(SERVERS)?;
@@ -118,6 +169,17 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                     return Ok(Err(Refusal::Exhausted(format!("No valid host was found. {why}"))));
                 }
             }
+            // A boot volume is reserved with the claim (checked before anything is written).
+            let mut reserved = vec![];
+            for sv in &server.volumes {
+                match reservable(tx, server, &sv.volume_id)? {
+                    Ok(v) => reserved.push(v),
+                    Err(r) => return Ok(Err(r)),
+                }
+            }
+            for v in reserved {
+                set_status(tx, v, VolumeStatus::Attaching, server.updated_at)?;
+            }
             store(tx, SERVERS, &server.id, server)?;
             Ok(Ok(()))
         }
@@ -133,6 +195,15 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             if s.vm_state == VmState::Building && *vm_state == VmState::Active {
                 s.launched_at = Some(*updated_at);
+                // The boot volume is in use from the first start.
+                for sv in s.volumes.iter_mut().filter(|sv| sv.boot) {
+                    sv.state = AttachState::Attached;
+                }
+                for sv in s.volumes.iter().filter(|sv| sv.boot) {
+                    if let Some(v) = load::<Volume>(tx, VOLUMES, &sv.volume_id)? {
+                        store(tx, VOLUMES, &sv.volume_id, &attached(v, &s, sv, *updated_at))?;
+                    }
+                }
             }
             s.vm_state = *vm_state;
             s.task_state = *task_state;
@@ -145,9 +216,105 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             Ok(Ok(()))
         }
         Command::DeleteServer { id } => {
-            if tx.open_table(SERVERS)?.remove(id.as_str())?.is_none() {
-                return Ok(Err(not_found(Kind::Server, id)));
+            let Some(s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
+            tx.open_table(SERVERS)?.remove(id.as_str())?;
+            for sv in &s.volumes {
+                if let Some(v) = load::<Volume>(tx, VOLUMES, &sv.volume_id)? {
+                    store(tx, VOLUMES, &sv.volume_id, &released(v, s.updated_at))?;
+                }
             }
+            Ok(Ok(()))
+        }
+        Command::RenameServer { id, name, updated_at } => {
+            let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
+            s.name = name.clone();
+            s.updated_at = *updated_at;
+            store(tx, SERVERS, id, &s)?;
+            Ok(Ok(()))
+        }
+        Command::AttachServerVolume { server_id, volume, updated_at } => {
+            let Some(mut s) = load::<Server>(tx, SERVERS, server_id)? else {
+                return Ok(Err(not_found(Kind::Server, server_id)));
+            };
+            if !matches!(s.vm_state, VmState::Active | VmState::Stopped) || s.task_state.is_some() {
+                return Ok(Err(Refusal::Conflicts(format!(
+                    "Cannot 'attach_volume' instance {server_id} while it is in vm_state {} and task_state {}",
+                    s.vm_state.as_str(),
+                    s.task_state.map_or("None", |t| t.as_str())
+                ))));
+            }
+            if s.volumes.iter().any(|v| v.volume_id == volume.volume_id || v.device == volume.device) {
+                return Ok(Err(Refusal::Conflicts(format!(
+                    "Volume {} or device {} is already attached to server {server_id}.",
+                    volume.volume_id, volume.device
+                ))));
+            }
+            let v = match reservable(tx, &s, &volume.volume_id)? {
+                Ok(v) => v,
+                Err(r) => return Ok(Err(r)),
+            };
+            set_status(tx, v, VolumeStatus::Attaching, *updated_at)?;
+            s.volumes.push(ServerVolume { state: AttachState::Attaching, boot: false, ..volume.clone() });
+            s.updated_at = *updated_at;
+            store(tx, SERVERS, server_id, &s)?;
+            Ok(Ok(()))
+        }
+        Command::DetachServerVolume { server_id, volume_id, updated_at } => {
+            let Some(mut s) = load::<Server>(tx, SERVERS, server_id)? else {
+                return Ok(Err(not_found(Kind::Server, server_id)));
+            };
+            let Some(sv) = s.volumes.iter_mut().find(|v| v.volume_id == *volume_id) else {
+                return Ok(Err(Refusal::NotFound {
+                    kind: Kind::Volume,
+                    id: format!("{volume_id} attachment to server {server_id}"),
+                }));
+            };
+            if sv.boot {
+                return Ok(Err(Refusal::Invalid("Can't detach root device volume".into())));
+            }
+            if sv.state != AttachState::Attached || s.task_state.is_some() {
+                return Ok(Err(Refusal::Conflicts(format!(
+                    "Volume {volume_id} of server {server_id} is busy (attaching or detaching, or the server has a task)."
+                ))));
+            }
+            sv.state = AttachState::Detaching;
+            if let Some(v) = load::<Volume>(tx, VOLUMES, volume_id)? {
+                set_status(tx, v, VolumeStatus::Detaching, *updated_at)?;
+            }
+            s.updated_at = *updated_at;
+            store(tx, SERVERS, server_id, &s)?;
+            Ok(Ok(()))
+        }
+        Command::ServerVolumeDone { server_id, volume_id, error, updated_at } => {
+            let Some(mut s) = load::<Server>(tx, SERVERS, server_id)? else {
+                return Ok(Err(not_found(Kind::Server, server_id)));
+            };
+            let Some(i) = s.volumes.iter().position(|v| v.volume_id == *volume_id && !v.boot) else {
+                return Ok(Err(not_found(Kind::Volume, volume_id)));
+            };
+            let Some(v) = load::<Volume>(tx, VOLUMES, volume_id)? else {
+                return Ok(Err(not_found(Kind::Volume, volume_id)));
+            };
+            let sv = s.volumes[i].clone();
+            // Attached, or a failed detach: the volume stays with the server.
+            let keep = match (sv.state, error.is_none()) {
+                (AttachState::Attaching, true) | (AttachState::Detaching, false) => true,
+                (AttachState::Attaching, false) | (AttachState::Detaching, true) => false,
+                (AttachState::Attached, _) => {
+                    return Ok(Err(Refusal::Conflicts(format!(
+                        "Volume {volume_id} is not being attached or detached."
+                    ))))
+                }
+            };
+            if keep {
+                s.volumes[i].state = AttachState::Attached;
+                store(tx, VOLUMES, volume_id, &attached(v, &s, &sv, *updated_at))?;
+            } else {
+                s.volumes.remove(i);
+                store(tx, VOLUMES, volume_id, &released(v, *updated_at))?;
+            }
+            s.updated_at = *updated_at;
+            store(tx, SERVERS, server_id, &s)?;
             Ok(Ok(()))
         }
         _ => Err(StateError::Raft("not a compute command".into())),
@@ -176,6 +343,7 @@ mod tests {
             flavor: flavor.clone(),
             image_id: "i".into(),
             ports: vec![],
+            volumes: vec![],
             node: node.into(),
             resources: Resources::of(flavor),
             vm_state: VmState::Building,
@@ -248,5 +416,118 @@ mod tests {
             Ok(()),
             "room again"
         );
+    }
+
+    fn put_volume(s: &Store, id: &str, node: &str) {
+        let v = Volume {
+            id: id.into(),
+            name: id.into(),
+            description: String::new(),
+            project_id: "p".into(),
+            user_id: "u".into(),
+            size: 1,
+            status: VolumeStatus::Available,
+            error: None,
+            volume_type: "pool".into(),
+            format: crate::model::storage::VolumeFormat::Qcow2,
+            node: node.into(),
+            image_id: None,
+            source_volid: None,
+            snapshot_id: None,
+            attachments: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let tx = s.db().begin_write().unwrap();
+        store(&tx, VOLUMES, id, &v).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn sv(volume: &str, device: &str, boot: bool) -> ServerVolume {
+        ServerVolume {
+            volume_id: volume.into(),
+            attachment_id: format!("att-{volume}"),
+            device: device.into(),
+            state: AttachState::Attaching,
+            boot,
+        }
+    }
+
+    #[test]
+    fn volumes_attach_detach_and_boot_with_their_servers() {
+        use crate::model::compute::PowerState;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        assert_eq!(run(&s, Command::ReportNode(Inventory::for_test("n1", 4, 8192))), Ok(()));
+        for (v, node) in [("boot", "n1"), ("data", "n1"), ("far", "n2")] {
+            put_volume(&s, v, node);
+        }
+        let status = |id: &str| s.view().unwrap().volume(id).unwrap().unwrap().status;
+        let q = ComputeQuota::default();
+        let tiny = &default_flavors()[0];
+        // Booting from a volume reserves it with the claim; ACTIVE puts it in use.
+        let mut a = server("a", "p", "n1", tiny);
+        a.volumes = vec![sv("boot", "/dev/vda", true)];
+        assert_eq!(run(&s, Command::CreateServer { server: a.clone(), quota: q }), Ok(()));
+        assert_eq!(status("boot"), VolumeStatus::Attaching);
+        let mut b = server("b", "p", "n1", tiny);
+        b.volumes = vec![sv("boot", "/dev/vda", true)];
+        assert!(
+            matches!(run(&s, Command::CreateServer { server: b, quota: q }), Err(Refusal::Invalid(_))),
+            "a volume boots one server"
+        );
+        assert_eq!(s.view().unwrap().server("b").unwrap(), None, "a refused create writes nothing");
+        let active = Command::SetServerState {
+            id: "a".into(),
+            if_task: Some(Some(TaskState::Spawning)),
+            vm_state: VmState::Active,
+            task_state: None,
+            power_state: PowerState::Running,
+            fault: None,
+            updated_at: 3,
+        };
+        assert_eq!(run(&s, active), Ok(()));
+        let boot = s.view().unwrap().volume("boot").unwrap().unwrap();
+        assert_eq!((boot.status, boot.attachments[0].device.as_str()), (VolumeStatus::InUse, "/dev/vda"));
+        // Attach: reserved, then the node's outcome; a volume on another node is refused.
+        let attach = |v: &str, dev: &str| Command::AttachServerVolume {
+            server_id: "a".into(),
+            volume: sv(v, dev, false),
+            updated_at: 4,
+        };
+        assert!(matches!(run(&s, attach("far", "/dev/vdc")), Err(Refusal::Invalid(m)) if m.contains("node n2")));
+        assert!(matches!(run(&s, attach("data", "/dev/vda")), Err(Refusal::Conflicts(_))), "device taken");
+        assert_eq!(run(&s, attach("data", "/dev/vdc")), Ok(()));
+        assert_eq!(status("data"), VolumeStatus::Attaching);
+        let done = |error: Option<&str>| Command::ServerVolumeDone {
+            server_id: "a".into(),
+            volume_id: "data".into(),
+            error: error.map(str::to_owned),
+            updated_at: 5,
+        };
+        // A failed plug-in frees the volume; a retry succeeds.
+        assert_eq!(run(&s, done(Some("no"))), Ok(()));
+        assert_eq!(status("data"), VolumeStatus::Available);
+        assert_eq!(run(&s, attach("data", "/dev/vdc")), Ok(()));
+        assert_eq!(run(&s, done(None)), Ok(()));
+        let data = s.view().unwrap().volume("data").unwrap().unwrap();
+        assert_eq!((data.status, data.attachments[0].server_id.as_str()), (VolumeStatus::InUse, "a"));
+        assert!(matches!(run(&s, done(None)), Err(Refusal::Conflicts(_))), "nothing in progress");
+        // Detach: the root volume stays; a failed unplug keeps the volume attached.
+        let detach =
+            |v: &str| Command::DetachServerVolume { server_id: "a".into(), volume_id: v.into(), updated_at: 6 };
+        assert!(matches!(run(&s, detach("boot")), Err(Refusal::Invalid(_))));
+        assert_eq!(run(&s, detach("data")), Ok(()));
+        assert_eq!(status("data"), VolumeStatus::Detaching);
+        assert_eq!(run(&s, done(Some("the guest held on"))), Ok(()));
+        assert_eq!(status("data"), VolumeStatus::InUse);
+        assert_eq!(run(&s, detach("data")), Ok(()));
+        assert_eq!(run(&s, done(None)), Ok(()));
+        assert_eq!(status("data"), VolumeStatus::Available);
+        // Deleting the server frees its boot volume.
+        assert_eq!(run(&s, attach("data", "/dev/vdc")), Ok(()));
+        assert_eq!(run(&s, Command::DeleteServer { id: "a".into() }), Ok(()));
+        assert_eq!((status("boot"), status("data")), (VolumeStatus::Available, VolumeStatus::Available));
+        assert!(s.view().unwrap().volume("boot").unwrap().unwrap().attachments.is_empty());
     }
 }

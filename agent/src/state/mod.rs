@@ -12,7 +12,9 @@ mod network;
 pub mod raft;
 mod volume;
 
-use crate::model::compute::{ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, TaskState, VmState};
+use crate::model::compute::{
+    ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, ServerVolume, TaskState, VmState,
+};
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
 use crate::model::storage::PoolRecord;
@@ -266,8 +268,34 @@ pub enum Command {
         fault: Option<Fault>,
         updated_at: u64,
     },
+    RenameServer {
+        id: String,
+        name: String,
+        updated_at: u64,
+    },
+    /// Removes a server; its volumes become available again.
     DeleteServer {
         id: String,
+    },
+    /// Reserves an available volume of the server's node for the server (the volume becomes
+    /// `attaching`); the node plugs it in and reports with [`Command::ServerVolumeDone`].
+    AttachServerVolume {
+        server_id: String,
+        volume: ServerVolume,
+        updated_at: u64,
+    },
+    /// Asks the node to unplug an attached volume (the volume becomes `detaching`).
+    DetachServerVolume {
+        server_id: String,
+        volume_id: String,
+        updated_at: u64,
+    },
+    /// The node's outcome of an attach or detach: done (`error` None) or rolled back.
+    ServerVolumeDone {
+        server_id: String,
+        volume_id: String,
+        error: Option<String>,
+        updated_at: u64,
     },
     /// A node's pools as its agent sees them now (replacing what it reported before).
     ReportPools {

@@ -192,8 +192,33 @@ pub trait Libvirt: Send + Sync {
     fn domain_state(&self, name: &str) -> R<Option<DomainState>>;
     /// Stops a domain at once (pulls the plug); a stopped one is fine.
     fn destroy_domain(&self, name: &str) -> R<()>;
-    /// Removes a stopped domain's definition; a missing one is fine.
+    /// Removes a stopped domain's definition (and a saved state); a missing one is fine.
     fn undefine_domain(&self, name: &str) -> R<()>;
+    /// Freezes a running domain's vCPUs.
+    fn pause_domain(&self, name: &str) -> R<()>;
+    /// Lets a paused domain run again.
+    fn resume_domain(&self, name: &str) -> R<()>;
+    /// Saves a running domain's memory to disk and stops it (libvirt's managed save); the next
+    /// start restores it.
+    fn save_domain(&self, name: &str) -> R<()>;
+    /// Adds a disk to the domain's definition and, when it runs, to the guest (hot-plug).
+    fn attach_disk(&self, name: &str, disk: &xml::Disk) -> R<()>;
+    /// Removes a disk from the definition and, when it runs, from the guest: returns once the
+    /// guest let go of it, or fails when it does not within `wait`.
+    fn detach_disk(&self, name: &str, disk: &xml::Disk, wait: std::time::Duration) -> R<()>;
+    /// The target devices (`vda`, …) of the domain's disks, live when it runs.
+    fn domain_disks(&self, name: &str) -> R<Vec<String>>;
+}
+
+/// libvirt's flags for a device change: the definition always, the guest when it runs.
+fn affect(d: &virt::domain::Domain) -> R<u32> {
+    let live = if d.is_active()? { virt::sys::VIR_DOMAIN_AFFECT_LIVE } else { 0 };
+    Ok(virt::sys::VIR_DOMAIN_AFFECT_CONFIG | live)
+}
+
+fn disk_targets(text: &str) -> R<Vec<String>> {
+    let d: xml::DomainDisks = xml::from_xml(text)?;
+    Ok(d.devices.disk.into_iter().map(|d| d.target.dev).collect())
 }
 
 // ---- the real libvirt
@@ -457,9 +482,66 @@ impl Libvirt for Virt {
     fn undefine_domain(&self, name: &str) -> R<()> {
         self.with(|c| {
             let Ok(d) = virt::domain::Domain::lookup_by_name(c, name) else { return Ok(()) };
-            d.undefine()?;
+            d.undefine_flags(virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)?;
             Ok(())
         })
+    }
+
+    fn pause_domain(&self, name: &str) -> R<()> {
+        self.with(|c| {
+            virt::domain::Domain::lookup_by_name(c, name)?.suspend()?;
+            Ok(())
+        })
+    }
+
+    fn resume_domain(&self, name: &str) -> R<()> {
+        self.with(|c| {
+            virt::domain::Domain::lookup_by_name(c, name)?.resume()?;
+            Ok(())
+        })
+    }
+
+    fn save_domain(&self, name: &str) -> R<()> {
+        self.with(|c| {
+            virt::domain::Domain::lookup_by_name(c, name)?.managed_save(0)?;
+            Ok(())
+        })
+    }
+
+    fn attach_disk(&self, name: &str, disk: &xml::Disk) -> R<()> {
+        let text = xml::to_xml("disk", disk)?;
+        self.with(|c| {
+            let d = virt::domain::Domain::lookup_by_name(c, name)?;
+            d.attach_device_flags(&text, affect(&d)?)?;
+            Ok(())
+        })
+    }
+
+    fn detach_disk(&self, name: &str, disk: &xml::Disk, wait: std::time::Duration) -> R<()> {
+        let text = xml::to_xml("disk", disk)?;
+        let live = self.with(|c| {
+            let d = virt::domain::Domain::lookup_by_name(c, name)?;
+            let flags = affect(&d)?;
+            d.detach_device_flags(&text, flags)?;
+            Ok(flags & virt::sys::VIR_DOMAIN_AFFECT_LIVE != 0)
+        })?;
+        // The guest is asked; it lets go when its kernel has released the device.
+        let start = std::time::Instant::now();
+        while live && self.domain_disks(name)?.contains(&disk.target.dev) {
+            if start.elapsed() > wait {
+                return Err(LibvirtError::Virt(format!(
+                    "the guest did not release disk {} within {} s",
+                    disk.target.dev,
+                    wait.as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    fn domain_disks(&self, name: &str) -> R<Vec<String>> {
+        self.with(|c| disk_targets(&virt::domain::Domain::lookup_by_name(c, name)?.get_xml_desc(0)?))
     }
 }
 
@@ -741,6 +823,47 @@ impl Libvirt for FakeLibvirt {
     fn undefine_domain(&self, name: &str) -> R<()> {
         self.doms().remove(name);
         Ok(())
+    }
+
+    fn pause_domain(&self, name: &str) -> R<()> {
+        self.set_domain(name, DomainState::Paused)
+    }
+
+    fn resume_domain(&self, name: &str) -> R<()> {
+        self.set_domain(name, DomainState::Running)
+    }
+
+    fn save_domain(&self, name: &str) -> R<()> {
+        self.set_domain(name, DomainState::Shutoff)
+    }
+
+    fn attach_disk(&self, name: &str, disk: &xml::Disk) -> R<()> {
+        match self.doms().get_mut(name) {
+            Some((d, _)) if d.devices.disk.iter().any(|x| x.target.dev == disk.target.dev) => {
+                Err(LibvirtError::Virt(format!("target {} already exists", disk.target.dev)))
+            }
+            Some((d, _)) => {
+                d.devices.disk.push(disk.clone());
+                Ok(())
+            }
+            None => Err(LibvirtError::Virt(format!("no domain with matching name '{name}'"))),
+        }
+    }
+
+    fn detach_disk(&self, name: &str, disk: &xml::Disk, _wait: std::time::Duration) -> R<()> {
+        match self.doms().get_mut(name) {
+            Some((d, _)) => {
+                d.devices.disk.retain(|x| x.target.dev != disk.target.dev);
+                Ok(())
+            }
+            None => Err(LibvirtError::Virt(format!("no domain with matching name '{name}'"))),
+        }
+    }
+
+    fn domain_disks(&self, name: &str) -> R<Vec<String>> {
+        let d = self.doms();
+        let (x, _) = d.get(name).ok_or_else(|| LibvirtError::Virt(format!("no domain with matching name '{name}'")))?;
+        Ok(x.devices.disk.iter().map(|d| d.target.dev.clone()).collect())
     }
 }
 

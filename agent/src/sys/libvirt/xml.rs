@@ -257,7 +257,8 @@ pub struct Devices {
     pub serial: Vec<Serial>,
 }
 
-/// A file-backed virtio disk.
+/// A virtio disk: a file (`type="file"`, `source file=`) or a block device (`type="block"`,
+/// `source dev=`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {
     #[serde(rename = "@type")]
@@ -281,8 +282,28 @@ pub struct DiskDriver {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskSource {
-    #[serde(rename = "@file")]
-    pub file: String,
+    #[serde(rename = "@file", default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(rename = "@dev", default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+}
+
+/// The disks' targets of a domain as libvirt reports it (the rest of its XML is not read).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct DomainDisks {
+    #[serde(default)]
+    pub devices: DiskDevices,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct DiskDevices {
+    #[serde(default)]
+    pub disk: Vec<DiskTargetOnly>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct DiskTargetOnly {
+    pub target: DiskTarget,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
