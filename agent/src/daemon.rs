@@ -237,6 +237,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     })?;
     tokio::spawn(compute.clone().heartbeat_loop());
     let api = Arc::new(Api {
+        state: state.clone(),
         identity,
         compute,
         network,

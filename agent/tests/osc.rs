@@ -55,6 +55,20 @@ impl Osc {
         out
     }
 
+    /// `GET <path>` on the agent with an admin token, through curl.
+    fn get(&self, path: &str) -> serde_json::Value {
+        let token = self.admin(&["token", "issue", "-f", "value", "-c", "id"]);
+        let base = self.agent_url.trim_end_matches("/identity/v3");
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(&self.ca)
+            .args(["-H", &format!("X-Auth-Token: {}", token.trim()), &format!("{base}{path}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
         a.extend(["-f", "json"]);
@@ -972,6 +986,50 @@ fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
     assert_eq!(osc.json(&["volume", "show", "bootvol"])["status"], "available");
     assert_eq!(osc.json(&["volume", "show", "data1"])["status"], "available");
     osc.admin(&["volume", "delete", "bootvol", "data1"]);
+
+    // Every step went out as a notification, in order, numbered.
+    let all = osc.get("/cairn/v1/events?after=0");
+    let events = all["events"].as_array().unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(all["next"].as_u64(), seqs.last().copied());
+    let of_bfv: Vec<&str> = events
+        .iter()
+        .filter(|e| e["payload"]["instance_id"] == id.as_str())
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    let want = [
+        "create.start",
+        "create.end",
+        "volume_attach.start",
+        "volume_attach.end",
+        "volume_detach.start",
+        "volume_detach.end",
+        "pause.start",
+        "pause.end",
+        "unpause.start",
+        "unpause.end",
+        "suspend.start",
+        "suspend.end",
+        "resume.start",
+        "resume.end",
+        "volume_attach.start",
+        "volume_attach.end",
+        "update",
+        "delete.start",
+        "delete.end",
+    ]
+    .map(|w| format!("compute.instance.{w}"));
+    assert_eq!(of_bfv, want, "bfv's notifications");
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["payload"]["state"].as_str(), last["payload"]["display_name"].as_str()),
+        (Some("deleted"), Some("bfv2"))
+    );
+    // A reader at the end waits for more, and gets none.
+    let next = all["next"].as_u64().unwrap();
+    let waited = osc.get(&format!("/cairn/v1/events?after={next}&wait=1"));
+    assert_eq!((waited["events"].as_array().map(Vec::len), waited["next"].as_u64()), (Some(0), Some(next)));
 }
 
 /// A veth pair in this network namespace, removed when dropped.

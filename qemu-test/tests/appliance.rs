@@ -65,10 +65,11 @@ fn osc_try(app: &Appliance, args: &[&str]) -> (bool, String, String) {
     (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
-/// Waits until `openstack <what> show <name>` has status `want` (60 s at most; any status but
+/// Waits until `openstack <what> show <name>` has status `want` (5 minutes at most: the
+/// appliance runs under TCG, maybe beside other guests; any status but
 /// a transitional one fails at once).
 fn wait_status(app: &Appliance, what: &[&str], name: &str, want: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
         let args: Vec<&str> = what.iter().copied().chain(["show", name, "-f", "json"]).collect();
         let v: serde_json::Value = serde_json::from_str(&osc(app, &args)).unwrap();

@@ -37,6 +37,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the handlers share.
 pub struct Api {
+    /// The replicated state, for the notification stream.
+    pub state: crate::state::raft::Replicated,
     pub identity: Identity,
     pub compute: Arc<crate::compute::Compute>,
     pub network: Arc<Networking>,
@@ -140,6 +142,53 @@ fn render(e: ApiError, path: &str) -> Response<Body> {
     http::json(e.status(), &body)
 }
 
+/// Most notifications one read returns.
+const EVENTS_PAGE: usize = 1000;
+/// Longest a reader may wait for new notifications.
+const EVENTS_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /cairn/v1/events?after=N&limit=L&wait=S` (admin): the notifications after number N
+/// (0: from the oldest kept), waiting up to S seconds for one when there are none yet; `next`
+/// is the `after` of the following read.
+async fn events(api: &Api, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let auth = authenticate(api, &req)?;
+    if !auth.is_admin() {
+        return Err(ApiError::Forbidden("Reading notifications needs the admin role.".into()));
+    }
+    if req.method() != hyper::Method::GET {
+        return Err(not_allowed(req.method()));
+    }
+    let query = http::query_pairs(req.uri().query());
+    let num = |k: &str| -> Result<Option<u64>, ApiError> {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| {
+                v.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("{k} must be a number, not {v:?}")))
+            })
+            .transpose()
+    };
+    let after = num("after")?.unwrap_or(0);
+    let limit = num("limit")?.map_or(EVENTS_PAGE, |l| usize::try_from(l).unwrap_or(EVENTS_PAGE).clamp(1, EVENTS_PAGE));
+    let wait = Duration::from_secs(num("wait")?.unwrap_or(0)).min(EVENTS_MAX_WAIT);
+    let store = api.state.store();
+    let mut changes = store.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    let internal = |e: crate::state::StateError| ApiError::Internal(Box::new(e));
+    let found = loop {
+        let found = store.view().map_err(internal)?.events_after(after, limit).map_err(internal)?;
+        if !found.is_empty() {
+            break found;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => break found,
+        }
+    };
+    let next = found.last().map_or(after, |n| n.seq);
+    Ok(http::json(StatusCode::OK, &serde_json::json!({"events": found, "next": next})))
+}
+
 async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -166,6 +215,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
             };
             Ok(http::json(StatusCode::OK, &body))
         }
+        ["cairn", "v1", "events"] => events(&api, req).await,
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),
     }

@@ -338,6 +338,21 @@ impl VmState {
 }
 
 impl TaskState {
+    /// The action a task carries out, as notifications name it (`compute.instance.<action>.end`).
+    pub fn action(&self) -> &'static str {
+        match self {
+            TaskState::Spawning => "create",
+            TaskState::PoweringOff => "power_off",
+            TaskState::PoweringOn => "power_on",
+            TaskState::Rebooting | TaskState::RebootingHard => "reboot",
+            TaskState::Pausing => "pause",
+            TaskState::Unpausing => "unpause",
+            TaskState::Suspending => "suspend",
+            TaskState::Resuming => "resume",
+            TaskState::Deleting => "delete",
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             TaskState::Spawning => "spawning",

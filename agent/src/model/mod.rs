@@ -4,6 +4,7 @@
 //! Limitations: only the `default` domain exists (Keystone's single-domain deployments).
 
 pub mod compute;
+pub mod event;
 pub mod image;
 pub mod network;
 pub mod storage;

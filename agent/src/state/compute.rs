@@ -54,6 +54,35 @@ fn released(mut v: Volume, at: u64) -> Volume {
     v
 }
 
+/// A `compute.instance.<what>` notification about `s` (`old`: the server before the command).
+fn notify(
+    tx: &WriteTransaction,
+    what: &str,
+    s: &Server,
+    old: Option<&Server>,
+    at: u64,
+    volume_id: Option<&str>,
+) -> Result<(), StateError> {
+    let mut payload = serde_json::json!({
+        "instance_id": s.id, "display_name": s.name, "tenant_id": s.project_id, "user_id": s.user_id,
+        "host": s.node, "availability_zone": s.availability_zone, "image_id": s.image_id,
+        "flavor": {"flavorid": s.flavor.id, "name": s.flavor.name, "vcpus": s.flavor.vcpus,
+                   "memory_mb": s.flavor.ram_mb, "root_gb": s.flavor.disk_gb},
+        // Nova's vm_state of a removed server.
+        "state": if what == "delete.end" { "deleted" } else { s.vm_state.as_str() }, "task_state": s.task_state.map(|t| t.as_str()),
+        "power_state": s.power_state as u8,
+        "old_state": old.map(|o| o.vm_state.as_str()), "old_task_state": old.and_then(|o| o.task_state.map(|t| t.as_str())),
+    });
+    if let Some(f) = &s.fault {
+        payload["fault"] = serde_json::json!({"code": f.code, "message": f.message});
+    }
+    if let Some(v) = volume_id {
+        payload["volume_id"] = serde_json::json!(v);
+    }
+    let publisher = format!("compute.{}", if s.node.is_empty() { "api" } else { &s.node });
+    super::events::emit(tx, &format!("compute.instance.{what}"), &publisher, at, payload)
+}
+
 fn set_status(tx: &WriteTransaction, mut v: Volume, to: VolumeStatus, at: u64) -> Result<(), StateError> {
     v.status = to;
     v.updated_at = at;
@@ -180,11 +209,14 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             for v in reserved {
                 set_status(tx, v, VolumeStatus::Attaching, server.updated_at)?;
             }
+            let what = if server.vm_state == VmState::Error { "create.error" } else { "create.start" };
+            notify(tx, what, server, None, server.created_at, None)?;
             store(tx, SERVERS, &server.id, server)?;
             Ok(Ok(()))
         }
         Command::SetServerState { id, if_task, vm_state, task_state, power_state, fault, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
+            let old = s.clone();
             if let Some(expected) = if_task {
                 if s.task_state != *expected {
                     return Ok(Err(Refusal::Conflicts(format!(
@@ -213,6 +245,20 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             s.updated_at = *updated_at;
             store(tx, SERVERS, id, &s)?;
+            // A task begins (`<action>.start`), ends (`.end`, `.error` with a fault), or the
+            // guest's state changed by itself (`update`).
+            let what = match (old.task_state, s.task_state) {
+                (_, Some(t)) if old.task_state != Some(t) => Some(format!("{}.start", t.action())),
+                (Some(t), None) if fault.is_some() => Some(format!("{}.error", t.action())),
+                (Some(t), None) => Some(format!("{}.end", t.action())),
+                (None, None) if (old.vm_state, old.power_state) != (s.vm_state, s.power_state) => {
+                    Some("update".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(what) = what {
+                notify(tx, &what, &s, Some(&old), *updated_at, None)?;
+            }
             Ok(Ok(()))
         }
         Command::DeleteServer { id } => {
@@ -223,13 +269,17 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                     store(tx, VOLUMES, &sv.volume_id, &released(v, s.updated_at))?;
                 }
             }
+            let gone = Server { task_state: None, ..s.clone() };
+            notify(tx, "delete.end", &gone, Some(&s), s.updated_at, None)?;
             Ok(Ok(()))
         }
         Command::RenameServer { id, name, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
+            let old = s.clone();
             s.name = name.clone();
             s.updated_at = *updated_at;
             store(tx, SERVERS, id, &s)?;
+            notify(tx, "update", &s, Some(&old), *updated_at, None)?;
             Ok(Ok(()))
         }
         Command::AttachServerVolume { server_id, volume, updated_at } => {
@@ -257,6 +307,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             s.volumes.push(ServerVolume { state: AttachState::Attaching, boot: false, ..volume.clone() });
             s.updated_at = *updated_at;
             store(tx, SERVERS, server_id, &s)?;
+            notify(tx, "volume_attach.start", &s, None, *updated_at, Some(&volume.volume_id))?;
             Ok(Ok(()))
         }
         Command::DetachServerVolume { server_id, volume_id, updated_at } => {
@@ -283,6 +334,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             s.updated_at = *updated_at;
             store(tx, SERVERS, server_id, &s)?;
+            notify(tx, "volume_detach.start", &s, None, *updated_at, Some(volume_id))?;
             Ok(Ok(()))
         }
         Command::ServerVolumeDone { server_id, volume_id, error, updated_at } => {
@@ -315,6 +367,9 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             s.updated_at = *updated_at;
             store(tx, SERVERS, server_id, &s)?;
+            let op = if sv.state == AttachState::Attaching { "volume_attach" } else { "volume_detach" };
+            let end = if error.is_none() { "end" } else { "error" };
+            notify(tx, &format!("{op}.{end}"), &s, None, *updated_at, Some(volume_id))?;
             Ok(Ok(()))
         }
         _ => Err(StateError::Raft("not a compute command".into())),

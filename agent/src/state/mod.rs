@@ -7,6 +7,7 @@
 
 pub mod apply;
 mod compute;
+pub mod events;
 mod image;
 mod network;
 pub mod raft;
@@ -15,6 +16,7 @@ mod volume;
 use crate::model::compute::{
     ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, ServerVolume, TaskState, VmState,
 };
+use crate::model::event::Notification;
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
 use crate::model::storage::PoolRecord;
@@ -60,6 +62,8 @@ pub(crate) const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 /// `node \0 pool` → the pool as the node last reported it.
 pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+/// Zero-padded sequence number → a notification (the last [`events::KEEP`]).
+pub(crate) const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 
 /// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
 pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
@@ -68,9 +72,9 @@ pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 8] =
     [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 14] = [
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 15] = [
     PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES, SNAPSHOTS, POOLS, FLAVORS, KEYPAIRS, NODES,
-    SERVERS,
+    SERVERS, EVENTS,
 ];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
@@ -643,6 +647,15 @@ impl View {
     }
     pub fn servers(&self) -> Result<Vec<Server>, StateError> {
         self.list(SERVERS)
+    }
+    /// Up to `limit` notifications after `seq`, oldest first.
+    pub fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Notification>, StateError> {
+        let t = self.tx.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for row in t.range(events::key(seq.saturating_add(1)).as_str()..)?.take(limit) {
+            out.push(serde_json::from_slice(row?.1.value())?);
+        }
+        Ok(out)
     }
     /// Every node's pools, by node.
     pub fn pools(&self) -> Result<Vec<(String, PoolRecord)>, StateError> {
