@@ -19,7 +19,7 @@ export CAIRN_OSC_VENV := $(OSC_VENV)
 IMAGE     := out/cairn-$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1).raw
 IMAGE_SRC := mkosi.conf $(shell find rootfs-overlay image-builder agent/src -type f 2>/dev/null)
 
-.PHONY: help deps image-deps test-deps build lint test run run-agent bench clean image libvirtd
+.PHONY: help deps image-deps test-deps build lint test run run-agent bench bench-boot clean image libvirtd
 
 help:
 	@echo "make run        build the appliance image if needed and boot it in QEMU (prints URL, CA file, admin credentials)"
@@ -92,6 +92,11 @@ run-agent: build
 
 bench: build
 	./target/release/cairn bench
+
+# Rally-style boot-and-delete on a compute node started for it (root, libvirtd), with the test
+# guest so guest boot is timed too.
+bench-boot: build libvirtd
+	./target/release/cairn bench --ops boot --guest "$$($(CARGO) run -q --release -p cairn-qemu-test --bin cairn-test-guest)"
 
 clean:
 	$(CARGO) clean

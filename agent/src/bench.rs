@@ -31,13 +31,30 @@ pub struct BenchArgs {
     pub concurrency: Vec<usize>,
     /// Operations: issue, validate, projects, create (a project), port (a Neutron port with an
     /// address allocated through the log), upload (a 1 GiB image, against `cp`), volume (a
-    /// volume from that image: qcow2 overlay against full copy; needs root and libvirtd).
+    /// volume from that image: qcow2 overlay against full copy; needs root and libvirtd); boot
+    /// (Rally's boot-and-delete on a compute node; needs root and libvirtd; only when asked).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["issue".to_string(), "validate".into(), "projects".into(), "create".into(), "port".into(), "upload".into(), "volume".into()])]
     pub ops: Vec<String>,
-    /// Size of the image for `upload` and `volume`, MiB.
+    /// Size of the image for `upload`, `volume` and the root-disk overlay of `boot`, MiB.
     #[arg(long, default_value_t = 1024)]
     pub image_mib: u64,
+    /// `boot` (not run unless asked): servers booted and deleted per concurrency level.
+    #[arg(long, default_value_t = 20)]
+    pub servers: usize,
+    /// `boot`: concurrency levels (servers in flight at once), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![4, 20])]
+    pub boot_concurrency: Vec<usize>,
+    /// `boot`: a bootable image (the test guest) whose console says `CAIRN-TEST-GUEST ready`;
+    /// without it the servers boot an empty disk and only the control plane is timed.
+    #[arg(long)]
+    pub guest: Option<PathBuf>,
 }
+
+/// The configuration of an agent the benchmark starts: API only, or (for `boot`) a compute
+/// node that takes 20 small servers on 2 cores (vCPU overcommit 16, Nova's former default).
+const API_ONLY: &str = "roles = []\n[storage]\nenabled = false\n";
+const COMPUTE_NODE: &str = "roles = [\"compute\"]\n[storage]\nenabled = false\n[compute]\n\
+    cpu_allocation_ratio = 16.0\nquota_instances = 1000\nquota_cores = 1000\nquota_ram_mb = 1048576\n";
 
 /// The agent under test, when the benchmark started it.
 struct Spawned {
@@ -56,13 +73,15 @@ fn free_port() -> Result<u16, BoxError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts `cairn agent` from this executable in a temporary data dir.
-fn spawn_agent(password: &str) -> Result<(Spawned, SocketAddr, String), BoxError> {
+/// Starts `cairn agent` from this executable in a temporary data dir (which QEMU, running as
+/// libvirt's user, may traverse); never with the network role, which would build bridges on
+/// this machine.
+fn spawn_agent(password: &str, config_text: &str) -> Result<(Spawned, SocketAddr, String), BoxError> {
     let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    // API only: the benchmark must not build bridges on this machine.
     let config = dir.path().join("bench.toml");
-    std::fs::write(&config, "roles = []\n[storage]\nenabled = false\n")?;
+    std::fs::write(&config, config_text)?;
     let child = Command::new(std::env::current_exe()?)
         .args(["agent", "--config"])
         .arg(&config)
@@ -220,7 +239,7 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
         }
         None => {
             let password = format!("bench-{}", crate::identity::token::new_audit_id());
-            let (s, addr, ca) = spawn_agent(&password)?;
+            let (s, addr, ca) = spawn_agent(&password, API_ONLY)?;
             (Some(s), addr, ca, password)
         }
     };
@@ -249,7 +268,16 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
             bench_volume(scratch.path(), file, args.image_mib)?;
         }
     }
-    for op in args.ops.iter().filter(|o| *o != "upload" && *o != "volume") {
+    if args.ops.iter().any(|o| o == "boot") {
+        let file = match &image {
+            Some(f) => f,
+            None => image.insert(make_image(scratch.path(), args.image_mib)?),
+        };
+        bench_overlay(scratch.path(), file, args.image_mib)?;
+        // Against the agent given with --addr (it must have the compute role), else its own.
+        bench_boot(&args, args.addr.map(|_| (&client, token.as_str()))).await?;
+    }
+    for op in args.ops.iter().filter(|o| !["upload", "volume", "boot"].contains(&o.as_str())) {
         // Creates are replicated, fsynced writes: measured one at a time as the target says.
         let levels: Vec<usize> = if op == "create" || op == "port" { vec![1] } else { args.concurrency.clone() };
         for &c in &levels {
@@ -371,6 +399,209 @@ fn bench_volume(dir: &std::path::Path, image: &std::path::Path, mib: u64) -> Res
         copy.as_secs_f64() * 1000.0,
         copy.as_secs_f64() / overlay.as_secs_f64()
     );
+    Ok(())
+}
+
+/// The root disk of a server: a qcow2 overlay on an image of `mib` MiB, as the compute driver
+/// makes it.
+fn bench_overlay(dir: &std::path::Path, image: &std::path::Path, mib: u64) -> Result<(), BoxError> {
+    let mut times = vec![];
+    for i in 0..5 {
+        let disk = dir.join(format!("overlay-{i}.qcow2"));
+        let t = Instant::now();
+        crate::compute::driver::overlay(image, crate::model::image::DiskFormat::Raw, &disk, 1 << 30)?;
+        times.push(t.elapsed().as_micros() as u64);
+        std::fs::remove_file(&disk)?;
+    }
+    times.sort_unstable();
+    println!(
+        "peer=cairn op=root-overlay image_mib={mib} p50_ms={:.1} max_ms={:.1}",
+        pct(&times, 0.5),
+        pct(&times, 1.0)
+    );
+    Ok(())
+}
+
+/// What one boot took: accepted, ACTIVE (the domain started), the guest ready (when known).
+struct BootTimes {
+    accept: Duration,
+    active: Duration,
+    ready: Option<Duration>,
+}
+
+/// Polls `GET path` until `done` accepts the response (status, JSON), for at most `limit`.
+async fn poll(
+    conn: &mut Conn,
+    token: &str,
+    path: &str,
+    every: Duration,
+    limit: Duration,
+    done: impl Fn(u16, &serde_json::Value) -> Result<bool, BoxError>,
+) -> Result<(), BoxError> {
+    let start = Instant::now();
+    loop {
+        let r = conn.request(Method::GET, path, &[("x-auth-token", token)], None).await?;
+        if done(r.status, &r.json())? {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            return Err(format!("{path}: not done after {} s", limit.as_secs()).into());
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Boots one server, waits for ACTIVE (and the guest's ready line), deletes it and waits until
+/// it is gone.
+async fn boot_one(
+    client: Client,
+    token: String,
+    image: String,
+    flavor: String,
+    name: String,
+    guest: bool,
+) -> Result<BootTimes, BoxError> {
+    let mut conn = client.connect().await?;
+    let h = [("x-auth-token", token.as_str())];
+    let body =
+        serde_json::json!({"server": {"name": name, "imageRef": image, "flavorRef": flavor, "networks": "none"}});
+    let t = Instant::now();
+    let r = conn.request(Method::POST, "/compute/v2.1/servers", &h, Some(body.to_string().into_bytes())).await?;
+    let accept = t.elapsed();
+    let id = r.json()["server"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("create: {} {}", r.status, String::from_utf8_lossy(&r.body)))?;
+    let path = format!("/compute/v2.1/servers/{id}");
+    let minute = Duration::from_secs(60);
+    poll(&mut conn, &token, &path, Duration::from_millis(20), 5 * minute, |_, j| {
+        match j["server"]["status"].as_str() {
+            Some("ACTIVE") => Ok(true),
+            Some("ERROR") => Err(format!("server {id}: ERROR {}", j["server"]["fault"]).into()),
+            _ => Ok(false),
+        }
+    })
+    .await?;
+    let active = t.elapsed();
+    let mut ready = None;
+    if guest {
+        let action = format!("{path}/action");
+        let ask = serde_json::json!({"os-getConsoleOutput": {"length": 50}}).to_string();
+        let deadline = Instant::now() + 10 * minute;
+        loop {
+            let r = conn.request(Method::POST, &action, &h, Some(ask.clone().into_bytes())).await?;
+            if r.json()["output"].as_str().is_some_and(|o| o.contains("CAIRN-TEST-GUEST ready")) {
+                ready = Some(t.elapsed());
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("server {id}: the guest was not ready within 10 minutes").into());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    conn.request(Method::DELETE, &path, &h, None).await?;
+    poll(&mut conn, &token, &path, Duration::from_millis(100), 2 * minute, |status, _| Ok(status == 404)).await?;
+    Ok(BootTimes { accept, active, ready })
+}
+
+/// Rally's boot-and-delete: `--servers` servers at each `--boot-concurrency`, timing accept →
+/// ACTIVE (control plane: scheduling, the claim, the overlay, the config drive, the domain
+/// started) and ACTIVE → the guest's ready line (guest boot, under TCG here).
+async fn bench_boot(args: &BenchArgs, given: Option<(&Client, &str)>) -> Result<(), BoxError> {
+    if given.is_none() && !nix::unistd::geteuid().is_root() {
+        println!("# boot: skipped (a compute node needs root for qemu:///system)");
+        return Ok(());
+    }
+    let password = format!("bench-{}", crate::identity::token::new_audit_id());
+    let mut own = None;
+    let (client, token) = match given {
+        Some((c, t)) => (c.clone(), t.to_owned()),
+        None => {
+            let (s, addr, ca) = spawn_agent(&password, COMPUTE_NODE)?;
+            own = Some(s);
+            let client = Client::new(addr, &ca)?;
+            let token =
+                client.connect().await?.login("admin", &password, "admin").await?.ok_or("admin login failed")?;
+            (client, token)
+        }
+    };
+    let pid = own.as_ref().map(|s| s.child.id());
+    let mut conn = client.connect().await?;
+    let h = [("x-auth-token", token.as_str())];
+    // The image: the guest, or 1 MiB of zeros (a disk with nothing to boot).
+    let scratch = tempfile::tempdir()?;
+    let (file, format) = match &args.guest {
+        Some(g) => (g.clone(), "qcow2"),
+        None => {
+            let f = scratch.path().join("empty.raw");
+            std::fs::write(&f, vec![0u8; 1 << 20])?;
+            (f, "raw")
+        }
+    };
+    let body = serde_json::json!({"name": "bench-boot", "disk_format": format, "container_format": "bare"});
+    let r = conn.request(Method::POST, "/image/v2/images", &h, Some(body.to_string().into_bytes())).await?;
+    let image = r.json()["id"].as_str().ok_or("creating the boot image failed")?.to_owned();
+    let r = conn
+        .upload(Method::PUT, &format!("/image/v2/images/{image}/file"), &h, tokio::fs::File::open(&file).await?)
+        .await?;
+    if r.status != 204 {
+        return Err(format!("image upload: {} {}", r.status, String::from_utf8_lossy(&r.body)).into());
+    }
+    let body = serde_json::json!({"flavor": {"name": format!("bench-{}", std::process::id()), "vcpus": 1, "ram": 128, "disk": 1}});
+    let r = conn.request(Method::POST, "/compute/v2.1/flavors", &h, Some(body.to_string().into_bytes())).await?;
+    let flavor = r.json()["flavor"]["id"].as_str().ok_or("creating the boot flavor failed")?.to_owned();
+    for &c in &args.boot_concurrency {
+        let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(c.max(1)));
+        let start = Instant::now();
+        let mut tasks = vec![];
+        for i in 0..args.servers {
+            let (client, token, image, flavor, gate) =
+                (client.clone(), token.clone(), image.clone(), flavor.clone(), gate.clone());
+            let guest = args.guest.is_some();
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await?;
+                boot_one(client, token, image, flavor, format!("bench-{c}-{i}"), guest).await
+            }));
+        }
+        let (mut accept, mut active, mut ready, mut failed) = (vec![], vec![], vec![], vec![]);
+        for t in tasks {
+            match t.await? {
+                Ok(b) => {
+                    accept.push(b.accept.as_micros() as u64);
+                    active.push(b.active.as_micros() as u64);
+                    ready.extend(b.ready.map(|r| (r - b.active).as_micros() as u64));
+                }
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        for v in [&mut accept, &mut active, &mut ready] {
+            v.sort_unstable();
+        }
+        let guest = if ready.is_empty() {
+            "guest_boot=na".to_owned()
+        } else {
+            format!(
+                "guest_boot_p50_s={:.1} guest_boot_p95_s={:.1}",
+                pct(&ready, 0.5) / 1000.0,
+                pct(&ready, 0.95) / 1000.0
+            )
+        };
+        println!(
+            "peer=cairn op=boot servers={} c={c} ok={}/{} accept_p50_ms={:.1} active_p50_ms={:.0} active_p95_ms={:.0} {guest} wall_s={:.1} rss_mib={}",
+            args.servers,
+            active.len(),
+            args.servers,
+            pct(&accept, 0.5),
+            pct(&active, 0.5),
+            pct(&active, 0.95),
+            start.elapsed().as_secs_f64(),
+            rss_mib(pid)
+        );
+        for e in failed.iter().take(3) {
+            println!("# boot failure: {e}");
+        }
+    }
     Ok(())
 }
 

@@ -51,15 +51,23 @@ pub struct ComputeConfig {
     pub cpu_allocation_ratio: f64,
     pub ram_allocation_ratio: f64,
     pub disk_allocation_ratio: f64,
+    /// Per-project limits (Nova's defaults: 10 instances, 20 cores, 51200 MiB of RAM).
+    pub quota_instances: u64,
+    pub quota_cores: u64,
+    pub quota_ram_mb: u64,
 }
 
 impl Default for ComputeConfig {
     fn default() -> Self {
+        let q = crate::model::compute::ComputeQuota::default();
         Self {
             availability_zone: "nova".into(),
             cpu_allocation_ratio: 4.0,
             ram_allocation_ratio: 1.0,
             disk_allocation_ratio: 1.0,
+            quota_instances: q.instances,
+            quota_cores: q.cores,
+            quota_ram_mb: q.ram_mb,
         }
     }
 }

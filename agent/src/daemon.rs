@@ -227,7 +227,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         inventory,
         driver,
         images_dir.clone(),
-        crate::model::compute::ComputeQuota::default(),
+        crate::model::compute::ComputeQuota {
+            instances: cfg.compute.quota_instances,
+            cores: cfg.compute.quota_cores,
+            ram_mb: cfg.compute.quota_ram_mb,
+        },
     ));
     tokio::spawn(compute.clone().reconcile_loop());
     compute.seed().await.map_err(|e| DaemonError::Io {

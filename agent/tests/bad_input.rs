@@ -304,3 +304,63 @@ async fn bad_input_is_refused_and_changes_nothing() {
     // Still serving.
     assert_eq!(agent.conn().await.request(Method::GET, "/healthz", &[], None).await.unwrap().status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_compute_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&dir.path().join("data"), None);
+    let admin = agent.admin_token().await;
+    let mut c = agent.conn().await;
+    let h = [("x-auth-token", admin.as_str())];
+    let servers = "/compute/v2.1/servers";
+    /// (what, method, path, body, status)
+    type Bad = (&'static str, Method, &'static str, Option<Vec<u8>>, u16);
+    let cases: [Bad; 10] = [
+        ("no server object", Method::POST, servers, s("{}"), 400),
+        ("no image nor boot volume", Method::POST, servers, s(r#"{"server": {"name": "a", "flavorRef": "1"}}"#), 400),
+        (
+            "min_count above max_count",
+            Method::POST,
+            servers,
+            s(r#"{"server": {"name": "a", "flavorRef": "1", "imageRef": "i", "min_count": 3, "max_count": 2}}"#),
+            400,
+        ),
+        (
+            "networks of a wrong type",
+            Method::POST,
+            servers,
+            s(r#"{"server": {"name": "a", "flavorRef": "1", "imageRef": "i", "networks": 5}}"#),
+            400,
+        ),
+        ("action on no server", Method::POST, "/compute/v2.1/servers/nope/action", s(r#"{"pause": null}"#), 404),
+        ("attach without a volume", Method::POST, "/compute/v2.1/servers/nope/os-volume_attachments", s("{}"), 400),
+        ("detach from no server", Method::DELETE, "/compute/v2.1/servers/nope/os-volume_attachments/v", None, 404),
+        ("rename with no name", Method::PUT, "/compute/v2.1/servers/nope", s(r#"{"server": {}}"#), 400),
+        ("events after a word", Method::GET, "/cairn/v1/events?after=x", None, 400),
+        ("events by POST", Method::POST, "/cairn/v1/events", s("{}"), 405),
+    ];
+    for (name, method, path, body, status) in cases {
+        let r = c.request(method, path, &h, body).await.unwrap();
+        assert_eq!(r.status, status, "{name}: {}", String::from_utf8_lossy(&r.body));
+        // Nova's body is {"<kind>": {"code", "message"}}; Keystone's (under /cairn) {"error": …}.
+        let j = r.json();
+        let inner = j.as_object().and_then(|o| o.values().next()).cloned().unwrap_or_default();
+        assert_eq!(inner["code"], status, "{name}: error body {j}");
+        assert!(inner["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {j}");
+    }
+    let r = c
+        .request(
+            Method::GET,
+            servers,
+            &[("x-auth-token", admin.as_str()), ("openstack-api-version", "compute 2.99")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 406, "a microversion beyond the maximum");
+    // Nothing was written: no server, no notification.
+    let listed = c.request(Method::GET, servers, &h, None).await.unwrap().json();
+    assert_eq!(listed["servers"], serde_json::json!([]));
+    let events = c.request(Method::GET, "/cairn/v1/events", &h, None).await.unwrap().json();
+    assert_eq!(events["events"], serde_json::json!([]), "{events}");
+}

@@ -868,6 +868,10 @@ fn openstack_client_boots_a_server_on_libvirt() {
     });
     let console = console_until(&osc, "vm2", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));
     assert!(console.contains(&format!("CAIRN-TEST-GUEST dhcp eth0: {ip}")), "the port's address {ip}:\n{console}");
+    assert!(
+        console.lines().any(|l| l.contains("CAIRN-TEST-GUEST ping 10.99.0.") && l.ends_with(": ok")),
+        "the guest reaches the network's DHCP server:\n{console}"
+    );
     let ip_cmd = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
     assert!(ip_cmd(&["addr", "add", "10.99.0.250/24", "dev", "cairn-up0p"]));
     let pinged = (0..10).any(|_| {
@@ -887,6 +891,19 @@ fn openstack_client_boots_a_server_on_libvirt() {
         "",
         "its port went too"
     );
+    // "auto" takes the project's one network; with a second one the choice is ambiguous, and so
+    // is a create naming none (Nova 2.1 then uses the one network there is).
+    osc.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--nic", "auto", "vm3"]);
+    let vm3 = wait_for(&osc, "server", "vm3", "ACTIVE");
+    assert!(vm3["addresses"].to_string().contains("10.99.0."), "{vm3}");
+    osc.admin(&["server", "delete", "--wait", "vm3"]);
+    osc.json(&["network", "create", "net2"]);
+    for nic in [&["--nic", "auto"][..], &[]] {
+        let err = osc
+            .admin_fails(&[&["server", "create", "--flavor", "m1.tiny", "--image", "guest"], nic, &["vm4"]].concat());
+        assert!(err.contains("Multiple possible networks"), "{err}");
+    }
+    osc.admin(&["network", "delete", "net2"]);
     osc.admin(&["network", "delete", "net1"]);
 }
 

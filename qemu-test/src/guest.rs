@@ -332,7 +332,7 @@ while true; do
 done
 "#;
 
-/// udhcpc's script: configures the lease and says which address it got.
+/// udhcpc's script: configures the lease, says which address it got, and pings the DHCP server.
 const TEST_GUEST_DHCP: &str = r#"#!/bin/sh
 case "$1" in
   bound|renew)
@@ -340,6 +340,11 @@ case "$1" in
     ip addr add "$ip/${mask:-24}" dev "$interface"
     [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
     echo "CAIRN-TEST-GUEST dhcp $interface: $ip"
+    # The DHCP server sits on the same network: reaching it proves the path both ways.
+    if [ -n "$serverid" ]; then
+      if ping -c 1 -W 3 "$serverid" >/dev/null 2>&1; then R=ok; else R=failed; fi
+      echo "CAIRN-TEST-GUEST ping $serverid: $R"
+    fi
     ;;
 esac
 exit 0
@@ -372,7 +377,7 @@ pub fn test_guest_image() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
     let dir = home.join(".cache/cairn/test-guest");
     // The recipe's version: bump when the guest changes.
-    let out = dir.join(format!("guest-{version}-v4.qcow2"));
+    let out = dir.join(format!("guest-{version}-v5.qcow2"));
     if out.exists() {
         return Ok(out);
     }

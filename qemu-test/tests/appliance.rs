@@ -186,6 +186,38 @@ fn disk_image_with_svm_runs_kvm_and_serves_the_openstack_client() {
     assert_eq!(&admin_get(&app, "/cairn/v1/network")["network"]["dhcp"][&net], pid, "dnsmasq was restarted");
     assert!(!app.console().contains("exited ("), "dnsmasq died:\n{}", app.console());
     assert!(status["physical_networks"]["physnet1"].as_str().is_some_and(|n| n.starts_with("en")), "{status:#}");
+
+    // A server on the VLAN network: the node builds it (under KVM here, nested in the emulated
+    // svm), dnsmasq gives it the port's address over the VLAN's bridge, the guest reaches the DHCP
+    // server's namespace on the same VLAN, and its console log shows the boot.
+    let guest = cairn_qemu_test::guest::test_guest_image().unwrap();
+    osc(&app, &["image", "create", "--file", &guest.to_string_lossy(), "--disk-format", "qcow2", "guest"]);
+    let started = std::time::Instant::now();
+    let create = ["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--network", "net1", "vm1", "--wait"];
+    let vm1: serde_json::Value = serde_json::from_str(&osc(&app, &[&create[..], &["-f", "json"]].concat())).unwrap();
+    eprintln!("vm1 ACTIVE in the appliance after {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(vm1["status"], "ACTIVE", "{vm1:#}");
+    let shown: serde_json::Value = serde_json::from_str(&osc(&app, &["server", "show", "vm1", "-f", "json"])).unwrap();
+    let ip = shown["addresses"]["net1"][0]
+        .as_str()
+        .or_else(|| shown["addresses"]["net1"][0]["addr"].as_str())
+        .unwrap_or_else(|| panic!("{shown:#}"))
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let log = loop {
+        let log = osc(&app, &["console", "log", "show", "vm1"]);
+        if log.contains("CAIRN-TEST-GUEST ready") {
+            break log;
+        }
+        assert!(std::time::Instant::now() < deadline, "vm1 not ready in 10 minutes:\n{log}\n{}", app.console());
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    eprintln!("vm1's guest ready after {:.1} s", started.elapsed().as_secs_f64());
+    assert!(log.contains("CAIRN-TEST-GUEST booted"), "{log}");
+    assert!(log.contains("CAIRN-TEST-GUEST config-drive hostname: vm1"), "{log}");
+    assert!(log.contains(&format!("CAIRN-TEST-GUEST dhcp eth0: {ip}")), "the port's address {ip}:\n{log}");
+    assert!(log.lines().any(|l| l.contains("CAIRN-TEST-GUEST ping 10.0.0.") && l.ends_with(": ok")), "{log}");
+    osc(&app, &["server", "delete", "--wait", "vm1"]);
     osc(&app, &["port", "delete", "p1"]);
     osc(&app, &["network", "delete", "net1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -10,7 +10,7 @@
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
-use crate::compute::{Action, ComputeError, NetRequest, NewServer};
+use crate::compute::{Action, ComputeError, NetRequest, Networks, NewServer};
 use crate::model::compute::{Flavor, Inventory, Keypair, Resources, Server, ServerVolume};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -225,19 +225,18 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
     let flavor_id = string("flavorRef")?.ok_or_else(|| bad("Invalid input: flavorRef is required."))?;
     let flavor_id = flavor_id.rsplit('/').next().unwrap_or_default().to_owned();
     let networks = match s.get("networks") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::String(v)) if v == "none" => vec![],
-        Some(Value::String(v)) if v == "auto" => {
-            return Err(ApiError::NotImplemented("networks \"auto\" (allocating a network) is not served yet.".into()))
-        }
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|n| match (n.get("uuid").and_then(Value::as_str), n.get("port").and_then(Value::as_str)) {
-                (_, Some(p)) => Ok(NetRequest::Port(p.to_owned())),
-                (Some(u), None) => Ok(NetRequest::Network(u.to_owned())),
-                _ => Err(bad(format!("Invalid input for field/attribute networks: {n} needs a uuid or a port"))),
-            })
-            .collect::<Result<_, _>>()?,
+        None | Some(Value::Null) => Networks::Auto { explicit: false },
+        Some(Value::String(v)) if v == "none" => Networks::List(vec![]),
+        Some(Value::String(v)) if v == "auto" => Networks::Auto { explicit: true },
+        Some(Value::Array(a)) => Networks::List(
+            a.iter()
+                .map(|n| match (n.get("uuid").and_then(Value::as_str), n.get("port").and_then(Value::as_str)) {
+                    (_, Some(p)) => Ok(NetRequest::Port(p.to_owned())),
+                    (Some(u), None) => Ok(NetRequest::Network(u.to_owned())),
+                    _ => Err(bad(format!("Invalid input for field/attribute networks: {n} needs a uuid or a port"))),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
         Some(v) => return Err(bad(format!("Invalid input for field/attribute networks: {v}"))),
     };
     let boot_volume = boot_volume(s.get("block_device_mapping_v2"))?;

@@ -147,6 +147,19 @@ fn hostname(name: &str) -> String {
     }
 }
 
+/// Makes `disk`, a qcow2 overlay backed by `image`, of `bytes` (0: the image's size). Its cost
+/// does not grow with the image.
+pub fn overlay(image: &Path, format: DiskFormat, disk: &Path, bytes: u64) -> Result<(), String> {
+    let size = bytes.to_string();
+    let mut args: Vec<&OsStr> =
+        ["create", "-q", "-f", "qcow2", "-F", format.qemu_format(), "-b"].map(OsStr::new).to_vec();
+    args.extend([image.as_os_str(), disk.as_os_str()]);
+    if bytes > 0 {
+        args.push(OsStr::new(&size));
+    }
+    tool::run("qemu-img", args)
+}
+
 /// This node's hypervisor.
 pub struct Driver {
     lv: Arc<dyn Libvirt>,
@@ -183,15 +196,7 @@ impl Driver {
         }
         let root = match &boot.root {
             Root::Image { path, format } => {
-                let disk = dir.join("disk");
-                let size = boot.disk_bytes.to_string();
-                let mut args: Vec<&OsStr> =
-                    ["create", "-q", "-f", "qcow2", "-F", format.qemu_format(), "-b"].map(OsStr::new).to_vec();
-                args.extend([path.as_os_str(), disk.as_os_str()]);
-                if boot.disk_bytes > 0 {
-                    args.push(OsStr::new(&size));
-                }
-                tool::run("qemu-img", args)?;
+                overlay(path, *format, &dir.join("disk"), boot.disk_bytes)?;
                 None
             }
             Root::Volume(v) => Some(self.volume_disk(v, "/dev/vda")?),

@@ -109,7 +109,7 @@ pub struct NewServer {
     pub user_data: Option<String>,
     pub availability_zone: Option<String>,
     pub metadata: BTreeMap<String, String>,
-    pub networks: Vec<NetRequest>,
+    pub networks: Networks,
     /// Boot from this volume instead of the image.
     pub boot_volume: Option<String>,
 }
@@ -121,6 +121,23 @@ pub enum NetRequest {
     Network(String),
     /// The user's own port.
     Port(String),
+}
+
+/// A create's `networks`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Networks {
+    /// These, in NIC order (none for `"none"`).
+    List(Vec<NetRequest>),
+    /// The project's one network (Nova's `"auto"`, `explicit`, or no `networks` at all): with
+    /// none, `"auto"` fails (this cloud allocates no topology) and an absent list means no NIC;
+    /// with several, the request is ambiguous.
+    Auto { explicit: bool },
+}
+
+impl Default for Networks {
+    fn default() -> Self {
+        Networks::List(vec![])
+    }
 }
 
 /// The actions on a server.
@@ -416,7 +433,8 @@ impl Compute {
     /// with Nova's fault "No valid host was found". Returns the first.
     pub async fn create_servers(&self, auth: &Auth, new: NewServer, count: (u32, u32)) -> Result<Server> {
         let (min, max) = count;
-        if max > 1 && (new.boot_volume.is_some() || new.networks.iter().any(|n| matches!(n, NetRequest::Port(_)))) {
+        let nets = self.resolve_networks(auth, &new.networks)?;
+        if max > 1 && (new.boot_volume.is_some() || nets.iter().any(|n| matches!(n, NetRequest::Port(_)))) {
             return Err(ComputeError::BadRequest(
                 "Unable to launch multiple instances with a single configured port ID or boot volume.".into(),
             ));
@@ -442,7 +460,7 @@ impl Compute {
             if max > 1 {
                 one.name = format!("{}-{i}", new.name);
             }
-            match self.create_server(auth, one).await {
+            match self.create_server(auth, one, &nets).await {
                 Ok(s) => {
                     first.get_or_insert(s);
                 }
@@ -452,6 +470,34 @@ impl Compute {
             }
         }
         first.ok_or_else(|| ComputeError::BadRequest("max_count must be at least 1.".into()))
+    }
+
+    /// Nova's automatic network choice, resolved to the one network the project can use.
+    fn resolve_networks(&self, auth: &Auth, nets: &Networks) -> Result<Vec<NetRequest>> {
+        let explicit = match nets {
+            Networks::List(l) => return Ok(l.clone()),
+            Networks::Auto { explicit } => *explicit,
+        };
+        let project = auth.project.as_ref().map(|p| p.id.as_str()).unwrap_or_default();
+        let usable: Vec<String> = self
+            .network
+            .list_networks(auth)
+            .map_err(|e| ComputeError::Internal(Box::new(e)))?
+            .into_iter()
+            .filter(|n| n.project_id == project || n.shared)
+            .map(|n| n.id)
+            .collect();
+        match usable.as_slice() {
+            [] if explicit => Err(ComputeError::BadRequest(format!(
+                "Unable to automatically allocate a network for project {project}: this cloud allocates no \
+                 network topology; create a network or name one."
+            ))),
+            [] => Ok(vec![]),
+            [one] => Ok(vec![NetRequest::Network(one.clone())]),
+            _ => Err(ComputeError::Conflict(
+                "Multiple possible networks found, use a Network ID to be more specific.".into(),
+            )),
+        }
     }
 
     /// Where a new server's root disk comes from: its image (checked against the flavor) or a
@@ -506,7 +552,7 @@ impl Compute {
     }
 
     /// Schedules and records one server (BUILD); its node builds it.
-    async fn create_server(&self, auth: &Auth, new: NewServer) -> Result<Server> {
+    async fn create_server(&self, auth: &Auth, new: NewServer, nets: &[NetRequest]) -> Result<Server> {
         let project =
             auth.project.as_ref().map(|p| p.id.clone()).ok_or_else(|| {
                 ComputeError::Forbidden("A project-scoped token is required to create servers.".into())
@@ -520,7 +566,7 @@ impl Compute {
                 .keypair(&auth.user.id, k)?
                 .ok_or_else(|| ComputeError::BadRequest("Invalid key_name provided.".into()))?;
         }
-        let ports = self.make_ports(auth, &new.networks).await?;
+        let ports = self.make_ports(auth, nets).await?;
         let req = scheduler::Request {
             resources: Resources::of(&flavor),
             availability_zone: new.availability_zone.clone(),
