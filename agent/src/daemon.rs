@@ -240,8 +240,16 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         source: std::io::Error::other(crate::error_chain(&e)),
     })?;
     tokio::spawn(compute.clone().heartbeat_loop());
+    let fingerprint = pki.ca_fingerprint().unwrap_or_default();
+    let ca_fingerprint = crate::cluster::parse_fingerprint(&fingerprint).ok_or_else(|| DaemonError::Io {
+        op: "reading the CA fingerprint",
+        path: pki.ca_path(),
+        source: std::io::Error::other("the CA certificate has no SHA-256 fingerprint"),
+    })?;
+    let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), ca_fingerprint));
     let api = Arc::new(Api {
         state: state.clone(),
+        cluster,
         identity,
         compute,
         network,
@@ -254,7 +262,6 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     });
     let server = tokio::spawn(api::serve(listener, pki.server_config()?, api));
 
-    let fingerprint = pki.ca_fingerprint().unwrap_or_default();
     log::info!("CA certificate {} (sha256 {fingerprint})", pki.ca_path().display());
     let url = match (&cfg.public_url, bound.ip().is_unspecified()) {
         (Some(u), _) => format!("{}/identity/v3", u.trim_end_matches('/')),

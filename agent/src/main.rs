@@ -1,5 +1,5 @@
 //! `cairn`: the node agent (`cairn agent`), the host probe (`cairn probe`), the CA printer
-//! (`cairn ca`) and the benchmark (`cairn bench`).
+//! (`cairn ca`), join tokens (`cairn token`) and the benchmark (`cairn bench`).
 
 use cairn_agent::config::Config;
 use cairn_agent::host;
@@ -60,6 +60,9 @@ enum Cmd {
         #[arg(long)]
         ca_fingerprint: Option<String>,
     },
+    /// Join tokens for new nodes (asks the API with the openstack client's OS_* settings).
+    #[command(subcommand)]
+    Token(cairn_agent::cluster::cli::TokenCmd),
     /// Benchmark an agent over HTTPS (starts one unless --url is given).
     Bench(cairn_agent::bench::BenchArgs),
     /// Run the one-instruction KVM guest in this process (used by the probe).
@@ -160,6 +163,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Token(cmd) => match cairn_agent::cluster::cli::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(e.as_ref()),
+        },
         Cmd::Bench(args) => match cairn_agent::bench::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(e.as_ref()),

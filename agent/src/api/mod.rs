@@ -7,6 +7,7 @@
 //! never takes the listener down.
 
 pub mod cinder;
+pub mod cluster;
 pub mod error;
 pub mod glance;
 pub mod http;
@@ -41,6 +42,7 @@ pub struct Api {
     pub state: crate::state::raft::Replicated,
     pub identity: Identity,
     pub compute: Arc<crate::compute::Compute>,
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub network: Arc<Networking>,
     pub images: crate::image::Images,
     pub storage: Arc<crate::storage::Storage>,
@@ -216,6 +218,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
             Ok(http::json(StatusCode::OK, &body))
         }
         ["cairn", "v1", "events"] => events(&api, req).await,
+        ["cairn", "v1", "tokens", rest @ ..] => cluster::route(&api, req, rest).await,
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),
     }

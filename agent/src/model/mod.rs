@@ -3,6 +3,7 @@
 //!
 //! Limitations: only the `default` domain exists (Keystone's single-domain deployments).
 
+pub mod cluster;
 pub mod compute;
 pub mod event;
 pub mod image;

@@ -135,6 +135,9 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::AttachServerVolume { .. }
         | Command::DetachServerVolume { .. }
         | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),
+        Command::CreateJoinToken(_) | Command::RevokeJoinToken { .. } | Command::ConsumeJoinToken { .. } => {
+            super::cluster::apply(tx, cmd)
+        }
     }
 }
 
@@ -258,6 +261,16 @@ fn bootstrap(tx: &WriteTransaction, project: &Project, user: &User, roles: &[Rol
     Ok(outcomes.into_iter().collect())
 }
 
+/// Applies one command in its own transaction (the tests' way in, without raft).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(super) fn run(store: &super::Store, cmd: Command) -> Outcome {
+    let tx = store.db().begin_write().unwrap();
+    let out = apply(&tx, &cmd).unwrap();
+    tx.commit().unwrap();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,13 +300,6 @@ mod tests {
     }
     fn role(id: &str, name: &str) -> Role {
         Role { id: id.into(), name: Name::new("name", name).unwrap() }
-    }
-
-    fn run(store: &Store, cmd: Command) -> Outcome {
-        let tx = store.db().begin_write().unwrap();
-        let out = apply(&tx, &cmd).unwrap();
-        tx.commit().unwrap();
-        out
     }
 
     fn store() -> (tempfile::TempDir, Store) {

@@ -378,16 +378,10 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
 
 #[cfg(test)]
 mod tests {
+    use super::super::apply::run;
     use super::*;
     use crate::model::compute::{default_flavors, ComputeQuota, PowerState, TaskState};
     use crate::state::Store;
-
-    fn run(store: &Store, cmd: Command) -> Outcome {
-        let tx = store.db().begin_write().unwrap();
-        let out = super::super::apply::apply(&tx, &cmd).unwrap();
-        tx.commit().unwrap();
-        out
-    }
 
     fn server(id: &str, project: &str, node: &str, flavor: &Flavor) -> Server {
         Server {

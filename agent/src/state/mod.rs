@@ -6,6 +6,7 @@
 //! dumps (fine for tens of thousands of rows, not for millions).
 
 pub mod apply;
+mod cluster;
 mod compute;
 pub mod events;
 mod image;
@@ -13,6 +14,7 @@ mod network;
 pub mod raft;
 mod volume;
 
+use crate::model::cluster::TokenRecord;
 use crate::model::compute::{
     ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, ServerVolume, TaskState, VmState,
 };
@@ -62,6 +64,8 @@ pub(crate) const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 /// `node \0 pool` → the pool as the node last reported it.
 pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+/// Join token id → its record (the secret's hash, never the secret).
+pub(crate) const JOIN_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("join_tokens");
 /// Zero-padded sequence number → a notification (the last [`events::KEEP`]).
 pub(crate) const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 
@@ -72,9 +76,23 @@ pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 8] =
     [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 15] = [
-    PROJECTS, USERS, ROLES, NETWORKS, SUBNETS, PORTS, IMAGES, VOLUMES, SNAPSHOTS, POOLS, FLAVORS, KEYPAIRS, NODES,
-    SERVERS, EVENTS,
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 16] = [
+    PROJECTS,
+    USERS,
+    ROLES,
+    NETWORKS,
+    SUBNETS,
+    PORTS,
+    IMAGES,
+    VOLUMES,
+    SNAPSHOTS,
+    POOLS,
+    FLAVORS,
+    KEYPAIRS,
+    NODES,
+    SERVERS,
+    EVENTS,
+    JOIN_TOKENS,
 ];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
@@ -281,6 +299,19 @@ pub enum Command {
     DeleteServer {
         id: String,
     },
+    /// A join token's record (single use, expiring).
+    CreateJoinToken(TokenRecord),
+    RevokeJoinToken {
+        id: String,
+    },
+    /// Uses a join token for `node`: refused unless the secret's hash matches (compared in
+    /// constant time) and the token is unused, unrevoked and unexpired at `at`.
+    ConsumeJoinToken {
+        id: String,
+        secret_hash: String,
+        node: String,
+        at: u64,
+    },
     /// Reserves an available volume of the server's node for the server (the volume becomes
     /// `attaching`); the node plugs it in and reports with [`Command::ServerVolumeDone`].
     AttachServerVolume {
@@ -325,6 +356,7 @@ pub enum Kind {
     Flavor,
     Keypair,
     Server,
+    JoinToken,
 }
 
 impl std::fmt::Display for Kind {
@@ -344,6 +376,7 @@ impl std::fmt::Display for Kind {
             Kind::Flavor => "flavor",
             Kind::Keypair => "keypair",
             Kind::Server => "server",
+            Kind::JoinToken => "join token",
         })
     }
 }
@@ -647,6 +680,12 @@ impl View {
     }
     pub fn servers(&self) -> Result<Vec<Server>, StateError> {
         self.list(SERVERS)
+    }
+    /// Every join token's record, oldest first.
+    pub fn join_tokens(&self) -> Result<Vec<TokenRecord>, StateError> {
+        let mut all: Vec<TokenRecord> = self.list(JOIN_TOKENS)?;
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
     }
     /// Up to `limit` notifications after `seq`, oldest first.
     pub fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<Notification>, StateError> {

@@ -403,6 +403,7 @@ fn create_port(tx: &WriteTransaction, p: &Port, ips: Option<&[IpRequest]>) -> Re
 
 #[cfg(test)]
 mod tests {
+    use super::super::apply::run;
     use super::*;
     use crate::model::network::{Mac, Pool};
     use crate::state::raft::Replicated;
@@ -413,13 +414,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("state.redb")).unwrap();
         (dir, s)
-    }
-
-    fn run(s: &Store, cmd: Command) -> Outcome {
-        let tx = s.db().begin_write().unwrap();
-        let out = super::super::apply::apply(&tx, &cmd).unwrap();
-        tx.commit().unwrap();
-        out
     }
 
     fn net(id: &str, ty: NetworkType, vid: Option<u16>) -> Network {

@@ -1,0 +1,78 @@
+//! The cluster's admin API under `/cairn/v1`: join tokens.
+//!
+//! `POST /cairn/v1/tokens` `{"token": {"expires_in": seconds}}` (optional, 15 minutes by
+//! default) → 201 `{"token": {"id", "expires_at", "token": "<the join token>"}}`;
+//! `GET /cairn/v1/tokens` lists them without secrets (and whether used, by whom, revoked);
+//! `DELETE /cairn/v1/tokens/{id}` revokes one.
+
+use super::error::ApiError;
+use super::http::{empty, json, parse_json, read_body, timestamp, Body, MAX_JSON_BODY};
+use super::Api;
+use crate::cluster::{ClusterError, DEFAULT_TTL_SECS};
+use crate::model::cluster::TokenRecord;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+fn token_json(t: &TokenRecord) -> Value {
+    json!({"id": t.id, "created_at": timestamp(t.created_at, true), "expires_at": timestamp(t.expires_at, true),
+           "created_by": t.created_by, "used_at": t.used_at.map(|u| timestamp(u, true)), "used_by": t.used_by,
+           "revoked": t.revoked})
+}
+
+/// The API address a joining node should try: `public_url`'s, else the one this request came to.
+fn api_address(api: &Api, req: &Request<Incoming>) -> Result<String, ApiError> {
+    let base = api.base_url(req);
+    let hostport = base.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+    if hostport.is_empty() {
+        return Err(ApiError::BadRequest("The request names no host (Host header) to put in the token.".into()));
+    }
+    Ok(if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !hostport.ends_with(']') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:443")
+    })
+}
+
+pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
+    let auth = super::authenticate(api, &req)?;
+    let method = req.method().clone();
+    match (method, segs) {
+        (Method::GET, []) => {
+            let list: Vec<Value> = api.cluster.tokens(&auth)?.iter().map(token_json).collect();
+            Ok(json(StatusCode::OK, &json!({"tokens": list})))
+        }
+        (Method::POST, []) => {
+            let addr = api_address(api, &req)?;
+            let bytes = read_body(req.into_body(), MAX_JSON_BODY).await?;
+            let body: Value = if bytes.is_empty() { json!({}) } else { parse_json(&bytes)? };
+            let ttl = match body.get("token").and_then(|t| t.get("expires_in")) {
+                None | Some(Value::Null) => DEFAULT_TTL_SECS,
+                Some(v) => v.as_u64().ok_or_else(|| {
+                    ApiError::BadRequest(format!("expires_in must be a whole number of seconds, not {v}"))
+                })?,
+            };
+            let (record, text) = api.cluster.create_token(&auth, ttl, vec![addr]).await?;
+            let mut j = token_json(&record);
+            j["token"] = json!(text);
+            Ok(json(StatusCode::CREATED, &json!({"token": j})))
+        }
+        (Method::DELETE, [id]) => {
+            api.cluster.revoke_token(&auth, id).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (m, [] | [_]) => Err(super::not_allowed(&m)),
+        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Forbidden(m) => ApiError::Forbidden(m),
+            ClusterError::NotFound(m) => ApiError::NotFound(m),
+            ClusterError::BadRequest(m) => ApiError::BadRequest(m),
+            ClusterError::Internal(source) => ApiError::Internal(source),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `cairn token create|list|revoke`: asks a node's API, authenticating as the `openstack`
+//! client does (`OS_AUTH_URL`, `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`, `OS_CACERT`).
+//! `create` prints only the token, so `cairn agent --join "$(cairn token create)"` works.
+
+use crate::client::Client;
+use hyper::Method;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Make a join token and print it.
+    Create {
+        /// How long it is valid: seconds, or with a unit (90s, 15m, 2h).
+        #[arg(long, default_value = "15m")]
+        expires: String,
+    },
+    /// List join tokens (never their secrets).
+    List,
+    /// Revoke a join token by id.
+    Revoke { id: String },
+}
+
+/// `15m` → 900; plain numbers are seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{text:?} is not a duration like 900, 90s, 15m or 2h"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{text:?}: the unit is s, m or h")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
+}
+
+fn env(name: &str) -> Result<String, BoxError> {
+    std::env::var(name).map_err(|_| format!("{name} is not set (the same settings as the openstack client)").into())
+}
+
+/// The API's address from `OS_AUTH_URL` (`https://host[:port]/…`).
+fn api_addr(url: &str) -> Result<SocketAddr, BoxError> {
+    let rest = url.strip_prefix("https://").ok_or("OS_AUTH_URL must be an https:// URL")?;
+    let hostport = rest.split('/').next().unwrap_or_default();
+    let with_port = if hostport.rsplit_once(':').is_some_and(|(h, p)| !h.ends_with('[') && p.parse::<u16>().is_ok())
+        && !hostport.ends_with(']')
+    {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:443")
+    };
+    Ok(with_port.to_socket_addrs()?.next().ok_or_else(|| format!("{hostport} does not resolve"))?)
+}
+
+pub fn run(cmd: TokenCmd) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let addr = api_addr(&env("OS_AUTH_URL")?)?;
+        let ca = std::fs::read_to_string(env("OS_CACERT")?)?;
+        let mut conn = Client::new(addr, &ca)?.connect().await?;
+        let project = std::env::var("OS_PROJECT_NAME").unwrap_or_else(|_| "admin".into());
+        let token = conn
+            .login(&env("OS_USERNAME")?, &env("OS_PASSWORD")?, &project)
+            .await?
+            .ok_or("the login was refused (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)")?;
+        let h = [("x-auth-token", token.as_str())];
+        let (method, path, body) = match &cmd {
+            TokenCmd::Create { expires } => {
+                let secs = parse_duration(expires)?;
+                let body = serde_json::json!({"token": {"expires_in": secs}});
+                (Method::POST, "/cairn/v1/tokens".to_owned(), Some(body.to_string().into_bytes()))
+            }
+            TokenCmd::List => (Method::GET, "/cairn/v1/tokens".to_owned(), None),
+            TokenCmd::Revoke { id } => (Method::DELETE, format!("/cairn/v1/tokens/{id}"), None),
+        };
+        let r = conn.request(method, &path, &h, body).await?;
+        if !(200..300).contains(&r.status) {
+            let msg = r.json()["error"]["message"].as_str().map(str::to_owned);
+            return Err(msg.unwrap_or_else(|| format!("HTTP {}", r.status)).into());
+        }
+        match cmd {
+            TokenCmd::Create { .. } => {
+                println!("{}", r.json()["token"]["token"].as_str().ok_or("the answer holds no token")?);
+            }
+            TokenCmd::List => {
+                println!("{:<32}  {:<20}  {:<20}  state", "id", "created", "expires");
+                for t in r.json()["tokens"].as_array().cloned().unwrap_or_default() {
+                    let state = match (&t["used_by"], t["revoked"].as_bool()) {
+                        (_, Some(true)) => "revoked".to_owned(),
+                        (serde_json::Value::String(n), _) => format!("used by {n}"),
+                        _ => "unused".to_owned(),
+                    };
+                    let s = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+                    println!("{:<32}  {:<20}  {:<20}  {state}", s("id"), s("created_at"), s("expires_at"));
+                }
+            }
+            TokenCmd::Revoke { .. } => {}
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_addresses_parse() {
+        assert_eq!(parse_duration("900"), Ok(900));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert!(parse_duration("15 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+        assert_eq!(api_addr("https://127.0.0.1:8443/identity/v3").unwrap(), "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(api_addr("https://127.0.0.1/v3").unwrap(), "127.0.0.1:443".parse().unwrap());
+        assert!(api_addr("http://127.0.0.1/v3").is_err());
+    }
+}
