@@ -140,9 +140,8 @@ impl Pki {
         fingerprint(&self.ca_pem)
     }
 
-    /// TLS server configuration for the public API (no client certificate asked), offering
-    /// HTTP/1.1.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    /// This node's certificate chain (node, CA) and key.
+    fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
         let mut chain: Vec<CertificateDer<'static>> = Vec::new();
         for pem in [&self.node_cert_pem, &self.ca_pem] {
             for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
@@ -152,6 +151,13 @@ impl Pki {
         let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut self.node_key_pem.as_bytes())
             .map_err(|source| PkiError::Io { op: "parsing", path: self.dir.join("node.key"), source })?
             .ok_or_else(|| PkiError::NoCertificate(self.dir.join("node.key")))?;
+        Ok((chain, key))
+    }
+
+    /// TLS server configuration for the public API (no client certificate asked), offering
+    /// HTTP/1.1.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+        let (chain, key) = self.identity()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -160,20 +166,57 @@ impl Pki {
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }
+
+    /// TLS server configuration for the peer port: the client must present a certificate the
+    /// cluster CA signed (mutual TLS).
+    pub fn peer_server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+        let (chain, key) = self.identity()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots(&self.ca_pem)?),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// TLS client configuration for calls to peers: trusts only the cluster CA and presents
+    /// this node's certificate.
+    pub fn peer_client_config(&self) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+        let (chain, key) = self.identity()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots(&self.ca_pem)?)
+            .with_client_auth_cert(chain, key)?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
 }
 
-/// A rustls client configuration trusting only the CA in `ca_pem` (for the benchmark, tests and
-/// later node-to-node calls).
-pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+/// The certificates in `ca_pem` as trust roots.
+fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, PkiError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
         let c = c.map_err(|source| PkiError::Io { op: "parsing", path: "CA".into(), source })?;
         roots.add(c)?;
     }
+    Ok(roots)
+}
+
+/// A rustls client configuration trusting only the CA in `ca_pem` (for the benchmark, tests and
+/// later node-to-node calls).
+pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, PkiError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .with_root_certificates(roots(ca_pem)?)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
@@ -277,6 +320,33 @@ mod tests {
         assert!(handshake(&cfg, &server, "evil.example").is_err(), "wrong name refused");
     }
 
+    #[test]
+    fn the_peer_port_takes_only_certificates_of_the_cluster_ca() {
+        let (a, b, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let addrs = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let node = Pki::ensure(a.path(), "n1", &["localhost".into()], &addrs).unwrap();
+        // A second node of the same cluster: its certificate signed by the same CA.
+        for f in ["ca.pem", "ca.key"] {
+            fs::copy(a.path().join(f), b.path().join(f)).unwrap();
+        }
+        let peer = Pki::ensure(b.path(), "n2", &["localhost".into()], &addrs).unwrap();
+        let stranger = Pki::ensure(other.path(), "x", &["localhost".into()], &addrs).unwrap();
+        let server = node.peer_server_config().unwrap();
+        handshake(&peer.peer_client_config().unwrap(), &server, "localhost").expect("a cluster peer is let in");
+        // No client certificate: refused.
+        let anonymous = client_config(&node.ca_pem).unwrap();
+        assert!(handshake(&anonymous, &server, "localhost").is_err(), "no client certificate");
+        // A certificate from another CA (another cluster, or a man in the middle): refused,
+        // whichever side it plays.
+        let foreign = stranger.peer_client_config().unwrap();
+        assert!(handshake(&foreign, &server, "localhost").is_err(), "a foreign client");
+        assert!(
+            handshake(&peer.peer_client_config().unwrap(), &stranger.peer_server_config().unwrap(), "localhost")
+                .is_err(),
+            "a foreign server"
+        );
+    }
+
     /// Runs a TLS handshake in memory between a client for `name` and the server.
     fn handshake(
         cfg: &Arc<rustls::ClientConfig>,
@@ -286,7 +356,9 @@ mod tests {
         let sn = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
         let mut client = rustls::ClientConnection::new(cfg.clone(), sn)?;
         let mut srv = rustls::ServerConnection::new(server.clone())?;
-        while client.is_handshaking() {
+        // Until both sides are done: under TLS 1.3 the server judges the client's certificate
+        // after the client has finished.
+        while client.is_handshaking() || srv.is_handshaking() {
             let mut buf = Vec::new();
             client.write_tls(&mut buf).unwrap();
             srv.read_tls(&mut buf.as_slice()).unwrap();
