@@ -225,7 +225,9 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
     let flavor_id = string("flavorRef")?.ok_or_else(|| bad("Invalid input: flavorRef is required."))?;
     let flavor_id = flavor_id.rsplit('/').next().unwrap_or_default().to_owned();
     let networks = match s.get("networks") {
+        // Before 2.37 Nova reads an absent or empty list as "the project's network".
         None | Some(Value::Null) => Networks::Auto { explicit: false },
+        Some(Value::Array(a)) if a.is_empty() => Networks::Auto { explicit: false },
         Some(Value::String(v)) if v == "none" => Networks::List(vec![]),
         Some(Value::String(v)) if v == "auto" => Networks::Auto { explicit: true },
         Some(Value::Array(a)) => Networks::List(

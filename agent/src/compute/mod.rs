@@ -82,6 +82,9 @@ impl From<Refusal> for ComputeError {
 
 type Result<T> = std::result::Result<T, ComputeError>;
 
+/// Where a root disk comes from: the node holding it, the boot volume, the image's architecture.
+type BootSource = (String, Option<ServerVolume>, Option<String>);
+
 /// A node's inventory and whether it is up.
 pub type NodeUp = (Inventory, bool);
 
@@ -501,8 +504,9 @@ impl Compute {
     }
 
     /// Where a new server's root disk comes from: its image (checked against the flavor) or a
-    /// volume of the caller's, available. Returns the node holding it and the boot volume.
-    fn boot_source(&self, auth: &Auth, new: &NewServer, flavor: &Flavor) -> Result<(String, Option<ServerVolume>)> {
+    /// volume of the caller's, available. Returns the node holding it, the boot volume, and the
+    /// architecture the image asks for (its `architecture` or `hw_architecture` property).
+    fn boot_source(&self, auth: &Auth, new: &NewServer, flavor: &Flavor) -> Result<BootSource> {
         let project = auth.project.as_ref().map(|p| p.id.as_str()).unwrap_or_default();
         let view = self.view()?;
         if let Some(vid) = &new.boot_volume {
@@ -523,7 +527,7 @@ impl Compute {
                 state: AttachState::Attaching,
                 boot: true,
             };
-            return Ok((v.node, Some(sv)));
+            return Ok((v.node, Some(sv), None));
         }
         let image = view
             .image(&new.image_id)?
@@ -548,7 +552,8 @@ impl Compute {
                 "Flavor's memory or disk is too small for the requested image.".into(),
             ));
         }
-        Ok((data.node, None))
+        let arch = ["architecture", "hw_architecture"].iter().find_map(|k| image.properties.get(*k)).cloned();
+        Ok((data.node, None, arch))
     }
 
     /// Schedules and records one server (BUILD); its node builds it.
@@ -560,7 +565,7 @@ impl Compute {
         let flavor = self
             .flavor(auth, &new.flavor_id)
             .map_err(|_| ComputeError::BadRequest(format!("Flavor {} could not be found.", new.flavor_id)))?;
-        let (holder, boot_volume) = self.boot_source(auth, &new, &flavor)?;
+        let (holder, boot_volume, arch) = self.boot_source(auth, &new, &flavor)?;
         if let Some(k) = &new.key_name {
             self.view()?
                 .keypair(&auth.user.id, k)?
@@ -570,7 +575,7 @@ impl Compute {
         let req = scheduler::Request {
             resources: Resources::of(&flavor),
             availability_zone: new.availability_zone.clone(),
-            arch: None,
+            arch,
         };
         let t = now();
         let mut server = Server {
