@@ -124,6 +124,15 @@ pub enum Role {
     Compute,
 }
 
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Network => "network",
+            Role::Compute => "compute",
+        }
+    }
+}
+
 /// `[network]`: how this node's physical networks map to its NICs.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]

@@ -247,6 +247,22 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         source: std::io::Error::other("the CA certificate has no SHA-256 fingerprint"),
     })?;
     let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), ca_fingerprint));
+    let me = crate::model::cluster::Member {
+        id: NODE_ID,
+        name: host.clone(),
+        api_addr: cfg.listen.to_string(),
+        roles: cfg.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        cpu_model: facts.cpu.model.clone(),
+        cpus: u32::try_from(facts.cpu.count).unwrap_or(u32::MAX),
+        virtualization: serde_json::to_value(facts.cpu.virtualization)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        accel: accel.into(),
+        memory_mb: facts.memory.total_bytes >> 20,
+        heartbeat_at: 0,
+    };
+    tokio::spawn(cluster.clone().heartbeat_loop(me));
     let api = Arc::new(Api {
         state: state.clone(),
         cluster,

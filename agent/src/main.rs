@@ -1,5 +1,6 @@
 //! `cairn`: the node agent (`cairn agent`), the host probe (`cairn probe`), the CA printer
-//! (`cairn ca`), join tokens (`cairn token`) and the benchmark (`cairn bench`).
+//! (`cairn ca`), join tokens (`cairn token`), the nodes (`cairn node`) and the benchmark
+//! (`cairn bench`).
 
 use cairn_agent::config::Config;
 use cairn_agent::host;
@@ -63,6 +64,9 @@ enum Cmd {
     /// Join tokens for new nodes (asks the API with the openstack client's OS_* settings).
     #[command(subcommand)]
     Token(cairn_agent::cluster::cli::TokenCmd),
+    /// The cluster's nodes (asks the API with the openstack client's OS_* settings).
+    #[command(subcommand)]
+    Node(cairn_agent::cluster::cli::NodeCmd),
     /// Benchmark an agent over HTTPS (starts one unless --url is given).
     Bench(cairn_agent::bench::BenchArgs),
     /// Run the one-instruction KVM guest in this process (used by the probe).
@@ -164,6 +168,10 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Token(cmd) => match cairn_agent::cluster::cli::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(e.as_ref()),
+        },
+        Cmd::Node(cmd) => match cairn_agent::cluster::cli::nodes(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(e.as_ref()),
         },

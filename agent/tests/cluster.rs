@@ -1,4 +1,4 @@
-//! Join tokens through the API and the `cairn token` command.
+//! Join tokens and the node list through the API and the `cairn token` / `cairn node` commands.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,8 +9,12 @@ use common::{Agent, PASSWORD};
 use std::process::Command;
 
 fn cairn_token(agent: &Agent, args: &[&str]) -> (bool, String, String) {
+    cairn(agent, &[&["token"], args].concat())
+}
+
+/// `cairn ARGS` with the admin's OS_* settings for `agent`.
+fn cairn(agent: &Agent, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("token")
         .args(args)
         .env("OS_AUTH_URL", agent.url())
         .env("OS_CACERT", agent.ca_path())
@@ -65,4 +69,27 @@ fn join_tokens_are_made_listed_and_revoked() {
     without_auth.env("OS_USERNAME", "admin").env("OS_PASSWORD", "wrong");
     let out = without_auth.output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("login was refused"));
+}
+
+#[test]
+fn the_node_lists_itself_as_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&dir.path().join("data"), None);
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    // The first report goes out at start; give it a moment to apply.
+    let mut list = String::new();
+    for _ in 0..50 {
+        let (ok, out, err) = cairn(&agent, &["node", "list"]);
+        assert!(ok, "{err}");
+        list = out;
+        if list.lines().count() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let line = list.lines().nth(1).unwrap_or_else(|| panic!("no node listed:\n{list}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[..6], ["1", host.as_str(), agent.addr.to_string().as_str(), "-", "leader", "yes"], "{list}");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(line.contains(&format!("{cpus} CPUs")) && line.contains("virtualization "), "{line}");
 }

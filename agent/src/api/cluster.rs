@@ -1,5 +1,8 @@
-//! The cluster's admin API under `/cairn/v1`: join tokens.
+//! The cluster's admin API under `/cairn/v1`: nodes and join tokens.
 //!
+//! `GET /cairn/v1/nodes` → `{"nodes": [{"id", "name", "api_addr", "roles", "raft_role",
+//! "last_heartbeat", "up", "probe": {"cpu_model", "cpus", "virtualization", "accel",
+//! "memory_mb"}}]}`.
 //! `POST /cairn/v1/tokens` `{"token": {"expires_in": seconds}}` (optional, 15 minutes by
 //! default) → 201 `{"token": {"id", "expires_at", "token": "<the join token>"}}`;
 //! `GET /cairn/v1/tokens` lists them without secrets (and whether used, by whom, revoked);
@@ -32,6 +35,26 @@ fn api_address(api: &Api, req: &Request<Incoming>) -> Result<String, ApiError> {
     } else {
         format!("{hostport}:443")
     })
+}
+
+/// `GET /cairn/v1/nodes`.
+pub fn nodes(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let auth = super::authenticate(api, req)?;
+    if req.method() != Method::GET {
+        return Err(super::not_allowed(req.method()));
+    }
+    let list: Vec<Value> = api
+        .cluster
+        .nodes(&auth)?
+        .into_iter()
+        .map(|(m, role, up)| {
+            json!({"id": m.id, "name": m.name, "api_addr": m.api_addr, "roles": m.roles, "raft_role": role,
+                   "last_heartbeat": timestamp(m.heartbeat_at, true), "up": up,
+                   "probe": {"cpu_model": m.cpu_model, "cpus": m.cpus, "virtualization": m.virtualization,
+                             "accel": m.accel, "memory_mb": m.memory_mb}})
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({"nodes": list})))
 }
 
 pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {

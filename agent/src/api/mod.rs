@@ -219,6 +219,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         }
         ["cairn", "v1", "events"] => events(&api, req).await,
         ["cairn", "v1", "tokens", rest @ ..] => cluster::route(&api, req, rest).await,
+        ["cairn", "v1", "nodes"] => cluster::nodes(&api, &req),
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),
     }

@@ -1,8 +1,8 @@
-//! `cairn token create|list|revoke`: asks a node's API, authenticating as the `openstack`
-//! client does (`OS_AUTH_URL`, `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`, `OS_CACERT`).
-//! `create` prints only the token, so `cairn agent --join "$(cairn token create)"` works.
+//! `cairn token create|list|revoke` and `cairn node list`: ask a node's API, authenticating as
+//! the `openstack` client does (`OS_AUTH_URL`, `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`,
+//! `OS_CACERT`). `token create` prints only the token, so it can be passed on as it is.
 
-use crate::client::Client;
+use crate::client::{Client, Conn};
 use hyper::Method;
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -20,6 +20,12 @@ pub enum TokenCmd {
     List,
     /// Revoke a join token by id.
     Revoke { id: String },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum NodeCmd {
+    /// The cluster's nodes: id, name, API address, roles, raft role, last report, probe.
+    List,
 }
 
 /// `15m` → 900; plain numbers are seconds.
@@ -54,17 +60,62 @@ fn api_addr(url: &str) -> Result<SocketAddr, BoxError> {
     Ok(with_port.to_socket_addrs()?.next().ok_or_else(|| format!("{hostport} does not resolve"))?)
 }
 
+/// A connection to the API of `OS_AUTH_URL` and a token for the `OS_*` user.
+async fn session() -> Result<(Conn, String), BoxError> {
+    let addr = api_addr(&env("OS_AUTH_URL")?)?;
+    let ca = std::fs::read_to_string(env("OS_CACERT")?)?;
+    let mut conn = Client::new(addr, &ca)?.connect().await?;
+    let project = std::env::var("OS_PROJECT_NAME").unwrap_or_else(|_| "admin".into());
+    let token = conn
+        .login(&env("OS_USERNAME")?, &env("OS_PASSWORD")?, &project)
+        .await?
+        .ok_or("the login was refused (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)")?;
+    Ok((conn, token))
+}
+
+/// The answer's JSON, or the API's error message.
+fn answer(r: crate::client::Resp) -> Result<serde_json::Value, BoxError> {
+    if !(200..300).contains(&r.status) {
+        let msg = r.json()["error"]["message"].as_str().map(str::to_owned);
+        return Err(msg.unwrap_or_else(|| format!("HTTP {}", r.status)).into());
+    }
+    Ok(r.json())
+}
+
+pub fn nodes(cmd: NodeCmd) -> Result<(), BoxError> {
+    let NodeCmd::List = cmd;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let (mut conn, token) = session().await?;
+        let j = answer(conn.request(Method::GET, "/cairn/v1/nodes", &[("x-auth-token", token.as_str())], None).await?)?;
+        println!("{:<4}  {:<16}  {:<22}  {:<18}  {:<9}  {:<4}  probe", "id", "name", "api", "roles", "raft", "up");
+        for n in j["nodes"].as_array().cloned().unwrap_or_default() {
+            let roles: Vec<&str> =
+                n["roles"].as_array().map(|r| r.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+            let p = &n["probe"];
+            println!(
+                "{:<4}  {:<16}  {:<22}  {:<18}  {:<9}  {:<4}  {} CPUs ({}), {} MiB, virtualization {}, guests {}",
+                n["id"],
+                n["name"].as_str().unwrap_or_default(),
+                n["api_addr"].as_str().unwrap_or_default(),
+                if roles.is_empty() { "-".to_owned() } else { roles.join(",") },
+                n["raft_role"].as_str().unwrap_or_default(),
+                if n["up"] == true { "yes" } else { "no" },
+                p["cpus"],
+                p["cpu_model"].as_str().unwrap_or_default(),
+                p["memory_mb"],
+                p["virtualization"].as_str().unwrap_or_default(),
+                p["accel"].as_str().unwrap_or_default(),
+            );
+        }
+        Ok(())
+    })
+}
+
 pub fn run(cmd: TokenCmd) -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let addr = api_addr(&env("OS_AUTH_URL")?)?;
-        let ca = std::fs::read_to_string(env("OS_CACERT")?)?;
-        let mut conn = Client::new(addr, &ca)?.connect().await?;
-        let project = std::env::var("OS_PROJECT_NAME").unwrap_or_else(|_| "admin".into());
-        let token = conn
-            .login(&env("OS_USERNAME")?, &env("OS_PASSWORD")?, &project)
-            .await?
-            .ok_or("the login was refused (OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)")?;
+        let (mut conn, token) = session().await?;
         let h = [("x-auth-token", token.as_str())];
         let (method, path, body) = match &cmd {
             TokenCmd::Create { expires } => {
@@ -75,18 +126,14 @@ pub fn run(cmd: TokenCmd) -> Result<(), BoxError> {
             TokenCmd::List => (Method::GET, "/cairn/v1/tokens".to_owned(), None),
             TokenCmd::Revoke { id } => (Method::DELETE, format!("/cairn/v1/tokens/{id}"), None),
         };
-        let r = conn.request(method, &path, &h, body).await?;
-        if !(200..300).contains(&r.status) {
-            let msg = r.json()["error"]["message"].as_str().map(str::to_owned);
-            return Err(msg.unwrap_or_else(|| format!("HTTP {}", r.status)).into());
-        }
+        let j = answer(conn.request(method, &path, &h, body).await?)?;
         match cmd {
             TokenCmd::Create { .. } => {
-                println!("{}", r.json()["token"]["token"].as_str().ok_or("the answer holds no token")?);
+                println!("{}", j["token"]["token"].as_str().ok_or("the answer holds no token")?);
             }
             TokenCmd::List => {
                 println!("{:<32}  {:<20}  {:<20}  state", "id", "created", "expires");
-                for t in r.json()["tokens"].as_array().cloned().unwrap_or_default() {
+                for t in j["tokens"].as_array().cloned().unwrap_or_default() {
                     let state = match (&t["used_by"], t["revoked"].as_bool()) {
                         (_, Some(true)) => "revoked".to_owned(),
                         (serde_json::Value::String(n), _) => format!("used by {n}"),

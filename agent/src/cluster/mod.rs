@@ -1,6 +1,8 @@
-//! The cluster: join tokens (made by an admin, single use, expiring, listed without secrets,
-//! revocable; the state keeps only the secret's hash) and the `cairn token` command that asks a
-//! node's API for them with the `openstack` client's `OS_*` settings.
+//! The cluster: its members (each node reports itself — addresses, roles, a probe summary — with
+//! a heartbeat; listed with their raft roles), join tokens (made by an admin, single use,
+//! expiring, listed without secrets, revocable; the state keeps only the secret's hash) and the
+//! `cairn token` / `cairn node` commands that ask a node's API with the `openstack` client's
+//! `OS_*` settings.
 //!
 //! Limitations: joining with a token (the CSR, the peer transport, raft membership) comes next;
 //! a token names the API address the admin reached, or `public_url`.
@@ -8,7 +10,7 @@
 pub mod cli;
 
 use crate::identity::{now, Auth};
-use crate::model::cluster::{hex, secret_hash, JoinToken, TokenRecord};
+use crate::model::cluster::{hex, secret_hash, JoinToken, Member, TokenRecord, MEMBER_HEARTBEAT_SECS};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError};
 
@@ -111,6 +113,39 @@ impl Cluster {
         self.state.propose(Command::CreateJoinToken(record.clone())).await??;
         log::info!("join token {} made by user {}, valid until {}", record.id, record.created_by, record.expires_at);
         Ok((record, text))
+    }
+
+    /// Reports `me` with a fresh heartbeat, every [`MEMBER_HEARTBEAT_SECS`].
+    pub async fn heartbeat_loop(self: std::sync::Arc<Self>, me: Member) {
+        loop {
+            let report = Member { heartbeat_at: now(), ..me.clone() };
+            match self.state.propose(Command::ReportMember(report)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(r)) => log::warn!("node report refused: {r}"),
+                Err(e) => log::warn!("node report: {}", crate::error_chain(&e)),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(MEMBER_HEARTBEAT_SECS)).await;
+        }
+    }
+
+    /// Every node: its last report, its raft role (`none` when raft does not know it), and
+    /// whether it reported in the last three heartbeats.
+    pub fn nodes(&self, auth: &Auth) -> Result<Vec<(Member, &'static str, bool)>> {
+        admin_only(auth)?;
+        let roles = self.state.roles();
+        let t = now();
+        Ok(self
+            .state
+            .store()
+            .view()?
+            .members()?
+            .into_iter()
+            .map(|m| {
+                let role = roles.get(&m.id).copied().unwrap_or("none");
+                let up = t.saturating_sub(m.heartbeat_at) <= 3 * MEMBER_HEARTBEAT_SECS;
+                (m, role, up)
+            })
+            .collect())
     }
 
     pub fn tokens(&self, auth: &Auth) -> Result<Vec<TokenRecord>> {

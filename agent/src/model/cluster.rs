@@ -181,6 +181,29 @@ impl TokenRecord {
     }
 }
 
+/// A node of the cluster as it reports itself (every [`MEMBER_HEARTBEAT_SECS`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its raft node id.
+    pub id: u64,
+    pub name: String,
+    /// Where its API listens.
+    pub api_addr: String,
+    pub roles: Vec<String>,
+    /// The host probe, summed up.
+    pub cpu_model: String,
+    pub cpus: u32,
+    /// `vmx`, `svm` or `none`.
+    pub virtualization: String,
+    /// How its guests run: `kvm` or `qemu` (emulation).
+    pub accel: String,
+    pub memory_mb: u64,
+    pub heartbeat_at: u64,
+}
+
+/// How often a node reports itself; it counts as down after three missed reports.
+pub const MEMBER_HEARTBEAT_SECS: u64 = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

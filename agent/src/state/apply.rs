@@ -135,9 +135,10 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::AttachServerVolume { .. }
         | Command::DetachServerVolume { .. }
         | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),
-        Command::CreateJoinToken(_) | Command::RevokeJoinToken { .. } | Command::ConsumeJoinToken { .. } => {
-            super::cluster::apply(tx, cmd)
-        }
+        Command::ReportMember(_)
+        | Command::CreateJoinToken(_)
+        | Command::RevokeJoinToken { .. }
+        | Command::ConsumeJoinToken { .. } => super::cluster::apply(tx, cmd),
     }
 }
 

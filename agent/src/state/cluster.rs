@@ -1,12 +1,17 @@
-//! Applying the cluster's commands: join tokens made, revoked, and consumed once.
+//! Applying the cluster's commands: nodes' reports of themselves; join tokens made, revoked,
+//! and consumed once.
 
 use super::apply::{load, not_found, store};
-use super::{Command, Kind, Outcome, Refusal, StateError, JOIN_TOKENS};
+use super::{Command, Kind, Outcome, Refusal, StateError, JOIN_TOKENS, MEMBERS};
 use crate::model::cluster::{constant_time_eq, TokenRecord};
 use redb::WriteTransaction;
 
 pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
     match cmd {
+        Command::ReportMember(m) => {
+            store(tx, MEMBERS, &m.id.to_string(), m)?;
+            Ok(Ok(()))
+        }
         Command::CreateJoinToken(t) => {
             if load::<TokenRecord>(tx, JOIN_TOKENS, &t.id)?.is_some() {
                 return Ok(Err(Refusal::Conflict { kind: Kind::JoinToken, name: t.id.clone() }));

@@ -14,7 +14,7 @@ mod network;
 pub mod raft;
 mod volume;
 
-use crate::model::cluster::TokenRecord;
+use crate::model::cluster::{Member, TokenRecord};
 use crate::model::compute::{
     ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, ServerVolume, TaskState, VmState,
 };
@@ -64,6 +64,8 @@ pub(crate) const SERVERS: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 /// `node \0 pool` → the pool as the node last reported it.
 pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+/// Raft node id (decimal) → the node as it last reported itself.
+pub(crate) const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 /// Join token id → its record (the secret's hash, never the secret).
 pub(crate) const JOIN_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("join_tokens");
 /// Zero-padded sequence number → a notification (the last [`events::KEEP`]).
@@ -299,6 +301,8 @@ pub enum Command {
     DeleteServer {
         id: String,
     },
+    /// A node's report of itself, with a fresh heartbeat.
+    ReportMember(Member),
     /// A join token's record (single use, expiring).
     CreateJoinToken(TokenRecord),
     RevokeJoinToken {
@@ -680,6 +684,12 @@ impl View {
     }
     pub fn servers(&self) -> Result<Vec<Server>, StateError> {
         self.list(SERVERS)
+    }
+    /// Every node's last report, by id.
+    pub fn members(&self) -> Result<Vec<Member>, StateError> {
+        let mut all: Vec<Member> = self.list(MEMBERS)?;
+        all.sort_by_key(|m| m.id);
+        Ok(all)
     }
     /// Every join token's record, oldest first.
     pub fn join_tokens(&self) -> Result<Vec<TokenRecord>, StateError> {

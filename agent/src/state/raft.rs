@@ -515,6 +515,18 @@ impl Replicated {
         &self.store
     }
 
+    /// Each raft member's role as this node sees it: `leader`, `follower` (a voter) or
+    /// `learner`.
+    pub fn roles(&self) -> BTreeMap<NodeId, &'static str> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let mut out: BTreeMap<NodeId, &'static str> = membership.learner_ids().map(|id| (id, "learner")).collect();
+        for id in membership.voter_ids() {
+            out.insert(id, if m.current_leader == Some(id) { "leader" } else { "follower" });
+        }
+        out
+    }
+
     /// Stops raft, flushing what it holds.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
