@@ -16,11 +16,20 @@ pub enum CheckError {
     Unreachable { url: String, why: String },
 }
 
-fn addr_of(url: &str) -> Result<SocketAddr, CheckError> {
+/// `host` or `host:port` (IPv6 in brackets) with HTTPS's port when it names none.
+pub fn with_default_port(host: &str) -> String {
+    if host.contains(':') && !host.ends_with(']') {
+        host.to_owned()
+    } else {
+        format!("{host}:443")
+    }
+}
+
+/// The address of an `https://host[:port]/…` URL.
+pub fn addr_of(url: &str) -> Result<SocketAddr, CheckError> {
     let rest = url.strip_prefix("https://").ok_or_else(|| CheckError::Url(url.into()))?;
     let host = rest.split('/').next().unwrap_or_default();
-    let with_port = if host.contains(':') && !host.ends_with(']') { host.to_owned() } else { format!("{host}:443") };
-    with_port.to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| CheckError::Url(url.into()))
+    with_default_port(host).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| CheckError::Url(url.into()))
 }
 
 /// One attempt: the CA's fingerprint and the /healthz status.
@@ -61,6 +70,10 @@ mod tests {
     fn urls() {
         assert_eq!(super::addr_of("https://127.0.0.1").unwrap().port(), 443);
         assert_eq!(super::addr_of("https://127.0.0.1:8443/identity/v3").unwrap().port(), 8443);
+        assert_eq!(super::addr_of("https://127.0.0.1/v3").unwrap(), "127.0.0.1:443".parse().unwrap());
+        assert!(super::addr_of("http://127.0.0.1/v3").is_err());
+        assert_eq!(super::with_default_port("[fd00::1]"), "[fd00::1]:443");
+        assert_eq!(super::with_default_port("[fd00::1]:8443"), "[fd00::1]:8443");
         assert!(super::addr_of("http://127.0.0.1").is_err());
         assert!(super::addr_of("https://").is_err());
     }

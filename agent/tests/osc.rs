@@ -991,6 +991,12 @@ fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
     // Rename; two servers in one request.
     osc.admin(&["server", "set", "--name", "bfv2", "bfv"]);
     assert_eq!(osc.json(&["server", "show", &id])["name"], "bfv2");
+    // More than the quota's 10 instances at once: refused whole, nothing made.
+    let err = osc.admin_fails(&[
+        "server", "create", "--flavor", "m1.tiny", "--image", "guest", "--min", "11", "--max", "11", "toomany",
+    ]);
+    assert!(err.contains("403") && err.contains("Quota exceeded for instances"), "{err}");
+    assert_eq!(osc.admin(&["server", "list", "-f", "value", "-c", "Name", "--name", "^toomany"]).trim(), "");
     osc.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--min", "2", "--max", "2", "many"]);
     let names = osc.admin(&["server", "list", "-f", "value", "-c", "Name", "--name", "^many"]);
     let mut names: Vec<&str> = names.lines().collect();

@@ -30,11 +30,7 @@ fn api_address(api: &Api, req: &Request<Incoming>) -> Result<String, ApiError> {
     if hostport.is_empty() {
         return Err(ApiError::BadRequest("The request names no host (Host header) to put in the token.".into()));
     }
-    Ok(if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !hostport.ends_with(']') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:443")
-    })
+    Ok(crate::check::with_default_port(hostport))
 }
 
 /// `GET /cairn/v1/nodes`.

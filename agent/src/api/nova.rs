@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Body, MAX_JSON_BODY};
 use super::Api;
 use crate::compute::{Action, ComputeError, NetRequest, Networks, NewServer};
-use crate::model::compute::{Flavor, Inventory, Keypair, Resources, Server, ServerVolume};
+use crate::model::compute::{check_server_name, Flavor, Inventory, Keypair, Resources, Server, ServerVolume};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
@@ -217,9 +217,9 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
             Some(v) => Err(bad(format!("Invalid input for field/attribute {k}. Value: {v}. It is not a string."))),
         }
     };
-    let name = string("name")?.filter(|n| !n.trim().is_empty() && n.chars().count() <= 255).ok_or_else(|| {
-        bad("Invalid input for field/attribute server. 'name' is a required property of 1 to 255 characters")
-    })?;
+    let name = string("name")?
+        .ok_or_else(|| bad("Invalid input for field/attribute server. 'name' is a required property"))?;
+    check_server_name(&name).map_err(|e| bad(e.to_string()))?;
     // imageRef may be a URL ending in the id; empty when booting from a volume.
     let image_id = string("imageRef")?.unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
     let flavor_id = string("flavorRef")?.ok_or_else(|| bad("Invalid input: flavorRef is required."))?;

@@ -4,7 +4,6 @@
 
 use crate::client::{Client, Conn};
 use hyper::Method;
-use std::net::{SocketAddr, ToSocketAddrs};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -46,23 +45,9 @@ fn env(name: &str) -> Result<String, BoxError> {
     std::env::var(name).map_err(|_| format!("{name} is not set (the same settings as the openstack client)").into())
 }
 
-/// The API's address from `OS_AUTH_URL` (`https://host[:port]/…`).
-fn api_addr(url: &str) -> Result<SocketAddr, BoxError> {
-    let rest = url.strip_prefix("https://").ok_or("OS_AUTH_URL must be an https:// URL")?;
-    let hostport = rest.split('/').next().unwrap_or_default();
-    let with_port = if hostport.rsplit_once(':').is_some_and(|(h, p)| !h.ends_with('[') && p.parse::<u16>().is_ok())
-        && !hostport.ends_with(']')
-    {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:443")
-    };
-    Ok(with_port.to_socket_addrs()?.next().ok_or_else(|| format!("{hostport} does not resolve"))?)
-}
-
 /// A connection to the API of `OS_AUTH_URL` and a token for the `OS_*` user.
 async fn session() -> Result<(Conn, String), BoxError> {
-    let addr = api_addr(&env("OS_AUTH_URL")?)?;
+    let addr = crate::check::addr_of(&env("OS_AUTH_URL")?)?;
     let ca = std::fs::read_to_string(env("OS_CACERT")?)?;
     let mut conn = Client::new(addr, &ca)?.connect().await?;
     let project = std::env::var("OS_PROJECT_NAME").unwrap_or_else(|_| "admin".into());
@@ -154,14 +139,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_addresses_parse() {
+    fn durations_parse() {
         assert_eq!(parse_duration("900"), Ok(900));
         assert_eq!(parse_duration("15m"), Ok(900));
         assert_eq!(parse_duration("2h"), Ok(7200));
         assert!(parse_duration("15 minutes").is_err());
         assert!(parse_duration("m").is_err());
-        assert_eq!(api_addr("https://127.0.0.1:8443/identity/v3").unwrap(), "127.0.0.1:8443".parse().unwrap());
-        assert_eq!(api_addr("https://127.0.0.1/v3").unwrap(), "127.0.0.1:443".parse().unwrap());
-        assert!(api_addr("http://127.0.0.1/v3").is_err());
     }
 }

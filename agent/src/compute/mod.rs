@@ -19,8 +19,8 @@ pub mod scheduler;
 
 use crate::identity::{now, Auth};
 use crate::model::compute::{
-    default_flavors, AttachState, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Resources, Server,
-    ServerPort, ServerVolume, TaskState, VmState,
+    check_server_name, default_flavors, AttachState, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState,
+    Resources, Server, ServerPort, ServerVolume, TaskState, VmState,
 };
 use crate::model::image::ImageStatus;
 use crate::model::network::PortPatch;
@@ -103,7 +103,7 @@ pub struct Compute {
 }
 
 /// A new server as the API received it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NewServer {
     pub name: String,
     pub image_id: String,
@@ -135,12 +135,6 @@ pub enum Networks {
     /// none, `"auto"` fails (this cloud allocates no topology) and an absent list means no NIC;
     /// with several, the request is ambiguous.
     Auto { explicit: bool },
-}
-
-impl Default for Networks {
-    fn default() -> Self {
-        Networks::List(vec![])
-    }
 }
 
 /// The actions on a server.
@@ -444,34 +438,35 @@ impl Compute {
         }
         let project = auth.project.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         // Quota counts for the whole request first, as Nova does for min_count.
-        let flavor = self.flavor(auth, &new.flavor_id).ok();
-        if let (Some(f), true) = (&flavor, min > 1) {
+        if let (Ok(f), true) = (self.flavor(auth, &new.flavor_id), min > 1) {
             let (n, used) = self.project_usage(&project)?;
-            let want = Resources::of(f);
-            let all = Resources {
-                vcpus: want.vcpus * u64::from(min - 1),
-                memory_mb: want.memory_mb * u64::from(min - 1),
-                disk_gb: 0,
-            };
-            if let Some(why) = self.quota.exceeded(n + u64::from(min - 1), used.plus(all), want) {
+            let (want, others) = (Resources::of(&f), u64::from(min - 1));
+            if let Some(why) = self.quota.exceeded(n + others, used.plus(Resources::of(&f).times(others)), want) {
                 return Err(ComputeError::OverQuota(why));
             }
         }
-        let mut first = None;
+        let mut made: Vec<Server> = vec![];
         for i in 1..=max {
             let mut one = new.clone();
             if max > 1 {
                 one.name = format!("{}-{i}", new.name);
             }
             match self.create_server(auth, one, &nets).await {
-                Ok(s) => {
-                    first.get_or_insert(s);
-                }
+                Ok(s) => made.push(s),
                 // Past min_count, what the quota leaves is what the request gets.
                 Err(ComputeError::OverQuota(_)) if i > min => break,
-                Err(e) => return Err(e),
+                // Short of min_count (another create took the quota meanwhile): none of them.
+                Err(e) => {
+                    for s in &made {
+                        if let Err(d) = self.delete_server(auth, &s.id).await {
+                            log::warn!("server {}: undoing a refused multi-create: {}", s.id, crate::error_chain(&d));
+                        }
+                    }
+                    return Err(e);
+                }
             }
         }
+        let first = made.into_iter().next();
         first.ok_or_else(|| ComputeError::BadRequest("max_count must be at least 1.".into()))
     }
 
@@ -751,11 +746,7 @@ impl Compute {
 
     pub async fn rename_server(&self, auth: &Auth, id: &str, name: &str) -> Result<Server> {
         let s = self.server(auth, id)?;
-        if name.trim().is_empty() || name.chars().count() > 255 {
-            return Err(ComputeError::BadRequest(
-                "Invalid input for field/attribute name: 1 to 255 characters.".into(),
-            ));
-        }
+        check_server_name(name).map_err(|e| ComputeError::BadRequest(e.to_string()))?;
         self.propose(Command::RenameServer { id: s.id.clone(), name: name.into(), updated_at: now() }).await?;
         self.server(auth, id)
     }

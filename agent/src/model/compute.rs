@@ -99,6 +99,14 @@ pub fn default_flavors() -> Vec<Flavor> {
 
 /// Checks the extra specs this cloud acts on; others are kept as given (Nova does the same for
 /// namespaces it does not know).
+/// A server name as Nova takes it: 1 to 255 characters, not only blanks.
+pub fn check_server_name(name: &str) -> Result<(), ComputeModelError> {
+    if name.trim().is_empty() || name.chars().count() > 255 {
+        return Err(field("name", name, "It must be 1 to 255 characters, not only blanks."));
+    }
+    Ok(())
+}
+
 pub fn check_extra_spec(key: &str, value: &str) -> Result<(), ComputeModelError> {
     let bad = |why: &str| ComputeModelError::ExtraSpec { key: key.into(), value: value.into(), why: why.into() };
     if key.is_empty() || key.len() > 255 || value.len() > 255 {
@@ -192,6 +200,11 @@ pub struct Resources {
 impl Resources {
     pub fn of(f: &Flavor) -> Self {
         Resources { vcpus: f.vcpus.into(), memory_mb: f.ram_mb, disk_gb: f.disk_gb + f.ephemeral_gb }
+    }
+
+    /// `n` of these.
+    pub fn times(self, n: u64) -> Self {
+        Resources { vcpus: self.vcpus * n, memory_mb: self.memory_mb * n, disk_gb: self.disk_gb * n }
     }
 
     pub fn plus(self, o: Resources) -> Self {
@@ -501,6 +514,7 @@ mod tests {
         assert_eq!(node.capacity(), Resources { vcpus: 8, memory_mb: 4096, disk_gb: 100 });
         let tiny = Resources { vcpus: 1, memory_mb: 512, disk_gb: 1 };
         let seven = Resources { vcpus: 7, memory_mb: 3584, disk_gb: 7 };
+        assert_eq!(tiny.times(7), seven);
         assert_eq!(node.misfit(seven, tiny), None, "8 vCPUs and 4096 MiB exactly");
         let e = node.misfit(seven.plus(tiny), tiny).unwrap();
         assert!(e.starts_with("vcpus: 9 wanted of 8"), "{e}");

@@ -54,30 +54,30 @@ fn released(mut v: Volume, at: u64) -> Volume {
     v
 }
 
-/// A `compute.instance.<what>` notification about `s` (`old`: the server before the command).
+/// A `compute.instance.<what>` notification about `s` (`old`: the server before the command);
+/// the fields of `extra` (an object, or null) are added to or replace the payload's.
 fn notify(
     tx: &WriteTransaction,
     what: &str,
     s: &Server,
     old: Option<&Server>,
     at: u64,
-    volume_id: Option<&str>,
+    extra: serde_json::Value,
 ) -> Result<(), StateError> {
     let mut payload = serde_json::json!({
         "instance_id": s.id, "display_name": s.name, "tenant_id": s.project_id, "user_id": s.user_id,
         "host": s.node, "availability_zone": s.availability_zone, "image_id": s.image_id,
         "flavor": {"flavorid": s.flavor.id, "name": s.flavor.name, "vcpus": s.flavor.vcpus,
                    "memory_mb": s.flavor.ram_mb, "root_gb": s.flavor.disk_gb},
-        // Nova's vm_state of a removed server.
-        "state": if what == "delete.end" { "deleted" } else { s.vm_state.as_str() }, "task_state": s.task_state.map(|t| t.as_str()),
+        "state": s.vm_state.as_str(), "task_state": s.task_state.map(|t| t.as_str()),
         "power_state": s.power_state as u8,
         "old_state": old.map(|o| o.vm_state.as_str()), "old_task_state": old.and_then(|o| o.task_state.map(|t| t.as_str())),
     });
     if let Some(f) = &s.fault {
         payload["fault"] = serde_json::json!({"code": f.code, "message": f.message});
     }
-    if let Some(v) = volume_id {
-        payload["volume_id"] = serde_json::json!(v);
+    if let (Some(p), serde_json::Value::Object(e)) = (payload.as_object_mut(), extra) {
+        p.extend(e);
     }
     let publisher = format!("compute.{}", if s.node.is_empty() { "api" } else { &s.node });
     super::events::emit(tx, &format!("compute.instance.{what}"), &publisher, at, payload)
@@ -210,7 +210,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                 set_status(tx, v, VolumeStatus::Attaching, server.updated_at)?;
             }
             let what = if server.vm_state == VmState::Error { "create.error" } else { "create.start" };
-            notify(tx, what, server, None, server.created_at, None)?;
+            notify(tx, what, server, None, server.created_at, serde_json::Value::Null)?;
             store(tx, SERVERS, &server.id, server)?;
             Ok(Ok(()))
         }
@@ -257,7 +257,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                 _ => None,
             };
             if let Some(what) = what {
-                notify(tx, &what, &s, Some(&old), *updated_at, None)?;
+                notify(tx, &what, &s, Some(&old), *updated_at, serde_json::Value::Null)?;
             }
             Ok(Ok(()))
         }
@@ -269,8 +269,9 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                     store(tx, VOLUMES, &sv.volume_id, &released(v, s.updated_at))?;
                 }
             }
+            // Nova's vm_state of a removed server is `deleted`.
             let gone = Server { task_state: None, ..s.clone() };
-            notify(tx, "delete.end", &gone, Some(&s), s.updated_at, None)?;
+            notify(tx, "delete.end", &gone, Some(&s), s.updated_at, serde_json::json!({"state": "deleted"}))?;
             Ok(Ok(()))
         }
         Command::RenameServer { id, name, updated_at } => {
@@ -279,7 +280,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             s.name = name.clone();
             s.updated_at = *updated_at;
             store(tx, SERVERS, id, &s)?;
-            notify(tx, "update", &s, Some(&old), *updated_at, None)?;
+            notify(tx, "update", &s, Some(&old), *updated_at, serde_json::Value::Null)?;
             Ok(Ok(()))
         }
         Command::AttachServerVolume { server_id, volume, updated_at } => {
@@ -307,7 +308,14 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             s.volumes.push(ServerVolume { state: AttachState::Attaching, boot: false, ..volume.clone() });
             s.updated_at = *updated_at;
             store(tx, SERVERS, server_id, &s)?;
-            notify(tx, "volume_attach.start", &s, None, *updated_at, Some(&volume.volume_id))?;
+            notify(
+                tx,
+                "volume_attach.start",
+                &s,
+                None,
+                *updated_at,
+                serde_json::json!({"volume_id": volume.volume_id}),
+            )?;
             Ok(Ok(()))
         }
         Command::DetachServerVolume { server_id, volume_id, updated_at } => {
@@ -334,7 +342,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             s.updated_at = *updated_at;
             store(tx, SERVERS, server_id, &s)?;
-            notify(tx, "volume_detach.start", &s, None, *updated_at, Some(volume_id))?;
+            notify(tx, "volume_detach.start", &s, None, *updated_at, serde_json::json!({"volume_id": volume_id}))?;
             Ok(Ok(()))
         }
         Command::ServerVolumeDone { server_id, volume_id, error, updated_at } => {
@@ -369,7 +377,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SERVERS, server_id, &s)?;
             let op = if sv.state == AttachState::Attaching { "volume_attach" } else { "volume_detach" };
             let end = if error.is_none() { "end" } else { "error" };
-            notify(tx, &format!("{op}.{end}"), &s, None, *updated_at, Some(volume_id))?;
+            notify(tx, &format!("{op}.{end}"), &s, None, *updated_at, serde_json::json!({"volume_id": volume_id}))?;
             Ok(Ok(()))
         }
         _ => Err(StateError::Raft("not a compute command".into())),
@@ -578,5 +586,29 @@ mod tests {
         assert_eq!(run(&s, Command::DeleteServer { id: "a".into() }), Ok(()));
         assert_eq!((status("boot"), status("data")), (VolumeStatus::Available, VolumeStatus::Available));
         assert!(s.view().unwrap().volume("boot").unwrap().unwrap().attachments.is_empty());
+        // Each step went out as a notification: the refused commands wrote none.
+        let events = s.view().unwrap().events_after(0, 100).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.event_type.trim_start_matches("compute.instance.")).collect();
+        assert_eq!(
+            kinds,
+            [
+                "create.start",
+                "create.end",
+                "volume_attach.start",
+                "volume_attach.error",
+                "volume_attach.start",
+                "volume_attach.end",
+                "volume_detach.start",
+                "volume_detach.error",
+                "volume_detach.start",
+                "volume_detach.end",
+                "volume_attach.start",
+                "delete.end",
+            ]
+        );
+        assert_eq!(events[2].payload["volume_id"], "data");
+        let last = &events[11].payload;
+        assert_eq!((last["state"].as_str(), last["old_state"].as_str()), (Some("deleted"), Some("active")));
+        assert_eq!(events[11].publisher_id, "compute.n1");
     }
 }
