@@ -80,12 +80,13 @@ fn spawn_agent(password: &str, config_text: &str) -> Result<(Spawned, SocketAddr
     let dir = tempfile::tempdir()?;
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let peer = format!("127.0.0.1:{}", free_port()?);
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, config_text)?;
     let child = Command::new(std::env::current_exe()?)
         .args(["agent", "--config"])
         .arg(&config)
-        .args(["--listen", &addr.to_string(), "--data-dir"])
+        .args(["--listen", &addr.to_string(), "--peer-listen", &peer, "--data-dir"])
         .arg(dir.path().join("data"))
         .env("CAIRN_ADMIN_PASSWORD", password)
         .stdout(Stdio::null())

@@ -15,6 +15,13 @@ pub const DEFAULT_CONFIG: &str = "/etc/cairn/config.toml";
 pub struct Config {
     /// Address of the HTTPS API.
     pub listen: SocketAddr,
+    /// Address of the peer port (mutual TLS between nodes: raft, node calls).
+    pub peer_listen: SocketAddr,
+    /// This node's name (the host name when unset).
+    pub node_name: Option<String>,
+    /// A join token (`cairn token create` on a node of the cluster): a fresh node joins that
+    /// cluster at start. Also `cairn.join=TOKEN` on the kernel command line.
+    pub join_token: Option<String>,
     /// Where state, keys and certificates live.
     pub data_dir: PathBuf,
     /// Initial admin password; random (stored in `<data_dir>/admin-password`) when unset.
@@ -163,6 +170,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 443)),
+            peer_listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+            node_name: None,
+            join_token: None,
             data_dir: "/var/lib/cairn".into(),
             admin_password: None,
             token_ttl_secs: 3600,
@@ -301,8 +311,10 @@ impl Config {
 }
 
 /// Settings the kernel command line may override.
-const CMDLINE_FIELDS: [&str; 8] = [
+const CMDLINE_FIELDS: [&str; 10] = [
     "listen",
+    "peer_listen",
+    "node_name",
     "data_dir",
     "token_ttl_secs",
     "nested",
@@ -311,7 +323,8 @@ const CMDLINE_FIELDS: [&str; 8] = [
     "kvm_test_timeout_secs",
     "console_banner",
 ];
-/// `cairn.*` options handled elsewhere (networkd generator, cluster join).
+/// `cairn.*` options handled elsewhere (networkd generator) or renamed (`join` is
+/// `join_token`).
 const CMDLINE_OTHER: [&str; 2] = ["ip", "join"];
 
 fn cmdline_options(cmdline: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -356,7 +369,11 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 /// The `cairn.*` settings of a kernel command line, typed as TOML values.
 fn cmdline_settings(cmdline: &str) -> Vec<(&str, toml::Value)> {
     cmdline_options(cmdline)
-        .filter(|(k, _)| CMDLINE_FIELDS.contains(k))
+        .filter_map(|(k, v)| match k {
+            "join" => Some(("join_token", v)),
+            k if CMDLINE_FIELDS.contains(&k) => Some((k, v)),
+            _ => None,
+        })
         .map(|(k, v)| {
             let value = match v {
                 "true" | "yes" | "1" if k == "nested" || k == "console_banner" => toml::Value::Boolean(true),

@@ -20,9 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The lone node's raft id until the cluster module assigns ids.
-const NODE_ID: u64 = 1;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{op} {path}")]
@@ -46,6 +43,10 @@ pub enum DaemonError {
     },
     #[error("signal handler")]
     Signal(#[source] std::io::Error),
+    #[error("joining the cluster")]
+    Join(#[from] crate::cluster::join::JoinError),
+    #[error("cluster")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DaemonError + 'a {
@@ -66,8 +67,10 @@ fn local_addresses(cfg: &Config) -> Vec<IpAddr> {
                 .collect()
         })
         .unwrap_or_default();
-    if !cfg.listen.ip().is_unspecified() {
-        addrs.push(cfg.listen.ip());
+    for listen in [cfg.listen, cfg.peer_listen] {
+        if !listen.ip().is_unspecified() {
+            addrs.push(listen.ip());
+        }
     }
     addrs.sort();
     addrs.dedup();
@@ -139,6 +142,55 @@ fn console_banner(url: &str, fingerprint: &str, data_dir: &Path, password: Optio
     }
 }
 
+/// Who this node is in its cluster: as stored; else joined with the configured token; else the
+/// first node of a new cluster. A node of one cluster refuses a token of another.
+async fn establish(
+    cfg: &Config,
+    joiner: &crate::cluster::join::Joiner<'_>,
+) -> Result<crate::cluster::join::NodeIdentity, DaemonError> {
+    use crate::cluster::join::{join, JoinError, NodeIdentity};
+    let existing = NodeIdentity::load(&cfg.data_dir)?;
+    let has_state = cfg.data_dir.join("state.redb").exists();
+    let Some(token) = cfg.join_token.as_deref().filter(|t| !t.is_empty()) else {
+        return match existing {
+            Some(id) => Ok(id),
+            None => {
+                let id = NodeIdentity { node_id: 1, seed: true, known: [1].into() };
+                id.save(&cfg.data_dir)?;
+                Ok(id)
+            }
+        };
+    };
+    let ours = std::fs::read_to_string(cfg.data_dir.join("pki/ca.pem")).ok().and_then(|p| pki::fingerprint(&p));
+    if existing.is_some() || has_state {
+        let node_id = existing.as_ref().map(|i| i.node_id).unwrap_or(1);
+        let theirs = crate::model::cluster::JoinToken::decode(token.trim())
+            .ok()
+            .map(|t| crate::model::cluster::hex(&t.ca_fingerprint));
+        if let (Some(id), true) = (existing, theirs.is_some() && theirs == ours) {
+            log::info!("already node {node_id} of the cluster the join token names; the token is not used again");
+            return Ok(id);
+        }
+        return Err(JoinError::AlreadyMember {
+            node_id,
+            fingerprint: ours.unwrap_or_default(),
+            data_dir: cfg.data_dir.display().to_string(),
+        }
+        .into());
+    }
+    Ok(join(token, joiner, crate::identity::now()).await?)
+}
+
+/// The address peers and clients should use for a listener: itself, or for a wildcard the
+/// node's first routable address.
+fn advertise(listen: std::net::SocketAddr, addrs: &[IpAddr]) -> String {
+    if listen.ip().is_unspecified() {
+        std::net::SocketAddr::new(first_routable(addrs).unwrap_or(listen.ip()), listen.port()).to_string()
+    } else {
+        listen.to_string()
+    }
+}
+
 /// Runs the agent until a termination signal.
 pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     log::info!("cairn {} starting", env!("CARGO_PKG_VERSION"));
@@ -171,19 +223,47 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             cfg.data_dir.display()
         );
     }
-    let host = hostname();
+    let host = cfg.node_name.clone().unwrap_or_else(hostname);
     let addrs = local_addresses(&cfg);
-    let pki = Pki::ensure(&cfg.data_dir.join("pki"), &host, &["localhost".into(), host.clone()], &addrs)?;
+    let names = vec!["localhost".to_string(), host.clone()];
+    let (api_addr, peer_addr) = (advertise(cfg.listen, &addrs), advertise(cfg.peer_listen, &addrs));
+    let joiner = crate::cluster::join::Joiner {
+        data_dir: &cfg.data_dir,
+        name: &host,
+        names: &names,
+        addrs: &addrs,
+        api_addr: api_addr.clone(),
+        peer_addr: peer_addr.clone(),
+    };
+    let me = establish(&cfg, &joiner).await?;
+    let pki = Arc::new(Pki::ensure(&cfg.data_dir.join("pki"), me.node_id, &host, &names, &addrs)?);
     let key = token_key(&cfg.data_dir)?;
 
     let db_path = cfg.data_dir.join("state.redb");
     let store = Store::open(&db_path)?;
     // It holds password hashes: owner only, like the keys.
     std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", &db_path))?;
-    let state = Replicated::start(store, NODE_ID, cfg.listen.to_string()).await?;
+    let peer_listener = tokio::net::TcpListener::bind(cfg.peer_listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: cfg.peer_listen, source })?;
+    let peers = crate::cluster::peer::Peers::new(pki.peer_client_config()?);
+    let state = Replicated::start_with(
+        store,
+        me.node_id,
+        me.seed.then(|| peer_addr.clone()),
+        crate::cluster::peer::PeerNetwork(peers.clone()),
+        Some(Arc::new(peers)),
+    )
+    .await?;
+    let peer_service = Arc::new(crate::cluster::peer::PeerService { state: state.clone(), known: me.known.clone() });
+    tokio::spawn(crate::cluster::peer::serve(peer_listener, pki.peer_server_config()?, peer_service));
+    log::info!("node {} ({host}); peer port {peer_addr}", me.node_id);
+    if !me.seed && !state.wait_for_leader(Duration::from_secs(60)).await {
+        log::warn!("no leader after 60 s: the API answers from what this node has, and writes wait for one");
+    }
     let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs);
     let mut generated_password = None;
-    if !identity.view()?.is_bootstrapped()? {
+    if me.seed && !identity.view()?.is_bootstrapped()? {
         let (password, generated) = admin_password(&cfg)?;
         identity.bootstrap(password.clone()).await?;
         log::info!("bootstrapped: user admin, project admin, roles admin/member/reader");
@@ -234,23 +314,22 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         },
     ));
     tokio::spawn(compute.clone().reconcile_loop());
-    compute.seed().await.map_err(|e| DaemonError::Io {
-        op: "seeding flavors",
-        path: db_path.clone(),
-        source: std::io::Error::other(crate::error_chain(&e)),
-    })?;
+    if me.seed {
+        compute.seed().await.map_err(|e| DaemonError::Io {
+            op: "seeding flavors",
+            path: db_path.clone(),
+            source: std::io::Error::other(crate::error_chain(&e)),
+        })?;
+    }
     tokio::spawn(compute.clone().heartbeat_loop());
     let fingerprint = pki.ca_fingerprint().unwrap_or_default();
-    let ca_fingerprint = crate::cluster::parse_fingerprint(&fingerprint).ok_or_else(|| DaemonError::Io {
-        op: "reading the CA fingerprint",
-        path: pki.ca_path(),
-        source: std::io::Error::other("the CA certificate has no SHA-256 fingerprint"),
-    })?;
-    let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), ca_fingerprint));
-    let me = crate::model::cluster::Member {
-        id: NODE_ID,
+    let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), pki.clone(), key.to_vec())?);
+    tokio::spawn(cluster.clone().membership_loop());
+    let member = crate::model::cluster::Member {
+        id: me.node_id,
         name: host.clone(),
-        api_addr: cfg.listen.to_string(),
+        api_addr,
+        peer_addr,
         roles: cfg.roles.iter().map(|r| r.as_str().to_owned()).collect(),
         cpu_model: facts.cpu.model.clone(),
         cpus: u32::try_from(facts.cpu.count).unwrap_or(u32::MAX),
@@ -262,7 +341,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         memory_mb: facts.memory.total_bytes >> 20,
         heartbeat_at: 0,
     };
-    tokio::spawn(cluster.clone().heartbeat_loop(me));
+    tokio::spawn(cluster.clone().heartbeat_loop(member));
     let api = Arc::new(Api {
         state: state.clone(),
         cluster,
@@ -483,15 +562,15 @@ async fn network(
     (settings, Some(tokio::spawn(agent.run(resync))))
 }
 
-/// The address to show for a wildcard listener: the first non-loopback address, IPv4 first.
-fn banner_host(addrs: &[IpAddr], port: u16) -> String {
+/// The first non-loopback address, IPv4 first.
+fn first_routable(addrs: &[IpAddr]) -> Option<IpAddr> {
     let routable: Vec<&IpAddr> = addrs.iter().filter(|a| !a.is_loopback()).collect();
-    let ip = routable
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(routable.first())
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "localhost".into());
+    routable.iter().find(|a| a.is_ipv4()).or(routable.first()).map(|a| **a)
+}
+
+/// The address to show for a wildcard listener: the first routable one.
+fn banner_host(addrs: &[IpAddr], port: u16) -> String {
+    let ip = first_routable(addrs).map(|a| a.to_string()).unwrap_or_else(|| "localhost".into());
     if port == 443 {
         ip
     } else {

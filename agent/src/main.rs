@@ -32,6 +32,12 @@ enum Cmd {
         /// Address of the HTTPS API.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address of the peer port (mutual TLS between nodes; default 0.0.0.0:7443).
+        #[arg(long)]
+        peer_listen: Option<SocketAddr>,
+        /// Join the cluster this token (from `cairn token create`) names.
+        #[arg(long, value_name = "TOKEN")]
+        join: Option<String>,
     },
     /// Print what this host offers: CPU, virtualization, KVM, memory, NICs, disks.
     Probe {
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Agent { config, data_dir, listen } => {
+        Cmd::Agent { config, data_dir, listen, peer_listen, join } => {
             let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
             let credential = cairn_agent::config::credential_path();
             let mut cfg = match Config::load(config.as_deref(), &credential, &cmdline) {
@@ -109,6 +115,12 @@ fn main() -> ExitCode {
             }
             if let Some(l) = listen {
                 cfg.listen = l;
+            }
+            if let Some(l) = peer_listen {
+                cfg.peer_listen = l;
+            }
+            if join.is_some() {
+                cfg.join_token = join;
             }
             cairn_agent::logging::init(cfg.level());
             if credential.exists() {

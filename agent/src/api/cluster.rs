@@ -7,6 +7,8 @@
 //! default) → 201 `{"token": {"id", "expires_at", "token": "<the join token>"}}`;
 //! `GET /cairn/v1/tokens` lists them without secrets (and whether used, by whom, revoked);
 //! `DELETE /cairn/v1/tokens/{id}` revokes one.
+//! `DELETE /cairn/v1/nodes/{id}` removes a node (out of raft, its certificate revoked).
+//! `POST /cairn/v1/join` is a joining node's: see [`crate::cluster::join`].
 
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, read_body, timestamp, Body, MAX_JSON_BODY};
@@ -33,6 +35,30 @@ fn api_address(api: &Api, req: &Request<Incoming>) -> Result<String, ApiError> {
     Ok(crate::check::with_default_port(hostport))
 }
 
+/// `POST /cairn/v1/join` (no token: the join token's secret is the credential).
+pub async fn join(api: &Api, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(super::not_allowed(req.method()));
+    }
+    let bytes = read_body(req.into_body(), MAX_JSON_BODY).await?;
+    let body: crate::cluster::join::JoinRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("The join request is not valid: {e}")))?;
+    let reply = api.cluster.join(body).await?;
+    let value = serde_json::to_value(&reply).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(json(StatusCode::OK, &value))
+}
+
+/// `DELETE /cairn/v1/nodes/{id}`.
+pub async fn remove_node(api: &Api, req: &Request<Incoming>, id: &str) -> Result<Response<Body>, ApiError> {
+    let auth = super::authenticate(api, req)?;
+    if req.method() != Method::DELETE {
+        return Err(super::not_allowed(req.method()));
+    }
+    let id: u64 = id.parse().map_err(|_| ApiError::NotFound(format!("The node {id} could not be found.")))?;
+    api.cluster.remove_node(&auth, id).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
 /// `GET /cairn/v1/nodes`.
 pub fn nodes(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let auth = super::authenticate(api, req)?;
@@ -44,7 +70,7 @@ pub fn nodes(api: &Api, req: &Request<Incoming>) -> Result<Response<Body>, ApiEr
         .nodes(&auth)?
         .into_iter()
         .map(|(m, role, up)| {
-            json!({"id": m.id, "name": m.name, "api_addr": m.api_addr, "roles": m.roles, "raft_role": role,
+            json!({"id": m.id, "name": m.name, "api_addr": m.api_addr, "peer_addr": m.peer_addr, "roles": m.roles, "raft_role": role,
                    "last_heartbeat": timestamp(m.heartbeat_at, true), "up": up,
                    "probe": {"cpu_model": m.cpu_model, "cpus": m.cpus, "virtualization": m.virtualization,
                              "accel": m.accel, "memory_mb": m.memory_mb}})
@@ -91,6 +117,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::Forbidden(m) => ApiError::Forbidden(m),
             ClusterError::NotFound(m) => ApiError::NotFound(m),
             ClusterError::BadRequest(m) => ApiError::BadRequest(m),
+            ClusterError::BadToken => ApiError::Unauthorized,
             ClusterError::Internal(source) => ApiError::Internal(source),
         }
     }

@@ -131,9 +131,20 @@ fn not_allowed(method: &hyper::Method) -> ApiError {
 
 /// The error in the body format of the service the path belongs to.
 fn render(e: ApiError, path: &str) -> Response<Body> {
-    if let ApiError::Internal(source) = &e {
-        log::error!("internal error: {source}");
-    }
+    let e = match e {
+        ApiError::Internal(source) => {
+            log::error!("internal error: {}", crate::error_chain(source.as_ref()));
+            // A cluster between leaders (or a leader that did not answer) is a passing state.
+            if in_chain::<crate::state::StateError>(source.as_ref())
+                .is_some_and(|s| matches!(s, crate::state::StateError::NoLeader(_)))
+            {
+                ApiError::Unavailable("The cluster has no leader at the moment; try again shortly.".into())
+            } else {
+                ApiError::Internal(source)
+            }
+        }
+        e => e,
+    };
     let body = if path.starts_with("/network") {
         e.neutron_body()
     } else if path.starts_with("/compute") || path.starts_with("/volume") {
@@ -142,6 +153,18 @@ fn render(e: ApiError, path: &str) -> Response<Body> {
         e.keystone_body()
     };
     http::json(e.status(), &body)
+}
+
+/// The first error of type `T` in `e`'s source chain.
+fn in_chain<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = c.source();
+    }
+    None
 }
 
 /// Most notifications one read returns.
@@ -220,6 +243,8 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         ["cairn", "v1", "events"] => events(&api, req).await,
         ["cairn", "v1", "tokens", rest @ ..] => cluster::route(&api, req, rest).await,
         ["cairn", "v1", "nodes"] => cluster::nodes(&api, &req),
+        ["cairn", "v1", "nodes", id] => cluster::remove_node(&api, &req, id).await,
+        ["cairn", "v1", "join"] => cluster::join(&api, req).await,
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),
     }

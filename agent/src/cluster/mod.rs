@@ -4,15 +4,25 @@
 //! `cairn token` / `cairn node` commands that ask a node's API with the `openstack` client's
 //! `OS_*` settings.
 //!
-//! Limitations: joining with a token (the CSR, the peer transport, raft membership) comes next;
-//! a token names the API address the admin reached, or `public_url`.
+//! Joining ([`join`]): any node takes `POST /cairn/v1/join`, consumes the token through the log,
+//! signs the CSR and has the leader add the node as a learner; the leader's membership loop
+//! makes caught-up learners voters while there are fewer than 3 (5 once there are 5 nodes).
+//! Removing a node takes it out of raft and records it as removed, which revokes its
+//! certificate on every peer port.
+//!
+//! Limitations: a token names the API address the admin reached, or `public_url`.
 
 pub mod cli;
+pub mod join;
+pub mod peer;
 
 use crate::identity::{now, Auth};
-use crate::model::cluster::{hex, secret_hash, JoinToken, Member, TokenRecord, MEMBER_HEARTBEAT_SECS};
+use crate::model::cluster::{hex, secret_hash, unhex, JoinToken, Member, TokenRecord, MEMBER_HEARTBEAT_SECS};
+use crate::pki::Pki;
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError};
+use join::{JoinReply, JoinRequest};
+use std::sync::Arc;
 
 /// A token lives this long unless asked otherwise (15 minutes).
 pub const DEFAULT_TTL_SECS: u64 = 15 * 60;
@@ -27,6 +37,9 @@ pub enum ClusterError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A join that the token does not allow (one answer for every reason).
+    #[error("The join token is not valid.")]
+    BadToken,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -51,8 +64,20 @@ type Result<T> = std::result::Result<T, ClusterError>;
 
 pub struct Cluster {
     state: Replicated,
+    pki: Arc<Pki>,
     /// SHA-256 of the cluster CA certificate, which tokens pin.
     ca_fingerprint: [u8; 32],
+    /// The identity token signing key, handed to joining nodes.
+    token_key: Vec<u8>,
+}
+
+/// Voters the cluster aims for: 3, or 5 once it has 5 nodes.
+fn voter_target(nodes: usize) -> usize {
+    if nodes >= 5 {
+        5
+    } else {
+        3
+    }
 }
 
 fn admin_only(auth: &Auth) -> Result<()> {
@@ -65,20 +90,90 @@ fn admin_only(auth: &Auth) -> Result<()> {
 
 /// Parses the CA fingerprint as [`crate::pki::fingerprint`] prints it (64 hex digits).
 pub fn parse_fingerprint(hex_text: &str) -> Option<[u8; 32]> {
-    let t = hex_text.trim();
-    if t.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    crate::model::cluster::unhex(hex_text.trim())?.try_into().ok()
 }
 
 impl Cluster {
-    pub fn new(state: Replicated, ca_fingerprint: [u8; 32]) -> Self {
-        Self { state, ca_fingerprint }
+    pub fn new(state: Replicated, pki: Arc<Pki>, token_key: Vec<u8>) -> Result<Self> {
+        let ca_fingerprint = pki
+            .ca_fingerprint()
+            .as_deref()
+            .and_then(parse_fingerprint)
+            .ok_or_else(|| ClusterError::BadRequest("the CA certificate has no SHA-256 fingerprint".into()))?;
+        Ok(Self { state, pki, ca_fingerprint, token_key })
+    }
+
+    pub fn ca_fingerprint(&self) -> [u8; 32] {
+        self.ca_fingerprint
+    }
+
+    /// Admits a joining node: the token is consumed through the log (once, whichever node
+    /// receives it), the CSR is signed for the raft id the log gave, and the leader adds the
+    /// node as a learner.
+    pub async fn join(&self, req: JoinRequest) -> Result<JoinReply> {
+        crate::pki::check_csr(&req.csr).map_err(|e| ClusterError::BadRequest(format!("The CSR is not valid: {e}")))?;
+        crate::model::Name::new("name", &req.name).map_err(|e| ClusterError::BadRequest(e.to_string()))?;
+        let peer_addr: std::net::SocketAddr = req
+            .peer_addr
+            .parse()
+            .map_err(|_| ClusterError::BadRequest(format!("peer_addr {:?} is not an address:port", req.peer_addr)))?;
+        let secret: [u8; 32] = unhex(&req.secret).and_then(|s| s.try_into().ok()).ok_or(ClusterError::BadToken)?;
+        let consumed = self
+            .state
+            .propose(Command::ConsumeJoinToken {
+                id: req.token_id.clone(),
+                secret_hash: secret_hash(&secret),
+                node: req.name.clone(),
+                at: now(),
+            })
+            .await?;
+        if consumed.is_err() {
+            log::warn!("join by {:?} from {peer_addr} refused: token {:?} is not valid", req.name, req.token_id);
+            return Err(ClusterError::BadToken);
+        }
+        let record = self.state.store().view()?.join_tokens()?.into_iter().find(|t| t.id == req.token_id);
+        let node_id = record.and_then(|t| t.node_id).ok_or(ClusterError::BadToken)?;
+        let certificate = self.pki.sign_csr(&req.csr, node_id).map_err(|e| ClusterError::Internal(Box::new(e)))?;
+        let ca_key = self.pki.ca_key_pem().map_err(|e| ClusterError::Internal(Box::new(e)))?;
+        self.state.add_learner(node_id, peer_addr.to_string()).await?;
+        log::info!("node {node_id} ({}) joined with token {}: learner at {peer_addr}", req.name, req.token_id);
+        Ok(JoinReply {
+            node_id,
+            certificate,
+            ca: self.pki.ca_pem.clone(),
+            ca_key,
+            token_key: hex(&self.token_key),
+            members: self.state.peers(),
+        })
+    }
+
+    /// Removes node `id` for good: out of raft, recorded as removed (its certificate is
+    /// refused by every peer from then on).
+    pub async fn remove_node(&self, auth: &Auth, id: u64) -> Result<()> {
+        admin_only(auth)?;
+        if id == self.state.id() {
+            return Err(ClusterError::BadRequest(
+                "A node cannot remove itself; ask another node of the cluster.".into(),
+            ));
+        }
+        self.state.propose(Command::RemoveMember { id, at: now() }).await??;
+        self.state.remove_node(id).await?;
+        log::info!("node {id} removed by user {}; its certificate is revoked", auth.user.id);
+        Ok(())
+    }
+
+    /// On the leader, every second: promotes caught-up learners while there are fewer voters
+    /// than the target.
+    pub async fn membership_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let target = voter_target(self.state.peers().len());
+            match self.state.promote_learners(target).await {
+                Ok(ids) if !ids.is_empty() => log::info!("nodes {ids:?} are voters now"),
+                Ok(_) => {}
+                Err(e) => log::warn!("promoting learners: {}", crate::error_chain(&e)),
+            }
+        }
     }
 
     /// Makes a join token valid for `ttl_secs` naming `addrs`; returns its record and its text
@@ -108,6 +203,7 @@ impl Cluster {
             created_by: auth.user.id.clone(),
             used_at: None,
             used_by: None,
+            node_id: None,
             revoked: false,
         };
         self.state.propose(Command::CreateJoinToken(record.clone())).await??;
@@ -116,7 +212,7 @@ impl Cluster {
     }
 
     /// Reports `me` with a fresh heartbeat, every [`MEMBER_HEARTBEAT_SECS`].
-    pub async fn heartbeat_loop(self: std::sync::Arc<Self>, me: Member) {
+    pub async fn heartbeat_loop(self: Arc<Self>, me: Member) {
         loop {
             let report = Member { heartbeat_at: now(), ..me.clone() };
             match self.state.propose(Command::ReportMember(report)).await {
@@ -133,6 +229,7 @@ impl Cluster {
     pub fn nodes(&self, auth: &Auth) -> Result<Vec<(Member, &'static str, bool)>> {
         admin_only(auth)?;
         let roles = self.state.roles();
+        let removed = self.state.store().view()?.removed_nodes()?;
         let t = now();
         Ok(self
             .state
@@ -140,6 +237,7 @@ impl Cluster {
             .view()?
             .members()?
             .into_iter()
+            .filter(|m| !removed.iter().any(|r| r.id == m.id))
             .map(|m| {
                 let role = roles.get(&m.id).copied().unwrap_or("none");
                 let up = t.saturating_sub(m.heartbeat_at) <= 3 * MEMBER_HEARTBEAT_SECS;
@@ -163,6 +261,12 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn voters_are_three_then_five() {
+        let targets: Vec<usize> = (1..=7).map(super::voter_target).collect();
+        assert_eq!(targets, [3, 3, 3, 3, 5, 5, 5]);
+    }
+
     #[test]
     fn fingerprints_parse() {
         let hex = "ab".repeat(32);

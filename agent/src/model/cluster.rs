@@ -61,6 +61,14 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The bytes of lowercase or uppercase hex text; `None` unless every pair is a hex byte.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
 fn sha256(b: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, b);
     let mut out = [0u8; 32];
@@ -163,6 +171,9 @@ pub struct TokenRecord {
     /// When and by which node it was used (single use).
     pub used_at: Option<u64>,
     pub used_by: Option<String>,
+    /// The raft id the node that used it was given.
+    #[serde(default)]
+    pub node_id: Option<u64>,
     pub revoked: bool,
 }
 
@@ -189,6 +200,9 @@ pub struct Member {
     pub name: String,
     /// Where its API listens.
     pub api_addr: String,
+    /// Where its peer port (mutual TLS: raft, node calls) listens.
+    #[serde(default)]
+    pub peer_addr: String,
     pub roles: Vec<String>,
     /// The host probe, summed up.
     pub cpu_model: String,
@@ -199,6 +213,14 @@ pub struct Member {
     pub accel: String,
     pub memory_mb: u64,
     pub heartbeat_at: u64,
+}
+
+/// A node removed from the cluster: its id is not reused and its certificate is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedNode {
+    pub id: u64,
+    pub name: String,
+    pub removed_at: u64,
 }
 
 /// How often a node reports itself; it counts as down after three missed reports.
@@ -260,6 +282,7 @@ mod tests {
             created_by: "admin".into(),
             used_at: None,
             used_by: None,
+            node_id: None,
             revoked: false,
         };
         assert_eq!(r.unusable(199), None);

@@ -3,7 +3,11 @@
 //! fingerprints for join tokens, and the rustls server configuration.
 //!
 //! Files under `<data-dir>/pki/`: `ca.pem`, `ca.key` (0600), `node.pem`, `node.key` (0600).
-//! The node certificate is re-issued at every start so it names the node's current addresses.
+//! The node certificate is re-issued at every start so it names the node's current addresses;
+//! it carries the node's raft id as the URI `urn:cairn:node:<id>`, which is how a peer is
+//! known on the peer port. A joining node gets its first certificate by CSR ([`csr`],
+//! [`Pki::sign_csr`]) and, with it, the CA key: every node is a controller that can admit
+//! the next one.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -91,10 +95,65 @@ pub fn fingerprint(pem: &str) -> Option<String> {
     Some(der_fingerprint(der.as_ref()))
 }
 
+/// The SAN URI naming raft node `id`.
+fn node_uri(id: u64) -> Result<SanType, PkiError> {
+    Ok(SanType::URI(format!("urn:cairn:node:{id}").try_into()?))
+}
+
+/// A node certificate's settings: server and client use, a year from an hour ago.
+fn node_params(p: &mut CertificateParams, id: u64) -> Result<(), PkiError> {
+    p.subject_alt_names.retain(|s| matches!(s, SanType::DnsName(_) | SanType::IpAddress(_)));
+    p.subject_alt_names.push(node_uri(id)?);
+    p.is_ca = IsCa::NoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = now + Duration::days(NODE_CERT_DAYS);
+    Ok(())
+}
+
+/// The raft node id a node certificate (DER) names, if any.
+pub fn node_id_of(der: &[u8]) -> Option<u64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => u.strip_prefix("urn:cairn:node:")?.parse().ok(),
+        _ => None,
+    })
+}
+
+/// Makes this node's key (0600, replacing any) and a CSR for `names` and `addrs`, for joining.
+pub fn csr(dir: &Path, node_name: &str, names: &[String], addrs: &[IpAddr]) -> Result<String, PkiError> {
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io { op: "creating", path: dir.into(), source })?;
+    let key = KeyPair::generate()?;
+    write_file(&dir.join("node.key"), key.serialize_pem().as_bytes(), true)?;
+    let mut p = CertificateParams::new(names.to_vec())?;
+    p.subject_alt_names.extend(addrs.iter().map(|a| SanType::IpAddress(*a)));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, node_name);
+    p.distinguished_name = dn;
+    Ok(p.serialize_request(&key)?.pem()?)
+}
+
+/// Checks that `csr_pem` is a well-formed, self-signed CSR.
+pub fn check_csr(csr_pem: &str) -> Result<(), PkiError> {
+    rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    Ok(())
+}
+
+/// Stores what a joining node was given: the CA (certificate and key) and its certificate.
+pub fn install(dir: &Path, ca_pem: &str, ca_key_pem: &str, node_cert_pem: &str) -> Result<(), PkiError> {
+    write_file(&dir.join("ca.key"), ca_key_pem.as_bytes(), true)?;
+    write_file(&dir.join("ca.pem"), ca_pem.as_bytes(), false)?;
+    write_file(&dir.join("node.pem"), node_cert_pem.as_bytes(), false)
+}
+
 impl Pki {
-    /// Loads the CA (creating it on first start) and issues this node's certificate for
+    /// Loads the CA (creating it on first start) and issues the certificate of node `id` for
     /// `names` (DNS names) and `addrs`.
-    pub fn ensure(dir: &Path, node_name: &str, names: &[String], addrs: &[IpAddr]) -> Result<Self, PkiError> {
+    pub fn ensure(dir: &Path, id: u64, node_name: &str, names: &[String], addrs: &[IpAddr]) -> Result<Self, PkiError> {
         fs::create_dir_all(dir).map_err(|source| PkiError::Io { op: "creating", path: dir.into(), source })?;
         let (ca_pem_path, ca_key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         if !ca_key_path.exists() {
@@ -121,15 +180,24 @@ impl Pki {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, node_name);
         p.distinguished_name = dn;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        p.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        p.not_before = now - Duration::hours(1);
-        p.not_after = now + Duration::days(NODE_CERT_DAYS);
+        node_params(&mut p, id)?;
         let node_cert_pem = p.signed_by(&node_key, &issuer)?.pem();
         write_file(&dir.join("node.pem"), node_cert_pem.as_bytes(), false)?;
         Ok(Self { dir: dir.into(), ca_pem, node_cert_pem, node_key_pem: node_key.serialize_pem() })
+    }
+
+    /// Signs a joining node's CSR as node `id`: the DNS names and addresses it asks for, its
+    /// raft id, server and client use.
+    pub fn sign_csr(&self, csr_pem: &str, id: u64) -> Result<String, PkiError> {
+        let mut req = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        node_params(&mut req.params, id)?;
+        let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&self.ca_key_pem()?)?);
+        Ok(req.signed_by(&issuer)?.pem())
+    }
+
+    /// The CA's private key, handed to a node that joins.
+    pub fn ca_key_pem(&self) -> Result<String, PkiError> {
+        read(&self.dir.join("ca.key"))
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -303,8 +371,8 @@ mod tests {
     fn ca_persists_keys_are_private_and_cert_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let addrs = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
-        let a = Pki::ensure(dir.path(), "n1", &["localhost".into()], &addrs).unwrap();
-        let b = Pki::ensure(dir.path(), "n1", &["localhost".into()], &addrs).unwrap();
+        let a = Pki::ensure(dir.path(), 1, "n1", &["localhost".into()], &addrs).unwrap();
+        let b = Pki::ensure(dir.path(), 1, "n1", &["localhost".into()], &addrs).unwrap();
         assert_eq!(a.ca_pem, b.ca_pem, "CA is made once");
         for k in ["ca.key", "node.key"] {
             let mode = fs::metadata(dir.path().join(k)).unwrap().permissions().mode() & 0o777;
@@ -324,13 +392,13 @@ mod tests {
     fn the_peer_port_takes_only_certificates_of_the_cluster_ca() {
         let (a, b, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let addrs = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
-        let node = Pki::ensure(a.path(), "n1", &["localhost".into()], &addrs).unwrap();
+        let node = Pki::ensure(a.path(), 1, "n1", &["localhost".into()], &addrs).unwrap();
         // A second node of the same cluster: its certificate signed by the same CA.
         for f in ["ca.pem", "ca.key"] {
             fs::copy(a.path().join(f), b.path().join(f)).unwrap();
         }
-        let peer = Pki::ensure(b.path(), "n2", &["localhost".into()], &addrs).unwrap();
-        let stranger = Pki::ensure(other.path(), "x", &["localhost".into()], &addrs).unwrap();
+        let peer = Pki::ensure(b.path(), 2, "n2", &["localhost".into()], &addrs).unwrap();
+        let stranger = Pki::ensure(other.path(), 1, "x", &["localhost".into()], &addrs).unwrap();
         let server = node.peer_server_config().unwrap();
         handshake(&peer.peer_client_config().unwrap(), &server, "localhost").expect("a cluster peer is let in");
         // No client certificate: refused.
@@ -345,6 +413,30 @@ mod tests {
                 .is_err(),
             "a foreign server"
         );
+    }
+
+    #[test]
+    fn a_joining_node_is_signed_with_its_raft_id() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let addrs = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))];
+        let seed = Pki::ensure(a.path(), 1, "n1", &["localhost".into()], &addrs).unwrap();
+        let own = rustls_pemfile::certs(&mut seed.node_cert_pem.as_bytes()).next().unwrap().unwrap();
+        assert_eq!(node_id_of(&own), Some(1));
+        let request = csr(b.path(), "n7", &["n7".into()], &addrs).unwrap();
+        let cert = seed.sign_csr(&request, 7).unwrap();
+        let der = rustls_pemfile::certs(&mut cert.as_bytes()).next().unwrap().unwrap();
+        assert_eq!(node_id_of(&der), Some(7));
+        install(b.path(), &seed.ca_pem, &seed.ca_key_pem().unwrap(), &cert).unwrap();
+        let mode = fs::metadata(b.path().join("ca.key")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A CSR that asks for another node's id gets the one the cluster gives.
+        let mut p = CertificateParams::new(vec!["x".to_string()]).unwrap();
+        p.subject_alt_names.push(node_uri(1).unwrap());
+        let forged = p.serialize_request(&KeyPair::generate().unwrap()).unwrap().pem().unwrap();
+        let signed = seed.sign_csr(&forged, 8).unwrap();
+        let der = rustls_pemfile::certs(&mut signed.as_bytes()).next().unwrap().unwrap();
+        assert_eq!(node_id_of(&der), Some(8));
+        assert!(seed.sign_csr("not a csr", 9).is_err());
     }
 
     /// Runs a TLS handshake in memory between a client for `name` and the server.

@@ -138,7 +138,8 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         Command::ReportMember(_)
         | Command::CreateJoinToken(_)
         | Command::RevokeJoinToken { .. }
-        | Command::ConsumeJoinToken { .. } => super::cluster::apply(tx, cmd),
+        | Command::ConsumeJoinToken { .. }
+        | Command::RemoveMember { .. } => super::cluster::apply(tx, cmd),
     }
 }
 

@@ -2,9 +2,25 @@
 //! and consumed once.
 
 use super::apply::{load, not_found, store};
-use super::{Command, Kind, Outcome, Refusal, StateError, JOIN_TOKENS, MEMBERS};
-use crate::model::cluster::{constant_time_eq, TokenRecord};
-use redb::WriteTransaction;
+use super::{Command, Kind, Outcome, Refusal, StateError, JOIN_TOKENS, MEMBERS, REMOVED_NODES};
+use crate::model::cluster::{constant_time_eq, Member, RemovedNode, TokenRecord};
+use redb::{ReadableTable, WriteTransaction};
+
+/// The next raft id: above every member, removed node and id a token handed out (the first
+/// node is 1).
+fn next_node_id(tx: &WriteTransaction) -> Result<u64, StateError> {
+    let mut max = 1;
+    for table in [MEMBERS, REMOVED_NODES] {
+        for row in tx.open_table(table)?.iter()? {
+            max = max.max(row?.0.value().parse::<u64>().unwrap_or(0));
+        }
+    }
+    for row in tx.open_table(JOIN_TOKENS)?.iter()? {
+        let t: TokenRecord = serde_json::from_slice(row?.1.value())?;
+        max = max.max(t.node_id.unwrap_or(0));
+    }
+    Ok(max + 1)
+}
 
 pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
     match cmd {
@@ -36,7 +52,31 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             t.used_at = Some(*at);
             t.used_by = Some(node.clone());
+            t.node_id = Some(next_node_id(tx)?);
             store(tx, JOIN_TOKENS, id, &t)?;
+            Ok(Ok(()))
+        }
+        Command::RemoveMember { id, at } => {
+            let key = id.to_string();
+            if load::<RemovedNode>(tx, REMOVED_NODES, &key)?.is_some() {
+                return Ok(Err(not_found(Kind::Node, &key)));
+            }
+            let name = match load::<Member>(tx, MEMBERS, &key)? {
+                Some(m) => m.name,
+                None => {
+                    let joined = tx.open_table(JOIN_TOKENS)?.iter()?.any(|row| {
+                        row.ok()
+                            .and_then(|(_, v)| serde_json::from_slice::<TokenRecord>(v.value()).ok())
+                            .is_some_and(|t| t.node_id == Some(*id))
+                    });
+                    if !joined {
+                        return Ok(Err(not_found(Kind::Node, &key)));
+                    }
+                    String::new()
+                }
+            };
+            tx.open_table(MEMBERS)?.remove(key.as_str())?;
+            store(tx, REMOVED_NODES, &key, &RemovedNode { id: *id, name, removed_at: *at })?;
             Ok(Ok(()))
         }
         _ => Err(StateError::Raft("not a cluster command".into())),
@@ -62,6 +102,7 @@ mod tests {
             created_by: "admin".into(),
             used_at: None,
             used_by: None,
+            node_id: None,
             revoked: false,
         };
         assert_eq!(run(&s, Command::CreateJoinToken(rec("a"))), Ok(()));
@@ -78,9 +119,20 @@ mod tests {
         assert_eq!(run(&s, consume("nope", [1; 32], 200)), invalid, "unknown");
         assert_eq!(run(&s, consume("a", [1; 32], 200)), Ok(()));
         assert_eq!(run(&s, consume("a", [1; 32], 201)), invalid, "used once only");
+        assert_eq!(s.view().unwrap().join_tokens().unwrap()[0].node_id, Some(2), "the first joiner is node 2");
         assert_eq!(run(&s, Command::RevokeJoinToken { id: "b".into() }), Ok(()));
         assert_eq!(run(&s, consume("b", [1; 32], 200)), invalid, "revoked");
         let all = s.view().unwrap().join_tokens().unwrap();
         assert_eq!((all[0].used_by.as_deref(), all[0].used_at, all[1].revoked), (Some("n2"), Some(200), true));
+
+        // Node 2 is removed: gone for good, and its id is not given again.
+        assert_eq!(run(&s, Command::RemoveMember { id: 2, at: 300 }), Ok(()));
+        assert!(s.view().unwrap().is_removed(2).unwrap());
+        assert!(matches!(run(&s, Command::RemoveMember { id: 2, at: 301 }), Err(Refusal::NotFound { .. })));
+        assert!(matches!(run(&s, Command::RemoveMember { id: 9, at: 301 }), Err(Refusal::NotFound { .. })));
+        assert_eq!(run(&s, Command::CreateJoinToken(rec("c"))), Ok(()));
+        assert_eq!(run(&s, consume("c", [1; 32], 200)), Ok(()));
+        let c = s.view().unwrap().join_tokens().unwrap().into_iter().find(|t| t.id == "c").unwrap();
+        assert_eq!(c.node_id, Some(3));
     }
 }

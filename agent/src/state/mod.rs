@@ -14,7 +14,7 @@ mod network;
 pub mod raft;
 mod volume;
 
-use crate::model::cluster::{Member, TokenRecord};
+use crate::model::cluster::{Member, RemovedNode, TokenRecord};
 use crate::model::compute::{
     ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, ServerVolume, TaskState, VmState,
 };
@@ -68,6 +68,8 @@ pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("poo
 pub(crate) const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 /// Join token id → its record (the secret's hash, never the secret).
 pub(crate) const JOIN_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("join_tokens");
+/// Raft node id (decimal) → the removed node (its certificate is revoked: no peer takes it).
+pub(crate) const REMOVED_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("removed_nodes");
 /// Zero-padded sequence number → a notification (the last [`events::KEEP`]).
 pub(crate) const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 
@@ -78,7 +80,7 @@ pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 8] =
     [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 16] = [
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 18] = [
     PROJECTS,
     USERS,
     ROLES,
@@ -95,6 +97,8 @@ pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 16] = [
     SERVERS,
     EVENTS,
     JOIN_TOKENS,
+    MEMBERS,
+    REMOVED_NODES,
 ];
 pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
 
@@ -309,11 +313,18 @@ pub enum Command {
         id: String,
     },
     /// Uses a join token for `node`: refused unless the secret's hash matches (compared in
-    /// constant time) and the token is unused, unrevoked and unexpired at `at`.
+    /// constant time) and the token is unused, unrevoked and unexpired at `at`. The joining
+    /// node's raft id is the next unused one, recorded in the token.
     ConsumeJoinToken {
         id: String,
         secret_hash: String,
         node: String,
+        at: u64,
+    },
+    /// Removes node `id` from the cluster for good: its report goes, its id is never reused and
+    /// its certificate is refused by every peer.
+    RemoveMember {
+        id: u64,
         at: u64,
     },
     /// Reserves an available volume of the server's node for the server (the volume becomes
@@ -361,6 +372,7 @@ pub enum Kind {
     Keypair,
     Server,
     JoinToken,
+    Node,
 }
 
 impl std::fmt::Display for Kind {
@@ -381,6 +393,7 @@ impl std::fmt::Display for Kind {
             Kind::Keypair => "keypair",
             Kind::Server => "server",
             Kind::JoinToken => "join token",
+            Kind::Node => "node",
         })
     }
 }
@@ -424,8 +437,10 @@ pub enum StateError {
     Db(#[from] redb::Error),
     #[error("decoding stored record")]
     Decode(#[from] serde_json::Error),
-    #[error("replicated log")]
+    #[error("replicated log: {0}")]
     Raft(String),
+    #[error("no leader: {0}")]
+    NoLeader(String),
 }
 
 macro_rules! from_redb {
@@ -690,6 +705,15 @@ impl View {
         let mut all: Vec<Member> = self.list(MEMBERS)?;
         all.sort_by_key(|m| m.id);
         Ok(all)
+    }
+    /// The nodes removed from the cluster, by id.
+    pub fn removed_nodes(&self) -> Result<Vec<RemovedNode>, StateError> {
+        let mut all: Vec<RemovedNode> = self.list(REMOVED_NODES)?;
+        all.sort_by_key(|m| m.id);
+        Ok(all)
+    }
+    pub fn is_removed(&self, id: u64) -> Result<bool, StateError> {
+        Ok(self.get::<RemovedNode>(REMOVED_NODES, &id.to_string())?.is_some())
     }
     /// Every join token's record, oldest first.
     pub fn join_tokens(&self) -> Result<Vec<TokenRecord>, StateError> {

@@ -7,14 +7,17 @@
 //! fsynced on their own; the next log fsync persists them, and after a crash openraft re-applies
 //! from the last persisted `last_applied`, so each entry reaches the tables exactly once.
 //!
-//! Limitations: no peer transport yet ([`NoPeers`]): a lone node is its own single voter. The
-//! cluster module brings the mutual-TLS transport, and joining is a membership change.
+//! The peer transport is the cluster module's (mutual TLS); [`NoPeers`] is a lone node's.
+//! A command proposed on a follower travels to the leader ([`Forward`]); the follower answers
+//! once it has applied the entry itself, so a client that writes through a node then reads
+//! from it sees its write. Reads are served from the node's applied state (not
+//! linearizable reads through the leader).
 
 // openraft's storage traits return its StorageError by value; the helpers here must match.
 #![allow(clippy::result_large_err)]
 
 use super::{apply::apply, Command, Outcome, StateError, Store, BLOB_TABLES, REVOKED, STRING_TABLES, UNIT_TABLES};
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::error::{ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -22,17 +25,17 @@ use openraft::raft::{
 };
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftNetwork, RaftNetworkFactory,
-    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+    AnyError, BasicNode, ChangeMembers, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftNetwork,
+    RaftNetworkFactory, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 openraft::declare_raft_types!(
     /// Cairn's raft types: commands in, outcomes out.
@@ -462,57 +465,257 @@ impl RaftNetwork<TypeConfig> for NoPeers {
     }
 }
 
+/// What only the leader can do, asked of it by any node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum LeaderRequest {
+    Propose(Box<Command>),
+    /// Adds a node as a learner (it then catches up; the leader promotes it).
+    AddLearner {
+        id: NodeId,
+        addr: String,
+    },
+    /// Takes a node out of the raft membership.
+    RemoveNode {
+        id: NodeId,
+    },
+}
+
+/// The leader's answer: the outcome and the log index it was applied at, or "not me".
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum LeaderReply {
+    Done { outcome: Outcome, index: u64 },
+    NotLeader,
+    Failed(String),
+}
+
+/// Why a forwarded request failed.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// It never reached the leader: safe to try again.
+    Unsent(String),
+    /// It may or may not have been applied.
+    Unknown(String),
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// How a node hands a [`LeaderRequest`] to the leader at `addr` (the cluster's peer port).
+pub trait Forward: Send + Sync {
+    fn forward<'a>(&'a self, addr: &'a str, req: &'a LeaderRequest)
+        -> BoxFuture<'a, Result<LeaderReply, ForwardError>>;
+}
+
+/// How long a request waits for a leader (an election) before giving up.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
 /// The handle through which every state change is proposed.
 #[derive(Clone)]
 pub struct Replicated {
     raft: Raft,
     store: Store,
+    id: NodeId,
+    forward: Option<Arc<dyn Forward>>,
+}
+
+fn raft_config() -> Result<Arc<openraft::Config>, StateError> {
+    let config = openraft::Config {
+        cluster_name: "cairn".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        // The tables are the state; the log is kept until a snapshot covers it.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StateError::Raft(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// Where a failed local attempt leaves a leader request.
+enum Local {
+    /// Another node leads (its peer address, when known).
+    Forward(Option<String>),
+    Fatal(StateError),
 }
 
 impl Replicated {
-    /// Starts raft over `store` as node `id`; a fresh store becomes a single-voter cluster.
+    /// Starts raft over `store` as a lone node `id` without a peer transport; a fresh store
+    /// becomes a single-voter cluster.
     pub async fn start(store: Store, id: NodeId, addr: String) -> Result<Self, StateError> {
-        let config = openraft::Config {
-            cluster_name: "cairn".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
-            // The tables are the state; the log is kept until a snapshot covers it.
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| StateError::Raft(e.to_string()))?;
+        Self::start_with(store, id, Some(addr), NoPeers, None).await
+    }
+
+    /// Starts raft over `store` as node `id` with the peer transport `network`. With
+    /// `seed_addr`, a fresh store becomes a single-voter cluster whose one member is at that
+    /// peer address; without, the node waits for a leader to add it.
+    pub async fn start_with<N: RaftNetworkFactory<TypeConfig>>(
+        store: Store,
+        id: NodeId,
+        seed_addr: Option<String>,
+        network: N,
+        forward: Option<Arc<dyn Forward>>,
+    ) -> Result<Self, StateError> {
         let db = store.db().clone();
         let raft = Raft::new(
             id,
-            Arc::new(config),
-            NoPeers,
+            raft_config()?,
+            network,
             LogStore { db: db.clone() },
             StateMachine { db, changes: store.changes.clone() },
         )
         .await
         .map_err(|e| StateError::Raft(e.to_string()))?;
-        if !raft.is_initialized().await.map_err(|e| StateError::Raft(e.to_string()))? {
+        let initialized = raft.is_initialized().await.map_err(|e| StateError::Raft(e.to_string()))?;
+        if let (false, Some(addr)) = (initialized, seed_addr) {
             let members = BTreeMap::from([(id, BasicNode { addr })]);
             raft.initialize(members).await.map_err(|e| StateError::Raft(e.to_string()))?;
+            raft.wait(Some(Duration::from_secs(30)))
+                .current_leader(id, "lone node becomes leader")
+                .await
+                .map_err(|e| StateError::Raft(e.to_string()))?;
         }
-        raft.wait(Some(Duration::from_secs(30)))
-            .current_leader(id, "lone node becomes leader")
-            .await
-            .map_err(|e| StateError::Raft(e.to_string()))?;
-        Ok(Self { raft, store })
+        Ok(Self { raft, store, id, forward })
     }
 
-    /// Proposes `cmd`; returns once it is durably logged and applied.
+    /// Waits up to `timeout` for some node to lead; says whether one does.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        self.raft.wait(Some(timeout)).metrics(|m| m.current_leader.is_some(), "a leader").await.is_ok()
+    }
+
+    /// Proposes `cmd`; returns once it is durably logged (by a quorum) and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<Outcome, StateError> {
-        let resp = self.raft.client_write(cmd).await.map_err(|e| StateError::Raft(e.to_string()))?;
-        Ok(resp.data)
+        self.at_leader(LeaderRequest::Propose(Box::new(cmd))).await
+    }
+
+    /// Adds node `id` (peer port `addr`) as a learner, through the leader.
+    pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<(), StateError> {
+        self.at_leader(LeaderRequest::AddLearner { id, addr }).await.map(|_| ())
+    }
+
+    /// Takes node `id` out of the raft membership, through the leader.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), StateError> {
+        self.at_leader(LeaderRequest::RemoveNode { id }).await.map(|_| ())
+    }
+
+    /// Runs `req` here when this node leads, else hands it to the leader, retrying while there
+    /// is none (an election) for up to [`LEADER_WAIT`]. The answer comes once this node has
+    /// applied the entry too.
+    async fn at_leader(&self, req: LeaderRequest) -> Result<Outcome, StateError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut last = String::from("no leader");
+        while Instant::now() < deadline {
+            match self.local(&req).await {
+                Ok((outcome, _)) => return Ok(outcome),
+                Err(Local::Fatal(e)) => return Err(e),
+                Err(Local::Forward(Some(addr))) => {
+                    let Some(fwd) = &self.forward else {
+                        return Err(StateError::Raft("another node leads and there is no peer transport".into()));
+                    };
+                    match fwd.forward(&addr, &req).await {
+                        Ok(LeaderReply::Done { outcome, index }) => {
+                            self.raft
+                                .wait(Some(LEADER_WAIT))
+                                .applied_index_at_least(Some(index), "the forwarded entry")
+                                .await
+                                .map_err(|e| StateError::Raft(e.to_string()))?;
+                            return Ok(outcome);
+                        }
+                        Ok(LeaderReply::Failed(e)) => return Err(StateError::Raft(e)),
+                        Ok(LeaderReply::NotLeader) => last = format!("{addr} no longer leads"),
+                        Err(ForwardError::Unsent(e)) => last = e,
+                        Err(ForwardError::Unknown(e)) => {
+                            return Err(StateError::Raft(format!("the leader at {addr} did not answer: {e}")))
+                        }
+                    }
+                }
+                Err(Local::Forward(None)) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(StateError::NoLeader(last))
+    }
+
+    /// Serves a request another node forwarded, if this node leads.
+    pub async fn serve_leader(&self, req: &LeaderRequest) -> LeaderReply {
+        match self.local(req).await {
+            Ok((outcome, index)) => LeaderReply::Done { outcome, index },
+            Err(Local::Forward(_)) => LeaderReply::NotLeader,
+            Err(Local::Fatal(e)) => LeaderReply::Failed(crate::error_chain(&e)),
+        }
+    }
+
+    async fn local(&self, req: &LeaderRequest) -> Result<(Outcome, u64), Local> {
+        let written = match req {
+            LeaderRequest::Propose(cmd) => self.raft.client_write(Command::clone(cmd)).await,
+            LeaderRequest::AddLearner { id, addr } => {
+                self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, false).await
+            }
+            LeaderRequest::RemoveNode { id } => {
+                let m = self.raft.metrics().borrow().membership_config.membership().clone();
+                if m.voter_ids().any(|v| v == *id) {
+                    self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*id])), false).await
+                } else if m.nodes().any(|(n, _)| *n == *id) {
+                    self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([*id])), false).await
+                } else {
+                    return Ok((Ok(()), 0));
+                }
+            }
+        };
+        match written {
+            Ok(resp) => Ok((resp.data, resp.log_id.index)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Local::Forward(f.leader_node.map(|n| n.addr)))
+            }
+            Err(e) => Err(Local::Fatal(StateError::Raft(e.to_string()))),
+        }
+    }
+
+    /// Promotes caught-up learners while there are fewer voters than `target`; only the
+    /// leader acts. Returns the ids promoted.
+    pub async fn promote_learners(&self, target: usize) -> Result<Vec<NodeId>, StateError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.id) {
+            return Ok(vec![]);
+        }
+        let membership = m.membership_config.membership();
+        let voters = membership.voter_ids().count();
+        let last = m.last_log_index.unwrap_or(0);
+        let caught_up = |id: &NodeId| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .is_some_and(|matched| last.saturating_sub(matched.index) < 100)
+        };
+        let promote: BTreeSet<NodeId> =
+            membership.learner_ids().filter(caught_up).take(target.saturating_sub(voters)).collect();
+        if promote.is_empty() {
+            return Ok(vec![]);
+        }
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(promote.clone()), true)
+            .await
+            .map_err(|e| StateError::Raft(e.to_string()))?;
+        Ok(promote.into_iter().collect())
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The raft members (voters and learners) and their peer addresses, as this node knows them.
+    pub fn peers(&self) -> BTreeMap<NodeId, String> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect()
     }
 
     /// Each raft member's role as this node sees it: `leader`, `follower` (a voter) or

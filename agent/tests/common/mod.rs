@@ -20,6 +20,8 @@ pub const CONFIG: &str = "roles = []\n[network]\nphysical_networks = { physnet1 
 pub struct Agent {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its peer port.
+    pub peer: SocketAddr,
     pub data: PathBuf,
     pub log: PathBuf,
 }
@@ -41,9 +43,21 @@ impl Agent {
         Self::start_with(data, addr, CONFIG)
     }
 
-    /// Starts an agent with its own configuration text.
+    /// Starts an agent with its own configuration text, its peer port on a free port.
     pub fn start_with(data: &Path, addr: Option<SocketAddr>, config_text: &str) -> Agent {
+        Self::start_full(data, addr, None, &[], config_text)
+    }
+
+    /// Starts an agent on `addr` and `peer` (free ports when not given) with more arguments.
+    pub fn start_full(
+        data: &Path,
+        addr: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+        args: &[&str],
+        config_text: &str,
+    ) -> Agent {
         let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
+        let peer = peer.unwrap_or_else(|| SocketAddr::new(addr.ip(), free_port()));
         let log = data.with_extension("log");
         let offset = std::fs::metadata(&log).map(|m| m.len() as usize).unwrap_or(0);
         let logfile = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
@@ -52,14 +66,15 @@ impl Agent {
         let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(["agent", "--config"])
             .arg(&config)
-            .args(["--listen", &addr.to_string(), "--data-dir"])
+            .args(["--listen", &addr.to_string(), "--peer-listen", &peer.to_string(), "--data-dir"])
             .arg(data)
+            .args(args)
             .env("CAIRN_ADMIN_PASSWORD", PASSWORD)
             .stdout(Stdio::null())
             .stderr(logfile)
             .spawn()
             .unwrap();
-        let mut agent = Agent { child, addr, data: data.into(), log };
+        let mut agent = Agent { child, addr, peer, data: data.into(), log };
         agent.wait_ready(offset);
         agent
     }

@@ -1,0 +1,325 @@
+//! The peer port: HTTP/1.1 over mutual TLS between the nodes of one cluster. It carries
+//! openraft's RPCs, requests for the leader ([`LeaderRequest`]) and node calls.
+//!
+//! A caller must present a certificate of the cluster CA naming a node id (see
+//! [`crate::pki::node_id_of`]) that is a raft member (or one of the members this node was
+//! told of when it joined) and was never removed; each request is checked, so a node removed
+//! while connected is cut off at its next request. Requests are JSON in, JSON out.
+
+use crate::api::http::{whole, Body};
+use crate::state::raft::{Forward, ForwardError, LeaderReply, LeaderRequest, NodeId, Replicated, TypeConfig};
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use rustls::pki_types::ServerName;
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+const APPEND: &str = "/raft/append";
+const VOTE: &str = "/raft/vote";
+const SNAPSHOT: &str = "/raft/snapshot";
+const LEADER: &str = "/leader";
+/// Largest peer request (a snapshot chunk is 3 MiB by default).
+const MAX_BODY: usize = 64 << 20;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call waits for a peer's answer when the caller gives no deadline.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("connecting to peer {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("peer {addr} answered {status}: {message}")]
+    Status { addr: String, status: u16, message: String },
+    #[error("peer {addr} did not answer in time")]
+    Timeout { addr: String },
+    #[error("HTTP with a peer")]
+    Http(#[from] hyper::Error),
+    #[error("peer message")]
+    Json(#[from] serde_json::Error),
+    #[error("building a peer request")]
+    Request(#[from] hyper::http::Error),
+}
+
+/// Calls to peers over mutual TLS, keeping idle connections for reuse.
+#[derive(Clone)]
+pub struct Peers {
+    tls: TlsConnector,
+    idle: Arc<Mutex<HashMap<String, Vec<SendRequest<Body>>>>>,
+}
+
+impl Peers {
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self { tls: TlsConnector::from(tls), idle: Arc::default() }
+    }
+
+    async fn connect(&self, addr: &str) -> Result<SendRequest<Body>, PeerError> {
+        let err = |source| PeerError::Connect { addr: addr.into(), source };
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
+        tcp.set_nodelay(true).map_err(err)?;
+        let host = addr.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(addr);
+        let name = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(host.to_owned())
+                .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?,
+        };
+        let tls = self.tls.connect(name, tcp).await.map_err(err)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// A ready connection to `addr`: an idle one that is still open, else a new one. Nothing
+    /// has been sent when this fails.
+    async fn ready(&self, addr: &str) -> Result<SendRequest<Body>, PeerError> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(addr).and_then(Vec::pop);
+            let Some(mut conn) = idle else { break };
+            if conn.ready().await.is_ok() {
+                return Ok(conn);
+            }
+        }
+        let mut conn = self.connect(addr).await?;
+        conn.ready().await?;
+        Ok(conn)
+    }
+
+    /// POSTs `req` to `path` on the peer at `addr` and decodes its answer. A [`PeerError::Connect`]
+    /// means the request was never sent.
+    pub async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Q,
+        timeout: Option<Duration>,
+    ) -> Result<A, PeerError> {
+        let body = serde_json::to_vec(req)?;
+        let mut conn = self.ready(addr).await?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", addr)
+            .header("content-type", "application/json")
+            .body(whole(Bytes::from(body)))?;
+        let exchange = async {
+            let resp = conn.send_request(request).await?;
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout.unwrap_or(CALL_TIMEOUT), exchange)
+            .await
+            .map_err(|_| PeerError::Timeout { addr: addr.into() })??;
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).entry(addr.into()).or_default().push(conn);
+        if status != 200 {
+            let message = String::from_utf8_lossy(&bytes).chars().take(500).collect();
+            return Err(PeerError::Status { addr: addr.into(), status, message });
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+impl Forward for Peers {
+    fn forward<'a>(
+        &'a self,
+        addr: &'a str,
+        req: &'a LeaderRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<LeaderReply, ForwardError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.call(addr, LEADER, req, None).await.map_err(|e| match e {
+                PeerError::Connect { .. } => ForwardError::Unsent(crate::error_chain(&e)),
+                e => ForwardError::Unknown(crate::error_chain(&e)),
+            })
+        })
+    }
+}
+
+/// openraft's view of the peer transport: one [`PeerLink`] per target.
+pub struct PeerNetwork(pub Peers);
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerLink;
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerLink {
+        PeerLink { peers: self.0.clone(), target, addr: node.addr.clone() }
+    }
+}
+
+pub struct PeerLink {
+    peers: Peers,
+    target: NodeId,
+    addr: String,
+}
+
+impl PeerLink {
+    async fn rpc<Q: Serialize, A: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Q,
+        option: &RPCOption,
+    ) -> Result<A, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        match self
+            .peers
+            .call::<_, Result<A, RaftError<NodeId, E>>>(&self.addr, path, req, Some(option.hard_ttl()))
+            .await
+        {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
+            Err(e @ PeerError::Connect { .. }) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerLink {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc(APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.rpc(SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc(VOTE, &rpc, &option).await
+    }
+}
+
+/// The serving side of the peer port.
+pub struct PeerService {
+    pub state: Replicated,
+    /// The members this node was told of when it joined: it takes their calls before its own
+    /// log has caught up with the membership.
+    pub known: BTreeSet<NodeId>,
+}
+
+impl PeerService {
+    /// Whether node `id` may call: a member (or known from the join), never removed.
+    pub fn admits(&self, id: NodeId) -> bool {
+        let removed = self.state.store().view().and_then(|v| v.is_removed(id)).unwrap_or(true);
+        !removed && (self.known.contains(&id) || self.state.peers().contains_key(&id))
+    }
+
+    async fn handle(&self, from: NodeId, req: Request<Incoming>) -> Response<Body> {
+        if !self.admits(from) {
+            log::warn!("peer call from node {from}, which is not a member of this cluster: refused");
+            return text(StatusCode::FORBIDDEN, "not a member of this cluster");
+        }
+        let path = req.uri().path().to_owned();
+        if req.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
+        }
+        let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let raft = self.state.raft();
+        let answer = match path.as_str() {
+            APPEND => decode(&bytes).map(|r| async move { encode(&raft.append_entries(r).await) }.boxed()),
+            VOTE => decode(&bytes).map(|r| async move { encode(&raft.vote(r).await) }.boxed()),
+            SNAPSHOT => decode(&bytes).map(|r| async move { encode(&raft.install_snapshot(r).await) }.boxed()),
+            LEADER => decode::<LeaderRequest>(&bytes)
+                .map(|r| async move { encode(&self.state.serve_leader(&r).await) }.boxed()),
+            _ => return text(StatusCode::NOT_FOUND, "no such peer call"),
+        };
+        match answer {
+            Ok(f) => f.await,
+            Err(bad) => *bad,
+        }
+    }
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(whole(Bytes::from(msg.to_owned())));
+    *r.status_mut() = status;
+    r
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Response<Body>>> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, &format!("bad peer message: {e}"))))
+}
+
+fn encode<T: Serialize>(value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(b) => {
+            let mut r = Response::new(whole(Bytes::from(b)));
+            r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// Serves the peer port: mutual TLS (`tls` asks for a client certificate of the cluster CA),
+/// then every request from an admitted node.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: Arc<PeerService>) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("peer accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, service) = (acceptor.clone(), service.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return log::warn!("peer TLS handshake with {addr} refused: {e}"),
+                Err(_) => return log::debug!("peer TLS handshake with {addr} timed out"),
+            };
+            let id =
+                tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::pki::node_id_of(c));
+            let Some(id) = id else {
+                return log::warn!("peer {addr} presented a certificate naming no node: refused");
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(service.handle(id, req).await) }
+            });
+            let conn =
+                hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = conn.await {
+                log::debug!("peer connection from {addr}: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,187 @@
+//! Several real agents on distinct loopback addresses (127.0.0.x) form one cluster: the first
+//! makes it, the others join with tokens; any node answers reads and writes; the leader is
+//! killed and the rest go on; it restarts and catches up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{free_port, Agent, CONFIG, PASSWORD};
+use hyper::Method;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct Node {
+    pub agent: Agent,
+    pub name: String,
+    pub dir: PathBuf,
+    /// The token it joined with.
+    pub join: Option<String>,
+}
+
+fn config(name: &str) -> String {
+    format!("node_name = \"{name}\"\n{CONFIG}")
+}
+
+fn join_args(join: Option<&str>) -> Vec<&str> {
+    join.map(|t| vec!["--join", t]).unwrap_or_default()
+}
+
+impl Node {
+    fn start(root: &std::path::Path, i: u8, join: Option<&str>) -> Node {
+        let ip = format!("127.0.0.{}", i + 1);
+        let api: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
+        let peer: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
+        let name = format!("node{}", i + 1);
+        let dir = root.join(&name);
+        let agent = Agent::start_full(&dir, Some(api), Some(peer), &join_args(join), &config(&name));
+        Node { agent, name, dir, join: join.map(str::to_owned) }
+    }
+
+    /// Starts it again on the same data and addresses, its join token still configured (as a
+    /// PXE node's kernel command line would keep it).
+    fn restart(&mut self) {
+        let _ = self.agent.child.kill();
+        let _ = self.agent.child.wait();
+        let (addr, peer) = (self.agent.addr, self.agent.peer);
+        self.agent =
+            Agent::start_full(&self.dir, Some(addr), Some(peer), &join_args(self.join.as_deref()), &config(&self.name));
+    }
+}
+
+/// `cairn token create` against `node`.
+fn token(node: &Agent) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["token", "create"])
+        .env("OS_AUTH_URL", node.url())
+        .env("OS_CACERT", node.ca_path())
+        .env("OS_USERNAME", "admin")
+        .env("OS_PASSWORD", PASSWORD)
+        .env("OS_PROJECT_NAME", "admin")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn get(node: &Agent, token: &str, path: &str) -> (u16, Value) {
+    let mut c = node.conn().await;
+    let r = c.request(Method::GET, path, &[("x-auth-token", token)], None).await.unwrap();
+    (r.status, r.json())
+}
+
+/// The node list as `node` sees it: id → (raft role, up).
+async fn roles(node: &Agent, token: &str) -> Vec<(u64, String, bool)> {
+    let (status, body) = get(node, token, "/cairn/v1/nodes").await;
+    assert_eq!(status, 200, "{body}");
+    body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_u64().unwrap(), n["raft_role"].as_str().unwrap().to_owned(), n["up"] == json!(true)))
+        .collect()
+}
+
+/// Polls `f` until it is true or `secs` pass.
+async fn eventually<F: std::future::Future<Output = bool>>(secs: u64, what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("not within {secs} s: {what}");
+}
+
+async fn create_project(node: &Agent, token: &str, name: &str) -> u16 {
+    let mut c = node.conn().await;
+    let body = json!({"project": {"name": name}}).to_string().into_bytes();
+    let r = c.request(Method::POST, "/identity/v3/projects", &[("x-auth-token", token)], Some(body)).await.unwrap();
+    r.status
+}
+
+async fn has_project(node: &Agent, token: &str, name: &str) -> bool {
+    let (status, body) = get(node, token, &format!("/identity/v3/projects?name={name}")).await;
+    status == 200 && body["projects"].as_array().is_some_and(|p| p.len() == 1)
+}
+
+/// Starts `n` nodes: node 1 makes the cluster, each next one joins with a token made on the
+/// node before it (so tokens are consumed on followers too).
+async fn cluster(root: &std::path::Path, n: u8) -> Vec<Node> {
+    let mut nodes = vec![Node::start(root, 0, None)];
+    for i in 1..n {
+        let t = token(&nodes[usize::from(i) - 1].agent);
+        nodes.push(Node::start(root, i, Some(&t)));
+    }
+    nodes
+}
+
+async fn formed(nodes: &[Node], voters: usize) -> String {
+    let admin = nodes[0].agent.admin_token().await;
+    let n = nodes.len();
+    eventually(30, "every node listed and up, with the voters promoted", || {
+        let admin = admin.clone();
+        async move {
+            let r = roles(&nodes[0].agent, &admin).await;
+            let v = r.iter().filter(|(_, role, _)| role == "leader" || role == "follower").count();
+            r.len() == n && r.iter().all(|(_, _, up)| *up) && v == voters
+        }
+    })
+    .await;
+    admin
+}
+
+async fn scenario(n: u8, voters: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), n).await;
+    let admin = formed(&nodes, voters).await;
+    let ids: Vec<u64> = roles(&nodes[0].agent, &admin).await.iter().map(|r| r.0).collect();
+    assert_eq!(ids, (1..=u64::from(n)).collect::<Vec<_>>());
+
+    // A token from one node is good on every other (one signing key), and a write through a
+    // follower is at once readable there and soon everywhere.
+    let last = &nodes[usize::from(n) - 1].agent;
+    let tok = last.admin_token().await;
+    assert_eq!(create_project(last, &tok, "via-follower").await, 201);
+    assert!(has_project(last, &tok, "via-follower").await, "read your write on the same node");
+    for node in &nodes {
+        eventually(10, "the project replicated", || has_project(&node.agent, &tok, "via-follower")).await;
+    }
+
+    // Kill the leader: another is elected within seconds and the API keeps answering.
+    let leader = roles(&nodes[0].agent, &admin).await.into_iter().find(|r| r.1 == "leader").unwrap().0;
+    let li = usize::try_from(leader - 1).unwrap();
+    nodes[li].agent.child.kill().unwrap();
+    nodes[li].agent.child.wait().unwrap();
+    let survivor = &nodes[(li + 1) % nodes.len()].agent;
+    let started = Instant::now();
+    eventually(15, "a new leader", || async {
+        roles(survivor, &tok).await.iter().any(|(id, role, _)| role == "leader" && *id != leader)
+    })
+    .await;
+    eprintln!("new leader after {:?}", started.elapsed());
+    assert_eq!(create_project(survivor, &tok, "after-failover").await, 201);
+
+    // The killed node comes back (with its join token still configured, as a PXE node would)
+    // and catches up.
+    nodes[li].restart();
+    let back = &nodes[li].agent;
+    eventually(20, "the restarted node caught up", || has_project(back, &tok, "after-failover")).await;
+    assert_eq!(create_project(back, &tok, "after-restart").await, 201);
+    for node in &nodes {
+        eventually(10, "the last project replicated", || has_project(&node.agent, &tok, "after-restart")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_survive_losing_the_leader() {
+    scenario(3, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_survive_losing_the_leader() {
+    scenario(5, 5).await;
+}
