@@ -155,7 +155,7 @@ async fn establish(
         return match existing {
             Some(id) => Ok(id),
             None => {
-                let id = NodeIdentity { node_id: 1, seed: true, known: [1].into() };
+                let id = NodeIdentity { node_id: 1, seed: true, known: Default::default() };
                 id.save(&cfg.data_dir)?;
                 Ok(id)
             }
@@ -258,6 +258,23 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let peer_service = Arc::new(crate::cluster::peer::PeerService { state: state.clone(), known: me.known.clone() });
     tokio::spawn(crate::cluster::peer::serve(peer_listener, pki.peer_server_config()?, peer_service));
     log::info!("node {} ({host}); peer port {peer_addr}", me.node_id);
+    if me.seed {
+        // The first node's key, so peers know it (joiners' keys come with their tokens).
+        let key = pki.node_key().ok_or_else(|| DaemonError::Io {
+            op: "reading the node key of",
+            path: cfg.data_dir.join("pki/node.pem"),
+            source: std::io::Error::other("no public key in the node certificate"),
+        })?;
+        if state.store().view()?.node_keys()?.get(&me.node_id) != Some(&key) {
+            if let Err(r) = state.propose(crate::state::Command::RegisterNodeKey { id: me.node_id, key }).await? {
+                return Err(DaemonError::Io {
+                    op: "registering the node key of",
+                    path: cfg.data_dir.join("pki/node.key"),
+                    source: std::io::Error::other(r.to_string()),
+                });
+            }
+        }
+    }
     if !me.seed && !state.wait_for_leader(Duration::from_secs(60)).await {
         log::warn!("no leader after 60 s: the API answers from what this node has, and writes wait for one");
     }

@@ -25,6 +25,8 @@ pub enum TokenCmd {
 pub enum NodeCmd {
     /// The cluster's nodes: id, name, API address, roles, raft role, last report, probe.
     List,
+    /// Remove a node for good: out of raft, its certificate refused by every peer.
+    Remove { id: u64 },
 }
 
 /// `15m` → 900; plain numbers are seconds.
@@ -68,10 +70,14 @@ fn answer(r: crate::client::Resp) -> Result<serde_json::Value, BoxError> {
 }
 
 pub fn nodes(cmd: NodeCmd) -> Result<(), BoxError> {
-    let NodeCmd::List = cmd;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let (mut conn, token) = session().await?;
+        if let NodeCmd::Remove { id } = cmd {
+            let path = format!("/cairn/v1/nodes/{id}");
+            answer(conn.request(Method::DELETE, &path, &[("x-auth-token", token.as_str())], None).await?)?;
+            return Ok(());
+        }
         let j = answer(conn.request(Method::GET, "/cairn/v1/nodes", &[("x-auth-token", token.as_str())], None).await?)?;
         println!("{:<4}  {:<16}  {:<22}  {:<18}  {:<9}  {:<4}  probe", "id", "name", "api", "roles", "raft", "up");
         for n in j["nodes"].as_array().cloned().unwrap_or_default() {

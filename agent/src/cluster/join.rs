@@ -11,7 +11,7 @@ use crate::client::Client;
 use crate::model::cluster::{hex, unhex, JoinToken};
 use crate::pki::{self, PkiError};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,8 @@ pub struct JoinReply {
     pub token_key: String,
     /// Raft id → peer address of every member when it joined.
     pub members: BTreeMap<u64, String>,
+    /// Raft id → SHA-256 of the node's public key, for every node the cluster knows.
+    pub keys: BTreeMap<u64, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +71,8 @@ pub struct NodeIdentity {
     pub node_id: u64,
     /// Whether it made the cluster (the first node) rather than joining it.
     pub seed: bool,
-    /// The raft members it was told of when it joined.
-    pub known: BTreeSet<u64>,
+    /// The nodes it was told of when it joined: raft id → SHA-256 of the node's public key.
+    pub known: BTreeMap<u64, String>,
 }
 
 impl NodeIdentity {
@@ -119,11 +121,7 @@ pub async fn join(token_text: &str, me: &Joiner<'_>, now: u64) -> Result<NodeIde
                 let key = unhex(&reply.token_key)
                     .ok_or_else(|| JoinError::NoServer(format!("{addr}: the token key in the answer is not hex")))?;
                 pki::write_file(&me.data_dir.join("token.key"), &key, true)?;
-                let identity = NodeIdentity {
-                    node_id: reply.node_id,
-                    seed: false,
-                    known: reply.members.keys().copied().collect(),
-                };
+                let identity = NodeIdentity { node_id: reply.node_id, seed: false, known: reply.keys.clone() };
                 identity.save(me.data_dir)?;
                 log::info!("joined the cluster through {addr} as node {}", reply.node_id);
                 return Ok(identity);
@@ -182,7 +180,7 @@ mod tests {
     fn identity_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(NodeIdentity::load(dir.path()).unwrap(), None);
-        let id = NodeIdentity { node_id: 3, seed: false, known: BTreeSet::from([1, 2]) };
+        let id = NodeIdentity { node_id: 3, seed: false, known: BTreeMap::from([(1, "k1".into()), (2, "k2".into())]) };
         id.save(dir.path()).unwrap();
         assert_eq!(NodeIdentity::load(dir.path()).unwrap(), Some(id));
     }

@@ -112,6 +112,8 @@ impl Cluster {
     /// node as a learner.
     pub async fn join(&self, req: JoinRequest) -> Result<JoinReply> {
         crate::pki::check_csr(&req.csr).map_err(|e| ClusterError::BadRequest(format!("The CSR is not valid: {e}")))?;
+        let key =
+            crate::pki::csr_key(&req.csr).ok_or_else(|| ClusterError::BadRequest("The CSR is not valid.".into()))?;
         crate::model::Name::new("name", &req.name).map_err(|e| ClusterError::BadRequest(e.to_string()))?;
         let peer_addr: std::net::SocketAddr = req
             .peer_addr
@@ -125,6 +127,7 @@ impl Cluster {
                 secret_hash: secret_hash(&secret),
                 node: req.name.clone(),
                 at: now(),
+                key,
             })
             .await?;
         if consumed.is_err() {
@@ -144,6 +147,7 @@ impl Cluster {
             ca_key,
             token_key: hex(&self.token_key),
             members: self.state.peers(),
+            keys: self.state.store().view()?.node_keys()?,
         })
     }
 
@@ -156,8 +160,13 @@ impl Cluster {
                 "A node cannot remove itself; ask another node of the cluster.".into(),
             ));
         }
-        self.state.propose(Command::RemoveMember { id, at: now() }).await??;
+        if !self.state.store().view()?.members()?.iter().any(|m| m.id == id) && !self.state.peers().contains_key(&id) {
+            return Err(ClusterError::NotFound(format!("The node {id} could not be found.")));
+        }
+        // Out of raft first: should that fail, the node is still whole and the call can be
+        // repeated.
         self.state.remove_node(id).await?;
+        self.state.propose(Command::RemoveMember { id, at: now() }).await??;
         log::info!("node {id} removed by user {}; its certificate is revoked", auth.user.id);
         Ok(())
     }

@@ -2,9 +2,10 @@
 //! openraft's RPCs, requests for the leader ([`LeaderRequest`]) and node calls.
 //!
 //! A caller must present a certificate of the cluster CA naming a node id (see
-//! [`crate::pki::node_id_of`]) that is a raft member (or one of the members this node was
-//! told of when it joined) and was never removed; each request is checked, so a node removed
-//! while connected is cut off at its next request. Requests are JSON in, JSON out.
+//! [`crate::pki::node_identity`]) that is a raft member (or one of the nodes this node was
+//! told of when it joined), was never removed, and carrying the public key registered for that
+//! id; each request is checked, so a node removed while connected is cut off at its next
+//! request. Requests are JSON in, JSON out.
 
 use crate::api::http::{whole, Body};
 use crate::state::raft::{Forward, ForwardError, LeaderReply, LeaderRequest, NodeId, Replicated, TypeConfig};
@@ -24,7 +25,7 @@ use openraft::raft::{
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use rustls::pki_types::ServerName;
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -222,21 +223,26 @@ impl RaftNetwork<TypeConfig> for PeerLink {
 /// The serving side of the peer port.
 pub struct PeerService {
     pub state: Replicated,
-    /// The members this node was told of when it joined: it takes their calls before its own
-    /// log has caught up with the membership.
-    pub known: BTreeSet<NodeId>,
+    /// The nodes this node was told of when it joined (id → key): it takes their calls before
+    /// its own log has caught up.
+    pub known: BTreeMap<NodeId, String>,
 }
 
 impl PeerService {
-    /// Whether node `id` may call: a member (or known from the join), never removed.
-    pub fn admits(&self, id: NodeId) -> bool {
-        let removed = self.state.store().view().and_then(|v| v.is_removed(id)).unwrap_or(true);
-        !removed && (self.known.contains(&id) || self.state.peers().contains_key(&id))
+    /// Whether node `id` holding `key` may call: a member (or known from the join), never
+    /// removed, with the key the cluster registered for it.
+    pub fn admits(&self, id: NodeId, key: &str) -> bool {
+        let Ok(view) = self.state.store().view() else { return false };
+        let removed = view.is_removed(id).unwrap_or(true);
+        let registered =
+            view.node_keys().ok().and_then(|k| k.get(&id).cloned()).or_else(|| self.known.get(&id).cloned());
+        let member = self.known.contains_key(&id) || self.state.peers().contains_key(&id);
+        !removed && member && registered.as_deref() == Some(key)
     }
 
-    async fn handle(&self, from: NodeId, req: Request<Incoming>) -> Response<Body> {
-        if !self.admits(from) {
-            log::warn!("peer call from node {from}, which is not a member of this cluster: refused");
+    async fn handle(&self, from: NodeId, key: &str, req: Request<Incoming>) -> Response<Body> {
+        if !self.admits(from, key) {
+            log::warn!("peer call as node {from}, which is not a member of this cluster with that key: refused");
             return text(StatusCode::FORBIDDEN, "not a member of this cluster");
         }
         let path = req.uri().path().to_owned();
@@ -306,14 +312,15 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, servic
                 Ok(Err(e)) => return log::warn!("peer TLS handshake with {addr} refused: {e}"),
                 Err(_) => return log::debug!("peer TLS handshake with {addr} timed out"),
             };
-            let id =
-                tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::pki::node_id_of(c));
-            let Some(id) = id else {
+            let who =
+                tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| crate::pki::node_identity(c));
+            let Some((id, key)) = who else {
                 return log::warn!("peer {addr} presented a certificate naming no node: refused");
             };
+            let key: Arc<str> = key.into();
             let svc = hyper::service::service_fn(move |req| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(service.handle(id, req).await) }
+                let (service, key) = (service.clone(), key.clone());
+                async move { Ok::<_, Infallible>(service.handle(id, &key, req).await) }
             });
             let conn =
                 hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tls), svc);

@@ -201,6 +201,9 @@ impl Compute {
 
     /// First start of a cloud: the default flavors (a no-op ever after).
     pub async fn seed(&self) -> Result<()> {
+        if self.view()?.flavors_seeded()? {
+            return Ok(());
+        }
         self.propose(Command::SeedFlavors(default_flavors())).await
     }
 

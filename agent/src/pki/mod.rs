@@ -4,8 +4,8 @@
 //!
 //! Files under `<data-dir>/pki/`: `ca.pem`, `ca.key` (0600), `node.pem`, `node.key` (0600).
 //! The node certificate is re-issued at every start so it names the node's current addresses;
-//! it carries the node's raft id as the URI `urn:cairn:node:<id>`, which is how a peer is
-//! known on the peer port. A joining node gets its first certificate by CSR ([`csr`],
+//! it carries the node's raft id as the URI `urn:cairn:node:<id>`, and the node's key stays
+//! the same, so a peer is known on the peer port by id and key. A joining node gets its first certificate by CSR ([`csr`],
 //! [`Pki::sign_csr`]) and, with it, the CA key: every node is a controller that can admit
 //! the next one.
 
@@ -114,14 +114,23 @@ fn node_params(p: &mut CertificateParams, id: u64) -> Result<(), PkiError> {
     Ok(())
 }
 
-/// The raft node id a node certificate (DER) names, if any.
-pub fn node_id_of(der: &[u8]) -> Option<u64> {
+/// Who a node certificate (DER) names: its raft id and the SHA-256 (hex) of its public key.
+pub fn node_identity(der: &[u8]) -> Option<(u64, String)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|n| match n {
+    let id = san.value.general_names.iter().find_map(|n| match n {
         x509_parser::extensions::GeneralName::URI(u) => u.strip_prefix("urn:cairn:node:")?.parse().ok(),
         _ => None,
-    })
+    })?;
+    Some((id, der_fingerprint(cert.public_key().raw)))
+}
+
+/// SHA-256 (hex) of the public key a CSR asks a certificate for.
+pub fn csr_key(csr_pem: &str) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let der = rustls_pemfile::csr(&mut csr_pem.as_bytes()).ok()??;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref()).ok()?;
+    Some(der_fingerprint(csr.certification_request_info.subject_pki.raw))
 }
 
 /// Makes this node's key (0600, replacing any) and a CSR for `names` and `addrs`, for joining.
@@ -208,18 +217,15 @@ impl Pki {
         fingerprint(&self.ca_pem)
     }
 
+    /// SHA-256 (hex) of this node's public key.
+    pub fn node_key(&self) -> Option<String> {
+        let der = rustls_pemfile::certs(&mut self.node_cert_pem.as_bytes()).next()?.ok()?;
+        node_identity(&der).map(|(_, k)| k)
+    }
+
     /// This node's certificate chain (node, CA) and key.
     fn identity(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
-        let mut chain: Vec<CertificateDer<'static>> = Vec::new();
-        for pem in [&self.node_cert_pem, &self.ca_pem] {
-            for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
-                chain.push(c.map_err(|source| PkiError::Io { op: "parsing", path: self.dir.clone(), source })?);
-            }
-        }
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut self.node_key_pem.as_bytes())
-            .map_err(|source| PkiError::Io { op: "parsing", path: self.dir.join("node.key"), source })?
-            .ok_or_else(|| PkiError::NoCertificate(self.dir.join("node.key")))?;
-        Ok((chain, key))
+        chain_and_key(&self.ca_pem, &self.node_cert_pem, &self.node_key_pem)
     }
 
     /// TLS server configuration for the public API (no client certificate asked), offering
@@ -257,15 +263,40 @@ impl Pki {
     /// TLS client configuration for calls to peers: trusts only the cluster CA and presents
     /// this node's certificate.
     pub fn peer_client_config(&self) -> Result<Arc<rustls::ClientConfig>, PkiError> {
-        let (chain, key) = self.identity()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots(&self.ca_pem)?)
-            .with_client_auth_cert(chain, key)?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(cfg))
+        mtls_client_config(&self.ca_pem, &self.node_cert_pem, &self.node_key_pem)
     }
+}
+
+/// The chain (certificate, then CA) and key, parsed from PEM.
+fn chain_and_key(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+    let parse = |source| PkiError::Io { op: "parsing", path: "node certificate".into(), source };
+    let mut chain = Vec::new();
+    for pem in [cert_pem, ca_pem] {
+        for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
+            chain.push(c.map_err(parse)?);
+        }
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(parse)?
+        .ok_or_else(|| PkiError::NoCertificate("node.key".into()))?;
+    Ok((chain, key))
+}
+
+/// A TLS client trusting the CA in `ca_pem` and presenting `cert_pem` (then the CA) with
+/// `key_pem`.
+pub fn mtls_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    let (chain, key) = chain_and_key(ca_pem, cert_pem, key_pem)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
 
 /// The certificates in `ca_pem` as trust roots.
@@ -421,11 +452,13 @@ mod tests {
         let addrs = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))];
         let seed = Pki::ensure(a.path(), 1, "n1", &["localhost".into()], &addrs).unwrap();
         let own = rustls_pemfile::certs(&mut seed.node_cert_pem.as_bytes()).next().unwrap().unwrap();
-        assert_eq!(node_id_of(&own), Some(1));
+        assert_eq!(node_identity(&own).map(|i| i.0), Some(1));
         let request = csr(b.path(), "n7", &["n7".into()], &addrs).unwrap();
         let cert = seed.sign_csr(&request, 7).unwrap();
         let der = rustls_pemfile::certs(&mut cert.as_bytes()).next().unwrap().unwrap();
-        assert_eq!(node_id_of(&der), Some(7));
+        // The certificate carries the CSR's key and the id the cluster gave.
+        assert_eq!(node_identity(&der), Some((7, csr_key(&request).unwrap())));
+        assert_ne!(seed.node_key(), csr_key(&request));
         install(b.path(), &seed.ca_pem, &seed.ca_key_pem().unwrap(), &cert).unwrap();
         let mode = fs::metadata(b.path().join("ca.key")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -435,7 +468,7 @@ mod tests {
         let forged = p.serialize_request(&KeyPair::generate().unwrap()).unwrap().pem().unwrap();
         let signed = seed.sign_csr(&forged, 8).unwrap();
         let der = rustls_pemfile::certs(&mut signed.as_bytes()).next().unwrap().unwrap();
-        assert_eq!(node_id_of(&der), Some(8));
+        assert_eq!(node_identity(&der).map(|i| i.0), Some(8));
         assert!(seed.sign_csr("not a csr", 9).is_err());
     }
 

@@ -139,7 +139,8 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::CreateJoinToken(_)
         | Command::RevokeJoinToken { .. }
         | Command::ConsumeJoinToken { .. }
-        | Command::RemoveMember { .. } => super::cluster::apply(tx, cmd),
+        | Command::RemoveMember { .. }
+        | Command::RegisterNodeKey { .. } => super::cluster::apply(tx, cmd),
     }
 }
 

@@ -2,7 +2,7 @@
 //! and consumed once.
 
 use super::apply::{load, not_found, store};
-use super::{Command, Kind, Outcome, Refusal, StateError, JOIN_TOKENS, MEMBERS, REMOVED_NODES};
+use super::{Command, Kind, Outcome, Refusal, StateError, JOIN_TOKENS, MEMBERS, NODE_KEYS, REMOVED_NODES};
 use crate::model::cluster::{constant_time_eq, Member, RemovedNode, TokenRecord};
 use redb::{ReadableTable, WriteTransaction};
 
@@ -43,7 +43,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, JOIN_TOKENS, id, &t)?;
             Ok(Ok(()))
         }
-        Command::ConsumeJoinToken { id, secret_hash, node, at } => {
+        Command::ConsumeJoinToken { id, secret_hash, node, at, key } => {
             // One answer for every way a token fails, so a prober learns nothing.
             let refused = || Ok(Err(Refusal::Invalid("The join token is not valid.".into())));
             let Some(mut t) = load::<TokenRecord>(tx, JOIN_TOKENS, id)? else { return refused() };
@@ -52,9 +52,24 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             t.used_at = Some(*at);
             t.used_by = Some(node.clone());
-            t.node_id = Some(next_node_id(tx)?);
+            let node_id = next_node_id(tx)?;
+            t.node_id = Some(node_id);
             store(tx, JOIN_TOKENS, id, &t)?;
+            tx.open_table(NODE_KEYS)?.insert(node_id.to_string().as_str(), key.as_str())?;
             Ok(Ok(()))
+        }
+        Command::RegisterNodeKey { id, key } => {
+            let mut keys = tx.open_table(NODE_KEYS)?;
+            let k = id.to_string();
+            let existing = keys.get(k.as_str())?.map(|v| v.value().to_owned());
+            match existing {
+                Some(e) if e == *key => Ok(Ok(())),
+                Some(_) => Ok(Err(Refusal::Conflict { kind: Kind::Node, name: k })),
+                None => {
+                    keys.insert(k.as_str(), key.as_str())?;
+                    Ok(Ok(()))
+                }
+            }
         }
         Command::RemoveMember { id, at } => {
             let key = id.to_string();
@@ -112,6 +127,7 @@ mod tests {
             secret_hash: secret_hash(&secret),
             node: "n2".into(),
             at,
+            key: format!("key-{id}"),
         };
         let invalid = Err(Refusal::Invalid("The join token is not valid.".into()));
         assert_eq!(run(&s, consume("a", [2; 32], 200)), invalid, "a forged secret");
@@ -120,6 +136,11 @@ mod tests {
         assert_eq!(run(&s, consume("a", [1; 32], 200)), Ok(()));
         assert_eq!(run(&s, consume("a", [1; 32], 201)), invalid, "used once only");
         assert_eq!(s.view().unwrap().join_tokens().unwrap()[0].node_id, Some(2), "the first joiner is node 2");
+        assert_eq!(s.view().unwrap().node_keys().unwrap().get(&2).map(String::as_str), Some("key-a"));
+        // The first node's key is set once.
+        assert_eq!(run(&s, Command::RegisterNodeKey { id: 1, key: "k1".into() }), Ok(()));
+        assert_eq!(run(&s, Command::RegisterNodeKey { id: 1, key: "k1".into() }), Ok(()));
+        assert!(matches!(run(&s, Command::RegisterNodeKey { id: 1, key: "k2".into() }), Err(Refusal::Conflict { .. })));
         assert_eq!(run(&s, Command::RevokeJoinToken { id: "b".into() }), Ok(()));
         assert_eq!(run(&s, consume("b", [1; 32], 200)), invalid, "revoked");
         let all = s.view().unwrap().join_tokens().unwrap();

@@ -68,6 +68,9 @@ pub(crate) const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("poo
 pub(crate) const MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("members");
 /// Join token id → its record (the secret's hash, never the secret).
 pub(crate) const JOIN_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("join_tokens");
+/// Raft node id (decimal) → SHA-256 (hex) of its public key: the only key its certificates
+/// may carry, so holding the CA key is not enough to pass for another node.
+pub(crate) const NODE_KEYS: TableDefinition<&str, &str> = TableDefinition::new("node_keys");
 /// Raft node id (decimal) → the removed node (its certificate is revoked: no peer takes it).
 pub(crate) const REMOVED_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("removed_nodes");
 /// Zero-padded sequence number → a notification (the last [`events::KEEP`]).
@@ -78,8 +81,8 @@ pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("clou
 pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
 pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
-pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 8] =
-    [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES];
+pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 9] =
+    [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES, NODE_KEYS];
 pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 18] = [
     PROJECTS,
     USERS,
@@ -314,12 +317,19 @@ pub enum Command {
     },
     /// Uses a join token for `node`: refused unless the secret's hash matches (compared in
     /// constant time) and the token is unused, unrevoked and unexpired at `at`. The joining
-    /// node's raft id is the next unused one, recorded in the token.
+    /// node's raft id is the next unused one, recorded in the token, and `key` (the SHA-256
+    /// of its public key) becomes that id's key.
     ConsumeJoinToken {
         id: String,
         secret_hash: String,
         node: String,
         at: u64,
+        key: String,
+    },
+    /// The first node's public key (SHA-256): set once.
+    RegisterNodeKey {
+        id: u64,
+        key: String,
     },
     /// Removes node `id` from the cluster for good: its report goes, its id is never reused and
     /// its certificate is refused by every peer.
@@ -712,6 +722,18 @@ impl View {
         all.sort_by_key(|m| m.id);
         Ok(all)
     }
+    /// Node id → SHA-256 of its public key.
+    pub fn node_keys(&self) -> Result<std::collections::BTreeMap<u64, String>, StateError> {
+        let t = self.tx.open_table(NODE_KEYS)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if let Ok(id) = k.value().parse() {
+                out.insert(id, v.value().to_owned());
+            }
+        }
+        Ok(out)
+    }
     pub fn is_removed(&self, id: u64) -> Result<bool, StateError> {
         Ok(self.get::<RemovedNode>(REMOVED_NODES, &id.to_string())?.is_some())
     }
@@ -744,5 +766,8 @@ impl View {
     /// Whether the first-start bootstrap has been applied.
     pub fn is_bootstrapped(&self) -> Result<bool, StateError> {
         Ok(self.tx.open_table(CLOUD)?.get(BOOTSTRAPPED)?.is_some())
+    }
+    pub fn flavors_seeded(&self) -> Result<bool, StateError> {
+        Ok(self.tx.open_table(CLOUD)?.get(FLAVORS_SEEDED)?.is_some())
     }
 }
