@@ -30,7 +30,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 32])]
     pub concurrency: Vec<usize>,
     /// Operations: issue, validate, projects, create (a project), port (a Neutron port with an
-    /// address allocated through the log), upload (a 1 GiB image, against `cp`), volume (a
+    /// address allocated through the log), replication (project creates at 1 and 64 clients on
+    /// a 1-node and a 3-node cluster it starts, and the time from `--join` to voter), upload (a 1 GiB image, against `cp`), volume (a
     /// volume from that image: qcow2 overlay against full copy; needs root and libvirtd); boot
     /// (Rally's boot-and-delete on a compute node; needs root and libvirtd; only when asked).
     #[arg(long, value_delimiter = ',', default_values_t = vec!["issue".to_string(), "validate".into(), "projects".into(), "create".into(), "port".into(), "upload".into(), "volume".into()])]
@@ -77,10 +78,20 @@ fn free_port() -> Result<u16, BoxError> {
 /// libvirt's user, may traverse); never with the network role, which would build bridges on
 /// this machine.
 fn spawn_agent(password: &str, config_text: &str) -> Result<(Spawned, SocketAddr, String), BoxError> {
+    spawn_node(password, config_text, "127.0.0.1", &[])
+}
+
+/// Starts `cairn agent` on address `ip` with more arguments (`--join TOKEN`).
+fn spawn_node(
+    password: &str,
+    config_text: &str,
+    ip: &str,
+    args: &[&str],
+) -> Result<(Spawned, SocketAddr, String), BoxError> {
     let dir = tempfile::tempdir()?;
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let peer = format!("127.0.0.1:{}", free_port()?);
+    let addr: SocketAddr = format!("{ip}:{}", free_port()?).parse()?;
+    let peer = format!("{ip}:{}", free_port()?);
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, config_text)?;
     let child = Command::new(std::env::current_exe()?)
@@ -88,6 +99,7 @@ fn spawn_agent(password: &str, config_text: &str) -> Result<(Spawned, SocketAddr
         .arg(&config)
         .args(["--listen", &addr.to_string(), "--peer-listen", &peer, "--data-dir"])
         .arg(dir.path().join("data"))
+        .args(args)
         .env("CAIRN_ADMIN_PASSWORD", password)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -187,6 +199,9 @@ async fn measure(
     dur: Duration,
     net: &str,
 ) -> Result<Figures, BoxError> {
+    // Each run names its creates apart from the runs before it.
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let start = Instant::now();
     let deadline = start + dur;
     let mut tasks = Vec::new();
@@ -195,7 +210,7 @@ async fn measure(
             (client.clone(), op.to_owned(), token.to_owned(), password.to_owned(), net.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut conn = client.connect().await?;
-            let (mut lat, mut errors, mut n) = (Vec::new(), 0u64, (w as u64) << 32);
+            let (mut lat, mut errors, mut n) = (Vec::new(), 0u64, (run << 48) | ((w as u64) << 32));
             while Instant::now() < deadline {
                 let t = Instant::now();
                 n += 1;
@@ -278,9 +293,12 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
         // Against the agent given with --addr (it must have the compute role), else its own.
         bench_boot(&args, args.addr.map(|_| (&client, token.as_str()))).await?;
     }
-    for op in args.ops.iter().filter(|o| !["upload", "volume", "boot"].contains(&o.as_str())) {
-        // Creates are replicated, fsynced writes: measured one at a time as the target says.
-        let levels: Vec<usize> = if op == "create" || op == "port" { vec![1] } else { args.concurrency.clone() };
+    if args.ops.iter().any(|o| o == "replication") {
+        bench_replication(&client, &token, &password, pid, dur).await?;
+    }
+    for op in args.ops.iter().filter(|o| !["upload", "volume", "boot", "replication"].contains(&o.as_str())) {
+        // Ports are measured one at a time, as the target for them says.
+        let levels: Vec<usize> = if op == "port" { vec![1] } else { args.concurrency.clone() };
         for &c in &levels {
             let f = measure(&client, op, c, &token, &password, dur, &net).await?;
             let rps = f.latencies_us.len() as f64 / f.elapsed.as_secs_f64();
@@ -292,6 +310,65 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
                 rss_mib(pid)
             );
         }
+    }
+    Ok(())
+}
+
+/// Replicated writes (project creates, each durably logged by a quorum before the answer) at 1
+/// and 64 clients: on `lone` (the agent under test) and on a 3-node loopback cluster made here,
+/// with the time each joining node takes from `cairn agent --join` to being a voter.
+async fn bench_replication(
+    lone: &Client,
+    token: &str,
+    password: &str,
+    pid: Option<u32>,
+    dur: Duration,
+) -> Result<(), BoxError> {
+    let report = |nodes: usize, c: usize, f: &Figures, pid: Option<u32>| {
+        let wps = f.latencies_us.len() as f64 / f.elapsed.as_secs_f64();
+        println!(
+            "peer=cairn op=replicated-write nodes={nodes} c={c} wps={wps:.0} p50_ms={:.2} p99_ms={:.2} errors={} rss_mib={}",
+            pct(&f.latencies_us, 0.50),
+            pct(&f.latencies_us, 0.99),
+            f.errors,
+            rss_mib(pid)
+        );
+    };
+    for c in [1, 64] {
+        report(1, c, &measure(lone, "create", c, token, password, dur, "").await?, pid);
+    }
+    // A 3-node cluster on 127.0.0.1-3; each joiner's token is made on the node before it.
+    let (seed, seed_addr, ca) = spawn_node(password, API_ONLY, "127.0.0.1", &[])?;
+    let seed_client = Client::new(seed_addr, &ca)?;
+    let admin = seed_client.connect().await?.login("admin", password, "admin").await?.ok_or("admin login failed")?;
+    let mut nodes = vec![seed];
+    for i in 2..=3u64 {
+        let mut conn = seed_client.connect().await?;
+        let h = [("x-auth-token", admin.as_str())];
+        let r = conn.request(Method::POST, "/cairn/v1/tokens", &h, None).await?;
+        let join = r.json()["token"]["token"].as_str().ok_or("no join token")?.to_owned();
+        let started = Instant::now();
+        let (node, _, _) = spawn_node(password, API_ONLY, &format!("127.0.0.{i}"), &["--join", &join])?;
+        nodes.push(node);
+        loop {
+            let r = conn.request(Method::GET, "/cairn/v1/nodes", &h, None).await?;
+            let voter =
+                r.json()["nodes"].as_array().into_iter().flatten().any(|n| {
+                    n["id"].as_u64() == Some(i) && matches!(n["raft_role"].as_str(), Some("follower" | "leader"))
+                });
+            if voter {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!("node {i} was not a voter within 60 s").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!("peer=cairn op=join-to-voter node={i} seconds={:.2}", started.elapsed().as_secs_f64());
+    }
+    let leader_pid = Some(nodes[0].child.id());
+    for c in [1, 64] {
+        report(3, c, &measure(&seed_client, "create", c, &admin, password, dur, "").await?, leader_pid);
     }
     Ok(())
 }

@@ -38,11 +38,74 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 openraft::declare_raft_types!(
-    /// Cairn's raft types: commands in, outcomes out.
+    /// Cairn's raft types: batches of commands in, an outcome per command out.
     pub TypeConfig:
-        D = Command,
-        R = Outcome,
+        D = Batch,
+        R = Vec<Outcome>,
 );
+
+/// What one raft entry carries: commands applied in order, each with its own outcome. The
+/// commands that arrive while earlier ones are being logged share an entry, and so an fsync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Batch(pub Vec<Command>);
+
+impl<'de> Deserialize<'de> for Batch {
+    /// A batch, or one bare command (entries logged before batching).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Many(Vec<Command>),
+            One(Box<Command>),
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Many(v) => Batch(v),
+            Repr::One(c) => Batch(vec![*c]),
+        })
+    }
+}
+
+/// Most commands one entry carries.
+const MAX_BATCH_COMMANDS: usize = 1024;
+/// Entries in flight at once (one being logged while the next gathers commands).
+const BATCHES_IN_FLIGHT: usize = 2;
+
+type Waiter = tokio::sync::oneshot::Sender<Result<(Outcome, u64), Local>>;
+
+/// Gathers proposed commands into batches and writes each as one entry.
+async fn batch_loop(raft: Raft, mut rx: tokio::sync::mpsc::UnboundedReceiver<(Command, Waiter)>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let (cmds, waiters): (Vec<Command>, Vec<Waiter>) = batch.into_iter().unzip();
+            match raft.client_write(Batch(cmds)).await {
+                Ok(resp) => {
+                    let index = resp.log_id.index;
+                    for (w, outcome) in waiters.into_iter().zip(resp.data) {
+                        let _ = w.send(Ok((outcome, index)));
+                    }
+                }
+                Err(e) => {
+                    let local = Local::from_write(e);
+                    for w in waiters {
+                        let _ = w.send(Err(local.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
 
 pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -51,7 +114,6 @@ type StErr = StorageError<NodeId>;
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const K_VOTE: &str = "vote";
-const K_COMMITTED: &str = "committed";
 const K_PURGED: &str = "last_purged";
 const K_APPLIED: &str = "sm_applied";
 const K_MEMBERSHIP: &str = "sm_membership";
@@ -104,10 +166,126 @@ fn write(
     Ok(())
 }
 
-/// The raft log and vote, in redb.
+/// The raft log and vote, in redb. Appends go to one writer thread that commits everything
+/// queued since its last commit in one fsynced transaction, then tells openraft each batch is
+/// flushed: many clients' writes share an fsync, and none is acknowledged before it. Entries
+/// waiting for the writer are served to readers from memory.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    queue: std::sync::mpsc::Sender<LogOp>,
+    pending: Arc<std::sync::Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+}
+
+/// Work for the log writer, done in the order queued.
+enum LogOp {
+    Append(Vec<Entry<TypeConfig>>, LogFlushed<TypeConfig>),
+    /// Deletes the log from the index on (truncate) or up to and including it (purge).
+    Truncate(u64, tokio::sync::oneshot::Sender<Result<(), StateError>>),
+    Purge(LogId<NodeId>, tokio::sync::oneshot::Sender<Result<(), StateError>>),
+}
+
+/// Most entries one log commit takes.
+const MAX_BATCH: usize = 4096;
+
+impl LogStore {
+    fn new(db: Arc<Database>) -> Self {
+        let (queue, rx) = std::sync::mpsc::channel();
+        let pending = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let (wdb, wpending) = (db.clone(), pending.clone());
+        std::thread::Builder::new()
+            .name("raft-log".into())
+            .spawn(move || log_writer(&wdb, &rx, &wpending))
+            .map_err(|e| log::error!("starting the raft log writer: {e}"))
+            .ok();
+        Self { db, queue, pending }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `op` and waits for the writer to do it.
+    async fn run(
+        &self,
+        op: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), StateError>>) -> LogOp,
+    ) -> Result<(), StErr> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let gone = || StErr::from(StorageIOError::write_logs(io_err(std::io::Error::other("the log writer stopped"))));
+        self.queue.send(op(tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?.map_err(|e| StorageIOError::write_logs(io_err(e)).into())
+    }
+}
+
+/// The log writer: batches queued appends into one fsynced commit each.
+fn log_writer(
+    db: &Database,
+    rx: &std::sync::mpsc::Receiver<LogOp>,
+    pending: &std::sync::Mutex<BTreeMap<u64, Entry<TypeConfig>>>,
+) {
+    let mut next = None;
+    loop {
+        let op = match next.take() {
+            Some(op) => op,
+            None => match rx.recv() {
+                Ok(op) => op,
+                Err(_) => return,
+            },
+        };
+        match op {
+            LogOp::Append(entries, callback) => {
+                let mut batch = vec![(entries, callback)];
+                let mut count = batch[0].0.len();
+                while count < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(LogOp::Append(e, c)) => {
+                            count += e.len();
+                            batch.push((e, c));
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let written = write(db, Durability::Immediate, |tx| {
+                    let mut t = tx.open_table(LOG)?;
+                    for e in batch.iter().flat_map(|(e, _)| e) {
+                        t.insert(e.log_id.index, serde_json::to_vec(e)?.as_slice())?;
+                    }
+                    Ok(())
+                });
+                if written.is_ok() {
+                    let mut p = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for e in batch.iter().flat_map(|(e, _)| e) {
+                        if p.get(&e.log_id.index).is_some_and(|q| q.log_id == e.log_id) {
+                            p.remove(&e.log_id.index);
+                        }
+                    }
+                }
+                for (_, callback) in batch {
+                    let res = written.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
+                    callback.log_io_completed(res);
+                }
+            }
+            LogOp::Truncate(index, done) => {
+                pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|i, _| *i < index);
+                let _ = done.send(write(db, Durability::Immediate, |tx| {
+                    tx.open_table(LOG)?.retain_in(index.., |_, _| false)?;
+                    Ok(())
+                }));
+            }
+            LogOp::Purge(log_id, done) => {
+                pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|i, _| *i > log_id.index);
+                let _ = done.send(write(db, Durability::Immediate, |tx| {
+                    meta_put(tx, K_PURGED, &log_id)?;
+                    tx.open_table(LOG)?.retain_in(..=log_id.index, |_, _| false)?;
+                    Ok(())
+                }));
+            }
+        }
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -117,20 +295,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry<TypeConfig>>, StErr> {
         let db = self.db.clone();
         let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
-        blocking(move || {
-            let read = || -> Result<Vec<Entry<TypeConfig>>, StateError> {
+        let mut out: BTreeMap<u64, Entry<TypeConfig>> = blocking(move || {
+            let read = || -> Result<BTreeMap<u64, Entry<TypeConfig>>, StateError> {
                 let tx = db.begin_read()?;
                 let t = tx.open_table(LOG)?;
-                let mut out = Vec::new();
+                let mut out = BTreeMap::new();
                 for row in t.range::<u64>((start, end))? {
-                    let (_, v) = row?;
-                    out.push(serde_json::from_slice(v.value())?);
+                    let (k, v) = row?;
+                    out.insert(k.value(), serde_json::from_slice(v.value())?);
                 }
                 Ok(out)
             };
             read().map_err(|e| StorageIOError::read_logs(io_err(e)).into())
         })
-        .await
+        .await?;
+        // Entries the writer has not committed yet (newer than what is on disk).
+        for (i, e) in self.pending().range((start, end)) {
+            out.insert(*i, e.clone());
+        }
+        Ok(out.into_values().collect())
     }
 }
 
@@ -139,7 +322,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StErr> {
         let db = self.db.clone();
-        blocking(move || {
+        let on_disk = blocking(move || {
             let last_purged_log_id: Option<LogId<NodeId>> = meta_get(&db, K_PURGED)?;
             let read = || -> Result<Option<LogId<NodeId>>, StateError> {
                 let tx = db.begin_read()?;
@@ -153,7 +336,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let last = read().map_err(|e| StorageIOError::read_logs(io_err(e)))?;
             Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
         })
-        .await
+        .await?;
+        let queued = self.pending().values().next_back().map(|e| e.log_id);
+        Ok(LogState { last_log_id: queued.or(on_disk.last_log_id), ..on_disk })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -174,68 +359,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(move || meta_get(&db, K_VOTE)).await
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StErr> {
-        let db = self.db.clone();
-        blocking(move || {
-            write(&db, Durability::None, |tx| meta_put(tx, K_COMMITTED, &committed))
-                .map_err(|e| StorageIOError::write(io_err(e)).into())
-        })
-        .await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StErr> {
-        let db = self.db.clone();
-        blocking(move || Ok(meta_get::<Option<LogId<NodeId>>>(&db, K_COMMITTED)?.flatten())).await
-    }
-
+    /// Queues the entries for the writer and returns: openraft learns they are durable from
+    /// `callback`, after the fsync.
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StErr>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let db = self.db.clone();
-        let res = blocking(move || {
-            write(&db, Durability::Immediate, |tx| {
-                let mut t = tx.open_table(LOG)?;
-                for e in &entries {
-                    t.insert(e.log_id.index, serde_json::to_vec(e)?.as_slice())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| StorageIOError::write_logs(io_err(e)).into())
+        self.pending().extend(entries.iter().map(|e| (e.log_id.index, e.clone())));
+        self.queue.send(LogOp::Append(entries, callback)).map_err(|_| {
+            StErr::from(StorageIOError::write_logs(io_err(std::io::Error::other("the log writer stopped"))))
         })
-        .await;
-        match &res {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        res
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StErr> {
-        let db = self.db.clone();
-        blocking(move || {
-            write(&db, Durability::Immediate, |tx| {
-                tx.open_table(LOG)?.retain_in(log_id.index.., |_, _| false)?;
-                Ok(())
-            })
-            .map_err(|e| StorageIOError::write_logs(io_err(e)).into())
-        })
-        .await
+        self.run(|done| LogOp::Truncate(log_id.index, done)).await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StErr> {
-        let db = self.db.clone();
-        blocking(move || {
-            write(&db, Durability::Immediate, |tx| {
-                meta_put(tx, K_PURGED, &log_id)?;
-                tx.open_table(LOG)?.retain_in(..=log_id.index, |_, _| false)?;
-                Ok(())
-            })
-            .map_err(|e| StorageIOError::write_logs(io_err(e)).into())
-        })
-        .await
+        self.run(|done| LogOp::Purge(log_id, done)).await
     }
 }
 
@@ -344,7 +487,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         blocking(move || Ok((meta_get(&db, K_APPLIED)?, meta_get(&db, K_MEMBERSHIP)?.unwrap_or_default()))).await
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StErr>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StErr>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -359,11 +502,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for e in &entries {
                     last = Some(e.log_id);
                     match &e.payload {
-                        EntryPayload::Blank => outcomes.push(Ok(())),
-                        EntryPayload::Normal(cmd) => outcomes.push(apply(tx, cmd)?),
+                        EntryPayload::Blank => outcomes.push(vec![]),
+                        EntryPayload::Normal(batch) => {
+                            outcomes.push(batch.0.iter().map(|cmd| apply(tx, cmd)).collect::<Result<_, _>>()?)
+                        }
                         EntryPayload::Membership(m) => {
                             meta_put(tx, K_MEMBERSHIP, &StoredMembership::new(Some(e.log_id), m.clone()))?;
-                            outcomes.push(Ok(()));
+                            outcomes.push(vec![]);
                         }
                     }
                 }
@@ -515,6 +660,7 @@ pub struct Replicated {
     store: Store,
     id: NodeId,
     forward: Option<Arc<dyn Forward>>,
+    batcher: tokio::sync::mpsc::UnboundedSender<(Command, Waiter)>,
 }
 
 fn raft_config() -> Result<Arc<openraft::Config>, StateError> {
@@ -534,10 +680,20 @@ fn raft_config() -> Result<Arc<openraft::Config>, StateError> {
 }
 
 /// Where a failed local attempt leaves a leader request.
+#[derive(Clone, Debug)]
 enum Local {
     /// Another node leads (its peer address, when known).
     Forward(Option<String>),
-    Fatal(StateError),
+    Fatal(String),
+}
+
+impl Local {
+    fn from_write(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Self {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Local::Forward(f.leader_node.map(|n| n.addr)),
+            e => Local::Fatal(e.to_string()),
+        }
+    }
 }
 
 impl Replicated {
@@ -562,7 +718,7 @@ impl Replicated {
             id,
             raft_config()?,
             network,
-            LogStore { db: db.clone() },
+            LogStore::new(db.clone()),
             StateMachine { db, changes: store.changes.clone() },
         )
         .await
@@ -576,7 +732,9 @@ impl Replicated {
                 .await
                 .map_err(|e| StateError::Raft(e.to_string()))?;
         }
-        Ok(Self { raft, store, id, forward })
+        let (batcher, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(batch_loop(raft.clone(), rx));
+        Ok(Self { raft, store, id, forward, batcher })
     }
 
     /// Waits up to `timeout` for some node to lead; says whether one does.
@@ -608,7 +766,7 @@ impl Replicated {
         while Instant::now() < deadline {
             match self.local(&req).await {
                 Ok((outcome, _)) => return Ok(outcome),
-                Err(Local::Fatal(e)) => return Err(e),
+                Err(Local::Fatal(e)) => return Err(StateError::Raft(e)),
                 Err(Local::Forward(Some(addr))) => {
                     let Some(fwd) = &self.forward else {
                         return Err(StateError::Raft("another node leads and there is no peer transport".into()));
@@ -642,13 +800,18 @@ impl Replicated {
         match self.local(req).await {
             Ok((outcome, index)) => LeaderReply::Done { outcome, index },
             Err(Local::Forward(_)) => LeaderReply::NotLeader,
-            Err(Local::Fatal(e)) => LeaderReply::Failed(crate::error_chain(&e)),
+            Err(Local::Fatal(e)) => LeaderReply::Failed(e),
         }
     }
 
     async fn local(&self, req: &LeaderRequest) -> Result<(Outcome, u64), Local> {
         let written = match req {
-            LeaderRequest::Propose(cmd) => self.raft.client_write(Command::clone(cmd)).await,
+            LeaderRequest::Propose(cmd) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let lost = || Local::Fatal("the batcher stopped".into());
+                self.batcher.send((Command::clone(cmd), tx)).map_err(|_| lost())?;
+                return rx.await.map_err(|_| lost())?;
+            }
             LeaderRequest::AddLearner { id, addr } => {
                 self.raft.add_learner(*id, BasicNode { addr: addr.clone() }, false).await
             }
@@ -664,11 +827,8 @@ impl Replicated {
             }
         };
         match written {
-            Ok(resp) => Ok((resp.data, resp.log_id.index)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Local::Forward(f.leader_node.map(|n| n.addr)))
-            }
-            Err(e) => Err(Local::Fatal(StateError::Raft(e.to_string()))),
+            Ok(resp) => Ok((Ok(()), resp.log_id.index)),
+            Err(e) => Err(Local::from_write(e)),
         }
     }
 
@@ -778,6 +938,38 @@ mod tests {
         assert_eq!(r.store().view().unwrap().projects().unwrap().len(), 20);
         assert_eq!(r.propose(project(20)).await.unwrap(), Ok(()));
         assert_eq!(r.store().view().unwrap().projects().unwrap().len(), 21);
+        r.shutdown().await;
+    }
+
+    #[test]
+    fn entries_hold_batches_and_read_bare_commands() {
+        let b = Batch(vec![project(1), project(2)]);
+        let text = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<Batch>(&text).unwrap(), b);
+        let bare = serde_json::to_string(&project(3)).unwrap();
+        assert_eq!(serde_json::from_str::<Batch>(&bare).unwrap(), Batch(vec![project(3)]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_proposals_share_entries_and_each_get_their_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
+        let before = r.raft().metrics().borrow().last_log_index.unwrap_or(0);
+        let tasks: Vec<_> = (0..200u32)
+            .map(|i| {
+                let r = r.clone();
+                // Every tenth one is a duplicate, refused on its own without failing the rest.
+                tokio::spawn(async move { r.propose(project(if i % 10 == 9 { i - 1 } else { i })).await.unwrap() })
+            })
+            .collect();
+        let mut refused = 0;
+        for t in tasks {
+            refused += usize::from(t.await.unwrap().is_err());
+        }
+        assert_eq!(refused, 20);
+        assert_eq!(r.store().view().unwrap().projects().unwrap().len(), 180);
+        let entries = r.raft().metrics().borrow().last_log_index.unwrap_or(0) - before;
+        assert!(entries < 200, "{entries} entries for 200 commands: nothing was batched");
         r.shutdown().await;
     }
 
