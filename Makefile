@@ -6,7 +6,7 @@ CARGO     ?= cargo
 OSC_VENV  ?= $(HOME)/.cache/cairn/osc-venv
 RUN_DIR   ?= $(CURDIR)/out/run
 RUN_ADDR  ?= 127.0.0.1:8443
-APT_PKGS  := python3-venv python3-pip ca-certificates curl busybox dnsmasq-base binutils cpio gzip pkg-config lvm2 tgt open-iscsi syslinux syslinux-common xorriso mtools dosfstools
+APT_PKGS  := iproute2 python3-venv python3-pip ca-certificates curl busybox dnsmasq-base binutils cpio gzip pkg-config lvm2 tgt open-iscsi syslinux syslinux-common xorriso mtools dosfstools
 # libvirt 11 from backports: the agent links libvirt (virt crate), and the tests drive a real libvirtd.
 VIRT_PKGS := libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-storage \
              libvirt-daemon-driver-storage-logical libvirt-daemon-driver-storage-iscsi \
@@ -19,7 +19,7 @@ export CAIRN_OSC_VENV := $(OSC_VENV)
 IMAGE     := out/cairn-$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1).raw
 IMAGE_SRC := mkosi.conf $(shell find rootfs-overlay image-builder agent/src -type f 2>/dev/null)
 
-.PHONY: help deps image-deps test-deps build lint test run run-agent bench bench-boot clean image libvirtd
+.PHONY: help deps image-deps test-deps build lint test run run-agent bench bench-boot soak clean image libvirtd
 
 help:
 	@echo "make run        build the appliance image if needed and boot it in QEMU (prints URL, CA file, admin credentials)"
@@ -27,6 +27,7 @@ help:
 	@echo "make run-agent  run just the agent on this machine"
 	@echo "make test       install test dependencies, then lint and run every test"
 	@echo "make bench      benchmark the agent (token issue/validate, reads, writes, RSS)"
+	@echo "make soak       the nothing-lost test, longer: 10 trials of 60 s (SOAK_TRIALS, SOAK_SECS; root)"
 	@echo "make deps       system packages (apt, with bookworm-backports)"
 	@echo "make test-deps  the pinned openstack client in $(OSC_VENV)"
 
@@ -95,6 +96,13 @@ bench: build
 
 # Rally-style boot-and-delete on a compute node started for it (root, libvirtd), with the test
 # guest so guest boot is timed too.
+SOAK_TRIALS ?= 10
+SOAK_SECS   ?= 60
+# Writes at random nodes while nodes are killed and cut off; every acknowledged write must be on
+# every node once. CAIRN_SOAK_SEED=N repeats a run.
+soak: deps
+	CAIRN_SOAK_TRIALS=$(SOAK_TRIALS) CAIRN_SOAK_SECS=$(SOAK_SECS) $(CARGO) test -p cairn-agent --test nothing_lost -- --nocapture
+
 bench-boot: build libvirtd
 	./target/release/cairn bench --ops boot --guest "$$($(CARGO) run -q --release -p cairn-qemu-test --bin cairn-test-guest)"
 

@@ -56,6 +56,18 @@ impl Agent {
         args: &[&str],
         config_text: &str,
     ) -> Agent {
+        Self::start_in(None, data, addr, peer, args, config_text)
+    }
+
+    /// As [`Agent::start_full`], inside network namespace `netns` when given.
+    pub fn start_in(
+        netns: Option<&str>,
+        data: &Path,
+        addr: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+        args: &[&str],
+        config_text: &str,
+    ) -> Agent {
         let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let peer = peer.unwrap_or_else(|| SocketAddr::new(addr.ip(), free_port()));
         let log = data.with_extension("log");
@@ -63,7 +75,16 @@ impl Agent {
         let logfile = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let config = data.with_extension("toml");
         std::fs::write(&config, config_text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let mut cmd = match netns {
+            // `ip netns exec` enters the namespace and execs the agent: the child is the agent.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_cairn")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_cairn")),
+        };
+        let child = cmd
             .args(["agent", "--config"])
             .arg(&config)
             .args(["--listen", &addr.to_string(), "--peer-listen", &peer.to_string(), "--data-dir"])
