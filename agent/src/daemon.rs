@@ -252,11 +252,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         me.node_id,
         me.seed.then(|| peer_addr.clone()),
         crate::cluster::peer::PeerNetwork(peers.clone()),
-        Some(Arc::new(peers)),
+        Some(Arc::new(peers.clone())),
     )
     .await?;
-    let peer_service = Arc::new(crate::cluster::peer::PeerService { state: state.clone(), known: me.known.clone() });
-    tokio::spawn(crate::cluster::peer::serve(peer_listener, pki.peer_server_config()?, peer_service));
+    let peer_service = Arc::new(crate::cluster::peer::PeerService {
+        state: state.clone(),
+        known: me.known.clone(),
+        compute: std::sync::OnceLock::new(),
+    });
+    tokio::spawn(crate::cluster::peer::serve(peer_listener, pki.peer_server_config()?, peer_service.clone()));
     log::info!("node {} ({host}); peer port {peer_addr}", me.node_id);
     if me.seed {
         // The first node's key, so peers know it (joiners' keys come with their tokens).
@@ -340,7 +344,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     tokio::spawn(compute.clone().heartbeat_loop());
     let fingerprint = pki.ca_fingerprint().unwrap_or_default();
-    let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), pki.clone(), key.to_vec())?);
+    let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), pki.clone(), key.to_vec(), peers)?);
+    compute.set_remote(cluster.clone());
+    let _ = peer_service.compute.set(compute.clone());
     tokio::spawn(cluster.clone().membership_loop());
     let member = crate::model::cluster::Member {
         id: me.node_id,

@@ -911,6 +911,64 @@ fn openstack_client_boots_a_server_on_libvirt() {
     osc.admin(&["network", "delete", "net1"]);
 }
 
+/// Two nodes: an API-only first node and a compute node that joined it. The scheduler places
+/// the server on the compute node, whose reconciler builds it; the first node's API shows it
+/// and reads its console over the peer port (a node call).
+#[test]
+fn a_server_on_another_node_is_served_through_any_node() {
+    let Some((_serial, guest, dir)) = guest_test("a_server_on_another_node_is_served_through_any_node") else {
+        return;
+    };
+    let bin = venv().join("bin/openstack");
+    let ctl = Agent::start_with(&dir.path().join("ctl"), None, &format!("node_name = \"ctl\"\n{}", common::CONFIG));
+    let cfg = common::CONFIG
+        .replace("roles = []\n", "roles = [\"compute\"]\n")
+        .replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864");
+    let _uplink = Veth::new("cairn-up0", "cairn-up0p");
+    let osc_ctl = Osc { bin: bin.clone(), agent_url: ctl.url(), ca: ctl.ca_path() };
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["token", "create"])
+        .env("OS_AUTH_URL", ctl.url())
+        .env("OS_CACERT", ctl.ca_path())
+        .env("OS_USERNAME", "admin")
+        .env("OS_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let cmp_addr = format!("127.0.0.2:{}", common::free_port()).parse().unwrap();
+    let cmp = Agent::start_full(
+        &dir.path().join("cmp"),
+        Some(cmp_addr),
+        None,
+        &["--join", &token],
+        &format!("node_name = \"cmp\"\n{cfg}"),
+    );
+    let osc_cmp = Osc { bin, agent_url: cmp.url(), ca: cmp.ca_path() };
+    // The image goes to the compute node (image data stays on the node that took the upload).
+    osc_cmp.json(&["image", "create", "--file", &guest.to_string_lossy(), "--disk-format", "qcow2", "guest"]);
+    let hv = (0..60)
+        .find_map(|_| {
+            let list = osc_ctl.admin(&["hypervisor", "list", "-f", "value", "-c", "Hypervisor Hostname"]);
+            if list.contains("cmp") {
+                return Some(list);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            None
+        })
+        .expect("the compute node's hypervisor is listed through the first node");
+    assert!(!hv.contains("ctl"), "the API-only node offers no hypervisor: {hv}");
+    osc_ctl.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "far"]);
+    let s = wait_for(&osc_ctl, "server", "far", "ACTIVE");
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], "cmp", "{s}");
+    let console = console_until(&osc_ctl, "far", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));
+    assert!(console.contains("CAIRN-TEST-GUEST config-drive hostname: far"), "{console}");
+    osc_ctl.admin(&["server", "delete", "--wait", "far"]);
+    let id = s["id"].as_str().unwrap();
+    assert!(!virsh(&["list", "--all", "--name"]).contains(id), "domain left");
+    drop(cmp);
+}
+
 #[test]
 fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
     let Some((_serial, guest, dir)) = guest_test("openstack_client_boots_from_a_volume_and_attaches_volumes") else {

@@ -502,7 +502,7 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
                         Some(Value::String(s)) => s.parse::<i64>().ok().and_then(|n| usize::try_from(n).ok()),
                         Some(v) => return Err(bad(format!("Invalid input for field/attribute length. Value: {v}."))),
                     };
-                    return Ok(json(StatusCode::OK, &json!({"output": c.console(&auth, id, length)?})));
+                    return Ok(json(StatusCode::OK, &json!({"output": c.console(&auth, id, length).await?})));
                 }
                 other => return Err(ApiError::NotImplemented(format!("Server action {other} is not served yet."))),
             };

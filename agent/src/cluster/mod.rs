@@ -69,6 +69,7 @@ pub struct Cluster {
     ca_fingerprint: [u8; 32],
     /// The identity token signing key, handed to joining nodes.
     token_key: Vec<u8>,
+    peers: peer::Peers,
 }
 
 /// Voters the cluster aims for: 3, or 5 once it has 5 nodes.
@@ -94,13 +95,13 @@ pub fn parse_fingerprint(hex_text: &str) -> Option<[u8; 32]> {
 }
 
 impl Cluster {
-    pub fn new(state: Replicated, pki: Arc<Pki>, token_key: Vec<u8>) -> Result<Self> {
+    pub fn new(state: Replicated, pki: Arc<Pki>, token_key: Vec<u8>, peers: peer::Peers) -> Result<Self> {
         let ca_fingerprint = pki
             .ca_fingerprint()
             .as_deref()
             .and_then(parse_fingerprint)
             .ok_or_else(|| ClusterError::BadRequest("the CA certificate has no SHA-256 fingerprint".into()))?;
-        Ok(Self { state, pki, ca_fingerprint, token_key })
+        Ok(Self { state, pki, ca_fingerprint, token_key, peers })
     }
 
     pub fn ca_fingerprint(&self) -> [u8; 32] {
@@ -265,6 +266,26 @@ impl Cluster {
         self.state.propose(Command::RevokeJoinToken { id: id.into() }).await??;
         log::info!("join token {id} revoked by user {}", auth.user.id);
         Ok(())
+    }
+}
+
+impl crate::compute::Remote for Cluster {
+    fn console<'a>(
+        &'a self,
+        node: &'a str,
+        server: &'a str,
+        lines: Option<usize>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<String, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let members = self.state.store().view().and_then(|v| v.members()).map_err(|e| crate::error_chain(&e))?;
+            let addr = members
+                .into_iter()
+                .find(|m| m.name == node && !m.peer_addr.is_empty())
+                .map(|m| m.peer_addr)
+                .ok_or_else(|| format!("no member named {node} with a peer address"))?;
+            let call = peer::NodeCall::Console { server: server.into(), lines };
+            self.peers.node_call(&addr, &call).await
+        })
     }
 }
 

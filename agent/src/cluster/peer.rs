@@ -24,7 +24,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use rustls::pki_types::ServerName;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +36,14 @@ const APPEND: &str = "/raft/append";
 const VOTE: &str = "/raft/vote";
 const SNAPSHOT: &str = "/raft/snapshot";
 const LEADER: &str = "/leader";
+const CALL: &str = "/call";
+
+/// A node call: a question only the node asked can answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum NodeCall {
+    /// The console output of one of its servers.
+    Console { server: String, lines: Option<usize> },
+}
 /// Largest peer request (a snapshot chunk is 3 MiB by default).
 const MAX_BODY: usize = 64 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -142,6 +150,13 @@ impl Peers {
     }
 }
 
+impl Peers {
+    /// Asks the node at `addr` a [`NodeCall`].
+    pub async fn node_call(&self, addr: &str, call: &NodeCall) -> Result<String, String> {
+        self.call::<_, Result<String, String>>(addr, CALL, call, None).await.map_err(|e| crate::error_chain(&e))?
+    }
+}
+
 impl Forward for Peers {
     fn forward<'a>(
         &'a self,
@@ -226,9 +241,20 @@ pub struct PeerService {
     /// The nodes this node was told of when it joined (id → key): it takes their calls before
     /// its own log has caught up.
     pub known: BTreeMap<NodeId, String>,
+    /// This node's compute service, once it is up, for node calls.
+    pub compute: std::sync::OnceLock<Arc<crate::compute::Compute>>,
 }
 
 impl PeerService {
+    fn answer(&self, call: NodeCall) -> Result<String, String> {
+        let compute = self.compute.get().ok_or("this node is still starting")?;
+        match call {
+            NodeCall::Console { server, lines } => {
+                compute.console_here(&server, lines).map_err(|e| crate::error_chain(&e))
+            }
+        }
+    }
+
     /// Whether node `id` holding `key` may call: a member (or known from the join), never
     /// removed, with the key the cluster registered for it.
     pub fn admits(&self, id: NodeId, key: &str) -> bool {
@@ -260,6 +286,7 @@ impl PeerService {
             SNAPSHOT => decode(&bytes).map(|r| async move { encode(&raft.install_snapshot(r).await) }.boxed()),
             LEADER => decode::<LeaderRequest>(&bytes)
                 .map(|r| async move { encode(&self.state.serve_leader(&r).await) }.boxed()),
+            CALL => decode::<NodeCall>(&bytes).map(|c| async move { encode(&self.answer(c)) }.boxed()),
             _ => return text(StatusCode::NOT_FOUND, "no such peer call"),
         };
         match answer {

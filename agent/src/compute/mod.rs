@@ -100,6 +100,21 @@ pub struct Compute {
     quota: ComputeQuota,
     /// Servers a blocking job is working on now.
     busy: Mutex<BTreeSet<String>>,
+    /// Calls to other nodes (the cluster's), for what only a server's node can answer.
+    remote: std::sync::OnceLock<Arc<dyn Remote>>,
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What compute asks of another node.
+pub trait Remote: Send + Sync {
+    /// The last `lines` lines of console output of `server`, which runs on node `node`.
+    fn console<'a>(
+        &'a self,
+        node: &'a str,
+        server: &'a str,
+        lines: Option<usize>,
+    ) -> BoxFuture<'a, std::result::Result<String, String>>;
 }
 
 /// A new server as the API received it.
@@ -184,7 +199,21 @@ impl Compute {
         images_dir: PathBuf,
         quota: ComputeQuota,
     ) -> Self {
-        Self { state, network, inventory, driver, images_dir, quota, busy: Mutex::new(BTreeSet::new()) }
+        Self {
+            state,
+            network,
+            inventory,
+            driver,
+            images_dir,
+            quota,
+            busy: Mutex::new(BTreeSet::new()),
+            remote: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Gives compute its way to other nodes (once, when the cluster is up).
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
     }
 
     fn node(&self) -> &str {
@@ -817,15 +846,26 @@ impl Compute {
     }
 
     /// The server's console log (its last `lines`), from this node.
-    pub fn console(&self, auth: &Auth, id: &str, lines: Option<usize>) -> Result<String> {
+    pub async fn console(&self, auth: &Auth, id: &str, lines: Option<usize>) -> Result<String> {
         let s = self.server(auth, id)?;
-        let driver = self.driver.as_ref().filter(|_| s.node == self.node()).ok_or_else(|| {
-            ComputeError::NotImplemented(format!(
-                "Server {id} runs on node {}; console output across nodes comes with the cluster.",
-                s.node
-            ))
+        if s.node == self.node() {
+            return self.console_here(&s.id, lines);
+        }
+        let remote = self.remote.get().ok_or_else(|| {
+            ComputeError::Conflict(format!("Server {id} runs on node {}, which this node cannot reach yet.", s.node))
         })?;
-        driver.console(&s.id, lines).map_err(|e| ComputeError::Internal(e.into()))
+        remote.console(&s.node, &s.id, lines).await.map_err(|e| {
+            ComputeError::Internal(format!("console output of server {id} from node {}: {e}", s.node).into())
+        })
+    }
+
+    /// Console output of a server of this node (a peer asks on a client's behalf).
+    pub fn console_here(&self, id: &str, lines: Option<usize>) -> Result<String> {
+        let driver = self
+            .driver
+            .as_ref()
+            .ok_or_else(|| ComputeError::NotFound(format!("Server {id} is not on this node (it runs no guests).")))?;
+        driver.console(id, lines).map_err(|e| ComputeError::Internal(e.into()))
     }
 
     /// Converges this node's servers with the state, at every change and every 10 s (which
