@@ -234,6 +234,18 @@ async fn measure(
     Ok(f)
 }
 
+/// One line of figures: `peer=cairn <label>=<per second> p50_ms p99_ms errors rss_mib`.
+fn print_figures(label: &str, f: &Figures, pid: Option<u32>) {
+    let per_sec = f.latencies_us.len() as f64 / f.elapsed.as_secs_f64();
+    println!(
+        "peer=cairn {label}={per_sec:.0} p50_ms={:.2} p99_ms={:.2} errors={} rss_mib={}",
+        pct(&f.latencies_us, 0.50),
+        pct(&f.latencies_us, 0.99),
+        f.errors,
+        rss_mib(pid)
+    );
+}
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -301,14 +313,7 @@ async fn run_async(args: BenchArgs) -> Result<(), BoxError> {
         let levels: Vec<usize> = if op == "port" { vec![1] } else { args.concurrency.clone() };
         for &c in &levels {
             let f = measure(&client, op, c, &token, &password, dur, &net).await?;
-            let rps = f.latencies_us.len() as f64 / f.elapsed.as_secs_f64();
-            println!(
-                "peer=cairn op={op} c={c} rps={rps:.0} p50_ms={:.2} p99_ms={:.2} errors={} rss_mib={}",
-                pct(&f.latencies_us, 0.50),
-                pct(&f.latencies_us, 0.99),
-                f.errors,
-                rss_mib(pid)
-            );
+            print_figures(&format!("op={op} c={c} rps"), &f, pid);
         }
     }
     Ok(())
@@ -325,14 +330,7 @@ async fn bench_replication(
     dur: Duration,
 ) -> Result<(), BoxError> {
     let report = |nodes: usize, c: usize, f: &Figures, pid: Option<u32>| {
-        let wps = f.latencies_us.len() as f64 / f.elapsed.as_secs_f64();
-        println!(
-            "peer=cairn op=replicated-write nodes={nodes} c={c} wps={wps:.0} p50_ms={:.2} p99_ms={:.2} errors={} rss_mib={}",
-            pct(&f.latencies_us, 0.50),
-            pct(&f.latencies_us, 0.99),
-            f.errors,
-            rss_mib(pid)
-        );
+        print_figures(&format!("op=replicated-write nodes={nodes} c={c} wps"), f, pid);
     };
     for c in [1, 64] {
         report(1, c, &measure(lone, "create", c, token, password, dur, "").await?, pid);

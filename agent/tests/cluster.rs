@@ -5,25 +5,11 @@
 mod common;
 
 use cairn_agent::model::cluster::JoinToken;
-use common::{Agent, PASSWORD};
+use common::Agent;
 use std::process::Command;
 
 fn cairn_token(agent: &Agent, args: &[&str]) -> (bool, String, String) {
-    cairn(agent, &[&["token"], args].concat())
-}
-
-/// `cairn ARGS` with the admin's OS_* settings for `agent`.
-fn cairn(agent: &Agent, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env("OS_AUTH_URL", agent.url())
-        .env("OS_CACERT", agent.ca_path())
-        .env("OS_USERNAME", "admin")
-        .env("OS_PASSWORD", PASSWORD)
-        .env("OS_PROJECT_NAME", "admin")
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    agent.cairn(&[&["token"], args].concat())
 }
 
 #[test]
@@ -79,7 +65,7 @@ fn the_node_lists_itself_as_the_leader() {
     // The first report goes out at start; give it a moment to apply.
     let mut list = String::new();
     for _ in 0..50 {
-        let (ok, out, err) = cairn(&agent, &["node", "list"]);
+        let (ok, out, err) = agent.cairn(&["node", "list"]);
         assert!(ok, "{err}");
         list = out;
         if list.lines().count() == 2 {

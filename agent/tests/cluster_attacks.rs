@@ -17,25 +17,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn cairn(agent: &Agent, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env("OS_AUTH_URL", agent.url())
-        .env("OS_CACERT", agent.ca_path())
-        .env("OS_USERNAME", "admin")
-        .env("OS_PASSWORD", PASSWORD)
-        .env("OS_PROJECT_NAME", "admin")
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn token(agent: &Agent, expires: &str) -> String {
-    let (ok, out, err) = cairn(agent, &["token", "create", "--expires", expires]);
-    assert!(ok, "{err}");
-    out.trim().to_owned()
-}
-
 /// Runs `cairn agent --join TOKEN` on a fresh data dir; it must exit with an error. Returns its
 /// log.
 fn join_fails(root: &Path, name: &str, token: &str) -> String {
@@ -93,7 +74,7 @@ async fn node_ids(agent: &Agent, token: &str) -> Vec<u64> {
 }
 
 fn token_state(agent: &Agent, id: &str) -> String {
-    let (ok, list, err) = cairn(agent, &["token", "list"]);
+    let (ok, list, err) = agent.cairn(&["token", "list"]);
     assert!(ok, "{err}");
     let line = list.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} not listed:\n{list}"));
     line.split_whitespace().skip(3).collect::<Vec<_>>().join(" ")
@@ -123,9 +104,10 @@ async fn joins_and_peer_calls_that_should_fail_do() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let seed = Agent::start_with(&root.join("n1"), None, &format!("node_name = \"n1\"\n{CONFIG}"));
-    let t2 = token(&seed, "10m");
+    let t2 = seed.join_token("10m");
     let n2_addr: SocketAddr = format!("127.0.0.2:{}", free_port()).parse().unwrap();
-    let n2 = Agent::start_full(
+    let n2 = Agent::start_in(
+        None,
         &root.join("n2"),
         Some(n2_addr),
         None,
@@ -143,7 +125,7 @@ async fn joins_and_peer_calls_that_should_fail_do() {
     let ca = read(&seed.ca_path());
 
     // An expired token: the joining node gives up before asking, and the cluster refuses it.
-    let expired = token(&seed, "1s");
+    let expired = seed.join_token("1s");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(join_fails(root, "late", &expired).contains("expired"));
     let t = JoinToken::decode(&expired).unwrap();
@@ -157,7 +139,7 @@ async fn joins_and_peer_calls_that_should_fail_do() {
     assert!(join_fails(root, "again", &t2).contains("401"));
 
     // A forged secret: refused, and the token stays unused (a later honest join could use it).
-    let fresh = JoinToken::decode(&token(&seed, "10m")).unwrap();
+    let fresh = JoinToken::decode(&seed.join_token("10m")).unwrap();
     let mut forged = fresh.secret;
     forged[0] ^= 1;
     let (status, body) = raw_join(&n2, &root.join("raw3"), &fresh.id, &forged).await;
@@ -166,7 +148,7 @@ async fn joins_and_peer_calls_that_should_fail_do() {
 
     // A token whose addresses lead to another cluster's node (a man in the middle with its
     // own CA): the joining node refuses that server and sends it nothing.
-    let mut mitm = JoinToken::decode(&token(&seed, "10m")).unwrap();
+    let mut mitm = JoinToken::decode(&seed.join_token("10m")).unwrap();
     mitm.addrs = vec![stranger.addr.to_string()];
     let log = join_fails(root, "fooled", &mitm.encode().unwrap());
     assert!(log.contains("does not present the CA the token pins"), "{log}");
@@ -200,11 +182,11 @@ async fn joins_and_peer_calls_that_should_fail_do() {
     assert!(matches!(api, Err(PeerError::Status { status: 401, .. })), "{api:?}");
 
     // Node 2 removed: its certificate is refused from then on, and it is listed no more.
-    let (ok, _, err) = cairn(&seed, &["node", "remove", "2"]);
+    let (ok, _, err) = seed.cairn(&["node", "remove", "2"]);
     assert!(ok, "{err}");
     assert_eq!(peer_status(&member, seed.peer).await, Ok(403));
     assert_eq!(node_ids(&seed, &admin).await, [1]);
-    let (ok, _, err) = cairn(&seed, &["node", "remove", "2"]);
+    let (ok, _, err) = seed.cairn(&["node", "remove", "2"]);
     assert!(!ok && err.contains("could not be found"), "{err}");
     drop(n2);
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, Agent, CONFIG, PASSWORD};
+use common::{free_port, Agent, CONFIG};
 use hyper::Method;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ impl Node {
         let peer: SocketAddr = format!("{ip}:{}", free_port()).parse().unwrap();
         let name = format!("node{}", i + 1);
         let dir = root.join(&name);
-        let agent = Agent::start_full(&dir, Some(api), Some(peer), &join_args(join), &config(&name));
+        let agent = Agent::start_in(None, &dir, Some(api), Some(peer), &join_args(join), &config(&name));
         Node { agent, name, dir, join: join.map(str::to_owned) }
     }
 
@@ -46,24 +46,15 @@ impl Node {
         let _ = self.agent.child.kill();
         let _ = self.agent.child.wait();
         let (addr, peer) = (self.agent.addr, self.agent.peer);
-        self.agent =
-            Agent::start_full(&self.dir, Some(addr), Some(peer), &join_args(self.join.as_deref()), &config(&self.name));
+        self.agent = Agent::start_in(
+            None,
+            &self.dir,
+            Some(addr),
+            Some(peer),
+            &join_args(self.join.as_deref()),
+            &config(&self.name),
+        );
     }
-}
-
-/// `cairn token create` against `node`.
-fn token(node: &Agent) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["token", "create"])
-        .env("OS_AUTH_URL", node.url())
-        .env("OS_CACERT", node.ca_path())
-        .env("OS_USERNAME", "admin")
-        .env("OS_PASSWORD", PASSWORD)
-        .env("OS_PROJECT_NAME", "admin")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 async fn get(node: &Agent, token: &str, path: &str) -> (u16, Value) {
@@ -113,7 +104,7 @@ async fn has_project(node: &Agent, token: &str, name: &str) -> bool {
 async fn cluster(root: &std::path::Path, n: u8) -> Vec<Node> {
     let mut nodes = vec![Node::start(root, 0, None)];
     for i in 1..n {
-        let t = token(&nodes[usize::from(i) - 1].agent);
+        let t = nodes[usize::from(i) - 1].agent.join_token("15m");
         nodes.push(Node::start(root, i, Some(&t)));
     }
     nodes

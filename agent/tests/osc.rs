@@ -926,18 +926,10 @@ fn a_server_on_another_node_is_served_through_any_node() {
         .replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864");
     let _uplink = Veth::new("cairn-up0", "cairn-up0p");
     let osc_ctl = Osc { bin: bin.clone(), agent_url: ctl.url(), ca: ctl.ca_path() };
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["token", "create"])
-        .env("OS_AUTH_URL", ctl.url())
-        .env("OS_CACERT", ctl.ca_path())
-        .env("OS_USERNAME", "admin")
-        .env("OS_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = ctl.join_token("15m");
     let cmp_addr = format!("127.0.0.2:{}", common::free_port()).parse().unwrap();
-    let cmp = Agent::start_full(
+    let cmp = Agent::start_in(
+        None,
         &dir.path().join("cmp"),
         Some(cmp_addr),
         None,

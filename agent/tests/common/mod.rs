@@ -45,21 +45,11 @@ impl Agent {
 
     /// Starts an agent with its own configuration text, its peer port on a free port.
     pub fn start_with(data: &Path, addr: Option<SocketAddr>, config_text: &str) -> Agent {
-        Self::start_full(data, addr, None, &[], config_text)
+        Self::start_in(None, data, addr, None, &[], config_text)
     }
 
-    /// Starts an agent on `addr` and `peer` (free ports when not given) with more arguments.
-    pub fn start_full(
-        data: &Path,
-        addr: Option<SocketAddr>,
-        peer: Option<SocketAddr>,
-        args: &[&str],
-        config_text: &str,
-    ) -> Agent {
-        Self::start_in(None, data, addr, peer, args, config_text)
-    }
-
-    /// As [`Agent::start_full`], inside network namespace `netns` when given.
+    /// Starts an agent inside network namespace `netns` when given, on `addr` and `peer` (free
+    /// ports when not given), with more arguments.
     pub fn start_in(
         netns: Option<&str>,
         data: &Path,
@@ -137,5 +127,26 @@ impl Agent {
 
     pub fn url(&self) -> String {
         format!("https://{}/identity/v3", self.addr)
+    }
+
+    /// `cairn ARGS` with the admin's `OS_*` settings for this agent: (success, stdout, stderr).
+    pub fn cairn(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env("OS_AUTH_URL", self.url())
+            .env("OS_CACERT", self.ca_path())
+            .env("OS_USERNAME", "admin")
+            .env("OS_PASSWORD", PASSWORD)
+            .env("OS_PROJECT_NAME", "admin")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    /// A join token from `cairn token create --expires EXPIRES` on this agent.
+    pub fn join_token(&self, expires: &str) -> String {
+        let (ok, out, err) = self.cairn(&["token", "create", "--expires", expires]);
+        assert!(ok, "{err}");
+        out.trim().to_owned()
     }
 }
