@@ -59,7 +59,12 @@ impl Resp {
 
 impl Client {
     pub fn new(addr: SocketAddr, ca_pem: &str) -> Result<Self, ClientError> {
-        Ok(Self { tls: TlsConnector::from(crate::pki::client_config(ca_pem)?), addr })
+        Ok(Self::with_tls(addr, crate::pki::client_config(ca_pem)?))
+    }
+
+    /// A client with its own TLS settings (a peer's, presenting a node certificate).
+    pub fn with_tls(addr: SocketAddr, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        Self { tls: TlsConnector::from(tls), addr }
     }
 
     pub async fn connect(&self) -> Result<Conn, ClientError> {
@@ -113,6 +118,11 @@ impl Conn {
             b = b.header(*k, *v);
         }
         self.send(b.body(file_body(file))?).await
+    }
+
+    /// Waits until the connection can take a request; fails when it is closed.
+    pub async fn ready(&mut self) -> Result<(), ClientError> {
+        Ok(self.sender.ready().await?)
     }
 
     async fn send(&mut self, req: Request<Body>) -> Result<Resp, ClientError> {

@@ -8,12 +8,12 @@
 //! request. Requests are JSON in, JSON out.
 
 use crate::api::http::{whole, Body};
+use crate::client::{Client, Conn};
 use crate::state::raft::{Forward, ForwardError, LeaderReply, LeaderRequest, NodeId, Replicated, TypeConfig};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -23,14 +23,13 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
-use rustls::pki_types::ServerName;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
 
 const APPEND: &str = "/raft/append";
 const VOTE: &str = "/raft/vote";
@@ -63,46 +62,26 @@ pub enum PeerError {
     #[error("peer {addr} did not answer in time")]
     Timeout { addr: String },
     #[error("HTTP with a peer")]
-    Http(#[from] hyper::Error),
+    Http(#[from] crate::client::ClientError),
     #[error("peer message")]
     Json(#[from] serde_json::Error),
-    #[error("building a peer request")]
-    Request(#[from] hyper::http::Error),
 }
 
 /// Calls to peers over mutual TLS, keeping idle connections for reuse.
 #[derive(Clone)]
 pub struct Peers {
-    tls: TlsConnector,
-    idle: Arc<Mutex<HashMap<String, Vec<SendRequest<Body>>>>>,
+    tls: Arc<rustls::ClientConfig>,
+    idle: Arc<Mutex<HashMap<String, Vec<Conn>>>>,
 }
 
 impl Peers {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
-        Self { tls: TlsConnector::from(tls), idle: Arc::default() }
-    }
-
-    async fn connect(&self, addr: &str) -> Result<SendRequest<Body>, PeerError> {
-        let err = |source| PeerError::Connect { addr: addr.into(), source };
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(err)?;
-        tcp.set_nodelay(true).map_err(err)?;
-        let host = addr.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(addr);
-        let name = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(host.to_owned())
-                .map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?,
-        };
-        let tls = self.tls.connect(name, tcp).await.map_err(err)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
+        Self { tls, idle: Arc::default() }
     }
 
     /// A ready connection to `addr`: an idle one that is still open, else a new one. Nothing
     /// has been sent when this fails.
-    async fn ready(&self, addr: &str) -> Result<SendRequest<Body>, PeerError> {
+    async fn ready(&self, addr: &str) -> Result<Conn, PeerError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(addr).and_then(Vec::pop);
             let Some(mut conn) = idle else { break };
@@ -110,9 +89,12 @@ impl Peers {
                 return Ok(conn);
             }
         }
-        let mut conn = self.connect(addr).await?;
-        conn.ready().await?;
-        Ok(conn)
+        let connect_err = |e: &dyn std::error::Error| PeerError::Connect {
+            addr: addr.into(),
+            source: std::io::Error::other(crate::error_chain(e)),
+        };
+        let sock: std::net::SocketAddr = addr.parse().map_err(|e| connect_err(&e))?;
+        Client::with_tls(sock, self.tls.clone()).connect().await.map_err(|e| connect_err(&e))
     }
 
     /// POSTs `req` to `path` on the peer at `addr` and decodes its answer. A [`PeerError::Connect`]
@@ -126,27 +108,16 @@ impl Peers {
     ) -> Result<A, PeerError> {
         let body = serde_json::to_vec(req)?;
         let mut conn = self.ready(addr).await?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header("host", addr)
-            .header("content-type", "application/json")
-            .body(whole(Bytes::from(body)))?;
-        let exchange = async {
-            let resp = conn.send_request(request).await?;
-            let status = resp.status().as_u16();
-            let bytes = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, bytes))
-        };
-        let (status, bytes) = tokio::time::timeout(timeout.unwrap_or(CALL_TIMEOUT), exchange)
+        let exchange = conn.request(Method::POST, path, &[], Some(body));
+        let resp = tokio::time::timeout(timeout.unwrap_or(CALL_TIMEOUT), exchange)
             .await
             .map_err(|_| PeerError::Timeout { addr: addr.into() })??;
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).entry(addr.into()).or_default().push(conn);
-        if status != 200 {
-            let message = String::from_utf8_lossy(&bytes).chars().take(500).collect();
-            return Err(PeerError::Status { addr: addr.into(), status, message });
+        if resp.status != 200 {
+            let message = String::from_utf8_lossy(&resp.body).chars().take(500).collect();
+            return Err(PeerError::Status { addr: addr.into(), status: resp.status, message });
         }
-        Ok(serde_json::from_slice(&bytes)?)
+        Ok(serde_json::from_slice(&resp.body)?)
     }
 }
 
