@@ -131,6 +131,12 @@ async fn scenario(n: u8, voters: usize) {
     let admin = formed(&nodes, voters).await;
     let ids: Vec<u64> = roles(&nodes[0].agent, &admin).await.iter().map(|r| r.0).collect();
     assert_eq!(ids, (1..=u64::from(n)).collect::<Vec<_>>());
+    // Nova's service list, through any node, names every node's scheduler.
+    let (status, body) = get(&nodes[1].agent, &admin, "/compute/v2.1/os-services?binary=nova-scheduler").await;
+    assert_eq!(status, 200, "{body}");
+    let hosts: Vec<&str> = body["services"].as_array().unwrap().iter().filter_map(|s| s["host"].as_str()).collect();
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(hosts, names, "{body}");
 
     // A token from one node is good on every other (one signing key), and a write through a
     // follower is at once readable there and soon everywhere.

@@ -668,11 +668,17 @@ fn openstack_client_manages_flavors_keypairs_and_sees_hypervisors() {
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(show["vcpus"].as_u64(), Some(cores), "{show}");
     let services = osc.json(&["compute", "service", "list"]);
-    assert_eq!(
-        (services[0]["Binary"].as_str(), services[0]["State"].as_str()),
-        (Some("nova-compute"), Some("up")),
-        "{services}"
-    );
+    let service = |binary: &str| {
+        services.as_array().unwrap().iter().find(|s| s["Binary"] == binary).cloned().unwrap_or_else(|| {
+            panic!("no {binary} in {services}");
+        })
+    };
+    assert_eq!(service("nova-compute")["State"], "up", "{services}");
+    // The control plane runs on every node: conductor and scheduler, in zone internal.
+    for binary in ["nova-conductor", "nova-scheduler"] {
+        let s = service(binary);
+        assert_eq!((s["Host"].as_str(), s["Zone"].as_str()), (Some(host.as_str()), Some("internal")), "{s}");
+    }
     let zones = osc.admin(&["availability", "zone", "list", "--compute", "-f", "value", "-c", "Zone Name"]);
     assert_eq!(zones.trim(), "nova");
     let limits = osc.admin(&["limits", "show", "--absolute", "-f", "value"]);

@@ -700,16 +700,26 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
             Ok(json(StatusCode::OK, &json!({"aggregates": []})))
         }
         (&Method::GET, ["os-services"]) => {
-            let nodes = c.nodes(&auth)?;
-            let list: Vec<Value> = nodes
-                .iter()
+            // Every node runs the control plane (conductor and scheduler); compute nodes also
+            // nova-compute.
+            let compute_nodes = c.nodes(&auth)?;
+            let members = api.cluster.nodes(&auth)?;
+            let control = members.iter().flat_map(|(m, _, up)| {
+                ["nova-conductor", "nova-scheduler"]
+                    .map(|b| (b, m.name.clone(), "internal".to_owned(), true, *up, m.heartbeat_at))
+            });
+            let computes = compute_nodes
+                .into_iter()
+                .map(|(n, up)| ("nova-compute", n.node, n.availability_zone, n.enabled, up, n.heartbeat_at));
+            let list: Vec<Value> = control
+                .chain(computes)
+                .filter(|(_, host, ..)| q("host").is_none_or(|h| h == *host))
+                .filter(|(binary, ..)| q("binary").is_none_or(|b| b == *binary))
                 .enumerate()
-                .filter(|(_, (n, _))| q("host").is_none_or(|h| h == n.node))
-                .filter(|_| q("binary").is_none_or(|b| b == "nova-compute"))
-                .map(|(i, (n, up))| {
-                    json!({"id": i + 1, "binary": "nova-compute", "host": n.node,
-                    "zone": n.availability_zone, "status": if n.enabled { "enabled" } else { "disabled" },
-                    "state": if *up { "up" } else { "down" }, "updated_at": timestamp(n.heartbeat_at, true),
+                .map(|(i, (binary, host, zone, enabled, up, at))| {
+                    json!({"id": i + 1, "binary": binary, "host": host,
+                    "zone": zone, "status": if enabled { "enabled" } else { "disabled" },
+                    "state": if up { "up" } else { "down" }, "updated_at": timestamp(at, true),
                     "disabled_reason": null, "forced_down": false})
                 })
                 .collect();

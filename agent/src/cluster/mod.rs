@@ -121,19 +121,41 @@ impl Cluster {
             .parse()
             .map_err(|_| ClusterError::BadRequest(format!("peer_addr {:?} is not an address:port", req.peer_addr)))?;
         let secret: [u8; 32] = unhex(&req.secret).and_then(|s| s.try_into().ok()).ok_or(ClusterError::BadToken)?;
+        let hash = secret_hash(&secret);
+        let refused = || {
+            log::warn!("join by {:?} from {peer_addr} refused: token {:?} is not valid", req.name, req.token_id);
+            ClusterError::BadToken
+        };
+        // Checked here first, so a forged or stale token costs no write to the log; the log
+        // checks again, and it is what makes a token single use. A token made on another node
+        // a moment ago may not have reached this one yet: it gets a second look.
+        let mut known = None;
+        for wait in [0, 500] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            known = self.state.store().view()?.join_tokens()?.into_iter().find(|t| t.id == req.token_id);
+            if known.is_some() {
+                break;
+            }
+        }
+        let plausible = known.is_some_and(|t| {
+            crate::model::cluster::constant_time_eq(t.secret_hash.as_bytes(), hash.as_bytes())
+                && t.unusable(now()).is_none()
+        });
+        if !plausible {
+            return Err(refused());
+        }
         let consumed = self
             .state
             .propose(Command::ConsumeJoinToken {
                 id: req.token_id.clone(),
-                secret_hash: secret_hash(&secret),
+                secret_hash: hash,
                 node: req.name.clone(),
                 at: now(),
                 key,
             })
             .await?;
         if consumed.is_err() {
-            log::warn!("join by {:?} from {peer_addr} refused: token {:?} is not valid", req.name, req.token_id);
-            return Err(ClusterError::BadToken);
+            return Err(refused());
         }
         let record = self.state.store().view()?.join_tokens()?.into_iter().find(|t| t.id == req.token_id);
         let node_id = record.and_then(|t| t.node_id).ok_or(ClusterError::BadToken)?;
