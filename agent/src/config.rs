@@ -211,8 +211,9 @@ impl Config {
     }
 
     /// Parses TOML text, then lets `cairn.NAME=VALUE` words of a kernel command line override
-    /// its fields. Options the agent does not take as settings (`cairn.ip`, `cairn.join`) are
-    /// left to their own handlers; unknown ones are reported by [`cmdline_unknown`].
+    /// its fields (`cairn.join` is `join_token`). Options the agent does not take as settings
+    /// (`cairn.ip`) are left to their own handlers; unknown ones are reported by
+    /// [`cmdline_unknown`].
     pub fn parse_with_cmdline(text: &str, path: &Path, cmdline: &str) -> Result<Self, ConfigError> {
         Self::layered(text, path, None, cmdline)
     }
@@ -453,6 +454,13 @@ mod tests {
         assert!(bad.is_err(), "a bad value on the command line is an error");
         let c = Config::parse_with_cmdline("", Path::new("t"), "cairn.token_ttl_secs=600").unwrap();
         assert_eq!(c.token_ttl_secs, 600);
+        // A PXE node joins unattended: cairn.join is the join token, the peer port may move.
+        let line = "cairn.join=cairn-join1.AbC_-x cairn.peer_listen=10.0.0.5:7444 cairn.node_name=rack1-n3";
+        let c = Config::parse_with_cmdline("", Path::new("t"), line).unwrap();
+        assert_eq!(c.join_token.as_deref(), Some("cairn-join1.AbC_-x"));
+        assert_eq!(c.peer_listen.to_string(), "10.0.0.5:7444");
+        assert_eq!(c.node_name.as_deref(), Some("rack1-n3"));
+        assert!(cmdline_unknown(line).is_empty());
     }
 
     #[test]
