@@ -80,18 +80,22 @@ impl Node {
     }
 }
 
-/// The namespaces, the bridge and the veths; removed when dropped.
+/// The namespaces, the bridge and the veths; removed when dropped (the veths first: a
+/// namespace's links go only once the kernel frees it, which can be after the next trial began).
 struct Lab {
     bridge: String,
     names: Vec<String>,
+    veths: Vec<String>,
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        for link in self.veths.iter().chain([&self.bridge]) {
+            let _ = std::process::Command::new("ip").args(["link", "del", link]).status();
+        }
         for n in &self.names {
             let _ = netns::delete(n);
         }
-        let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge]).status();
     }
 }
 
@@ -99,12 +103,12 @@ async fn index(nl: &RtNetlink, name: &str) -> u32 {
     nl.links().await.unwrap().into_iter().find(|l| l.name == name).unwrap_or_else(|| panic!("no link {name}")).index
 }
 
-/// A bridge `cl<pid>` holding 10.77.0.254/24 and, per node, a namespace with a veth on it
-/// holding 10.77.0.<i+1>/24.
-async fn lab(root: &std::path::Path) -> (Lab, Vec<Node>) {
-    let pid = std::process::id() % 1_000_000;
-    let bridge = format!("cl{pid}");
-    let mut lab = Lab { bridge: bridge.clone(), names: vec![] };
+/// A bridge `c<pid>t<trial>` holding 10.77.0.254/24 and, per node, a namespace with a veth on
+/// it holding 10.77.0.<i+1>/24. Names differ per trial.
+async fn lab(root: &std::path::Path, trial: u64) -> (Lab, Vec<Node>) {
+    let tag = format!("c{}t{}", std::process::id() % 1_000_000, trial % 100);
+    let bridge = tag.clone();
+    let mut lab = Lab { bridge: bridge.clone(), names: vec![], veths: vec![] };
     let host = RtNetlink::connect().unwrap();
     host.add_link(&bridge, NewLink::Bridge, None).await.unwrap();
     let br = index(&host, &bridge).await;
@@ -112,12 +116,13 @@ async fn lab(root: &std::path::Path) -> (Lab, Vec<Node>) {
     host.set_up(br, true).await.unwrap();
     let mut nodes = Vec::new();
     for i in 0..NODES {
-        let name = format!("cl{pid}n{i}");
+        let name = format!("{tag}n{i}");
         let _ = netns::delete(&name);
         let ns = NetNs::ensure(&name).unwrap();
         lab.names.push(name.clone());
-        let (outside, inside) = (format!("cl{pid}h{i}"), format!("cl{pid}v{i}"));
+        let (outside, inside) = (format!("{tag}h{i}"), format!("{tag}v{i}"));
         host.add_link(&outside, NewLink::Veth { peer: inside.clone() }, None).await.unwrap();
+        lab.veths.push(outside.clone());
         host.set_netns(index(&host, &inside).await, &ns).await.unwrap();
         let o = index(&host, &outside).await;
         host.set_master(o, Some(br)).await.unwrap();
@@ -196,7 +201,7 @@ struct Ledger {
 
 async fn trial(trial: u64, seed: u64, secs: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let (_lab, mut nodes) = lab(dir.path()).await;
+    let (_lab, mut nodes) = lab(dir.path(), trial).await;
     nodes[0].start();
     let ca = std::fs::read_to_string(nodes[0].data.join("pki/ca.pem")).unwrap();
     let token = nodes[0].agent.as_ref().unwrap().admin_token().await;
