@@ -17,7 +17,9 @@
 #![allow(clippy::result_large_err)]
 
 use super::{apply::apply, Command, Outcome, StateError, Store, BLOB_TABLES, REVOKED, STRING_TABLES, UNIT_TABLES};
-use openraft::error::{ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::error::{
+    ChangeMembershipError, ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable,
+};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -684,6 +686,8 @@ fn raft_config() -> Result<Arc<openraft::Config>, StateError> {
 enum Local {
     /// Another node leads (its peer address, when known).
     Forward(Option<String>),
+    /// Another membership change is being committed: try again in a moment.
+    Busy,
     Fatal(String),
 }
 
@@ -691,6 +695,9 @@ impl Local {
     fn from_write(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Self {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Local::Forward(f.leader_node.map(|n| n.addr)),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))) => {
+                Local::Busy
+            }
             e => Local::Fatal(e.to_string()),
         }
     }
@@ -789,6 +796,7 @@ impl Replicated {
                     }
                 }
                 Err(Local::Forward(None)) => {}
+                Err(Local::Busy) => last = "another membership change is being committed".into(),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -799,7 +807,8 @@ impl Replicated {
     pub async fn serve_leader(&self, req: &LeaderRequest) -> LeaderReply {
         match self.local(req).await {
             Ok((outcome, index)) => LeaderReply::Done { outcome, index },
-            Err(Local::Forward(_)) => LeaderReply::NotLeader,
+            // Either way the asking node tries again shortly.
+            Err(Local::Forward(_) | Local::Busy) => LeaderReply::NotLeader,
             Err(Local::Fatal(e)) => LeaderReply::Failed(e),
         }
     }
