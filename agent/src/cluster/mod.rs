@@ -261,7 +261,6 @@ impl Cluster {
     pub fn nodes(&self, auth: &Auth) -> Result<Vec<(Member, &'static str, bool)>> {
         admin_only(auth)?;
         let roles = self.state.roles();
-        let removed = self.state.store().view()?.removed_nodes()?;
         let t = now();
         Ok(self
             .state
@@ -269,7 +268,6 @@ impl Cluster {
             .view()?
             .members()?
             .into_iter()
-            .filter(|m| !removed.iter().any(|r| r.id == m.id))
             .map(|m| {
                 let role = roles.get(&m.id).copied().unwrap_or("none");
                 let up = t.saturating_sub(m.heartbeat_at) <= 3 * MEMBER_HEARTBEAT_SECS;

@@ -25,6 +25,10 @@ fn next_node_id(tx: &WriteTransaction) -> Result<u64, StateError> {
 pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
     match cmd {
         Command::ReportMember(m) => {
+            // A removed node that still runs must not list itself again.
+            if load::<RemovedNode>(tx, REMOVED_NODES, &m.id.to_string())?.is_some() {
+                return Ok(Err(not_found(Kind::Node, &m.id.to_string())));
+            }
             store(tx, MEMBERS, &m.id.to_string(), m)?;
             Ok(Ok(()))
         }
@@ -149,6 +153,24 @@ mod tests {
         // Node 2 is removed: gone for good, and its id is not given again.
         assert_eq!(run(&s, Command::RemoveMember { id: 2, at: 300 }), Ok(()));
         assert!(s.view().unwrap().is_removed(2).unwrap());
+        // Still running, it cannot list itself again.
+        let mut m = crate::model::cluster::Member {
+            id: 2,
+            name: "n2".into(),
+            api_addr: String::new(),
+            peer_addr: String::new(),
+            roles: vec![],
+            cpu_model: String::new(),
+            cpus: 1,
+            virtualization: "none".into(),
+            accel: "qemu".into(),
+            memory_mb: 1,
+            heartbeat_at: 400,
+        };
+        assert!(matches!(run(&s, Command::ReportMember(m.clone())), Err(Refusal::NotFound { .. })));
+        assert!(s.view().unwrap().members().unwrap().is_empty());
+        m.id = 1;
+        assert_eq!(run(&s, Command::ReportMember(m)), Ok(()));
         assert!(matches!(run(&s, Command::RemoveMember { id: 2, at: 301 }), Err(Refusal::NotFound { .. })));
         assert!(matches!(run(&s, Command::RemoveMember { id: 9, at: 301 }), Err(Refusal::NotFound { .. })));
         assert_eq!(run(&s, Command::CreateJoinToken(rec("c"))), Ok(()));

@@ -716,12 +716,6 @@ impl View {
         all.sort_by_key(|m| m.id);
         Ok(all)
     }
-    /// The nodes removed from the cluster, by id.
-    pub fn removed_nodes(&self) -> Result<Vec<RemovedNode>, StateError> {
-        let mut all: Vec<RemovedNode> = self.list(REMOVED_NODES)?;
-        all.sort_by_key(|m| m.id);
-        Ok(all)
-    }
     /// Node id → SHA-256 of its public key.
     pub fn node_keys(&self) -> Result<std::collections::BTreeMap<u64, String>, StateError> {
         let t = self.tx.open_table(NODE_KEYS)?;
