@@ -22,8 +22,9 @@ impl IscsiTarget {
         let lun: PathBuf = dir.path().join("lun.img");
         std::fs::File::create(&lun).and_then(|f| f.set_len(bytes)).map_err(io("creating the LUN file"))?;
         let port = crate::free_port()?;
-        // The management channel is an abstract socket named by this number: unique per test run.
-        let control = (std::process::id() % 60_000 + 1000).to_string();
+        // The management channel is an abstract socket named by this number: unique per test run
+        // (tgtadm accepts 0..=32767).
+        let control = (std::process::id() % 31_000 + 1000).to_string();
         let child = Command::new("tgtd")
             .args(["-f", "-C", &control, "--iscsi", &format!("portal=127.0.0.1:{port}")])
             .stdin(Stdio::null())
