@@ -262,6 +262,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     });
     tokio::spawn(crate::cluster::peer::serve(peer_listener, pki.peer_server_config()?, peer_service.clone()));
     log::info!("node {} ({host}); peer port {peer_addr}", me.node_id);
+    if !state.catch_up(Duration::from_secs(60)).await {
+        log::warn!("no leader or log not applied after 60 s: the API answers from what this node has");
+    }
     if me.seed {
         // The first node's key, so peers know it (joiners' keys come with their tokens).
         let key = pki.node_key().ok_or_else(|| DaemonError::Io {
@@ -278,9 +281,6 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 });
             }
         }
-    }
-    if !me.seed && !state.wait_for_leader(Duration::from_secs(60)).await {
-        log::warn!("no leader after 60 s: the API answers from what this node has, and writes wait for one");
     }
     let identity = Identity::new(state.clone(), &key, cfg.token_ttl_secs);
     let mut generated_password = None;

@@ -175,11 +175,13 @@ pub(super) fn create<T: Serialize>(
     name: &str,
     value: &T,
 ) -> Result<Outcome, StateError> {
-    if tx.open_table(names)?.get(name)?.is_some() || exists(tx, table, id)? {
+    // Each table opened once: an open is a lookup, and its close a write, in redb's table tree.
+    let (mut rows, mut by_name) = (tx.open_table(table)?, tx.open_table(names)?);
+    if by_name.get(name)?.is_some() || rows.get(id)?.is_some() {
         return Ok(Err(Refusal::Conflict { kind, name: name.to_owned() }));
     }
-    tx.open_table(table)?.insert(id, serde_json::to_vec(value)?.as_slice())?;
-    tx.open_table(names)?.insert(name, id)?;
+    rows.insert(id, serde_json::to_vec(value)?.as_slice())?;
+    by_name.insert(name, id)?;
     Ok(Ok(()))
 }
 

@@ -468,6 +468,9 @@ from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::C
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// The raft log and vote, in a database of their own next to the state's: a log commit
+    /// then fsyncs only the log's few pages, not every state page applied since the last one.
+    log: Arc<Database>,
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -490,12 +493,17 @@ fn prefix_end(prefix: &str) -> String {
 }
 
 impl Store {
-    /// Opens (or creates) the state database at `path`.
+    /// Opens (or creates) the state database at `path` and the raft log's beside it
+    /// (`state.redb` → `state.log.redb`), moving a log kept in the state database by earlier
+    /// versions into its own.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let db =
-            Database::create(path).map_err(|source| StateError::Open { path: path.display().to_string(), source })?;
-        let store = Self { db: Arc::new(db), changes: Arc::new(tokio::sync::watch::Sender::new(0)) };
+        let create =
+            |p: &Path| Database::create(p).map_err(|source| StateError::Open { path: p.display().to_string(), source });
+        let db = Arc::new(create(path)?);
+        let log = Arc::new(create(&path.with_extension("log.redb"))?);
+        let store = Self { db, log, changes: Arc::new(tokio::sync::watch::Sender::new(0)) };
         store.create_tables()?;
+        raft::move_log(&store.db, &store.log)?;
         Ok(store)
     }
 
@@ -513,9 +521,13 @@ impl Store {
         tx.open_table(REVOKED)?;
         raft::create_tables(&tx)?;
         tx.commit()?;
+        let tx = self.log.begin_write()?;
+        raft::create_tables(&tx)?;
+        tx.commit()?;
         Ok(())
     }
 
+    #[cfg(test)]
     pub(crate) fn db(&self) -> &Arc<Database> {
         &self.db
     }
