@@ -260,7 +260,7 @@ impl Identity {
             expires_at: now + self.ttl_secs,
             audit_id: token::new_audit_id(),
         };
-        let auth = self.resolve(claims, Some(user))?;
+        let auth = Self::resolve(&self.view()?, claims, Some(user))?;
         let token = self.signer.sign(&auth.claims);
         Ok((token, auth))
     }
@@ -278,15 +278,16 @@ impl Identity {
         })
     }
 
+    /// Revocation, user, project and roles, all read in one view of the state.
     fn check_claims(&self, claims: Claims) -> Result<Auth> {
-        if self.view()?.is_revoked(&claims.audit_id)? {
+        let view = self.view()?;
+        if view.is_revoked(&claims.audit_id)? {
             return Err(IdentityError::Unauthorized);
         }
-        self.resolve(claims, None)
+        Self::resolve(&view, claims, None)
     }
 
-    fn resolve(&self, claims: Claims, user: Option<User>) -> Result<Auth> {
-        let view = self.view()?;
+    fn resolve(view: &View, claims: Claims, user: Option<User>) -> Result<Auth> {
         let user = match user {
             Some(u) => u,
             None => view.user(&claims.user_id)?.ok_or(IdentityError::Unauthorized)?,
