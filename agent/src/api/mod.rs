@@ -217,6 +217,12 @@ async fn events(api: &Api, req: Request<Incoming>) -> Result<Response<Body>, Api
 async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // An OpenStack read on any node sees every write acknowledged before it, whichever node
+    // took the write (health checks and the cluster's own listings answer without a quorum).
+    let service = matches!(segs.first(), Some(&("identity" | "network" | "image" | "volume" | "compute" | "v3")));
+    if service && matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
+        api.state.linearize().await.map_err(|e| ApiError::Internal(Box::new(e)))?;
+    }
     match segs.as_slice() {
         ["healthz"] => Ok(http::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         ["identity", rest @ ..] => keystone::route(&api, req, rest, peer).await,

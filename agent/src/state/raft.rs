@@ -12,15 +12,15 @@
 //! The peer transport is the cluster module's (mutual TLS); [`NoPeers`] is a lone node's.
 //! A command proposed on a follower travels to the leader ([`Forward`]); the follower answers
 //! once it has applied the entry itself, so a client that writes through a node then reads
-//! from it sees its write. Reads are served from the node's applied state (not
-//! linearizable reads through the leader).
+//! from it sees its write. [`Replicated::linearize`] makes a read linearizable: the node waits
+//! until it has applied the leader's read index.
 
 // openraft's storage traits return its StorageError by value; the helpers here must match.
 #![allow(clippy::result_large_err)]
 
 use super::{apply::apply, Command, Outcome, StateError, Store, BLOB_TABLES, REVOKED, STRING_TABLES, UNIT_TABLES};
 use openraft::error::{
-    ChangeMembershipError, ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable,
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RPCError, RaftError, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -742,6 +742,9 @@ pub enum LeaderRequest {
     RemoveNode {
         id: NodeId,
     },
+    /// The leader's read index: the log index a linearizable read must see applied, once a
+    /// quorum has confirmed the leader still leads.
+    ReadIndex,
 }
 
 /// The leader's answer: the outcome and the log index it was applied at, or "not me".
@@ -879,6 +882,17 @@ impl Replicated {
         self.at_leader(LeaderRequest::AddLearner { id, addr }).await.map(|_| ())
     }
 
+    /// Makes the next read of this node's state linearizable: waits until it has applied
+    /// everything the leader had committed when asked (the leader first confirms with a quorum
+    /// that it still leads). On a lone voter every acknowledged write is already applied here.
+    pub async fn linearize(&self) -> Result<(), StateError> {
+        let lone = self.raft.metrics().borrow().membership_config.membership().voter_ids().eq([self.id]);
+        if lone {
+            return Ok(());
+        }
+        self.at_leader(LeaderRequest::ReadIndex).await.map(|_| ())
+    }
+
     /// Takes node `id` out of the raft membership, through the leader.
     pub async fn remove_node(&self, id: NodeId) -> Result<(), StateError> {
         self.at_leader(LeaderRequest::RemoveNode { id }).await.map(|_| ())
@@ -953,6 +967,17 @@ impl Replicated {
                 } else {
                     return Ok((Ok(()), 0));
                 }
+            }
+            LeaderRequest::ReadIndex => {
+                return match self.raft.ensure_linearizable().await {
+                    Ok(read) => Ok((Ok(()), read.map_or(0, |l| l.index))),
+                    Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                        Err(Local::Forward(f.leader_node.map(|n| n.addr)))
+                    }
+                    // No quorum answered: as during an election, ask again until the deadline.
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Local::Forward(None)),
+                    Err(e) => Err(Local::Fatal(e.to_string())),
+                };
             }
         };
         match written {
