@@ -75,6 +75,13 @@ async fn roles(node: &Agent, token: &str) -> Vec<(u64, String, bool)> {
         .collect()
 }
 
+/// The leader's index in `nodes`, as `node` sees it (node i has raft id i + 1: ids are handed
+/// out in join order).
+async fn leader_index(node: &Agent, token: &str) -> usize {
+    let leader = roles(node, token).await.into_iter().find(|r| r.1 == "leader").unwrap().0;
+    usize::try_from(leader - 1).unwrap()
+}
+
 /// Polls `f` until it is true or `secs` pass.
 async fn eventually<F: std::future::Future<Output = bool>>(secs: u64, what: &str, mut f: impl FnMut() -> F) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -155,9 +162,7 @@ async fn scenario(n: u8, voters: usize) {
 
     // A follower frozen (SIGSTOP) while a write is acknowledged without it, then thawed and
     // read from at once: the read waits until it has the write, it never answers stale.
-    // Node i has raft id i + 1 (ids are handed out in join order).
-    let leader = roles(&nodes[0].agent, &admin).await.into_iter().find(|r| r.1 == "leader").unwrap().0;
-    let li = usize::try_from(leader - 1).unwrap();
+    let li = leader_index(&nodes[0].agent, &admin).await;
     let frozen = &nodes[(li + 1) % nodes.len()];
     let pid = frozen.agent.child.id().to_string();
     let signal = |sig: &str| {
@@ -169,8 +174,8 @@ async fn scenario(n: u8, voters: usize) {
     assert!(has_project(&frozen.agent, &tok, "while-frozen").await, "a thawed follower answered a stale read");
 
     // Kill the leader: another is elected within seconds and the API keeps answering.
-    let leader = roles(&nodes[0].agent, &admin).await.into_iter().find(|r| r.1 == "leader").unwrap().0;
-    let li = usize::try_from(leader - 1).unwrap();
+    let li = leader_index(&nodes[0].agent, &admin).await;
+    let leader = u64::try_from(li).unwrap() + 1;
     nodes[li].agent.child.kill().unwrap();
     nodes[li].agent.child.wait().unwrap();
     let survivor = &nodes[(li + 1) % nodes.len()].agent;
@@ -191,6 +196,16 @@ async fn scenario(n: u8, voters: usize) {
     for node in &nodes {
         assert!(has_project(&node.agent, &tok, "after-restart").await, "read at once on {}", node.name);
     }
+
+    // With every other node gone no quorum can confirm a read: the last node answers 503 in
+    // the OpenStack error format (after the 10 s leader wait), never a possibly stale list.
+    for node in &mut nodes[1..] {
+        node.agent.child.kill().unwrap();
+        node.agent.child.wait().unwrap();
+    }
+    let (status, body) = get(&nodes[0].agent, &tok, "/identity/v3/projects").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], json!(503), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
