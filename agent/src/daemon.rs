@@ -247,6 +247,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .await
         .map_err(|source| DaemonError::Listen { addr: cfg.peer_listen, source })?;
     let peers = crate::cluster::peer::Peers::new(pki.peer_client_config()?);
+    let prober = host::Prober { kvm_timeout, data_dir: cfg.data_dir.clone() };
     let state = Replicated::start_with(
         store,
         me.node_id,
@@ -259,6 +260,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         state: state.clone(),
         known: me.known.clone(),
         compute: std::sync::OnceLock::new(),
+        prober: prober.clone(),
     });
     tokio::spawn(crate::cluster::peer::serve(peer_listener, pki.peer_server_config()?, peer_service.clone()));
     log::info!("node {} ({host}); peer port {peer_addr}", me.node_id);
@@ -344,7 +346,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     tokio::spawn(compute.clone().heartbeat_loop());
     let fingerprint = pki.ca_fingerprint().unwrap_or_default();
-    let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), pki.clone(), key.to_vec(), peers)?);
+    let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), pki.clone(), key.to_vec(), peers, prober)?);
     compute.set_remote(cluster.clone());
     let _ = peer_service.compute.set(compute.clone());
     tokio::spawn(cluster.clone().membership_loop());

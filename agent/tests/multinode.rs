@@ -145,6 +145,20 @@ async fn scenario(n: u8, voters: usize) {
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(hosts, names, "{body}");
 
+    // A node's probe through another node (a node call over the peer port): its own data
+    // directory, its own host's facts; this node's own probe with the CLI.
+    let far = &nodes[usize::from(n) - 1].agent;
+    let (status, body) = get(&nodes[0].agent, &admin, &format!("/cairn/v1/nodes/{n}/probe")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["probe"]["data_dir"]["path"], json!(far.data.display().to_string()), "{body}");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(body["probe"]["facts"]["cpu"]["count"], json!(cpus), "{body}");
+    let (status, body) = get(&nodes[0].agent, &admin, "/cairn/v1/nodes/99/probe").await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!(404)), "{body}");
+    let (ok, table, err) = nodes[0].agent.cairn(&["node", "probe", "1"]);
+    assert!(ok && table.contains(&format!("{cpus} CPUs")), "{table}{err}");
+    assert!(table.contains(&format!("Data dir     {}", nodes[0].agent.data.display())), "{table}");
+
     // A token from one node is good on every other (one signing key), and a write through any
     // node is at once readable on every node (reads are linearizable).
     let last = &nodes[usize::from(n) - 1].agent;

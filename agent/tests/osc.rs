@@ -707,6 +707,25 @@ fn wait_for(osc: &Osc, kind: &str, name: &str, want: &str) -> serde_json::Value 
     panic!("{kind} {name} never became {want}: {}", osc.json(&[kind, "show", name]));
 }
 
+/// Nova's diagnostics of a running m1.tiny server booted from an image (`server show
+/// --diagnostics`): libvirt's live figures, and each vCPU's time from the kernel.
+fn assert_live_diagnostics(d: &serde_json::Value) {
+    let hypervisor = if std::path::Path::new("/dev/kvm").exists() { d["hypervisor"].as_str() } else { Some("qemu") };
+    assert_eq!(
+        (d["state"].as_str(), d["driver"].as_str(), d["hypervisor"].as_str(), d["num_cpus"].as_u64()),
+        (Some("running"), Some("libvirt"), hypervisor, Some(1)),
+        "{d}"
+    );
+    assert_eq!(d["memory_details"]["maximum"], 512, "{d}");
+    assert!(d["memory_details"]["used"].as_u64().unwrap() > 0, "QEMU's resident memory: {d}");
+    let cpus = d["cpu_details"].as_array().unwrap();
+    assert!(cpus.len() == 1 && cpus[0]["time"].as_u64().unwrap() > 0, "the booted guest's vCPU ran: {d}");
+    let disks = d["disk_details"].as_array().unwrap();
+    assert_eq!((disks.len(), d["num_disks"].as_u64()), (2, Some(2)), "root disk and config drive: {d}");
+    assert!(disks.iter().all(|k| k["read_bytes"].as_u64().unwrap() > 0), "the guest read both: {d}");
+    assert_eq!(d["nic_details"].as_array().map(Vec::len), d["num_nics"].as_u64().map(|n| n as usize), "{d}");
+}
+
 /// Polls a server's console log until `f` accepts it (four minutes at most: guests run under TCG).
 fn console_until(osc: &Osc, server: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
@@ -805,12 +824,15 @@ fn openstack_client_boots_a_server_on_libvirt() {
     assert!(console.contains("CAIRN-TEST-GUEST config-drive user-data: hello from the test"), "{console}");
     let tail = osc.admin(&["console", "log", "show", "--lines", "1", "vm1"]);
     assert_eq!(tail.trim().lines().count(), 1, "{tail}");
+    assert_live_diagnostics(&osc.json(&["server", "show", "--diagnostics", "vm1"]));
 
     // Stop, start, hard reboot: the domain follows.
     let wait_status = |want: &str| wait_for(&osc, "server", "vm1", want);
     osc.admin(&["server", "stop", "vm1"]);
     wait_status("SHUTOFF");
     assert_eq!(virsh(&["domstate", &domain]).trim(), "shut off");
+    let err = osc.admin_fails(&["server", "show", "--diagnostics", "vm1"]);
+    assert!(err.contains("while it is in power_state shutdown"), "no diagnostics of a stopped server (409): {err}");
     osc.admin(&["server", "start", "vm1"]);
     wait_status("ACTIVE");
     assert_eq!(virsh(&["domstate", &domain]).trim(), "running");
@@ -961,6 +983,7 @@ fn a_server_on_another_node_is_served_through_any_node() {
     assert_eq!(s["OS-EXT-SRV-ATTR:host"], "cmp", "{s}");
     let console = console_until(&osc_ctl, "far", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));
     assert!(console.contains("CAIRN-TEST-GUEST config-drive hostname: far"), "{console}");
+    assert_live_diagnostics(&osc_ctl.json(&["server", "show", "--diagnostics", "far"]));
     osc_ctl.admin(&["server", "delete", "--wait", "far"]);
     let id = s["id"].as_str().unwrap();
     assert!(!virsh(&["list", "--all", "--name"]).contains(id), "domain left");

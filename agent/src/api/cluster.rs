@@ -8,6 +8,8 @@
 //! `GET /cairn/v1/tokens` lists them without secrets (and whether used, by whom, revoked);
 //! `DELETE /cairn/v1/tokens/{id}` revokes one.
 //! `DELETE /cairn/v1/nodes/{id}` removes a node (out of raft, its certificate revoked).
+//! `GET /cairn/v1/nodes/{id}/probe` → `{"probe": {"facts", "data_dir"}}`: the node's host
+//! probe taken now (a node call), as `cairn probe --json` prints it on that node.
 //! `POST /cairn/v1/join` is a joining node's: see [`crate::cluster::join`].
 
 use super::error::ApiError;
@@ -57,6 +59,17 @@ pub async fn remove_node(api: &Api, req: &Request<Incoming>, id: &str) -> Result
     let id: u64 = id.parse().map_err(|_| ApiError::NotFound(format!("The node {id} could not be found.")))?;
     api.cluster.remove_node(&auth, id).await?;
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// `GET /cairn/v1/nodes/{id}/probe`.
+pub async fn probe(api: &Api, req: &Request<Incoming>, id: &str) -> Result<Response<Body>, ApiError> {
+    let auth = super::authenticate(api, req)?;
+    if req.method() != Method::GET {
+        return Err(super::not_allowed(req.method()));
+    }
+    let id: u64 = id.parse().map_err(|_| ApiError::NotFound(format!("The node {id} could not be found.")))?;
+    let probe = api.cluster.probe(&auth, id).await?;
+    Ok(json(StatusCode::OK, &json!({"probe": probe})))
 }
 
 /// `GET /cairn/v1/nodes`.
@@ -117,6 +130,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::Forbidden(m) => ApiError::Forbidden(m),
             ClusterError::NotFound(m) => ApiError::NotFound(m),
             ClusterError::BadRequest(m) => ApiError::BadRequest(m),
+            ClusterError::Unavailable(m) => ApiError::Unavailable(m),
             ClusterError::BadToken => ApiError::Unauthorized,
             ClusterError::Internal(source) => ApiError::Internal(source),
         }

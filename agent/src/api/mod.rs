@@ -250,6 +250,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resul
         ["cairn", "v1", "tokens", rest @ ..] => cluster::route(&api, req, rest).await,
         ["cairn", "v1", "nodes"] => cluster::nodes(&api, &req),
         ["cairn", "v1", "nodes", id] => cluster::remove_node(&api, &req, id).await,
+        ["cairn", "v1", "nodes", id, "probe"] => cluster::probe(&api, &req, id).await,
         ["cairn", "v1", "join"] => cluster::join(&api, req).await,
         ["v3", ..] => keystone::route(&api, req, &segs, peer).await,
         _ => Err(ApiError::NotFound(format!("No such resource: {path}"))),

@@ -473,6 +473,10 @@ async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Re
             }
             _ => Err(super::not_allowed(&method)),
         },
+        (_, ["servers", id, "diagnostics"]) => match method {
+            Method::GET => Ok(json(StatusCode::OK, &json!(c.diagnostics(&auth, id).await?))),
+            _ => Err(super::not_allowed(&method)),
+        },
         (&Method::POST, ["servers", id, "action"]) => {
             let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
             let (action, arg) = match body.iter().next() {

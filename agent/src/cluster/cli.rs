@@ -1,4 +1,4 @@
-//! `cairn token create|list|revoke` and `cairn node list`: ask a node's API, authenticating as
+//! `cairn token create|list|revoke` and `cairn node list|probe|remove`: ask a node's API, authenticating as
 //! the `openstack` client does (`OS_AUTH_URL`, `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`,
 //! `OS_CACERT`). `token create` prints only the token, so it can be passed on as it is.
 
@@ -27,6 +27,13 @@ pub enum NodeCmd {
     List,
     /// Remove a node for good: out of raft, its certificate refused by every peer.
     Remove { id: u64 },
+    /// Have a node probe its host now and print what it found (as `cairn probe` on it).
+    Probe {
+        id: u64,
+        /// Print the JSON the API answered.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `15m` → 900; plain numbers are seconds.
@@ -73,12 +80,33 @@ pub fn nodes(cmd: NodeCmd) -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let (mut conn, token) = session().await?;
-        if let NodeCmd::Remove { id } = cmd {
-            let path = format!("/cairn/v1/nodes/{id}");
-            answer(conn.request(Method::DELETE, &path, &[("x-auth-token", token.as_str())], None).await?)?;
-            return Ok(());
+        let auth = [("x-auth-token", token.as_str())];
+        match cmd {
+            NodeCmd::List => {}
+            NodeCmd::Remove { id } => {
+                answer(conn.request(Method::DELETE, &format!("/cairn/v1/nodes/{id}"), &auth, None).await?)?;
+                return Ok(());
+            }
+            NodeCmd::Probe { id, json } => {
+                let j = answer(conn.request(Method::GET, &format!("/cairn/v1/nodes/{id}/probe"), &auth, None).await?)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&j["probe"])?);
+                } else {
+                    let probe: crate::host::NodeProbe = serde_json::from_value(j["probe"].clone())?;
+                    print!("{}", crate::host::render_table(&probe.facts));
+                    let d = &probe.data_dir;
+                    println!(
+                        "Data dir     {} ({} MiB free of {} MiB){}",
+                        d.path,
+                        d.available_bytes >> 20,
+                        d.size_bytes >> 20,
+                        if d.in_memory { ", IN MEMORY ONLY" } else { "" }
+                    );
+                }
+                return Ok(());
+            }
         }
-        let j = answer(conn.request(Method::GET, "/cairn/v1/nodes", &[("x-auth-token", token.as_str())], None).await?)?;
+        let j = answer(conn.request(Method::GET, "/cairn/v1/nodes", &auth, None).await?)?;
         println!("{:<4}  {:<16}  {:<22}  {:<18}  {:<9}  {:<4}  probe", "id", "name", "api", "roles", "raft", "up");
         for n in j["nodes"].as_array().cloned().unwrap_or_default() {
             let roles: Vec<&str> =

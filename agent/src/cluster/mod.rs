@@ -16,12 +16,15 @@ pub mod cli;
 pub mod join;
 pub mod peer;
 
+use crate::host::NodeProbe;
 use crate::identity::{now, Auth};
 use crate::model::cluster::{hex, secret_hash, unhex, JoinToken, Member, TokenRecord, MEMBER_HEARTBEAT_SECS};
 use crate::pki::Pki;
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError};
 use join::{JoinReply, JoinRequest};
+use peer::CallError;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// A token lives this long unless asked otherwise (15 minutes).
@@ -37,6 +40,9 @@ pub enum ClusterError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A node that must answer does not (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A join that the token does not allow (one answer for every reason).
     #[error("The join token is not valid.")]
     BadToken,
@@ -70,6 +76,8 @@ pub struct Cluster {
     /// The identity token signing key, handed to joining nodes.
     token_key: Vec<u8>,
     peers: peer::Peers,
+    /// Takes this node's probe on request.
+    prober: crate::host::Prober,
 }
 
 /// Voters the cluster aims for: 3, or 5 once it has 5 nodes.
@@ -95,13 +103,19 @@ pub fn parse_fingerprint(hex_text: &str) -> Option<[u8; 32]> {
 }
 
 impl Cluster {
-    pub fn new(state: Replicated, pki: Arc<Pki>, token_key: Vec<u8>, peers: peer::Peers) -> Result<Self> {
+    pub fn new(
+        state: Replicated,
+        pki: Arc<Pki>,
+        token_key: Vec<u8>,
+        peers: peer::Peers,
+        prober: crate::host::Prober,
+    ) -> Result<Self> {
         let ca_fingerprint = pki
             .ca_fingerprint()
             .as_deref()
             .and_then(parse_fingerprint)
             .ok_or_else(|| ClusterError::BadRequest("the CA certificate has no SHA-256 fingerprint".into()))?;
-        Ok(Self { state, pki, ca_fingerprint, token_key, peers })
+        Ok(Self { state, pki, ca_fingerprint, token_key, peers, prober })
     }
 
     pub fn ca_fingerprint(&self) -> [u8; 32] {
@@ -276,6 +290,28 @@ impl Cluster {
             .collect())
     }
 
+    /// The peer address of the first member that `pick` chooses and that has one.
+    fn member(&self, pick: impl Fn(&Member) -> bool) -> Result<Option<String>> {
+        let members = self.state.store().view()?.members()?;
+        Ok(members.into_iter().find(|m| pick(m) && !m.peer_addr.is_empty()).map(|m| m.peer_addr))
+    }
+
+    /// Node `id`'s host probe, taken now (by a node call unless it is this node).
+    pub async fn probe(&self, auth: &Auth, id: u64) -> Result<NodeProbe> {
+        admin_only(auth)?;
+        if id == self.state.id() {
+            return self.prober.run().await.map_err(|e| ClusterError::Internal(Box::new(e)));
+        }
+        let addr = self
+            .member(|m| m.id == id)?
+            .ok_or_else(|| ClusterError::NotFound(format!("The node {id} could not be found.")))?;
+        let answer = self.peers.node_call(&addr, &peer::NodeCall::Probe).await.map_err(|e| match e {
+            CallError::NotFound(m) => ClusterError::NotFound(m),
+            e => ClusterError::Unavailable(format!("The node {id} did not answer its probe: {e}")),
+        })?;
+        serde_json::from_value(answer).map_err(|e| ClusterError::Internal(Box::new(e)))
+    }
+
     pub fn tokens(&self, auth: &Auth) -> Result<Vec<TokenRecord>> {
         admin_only(auth)?;
         Ok(self.state.store().view()?.join_tokens()?)
@@ -290,20 +326,15 @@ impl Cluster {
 }
 
 impl crate::compute::Remote for Cluster {
-    fn console<'a>(
+    fn call<'a>(
         &'a self,
         node: &'a str,
-        server: &'a str,
-        lines: Option<usize>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<String, String>> + Send + 'a>> {
+        call: peer::NodeCall,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<Value, CallError>> + Send + 'a>> {
         Box::pin(async move {
-            let members = self.state.store().view().and_then(|v| v.members()).map_err(|e| crate::error_chain(&e))?;
-            let addr = members
-                .into_iter()
-                .find(|m| m.name == node && !m.peer_addr.is_empty())
-                .map(|m| m.peer_addr)
-                .ok_or_else(|| format!("no member named {node} with a peer address"))?;
-            let call = peer::NodeCall::Console { server: server.into(), lines };
+            let member = self.member(|m| m.name == node).map_err(|e| CallError::Failed(crate::error_chain(&e)))?;
+            let addr =
+                member.ok_or_else(|| CallError::Failed(format!("no member named {node} with a peer address")))?;
             self.peers.node_call(&addr, &call).await
         })
     }

@@ -42,6 +42,21 @@ const CALL: &str = "/call";
 pub enum NodeCall {
     /// The console output of one of its servers.
     Console { server: String, lines: Option<usize> },
+    /// The live figures of one of its servers ([`crate::model::compute::Diagnostics`]).
+    Diagnostics { server: String },
+    /// Its host probe, taken now ([`crate::host::NodeProbe`]).
+    Probe,
+}
+
+/// Why a node call got no answer, in the terms the caller's client is told.
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Failed(String),
 }
 /// Largest peer request (a snapshot chunk is 3 MiB by default).
 const MAX_BODY: usize = 64 << 20;
@@ -123,8 +138,10 @@ impl Peers {
 
 impl Peers {
     /// Asks the node at `addr` a [`NodeCall`].
-    pub async fn node_call(&self, addr: &str, call: &NodeCall) -> Result<String, String> {
-        self.call::<_, Result<String, String>>(addr, CALL, call, None).await.map_err(|e| crate::error_chain(&e))?
+    pub async fn node_call(&self, addr: &str, call: &NodeCall) -> Result<serde_json::Value, CallError> {
+        self.call::<_, Result<serde_json::Value, CallError>>(addr, CALL, call, None)
+            .await
+            .map_err(|e| CallError::Failed(crate::error_chain(&e)))?
     }
 }
 
@@ -214,16 +231,20 @@ pub struct PeerService {
     pub known: BTreeMap<NodeId, String>,
     /// This node's compute service, once it is up, for node calls.
     pub compute: std::sync::OnceLock<Arc<crate::compute::Compute>>,
+    pub prober: crate::host::Prober,
 }
 
 impl PeerService {
-    fn answer(&self, call: NodeCall) -> Result<String, String> {
-        let compute = self.compute.get().ok_or("this node is still starting")?;
-        match call {
-            NodeCall::Console { server, lines } => {
-                compute.console_here(&server, lines).map_err(|e| crate::error_chain(&e))
+    async fn answer(&self, call: NodeCall) -> Result<serde_json::Value, CallError> {
+        let compute = || self.compute.get().ok_or_else(|| CallError::Conflict("The node is still starting.".into()));
+        let value = match call {
+            NodeCall::Console { server, lines } => serde_json::to_value(compute()?.console_here(&server, lines)?),
+            NodeCall::Diagnostics { server } => serde_json::to_value(compute()?.diagnostics_here(&server).await?),
+            NodeCall::Probe => {
+                serde_json::to_value(self.prober.run().await.map_err(|e| CallError::Failed(e.to_string()))?)
             }
-        }
+        };
+        value.map_err(|e| CallError::Failed(e.to_string()))
     }
 
     /// Whether node `id` holding `key` may call: a member (or known from the join), never
@@ -257,7 +278,7 @@ impl PeerService {
             SNAPSHOT => decode(&bytes).map(|r| async move { encode(&raft.install_snapshot(r).await) }.boxed()),
             LEADER => decode::<LeaderRequest>(&bytes)
                 .map(|r| async move { encode(&self.state.serve_leader(&r).await) }.boxed()),
-            CALL => decode::<NodeCall>(&bytes).map(|c| async move { encode(&self.answer(c)) }.boxed()),
+            CALL => decode::<NodeCall>(&bytes).map(|c| async move { encode(&self.answer(c).await) }.boxed()),
             _ => return text(StatusCode::NOT_FOUND, "no such peer call"),
         };
         match answer {

@@ -17,10 +17,11 @@
 pub mod driver;
 pub mod scheduler;
 
+use crate::cluster::peer::{CallError, NodeCall};
 use crate::identity::{now, Auth};
 use crate::model::compute::{
-    check_server_name, default_flavors, AttachState, ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState,
-    Resources, Server, ServerPort, ServerVolume, TaskState, VmState,
+    check_server_name, default_flavors, AttachState, ComputeQuota, Diagnostics, Fault, Flavor, Inventory, Keypair,
+    PowerState, Resources, Server, ServerPort, ServerVolume, TaskState, VmState,
 };
 use crate::model::image::ImageStatus;
 use crate::model::network::PortPatch;
@@ -30,6 +31,7 @@ use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
 use crate::sys::libvirt::DomainState;
 use driver::{Boot, Driver};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -106,15 +108,19 @@ pub struct Compute {
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// What compute asks of another node.
+/// What compute asks of another node: a node call to the node named `node`.
 pub trait Remote: Send + Sync {
-    /// The last `lines` lines of console output of `server`, which runs on node `node`.
-    fn console<'a>(
-        &'a self,
-        node: &'a str,
-        server: &'a str,
-        lines: Option<usize>,
-    ) -> BoxFuture<'a, std::result::Result<String, String>>;
+    fn call<'a>(&'a self, node: &'a str, call: NodeCall) -> BoxFuture<'a, std::result::Result<Value, CallError>>;
+}
+
+impl From<ComputeError> for CallError {
+    fn from(e: ComputeError) -> Self {
+        match e {
+            ComputeError::NotFound(m) => CallError::NotFound(m),
+            ComputeError::Conflict(m) => CallError::Conflict(m),
+            e => CallError::Failed(crate::error_chain(&e)),
+        }
+    }
 }
 
 /// A new server as the API received it.
@@ -845,27 +851,75 @@ impl Compute {
             .await
     }
 
-    /// The server's console log (its last `lines`), from this node.
+    /// The server's console log (its last `lines`), from its node.
     pub async fn console(&self, auth: &Auth, id: &str, lines: Option<usize>) -> Result<String> {
         let s = self.server(auth, id)?;
         if s.node == self.node() {
             return self.console_here(&s.id, lines);
         }
-        let remote = self.remote.get().ok_or_else(|| {
-            ComputeError::Conflict(format!("Server {id} runs on node {}, which this node cannot reach yet.", s.node))
-        })?;
-        remote.console(&s.node, &s.id, lines).await.map_err(|e| {
-            ComputeError::Internal(format!("console output of server {id} from node {}: {e}", s.node).into())
-        })
+        self.ask(&s, NodeCall::Console { server: s.id.clone(), lines }, "console output").await
     }
 
     /// Console output of a server of this node (a peer asks on a client's behalf).
     pub fn console_here(&self, id: &str, lines: Option<usize>) -> Result<String> {
-        let driver = self
-            .driver
-            .as_ref()
-            .ok_or_else(|| ComputeError::NotFound(format!("Server {id} is not on this node (it runs no guests).")))?;
-        driver.console(id, lines).map_err(|e| ComputeError::Internal(e.into()))
+        self.local_driver(id)?.console(id, lines).map_err(|e| ComputeError::Internal(e.into()))
+    }
+
+    /// The live figures of a running server (admin only, as in Nova), from its node.
+    pub async fn diagnostics(&self, auth: &Auth, id: &str) -> Result<Diagnostics> {
+        admin_only(auth, "os_compute_api:os-server-diagnostics")?;
+        let s = self.server(auth, id)?;
+        if s.node == self.node() {
+            return self.diagnostics_here(&s.id).await;
+        }
+        self.ask(&s, NodeCall::Diagnostics { server: s.id.clone() }, "diagnostics").await
+    }
+
+    /// Diagnostics of a server of this node; 409 unless its guest runs.
+    pub async fn diagnostics_here(&self, id: &str) -> Result<Diagnostics> {
+        let driver = self.local_driver(id)?;
+        let s = self
+            .view()?
+            .server(id)?
+            .ok_or_else(|| ComputeError::NotFound(format!("Instance {id} could not be found.")))?;
+        let uptime = s.launched_at.map_or(0, |t| now().saturating_sub(t));
+        let sid = s.id.clone();
+        let found = tokio::task::spawn_blocking(move || driver.diagnostics(&sid, uptime))
+            .await
+            .map_err(|e| ComputeError::Internal(Box::new(e)))?
+            .map_err(|e| ComputeError::Internal(e.into()))?;
+        found.ok_or_else(|| {
+            ComputeError::Conflict(format!(
+                "Cannot 'get_diagnostics' instance {id} while it is in power_state {}",
+                s.power_state.as_str()
+            ))
+        })
+    }
+
+    /// This node's hypervisor, which must be where server `id` runs.
+    fn local_driver(&self, id: &str) -> Result<Arc<Driver>> {
+        self.driver
+            .clone()
+            .ok_or_else(|| ComputeError::NotFound(format!("Server {id} is not on this node (it runs no guests).")))
+    }
+
+    /// Asks the node of server `s` a node call and decodes its answer.
+    async fn ask<T: serde::de::DeserializeOwned>(&self, s: &Server, call: NodeCall, what: &str) -> Result<T> {
+        let remote = self.remote.get().ok_or_else(|| {
+            ComputeError::Conflict(format!(
+                "Server {} runs on node {}, which this node cannot reach yet.",
+                s.id, s.node
+            ))
+        })?;
+        let failed = |e: &dyn std::fmt::Display| {
+            ComputeError::Internal(format!("{what} of server {} from node {}: {e}", s.id, s.node).into())
+        };
+        match remote.call(&s.node, call).await {
+            Ok(v) => serde_json::from_value(v).map_err(|e| failed(&e)),
+            Err(CallError::NotFound(m)) => Err(ComputeError::NotFound(m)),
+            Err(CallError::Conflict(m)) => Err(ComputeError::Conflict(m)),
+            Err(CallError::Failed(m)) => Err(failed(&m)),
+        }
     }
 
     /// Converges this node's servers with the state, at every change and every 10 s (which

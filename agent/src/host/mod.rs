@@ -8,11 +8,11 @@ pub mod setup;
 
 use crate::sys::hostfs::HostFs;
 use crate::sys::kvm::{KvmRun, KvmTester};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// The CPU's hardware virtualization extension, from /proc/cpuinfo flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VirtExt {
     Vmx,
@@ -21,14 +21,14 @@ pub enum VirtExt {
 }
 
 /// How guests will run: hardware-assisted, or emulated by QEMU (TCG).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
     Qemu,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cpu {
     pub vendor: String,
     pub model: String,
@@ -36,7 +36,7 @@ pub struct Cpu {
     pub virtualization: VirtExt,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kvm {
     pub device: bool,
     pub run_test: KvmRun,
@@ -46,14 +46,14 @@ pub struct Kvm {
     pub nested: Option<bool>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Memory {
     pub total_bytes: u64,
     pub hugepages_total: u64,
     pub hugepage_size_kib: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nic {
     pub name: String,
     pub mac: String,
@@ -64,7 +64,7 @@ pub struct Nic {
     pub driver: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {
     pub name: String,
     pub size_bytes: u64,
@@ -74,7 +74,7 @@ pub struct Disk {
 }
 
 /// Everything the probe found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostFacts {
     pub cpu: Cpu,
     pub kvm: Kvm,
@@ -230,7 +230,7 @@ pub fn probe(fs: &dyn HostFs, kvm: &dyn KvmTester) -> HostFacts {
 }
 
 /// Where the agent keeps its state, and how much room it has.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataDir {
     pub path: String,
     pub size_bytes: u64,
@@ -249,6 +249,34 @@ pub fn data_dir(dir: &std::path::Path) -> DataDir {
         .map(|v| (v.blocks() * v.fragment_size(), v.blocks_available() * v.fragment_size()))
         .unwrap_or((0, 0));
     DataDir { path: dir.display().to_string(), size_bytes, available_bytes, in_memory }
+}
+
+/// A node's probe taken on request (a node call): the host's facts and its data directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeProbe {
+    pub facts: HostFacts,
+    pub data_dir: DataDir,
+}
+
+/// Probes this host anew, as the agent did at start (the KVM run test included).
+#[derive(Clone, Debug)]
+pub struct Prober {
+    pub kvm_timeout: std::time::Duration,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Prober {
+    pub async fn run(&self) -> Result<NodeProbe, tokio::task::JoinError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let kvm = crate::sys::kvm::ChildKvmTester { timeout: this.kvm_timeout };
+            NodeProbe {
+                facts: probe(&crate::sys::hostfs::RootedFs::new("/"), &kvm),
+                data_dir: data_dir(&this.data_dir),
+            }
+        })
+        .await
+    }
 }
 
 /// A readable table of the facts.

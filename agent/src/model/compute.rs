@@ -337,6 +337,20 @@ pub enum PowerState {
     Suspended = 7,
 }
 
+impl PowerState {
+    /// Nova's name for it (its `power_state.STATE_MAP`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PowerState::NoState => "pending",
+            PowerState::Running => "running",
+            PowerState::Paused => "paused",
+            PowerState::Shutdown => "shutdown",
+            PowerState::Crashed => "crashed",
+            PowerState::Suspended => "suspended",
+        }
+    }
+}
+
 impl VmState {
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -380,6 +394,67 @@ impl TaskState {
             TaskState::Deleting => "deleting",
         }
     }
+}
+
+/// A server's live figures in Nova's standard diagnostics format (that of microversion 2.48;
+/// older microversions left the format to the driver).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// Always `running`: Nova answers only for a running server.
+    pub state: String,
+    pub driver: String,
+    /// `kvm` or `qemu`.
+    pub hypervisor: String,
+    pub hypervisor_os: String,
+    /// Seconds since the server was launched.
+    pub uptime: u64,
+    pub config_drive: bool,
+    pub num_cpus: u32,
+    pub num_disks: usize,
+    pub num_nics: usize,
+    pub memory_details: MemoryDetails,
+    pub cpu_details: Vec<CpuDetails>,
+    pub disk_details: Vec<DiskDetails>,
+    pub nic_details: Vec<NicDetails>,
+}
+
+/// MiB.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryDetails {
+    pub maximum: u64,
+    pub used: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuDetails {
+    pub id: u32,
+    /// Nanoseconds.
+    pub time: u64,
+    pub utilisation: Option<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskDetails {
+    pub read_bytes: i64,
+    pub read_requests: i64,
+    pub write_bytes: i64,
+    pub write_requests: i64,
+    pub errors_count: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicDetails {
+    pub mac_address: String,
+    pub rx_octets: i64,
+    pub rx_errors: i64,
+    pub rx_drop: i64,
+    pub rx_packets: i64,
+    pub rx_rate: Option<u64>,
+    pub tx_octets: i64,
+    pub tx_errors: i64,
+    pub tx_drop: i64,
+    pub tx_packets: i64,
+    pub tx_rate: Option<u64>,
 }
 
 /// A port of a server; `created` when Nova made it for a requested network (and so deletes it

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The result of the run test.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "result", content = "detail", rename_all = "snake_case")]
 pub enum KvmRun {
     /// The guest executed `hlt` and KVM reported KVM_EXIT_HLT.

@@ -53,6 +53,47 @@ pub enum DomainState {
     Crashed,
 }
 
+/// A domain's live figures: libvirt's, and the kernel's for the time of each vCPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainStats {
+    /// `kvm` or `qemu`.
+    pub kind: String,
+    pub state: DomainState,
+    pub max_memory_kib: u64,
+    /// Host memory the guest occupies (QEMU's resident set), while it runs.
+    pub used_memory_kib: Option<u64>,
+    pub vcpus: u32,
+    /// CPU time of each vCPU (ns), while it runs and its QEMU process can be read.
+    pub vcpu_time_ns: Vec<u64>,
+    pub disks: Vec<DiskCounters>,
+    pub nics: Vec<NicCounters>,
+}
+
+/// A disk's I/O since its guest started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskCounters {
+    pub dev: String,
+    pub read_bytes: i64,
+    pub read_requests: i64,
+    pub write_bytes: i64,
+    pub write_requests: i64,
+    pub errors: i64,
+}
+
+/// A NIC's traffic since its guest started (libvirt counts from the guest's side).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NicCounters {
+    pub mac: String,
+    pub rx_bytes: i64,
+    pub rx_packets: i64,
+    pub rx_errors: i64,
+    pub rx_drop: i64,
+    pub tx_bytes: i64,
+    pub tx_packets: i64,
+    pub tx_errors: i64,
+    pub tx_drop: i64,
+}
+
 /// A volume's size and where it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VolumeInfo {
@@ -208,6 +249,8 @@ pub trait Libvirt: Send + Sync {
     fn detach_disk(&self, name: &str, disk: &xml::Disk, wait: std::time::Duration) -> R<()>;
     /// The target devices (`vda`, …) of the domain's disks, live when it runs.
     fn domain_disks(&self, name: &str) -> R<Vec<String>>;
+    /// The domain's live figures; None when it is not defined.
+    fn domain_stats(&self, name: &str) -> R<Option<DomainStats>>;
 }
 
 /// libvirt's flags for a device change: the definition always, the guest when it runs.
@@ -217,8 +260,50 @@ fn affect(d: &virt::domain::Domain) -> R<u32> {
 }
 
 fn disk_targets(text: &str) -> R<Vec<String>> {
-    let d: xml::DomainDisks = xml::from_xml(text)?;
+    let d: xml::DomainLive = xml::from_xml(text)?;
     Ok(d.devices.disk.into_iter().map(|d| d.target.dev).collect())
+}
+
+fn state_of(state: virt::sys::virDomainState) -> DomainState {
+    match state {
+        virt::sys::VIR_DOMAIN_RUNNING | virt::sys::VIR_DOMAIN_BLOCKED => DomainState::Running,
+        virt::sys::VIR_DOMAIN_PAUSED | virt::sys::VIR_DOMAIN_PMSUSPENDED => DomainState::Paused,
+        virt::sys::VIR_DOMAIN_CRASHED => DomainState::Crashed,
+        _ => DomainState::Shutoff,
+    }
+}
+
+/// Where libvirt's QEMU driver keeps a running domain's pid.
+const QEMU_RUN_DIR: &str = "/run/libvirt/qemu";
+
+/// The CPU time (ns) of each vCPU of domain `name`, from its QEMU process's threads (named
+/// `CPU <n>/KVM` or `CPU <n>/TCG`); empty when they cannot be read.
+fn vcpu_times(name: &str) -> Vec<u64> {
+    let Some(pid) = std::fs::read_to_string(format!("{QEMU_RUN_DIR}/{name}.pid")).ok() else { return Vec::new() };
+    let tick_ns = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => 1_000_000_000 / hz.unsigned_abs(),
+        _ => return Vec::new(),
+    };
+    let task_dir = format!("/proc/{}/task", pid.trim());
+    let Ok(tasks) = std::fs::read_dir(&task_dir) else { return Vec::new() };
+    let mut times: Vec<(u32, u64)> = tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            let n = comm.trim().strip_prefix("CPU ")?.split('/').next()?.parse().ok()?;
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            Some((n, thread_ticks(&stat)? * tick_ns))
+        })
+        .collect();
+    times.sort_unstable();
+    times.into_iter().map(|(_, ns)| ns).collect()
+}
+
+/// A thread's user + system time in clock ticks, from its `/proc/…/stat` line (fields 14 and
+/// 15; the command name before them may hold spaces and parentheses).
+fn thread_ticks(stat: &str) -> Option<u64> {
+    let mut after = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().skip(11);
+    Some(after.next()?.parse::<u64>().ok()? + after.next()?.parse::<u64>().ok()?)
 }
 
 // ---- the real libvirt
@@ -459,13 +544,7 @@ impl Libvirt for Virt {
     fn domain_state(&self, name: &str) -> R<Option<DomainState>> {
         self.with(|c| {
             let Ok(d) = virt::domain::Domain::lookup_by_name(c, name) else { return Ok(None) };
-            let (state, _) = d.get_state()?;
-            Ok(Some(match state {
-                virt::sys::VIR_DOMAIN_RUNNING | virt::sys::VIR_DOMAIN_BLOCKED => DomainState::Running,
-                virt::sys::VIR_DOMAIN_PAUSED | virt::sys::VIR_DOMAIN_PMSUSPENDED => DomainState::Paused,
-                virt::sys::VIR_DOMAIN_CRASHED => DomainState::Crashed,
-                _ => DomainState::Shutoff,
-            }))
+            Ok(Some(state_of(d.get_state()?.0)))
         })
     }
 
@@ -542,6 +621,57 @@ impl Libvirt for Virt {
 
     fn domain_disks(&self, name: &str) -> R<Vec<String>> {
         self.with(|c| disk_targets(&virt::domain::Domain::lookup_by_name(c, name)?.get_xml_desc(0)?))
+    }
+
+    fn domain_stats(&self, name: &str) -> R<Option<DomainStats>> {
+        self.with(|c| {
+            let Ok(d) = virt::domain::Domain::lookup_by_name(c, name) else { return Ok(None) };
+            let info = d.get_info()?;
+            let live: xml::DomainLive = xml::from_xml(&d.get_xml_desc(0)?)?;
+            let mut stats = DomainStats {
+                kind: live.kind,
+                state: state_of(info.state),
+                max_memory_kib: info.max_mem,
+                used_memory_kib: None,
+                vcpus: info.nr_virt_cpu,
+                vcpu_time_ns: Vec::new(),
+                disks: Vec::new(),
+                nics: Vec::new(),
+            };
+            if !d.is_active()? {
+                return Ok(Some(stats));
+            }
+            stats.used_memory_kib =
+                d.memory_stats(0)?.iter().find(|m| m.tag == virt::sys::VIR_DOMAIN_MEMORY_STAT_RSS).map(|m| m.val);
+            for disk in live.devices.disk {
+                let b = d.get_block_stats(&disk.target.dev)?;
+                stats.disks.push(DiskCounters {
+                    dev: disk.target.dev,
+                    read_bytes: b.rd_bytes,
+                    read_requests: b.rd_req,
+                    write_bytes: b.wr_bytes,
+                    write_requests: b.wr_req,
+                    errors: b.errs,
+                });
+            }
+            for nic in live.devices.interface {
+                let Some(tap) = nic.target else { continue };
+                let n = d.interface_stats(&tap.dev)?;
+                stats.nics.push(NicCounters {
+                    mac: nic.mac.address,
+                    rx_bytes: n.rx_bytes,
+                    rx_packets: n.rx_packets,
+                    rx_errors: n.rx_errs,
+                    rx_drop: n.rx_drop,
+                    tx_bytes: n.tx_bytes,
+                    tx_packets: n.tx_packets,
+                    tx_errors: n.tx_errs,
+                    tx_drop: n.tx_drop,
+                });
+            }
+            stats.vcpu_time_ns = vcpu_times(name);
+            Ok(Some(stats))
+        })
     }
 }
 
@@ -865,6 +995,34 @@ impl Libvirt for FakeLibvirt {
         let (x, _) = d.get(name).ok_or_else(|| LibvirtError::Virt(format!("no domain with matching name '{name}'")))?;
         Ok(x.devices.disk.iter().map(|d| d.target.dev.clone()).collect())
     }
+
+    /// The definition's shape (its memory in MiB, as the driver writes it), every counter
+    /// at zero; counters only while it runs, as libvirt.
+    fn domain_stats(&self, name: &str) -> R<Option<DomainStats>> {
+        let d = self.doms();
+        let Some((x, state)) = d.get(name) else { return Ok(None) };
+        let running = *state == DomainState::Running;
+        let max_memory_kib = x.memory.value * 1024;
+        let mut stats = DomainStats {
+            kind: x.kind.clone(),
+            state: *state,
+            max_memory_kib,
+            used_memory_kib: None,
+            vcpus: x.vcpu,
+            vcpu_time_ns: Vec::new(),
+            disks: Vec::new(),
+            nics: Vec::new(),
+        };
+        if running {
+            stats.used_memory_kib = Some(max_memory_kib);
+            stats.vcpu_time_ns = vec![0; x.vcpu as usize];
+            let disk = |d: &xml::Disk| DiskCounters { dev: d.target.dev.clone(), ..Default::default() };
+            stats.disks = x.devices.disk.iter().map(disk).collect();
+            let nic = |n: &xml::Interface| NicCounters { mac: n.mac.address.clone(), ..Default::default() };
+            stats.nics = x.devices.interface.iter().map(nic).collect();
+        }
+        Ok(Some(stats))
+    }
 }
 
 /// Compares libvirt XML with its golden file in `agent/tests/data/libvirt/`;
@@ -954,5 +1112,16 @@ mod tests {
         assert_eq!(lv.data("p", "c").unwrap(), b"hello");
         lv.delete_volume("p", "a").unwrap();
         assert_eq!(lv.volume_names("p").unwrap(), ["c"]);
+    }
+
+    #[test]
+    fn thread_times_are_read_past_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+        let stat = "4242 (CPU 0/TCG) S 1 4240 4240 0 -1 4194368 900 0 0 0 1500 250 0 0 20 0 5 0";
+        assert_eq!(thread_ticks(stat), Some(1750));
+        let odd = "77 (a) b (c)) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14";
+        assert_eq!(thread_ticks(odd), Some(11 + 12));
+        assert_eq!(thread_ticks("no parenthesis"), None);
+        assert_eq!(thread_ticks("1 (x) S 1 2"), None);
     }
 }

@@ -288,22 +288,35 @@ pub struct DiskSource {
     pub dev: Option<String>,
 }
 
-/// The disks' targets of a domain as libvirt reports it (the rest of its XML is not read).
+/// What is read of a domain's XML as libvirt reports it: its type, its disks' targets and its
+/// NICs (the rest is not read).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct DomainDisks {
+pub struct DomainLive {
+    #[serde(rename = "@type", default)]
+    pub kind: String,
     #[serde(default)]
-    pub devices: DiskDevices,
+    pub devices: LiveDevices,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct DiskDevices {
+pub struct LiveDevices {
     #[serde(default)]
     pub disk: Vec<DiskTargetOnly>,
+    #[serde(default)]
+    pub interface: Vec<LiveInterface>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct DiskTargetOnly {
     pub target: DiskTarget,
+}
+
+/// A NIC of a domain; a running one has a target (its tap device).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct LiveInterface {
+    pub mac: MacAddress,
+    #[serde(default)]
+    pub target: Option<TapTarget>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
