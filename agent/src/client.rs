@@ -125,6 +125,23 @@ impl Conn {
         Ok(self.sender.ready().await?)
     }
 
+    /// Sends one request and returns the answer with its body still to be read (a stream).
+    pub async fn request_streamed(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("content-type", "application/json")
+            .body(whole(Bytes::from(body)))?;
+        self.sender.ready().await?;
+        Ok(self.sender.send_request(req).await?)
+    }
+
     async fn send(&mut self, req: Request<Body>) -> Result<Resp, ClientError> {
         self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;

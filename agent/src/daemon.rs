@@ -261,6 +261,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         known: me.known.clone(),
         compute: std::sync::OnceLock::new(),
         prober: prober.clone(),
+        images: std::sync::OnceLock::new(),
     });
     tokio::spawn(crate::cluster::peer::serve(peer_listener, pki.peer_server_config()?, peer_service.clone()));
     log::info!("node {} ({host}); peer port {peer_addr}", me.node_id);
@@ -311,6 +312,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let images_dir = cfg.data_dir.join("images");
     let images = crate::image::Images::new(state.clone(), images_dir.clone(), cfg.image.max_upload_bytes, host.clone())
         .map_err(io_err("creating", &images_dir))?;
+    let images = Arc::new(images);
+    let _ = peer_service.images.set(images.clone());
     let lv = libvirt().await;
     let storage = storage(&cfg, state.clone(), images_dir.clone(), &host, &lv).await;
     let inventory = inventory(&cfg, &facts, &data, &host, &addrs);
@@ -329,7 +332,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         network.clone(),
         inventory,
         driver,
-        images_dir.clone(),
+        images.clone(),
         crate::model::compute::ComputeQuota {
             instances: cfg.compute.quota_instances,
             cores: cfg.compute.quota_cores,
@@ -348,6 +351,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let fingerprint = pki.ca_fingerprint().unwrap_or_default();
     let cluster = Arc::new(crate::cluster::Cluster::new(state.clone(), pki.clone(), key.to_vec(), peers, prober)?);
     compute.set_remote(cluster.clone());
+    images.set_fetch(cluster.clone());
+    tokio::spawn(images.clone().prune_loop());
     let _ = peer_service.compute.set(compute.clone());
     tokio::spawn(cluster.clone().membership_loop());
     let member = crate::model::cluster::Member {

@@ -939,19 +939,19 @@ fn openstack_client_boots_a_server_on_libvirt() {
     osc.admin(&["network", "delete", "net1"]);
 }
 
-/// Two nodes: an API-only first node and a compute node that joined it. The scheduler places
-/// the server on the compute node, whose reconciler builds it; the first node's API shows it
-/// and reads its console over the peer port (a node call).
+/// Two nodes: an API-only first node, which takes the image upload, and a compute node that
+/// joined it. The scheduler places the server on the compute node, whose reconciler fetches the
+/// image from the first node and builds it; the first node's API shows it and reads its
+/// console and diagnostics over the peer port (node calls).
 #[test]
 fn a_server_on_another_node_is_served_through_any_node() {
     let Some((_serial, guest, dir)) = guest_test("a_server_on_another_node_is_served_through_any_node") else {
         return;
     };
     let bin = venv().join("bin/openstack");
-    let ctl = Agent::start_with(&dir.path().join("ctl"), None, &format!("node_name = \"ctl\"\n{}", common::CONFIG));
-    let cfg = common::CONFIG
-        .replace("roles = []\n", "roles = [\"compute\"]\n")
-        .replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864");
+    let base = common::CONFIG.replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864");
+    let ctl = Agent::start_with(&dir.path().join("ctl"), None, &format!("node_name = \"ctl\"\n{base}"));
+    let cfg = base.replace("roles = []\n", "roles = [\"compute\"]\n");
     let _uplink = Veth::new("cairn-up0", "cairn-up0p");
     let osc_ctl = Osc { bin: bin.clone(), agent_url: ctl.url(), ca: ctl.ca_path() };
     let token = ctl.join_token("15m");
@@ -965,8 +965,8 @@ fn a_server_on_another_node_is_served_through_any_node() {
         &format!("node_name = \"cmp\"\n{cfg}"),
     );
     let osc_cmp = Osc { bin, agent_url: cmp.url(), ca: cmp.ca_path() };
-    // The image goes to the compute node (image data stays on the node that took the upload).
-    osc_cmp.json(&["image", "create", "--file", &guest.to_string_lossy(), "--disk-format", "qcow2", "guest"]);
+    // The image's bytes go to the API-only node; the compute node fetches them when it builds.
+    osc_ctl.json(&["image", "create", "--file", &guest.to_string_lossy(), "--disk-format", "qcow2", "guest"]);
     let hv = (0..60)
         .find_map(|_| {
             let list = osc_ctl.admin(&["hypervisor", "list", "-f", "value", "-c", "Hypervisor Hostname"]);
@@ -984,6 +984,11 @@ fn a_server_on_another_node_is_served_through_any_node() {
     let console = console_until(&osc_ctl, "far", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));
     assert!(console.contains("CAIRN-TEST-GUEST config-drive hostname: far"), "{console}");
     assert_live_diagnostics(&osc_ctl.json(&["server", "show", "--diagnostics", "far"]));
+    assert!(cmp.log_text().contains("fetched from node ctl"), "the compute node fetched the image from ctl");
+    // Its copy, downloaded through it, is the uploaded file.
+    let saved = dir.path().join("saved.qcow2");
+    osc_cmp.admin(&["image", "save", "--file", &saved.to_string_lossy(), "guest"]);
+    assert!(std::fs::read(&saved).unwrap() == std::fs::read(&guest).unwrap(), "the fetched copy differs");
     osc_ctl.admin(&["server", "delete", "--wait", "far"]);
     let id = s["id"].as_str().unwrap();
     assert!(!virsh(&["list", "--all", "--name"]).contains(id), "domain left");

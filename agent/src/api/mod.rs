@@ -44,7 +44,7 @@ pub struct Api {
     pub compute: Arc<crate::compute::Compute>,
     pub cluster: Arc<crate::cluster::Cluster>,
     pub network: Arc<Networking>,
-    pub images: crate::image::Images,
+    pub images: Arc<crate::image::Images>,
     pub storage: Arc<crate::storage::Storage>,
     /// The host network agent's last pass.
     pub net_status: crate::net::agent::StatusHandle,

@@ -340,6 +340,22 @@ impl crate::compute::Remote for Cluster {
     }
 }
 
+impl crate::image::Fetch for Cluster {
+    fn open<'a>(
+        &'a self,
+        node: &'a str,
+        id: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<crate::image::ByteStream, String>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let member = self.member(|m| m.name == node).map_err(|e| crate::error_chain(&e))?;
+            let addr = member.ok_or_else(|| format!("no member named {node} with a peer address"))?;
+            self.peers.image(&addr, id).await.map_err(|e| crate::error_chain(&e))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -36,6 +36,8 @@ const VOTE: &str = "/raft/vote";
 const SNAPSHOT: &str = "/raft/snapshot";
 const LEADER: &str = "/leader";
 const CALL: &str = "/call";
+/// `{"id": …}` → the bytes of an image in this node's store, streamed.
+const IMAGE: &str = "/image";
 
 /// A node call: a question only the node asked can answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -145,6 +147,34 @@ impl Peers {
     }
 }
 
+impl Peers {
+    /// The bytes of image `id` from the node at `addr`, as they arrive. The connection is not
+    /// reused (a stream half read would leave it unusable).
+    pub async fn image(&self, addr: &str, id: &str) -> Result<crate::image::ByteStream, PeerError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "id": id }))?;
+        let mut conn = self.ready(addr).await?;
+        let started = conn.request_streamed(Method::POST, IMAGE, body);
+        let resp = tokio::time::timeout(CALL_TIMEOUT, started)
+            .await
+            .map_err(|_| PeerError::Timeout { addr: addr.into() })??;
+        if resp.status() != StatusCode::OK {
+            let status = resp.status().as_u16();
+            let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let message = String::from_utf8_lossy(&text).chars().take(500).collect();
+            return Err(PeerError::Status { addr: addr.into(), status, message });
+        }
+        // Each piece must come within the call timeout: a stalled peer fails the fetch.
+        let frames = http_body_util::BodyDataStream::new(resp.into_body());
+        Ok(Box::pin(futures_util::stream::unfold(frames, |mut f| async move {
+            match tokio::time::timeout(CALL_TIMEOUT, futures_util::StreamExt::next(&mut f)).await {
+                Ok(Some(r)) => Some((r.map_err(|e| e.to_string()), f)),
+                Ok(None) => None,
+                Err(_) => Some((Err(format!("no data for {} s", CALL_TIMEOUT.as_secs())), f)),
+            }
+        })))
+    }
+}
+
 impl Forward for Peers {
     fn forward<'a>(
         &'a self,
@@ -232,6 +262,8 @@ pub struct PeerService {
     /// This node's compute service, once it is up, for node calls.
     pub compute: std::sync::OnceLock<Arc<crate::compute::Compute>>,
     pub prober: crate::host::Prober,
+    /// This node's image service, once it is up, for peers fetching images.
+    pub images: std::sync::OnceLock<Arc<crate::image::Images>>,
 }
 
 impl PeerService {
@@ -245,6 +277,31 @@ impl PeerService {
             }
         };
         value.map_err(|e| CallError::Failed(e.to_string()))
+    }
+
+    /// `POST /image`: streams an active image's bytes from this node's store.
+    async fn send_image(&self, req: Request<Incoming>) -> Response<Body> {
+        #[derive(Deserialize)]
+        struct Wanted {
+            id: String,
+        }
+        let wanted = match Limited::new(req.into_body(), 4096).collect().await {
+            Ok(b) => decode::<Wanted>(&b.to_bytes()),
+            Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let id = match wanted {
+            Ok(w) => w.id,
+            Err(bad) => return *bad,
+        };
+        let Some(images) = self.images.get() else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "the node is still starting");
+        };
+        match images.stored(&id).await {
+            Ok(Some((file, len))) => crate::api::http::stream_file(file, len),
+            Ok(None) => text(StatusCode::NOT_FOUND, &format!("image {id} is not active in this node's store")),
+            Err(crate::image::ImageError::NotFound(_)) => text(StatusCode::NOT_FOUND, &format!("no image {id}")),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &crate::error_chain(&e)),
+        }
     }
 
     /// Whether node `id` holding `key` may call: a member (or known from the join), never
@@ -266,6 +323,9 @@ impl PeerService {
         let path = req.uri().path().to_owned();
         if req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
+        }
+        if path == IMAGE {
+            return self.send_image(req).await;
         }
         let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),

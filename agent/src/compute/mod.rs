@@ -34,7 +34,6 @@ use driver::{Boot, Driver};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,8 +83,9 @@ impl From<Refusal> for ComputeError {
 
 type Result<T> = std::result::Result<T, ComputeError>;
 
-/// Where a root disk comes from: the node holding it, the boot volume, the image's architecture.
-type BootSource = (String, Option<ServerVolume>, Option<String>);
+/// Where a root disk comes from: the node it ties the server to (a boot volume's; an image is
+/// fetched by whichever node builds the server), the boot volume, the image's architecture.
+type BootSource = (Option<String>, Option<ServerVolume>, Option<String>);
 
 /// A node's inventory and whether it is up.
 pub type NodeUp = (Inventory, bool);
@@ -98,7 +98,7 @@ pub struct Compute {
     inventory: Option<Inventory>,
     /// The hypervisor, on a compute node whose libvirt is reachable.
     driver: Option<Arc<Driver>>,
-    images_dir: PathBuf,
+    images: Arc<crate::image::Images>,
     quota: ComputeQuota,
     /// Servers a blocking job is working on now.
     busy: Mutex<BTreeSet<String>>,
@@ -202,7 +202,7 @@ impl Compute {
         network: Arc<Networking>,
         inventory: Option<Inventory>,
         driver: Option<Arc<Driver>>,
-        images_dir: PathBuf,
+        images: Arc<crate::image::Images>,
         quota: ComputeQuota,
     ) -> Self {
         Self {
@@ -210,7 +210,7 @@ impl Compute {
             network,
             inventory,
             driver,
-            images_dir,
+            images,
             quota,
             busy: Mutex::new(BTreeSet::new()),
             remote: std::sync::OnceLock::new(),
@@ -560,7 +560,7 @@ impl Compute {
                 state: AttachState::Attaching,
                 boot: true,
             };
-            return Ok((v.node, Some(sv), None));
+            return Ok((Some(v.node), Some(sv), None));
         }
         let image = view
             .image(&new.image_id)?
@@ -586,7 +586,7 @@ impl Compute {
             ));
         }
         let arch = ["architecture", "hw_architecture"].iter().find_map(|k| image.properties.get(*k)).cloned();
-        Ok((data.node, None, arch))
+        Ok((None, None, arch))
     }
 
     /// Schedules and records one server (BUILD); its node builds it.
@@ -634,11 +634,12 @@ impl Compute {
             updated_at: t,
             launched_at: None,
         };
-        // The image (or boot volume) lives on one node until images travel across the cluster.
+        // A boot volume lives on one node; an image goes wherever the server is built.
         let mut why = vec![];
         for _ in 0..3 {
             let view = self.view()?;
-            let nodes: Vec<NodeUp> = self.nodes_up()?.into_iter().filter(|(n, _)| n.node == holder).collect();
+            let nodes: Vec<NodeUp> =
+                self.nodes_up()?.into_iter().filter(|(n, _)| holder.as_ref().is_none_or(|h| n.node == *h)).collect();
             let used = crate::model::compute::usage(&view.servers()?);
             match scheduler::select(&nodes, &used, &req, scheduler::Weigher::Spread) {
                 Ok(node) => {
@@ -666,7 +667,11 @@ impl Compute {
         server.vm_state = VmState::Error;
         server.task_state = None;
         server.volumes.clear();
-        let detail = if why.is_empty() { "no compute node holds the image".to_owned() } else { why.join("; ") };
+        let detail = match (why.is_empty(), &holder) {
+            (false, _) => why.join("; "),
+            (true, Some(h)) => format!("the boot volume's node {h} is not a compute node that is up"),
+            (true, None) => "no compute node is up".to_owned(),
+        };
         server.fault = Some(Fault { code: 500, message: format!("No valid host was found. {detail}"), created: t });
         self.release_ports(&server.ports).await;
         server.ports.clear();
@@ -971,7 +976,7 @@ impl Compute {
                     let root = match s.volumes.iter().find(|v| v.boot) {
                         Some(b) => driver::Root::Volume(Self::volume_ref(&view, &b.volume_id)?),
                         None => driver::Root::Image {
-                            path: self.images_dir.join(&s.image_id),
+                            path: self.images.store_path(&s.image_id),
                             format: format.unwrap_or(crate::model::image::DiskFormat::Raw),
                         },
                     };
@@ -1047,7 +1052,15 @@ impl Compute {
         match job {
             Job::Spawn(boot) => {
                 let server = s.clone();
-                let r = blocking(Box::new(move || d.spawn(&server, &boot))).await;
+                // An image another node holds is fetched into this node's store first.
+                let fetched = match &boot.root {
+                    driver::Root::Image { .. } => self.images.local_copy(&s.image_id).await.map(drop),
+                    driver::Root::Volume(_) => Ok(()),
+                };
+                let r = match fetched {
+                    Ok(()) => blocking(Box::new(move || d.spawn(&server, &boot))).await,
+                    Err(e) => Err(format!("fetching image {}: {}", s.image_id, crate::error_chain(&e))),
+                };
                 let cmd = match r {
                     Ok(()) => set(VmState::Active, PowerState::Running, None),
                     Err(e) => {

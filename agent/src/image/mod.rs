@@ -1,8 +1,9 @@
 //! Glance's logic: image records in the replicated state, their bytes in this node's image
 //! store (`<data dir>/images/<id>`), uploads streamed to disk while hashed (md5 and sha512, as
 //! Glance reports them) and checked with `qemu-img info` ([`check`]) before the image becomes
-//! active. The record names the node holding the bytes, so other nodes can fetch them over the
-//! cluster later.
+//! active. The record names the node holding the bytes; another node that needs them (to boot a
+//! server, or to answer a download) fetches them once over the peer port ([`Fetch`]), checks
+//! their size and sha512 against the record, and keeps the copy in its own store.
 //!
 //! Policy: the admin role may do everything; a project member sees public and community images
 //! and those its project owns (shared images without a members API are owner-only), and changes
@@ -69,12 +70,27 @@ type Result<T> = std::result::Result<T, ImageError>;
 /// How much of an over-limit upload is read and dropped before answering 413.
 const DRAIN_BYTES: u64 = 16 << 20;
 
+/// An image's bytes as another node streams them.
+pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::result::Result<Bytes, String>> + Send>>;
+
+/// Where this node gets the bytes of an image that another node holds (the cluster's peers).
+pub trait Fetch: Send + Sync {
+    fn open<'a>(
+        &'a self,
+        node: &'a str,
+        id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<ByteStream, String>> + Send + 'a>>;
+}
+
 /// The image service of this node.
 pub struct Images {
     state: Replicated,
     dir: PathBuf,
     max_bytes: u64,
     node: String,
+    fetch: std::sync::OnceLock<std::sync::Arc<dyn Fetch>>,
+    /// One fetch at a time: a second caller for the same image finds it in the store.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 fn project_of(auth: &Auth) -> Result<&str> {
@@ -87,7 +103,19 @@ impl Images {
         std::fs::create_dir_all(&dir)?;
         // QEMU (libvirt's user) reads images as the backing files of root disks: traversable.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
-        Ok(Self { state, dir, max_bytes, node })
+        Ok(Self {
+            state,
+            dir,
+            max_bytes,
+            node,
+            fetch: std::sync::OnceLock::new(),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Where images held by other nodes come from, once the cluster is up.
+    pub fn set_fetch(&self, fetch: std::sync::Arc<dyn Fetch>) {
+        let _ = self.fetch.set(fetch);
     }
 
     fn view(&self) -> Result<View> {
@@ -108,7 +136,8 @@ impl Images {
         auth.is_admin() || auth.project.as_ref().is_some_and(|p| p.id == i.owner)
     }
 
-    fn path(&self, id: &str) -> PathBuf {
+    /// Where this node's store keeps (or will keep) an image's bytes.
+    pub fn store_path(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
 
@@ -170,7 +199,7 @@ impl Images {
             return Err(ImageError::Forbidden(format!("Image {id} is protected and cannot be deleted.")));
         }
         self.propose(Command::DeleteImage { id: id.into() }).await?;
-        match tokio::fs::remove_file(self.path(id)).await {
+        match tokio::fs::remove_file(self.store_path(id)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(e)),
@@ -208,7 +237,7 @@ impl Images {
                 };
                 match checked {
                     Ok(inspected) => {
-                        tokio::fs::rename(&part, self.path(id)).await.map_err(io_err)?;
+                        tokio::fs::rename(&part, self.store_path(id)).await.map_err(io_err)?;
                         let data = ImageData {
                             size,
                             virtual_size: inspected.virtual_size,
@@ -281,19 +310,200 @@ impl Images {
         Ok((size, hex(&md5.finalize()), hex(sha.finish().as_ref())))
     }
 
-    /// The file holding an active image's data on this node, and its size.
+    /// The file holding an active image's data on this node (fetched first when another node
+    /// holds it), and its size.
     pub async fn data(&self, auth: &Auth, id: &str) -> Result<Option<(tokio::fs::File, u64, Image)>> {
         let image = self.get(auth, id)?;
         let Some(data) = image.data.clone().filter(|_| image.status == ImageStatus::Active) else {
             return Ok(None);
         };
-        if data.node != self.node {
-            return Err(ImageError::Unavailable(format!(
-                "Image {id} is stored on node {}; fetching across the cluster is not available yet.",
-                data.node
-            )));
-        }
-        let file = tokio::fs::File::open(self.path(id)).await.map_err(io_err)?;
+        let file = tokio::fs::File::open(self.local_copy(id).await?).await.map_err(io_err)?;
         Ok(Some((file, data.size, image)))
+    }
+
+    /// The path of an active image's bytes in this node's store; when another node holds them
+    /// they are fetched from it first, and kept only if their size and sha512 are the record's.
+    pub async fn local_copy(&self, id: &str) -> Result<PathBuf> {
+        let path = self.store_path(id);
+        let image = self.view()?.image(id)?.ok_or_else(|| ImageError::NotFound(id.into()))?;
+        let data = image
+            .data
+            .filter(|_| image.status == ImageStatus::Active)
+            .ok_or_else(|| ImageError::Conflict(format!("Image {id} is not active.")))?;
+        let _one = self.fetching.lock().await;
+        if tokio::fs::try_exists(&path).await.map_err(io_err)? {
+            return Ok(path);
+        }
+        if data.node == self.node {
+            return Err(ImageError::Internal(
+                format!("the data of image {id} is missing from this node's store").into(),
+            ));
+        }
+        let unavailable = |why: String| ImageError::Unavailable(format!("Image {id} is on node {}: {why}", data.node));
+        let fetch = self.fetch.get().ok_or_else(|| unavailable("this node is not in a cluster yet".into()))?;
+        let started = std::time::Instant::now();
+        let stream = fetch.open(&data.node, id).await.map_err(unavailable)?;
+        let part = self.dir.join(format!("{id}.fetch"));
+        let received = self.receive(&part, stream).await;
+        match received {
+            Ok((size, _, sha512)) if size == data.size && sha512 == data.sha512 => {
+                tokio::fs::rename(&part, &path).await.map_err(io_err)?;
+                let secs = started.elapsed().as_secs_f64();
+                log::info!("image {id}: {} MiB fetched from node {} in {secs:.1} s", size >> 20, data.node);
+                Ok(path)
+            }
+            other => {
+                let _ = tokio::fs::remove_file(&part).await;
+                Err(unavailable(match other {
+                    Ok((size, ..)) => format!("the {size} bytes fetched are not the image's (size or sha512 differ)"),
+                    Err(e) => crate::error_chain(&e),
+                }))
+            }
+        }
+    }
+
+    /// Removes from this node's store the bytes of images that no longer exist (the node that
+    /// took a delete removes its own at once; the copies other nodes fetched go here), looking
+    /// at most every 10 s after a change.
+    pub async fn prune_loop(self: std::sync::Arc<Self>) {
+        let mut changes = self.state.store().subscribe();
+        loop {
+            if changes.changed().await.is_err() {
+                return;
+            }
+            if let Err(e) = self.prune().await {
+                log::warn!("image store: {}", crate::error_chain(&e));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        }
+    }
+
+    async fn prune(&self) -> Result<()> {
+        let _one = self.fetching.lock().await;
+        let known: std::collections::BTreeSet<String> = self.view()?.images()?.into_iter().map(|i| i.id).collect();
+        let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(io_err)?;
+        while let Some(e) = entries.next_entry().await.map_err(io_err)? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Uploads and fetches in progress are `<id>.part` and `<id>.fetch`.
+            if name.contains('.') || known.contains(&name) {
+                continue;
+            }
+            match tokio::fs::remove_file(e.path()).await {
+                Ok(()) => log::info!("image {name} is deleted: its bytes are removed from this node's store"),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_err(err)),
+            }
+        }
+        Ok(())
+    }
+
+    /// An active image's bytes if this node's store has them (for a peer that fetches them).
+    pub async fn stored(&self, id: &str) -> Result<Option<(tokio::fs::File, u64)>> {
+        let image = self.view()?.image(id)?.ok_or_else(|| ImageError::NotFound(id.into()))?;
+        if image.status != ImageStatus::Active {
+            return Ok(None);
+        }
+        match tokio::fs::File::open(self.store_path(&image.id)).await {
+            Ok(f) => {
+                let len = f.metadata().await.map_err(io_err)?.len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::image::Visibility;
+    use crate::state::Store;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Serves `bytes` as any node's copy of any image, counting the fetches.
+    struct Serve {
+        bytes: Vec<u8>,
+        fetches: AtomicUsize,
+    }
+
+    impl Fetch for Serve {
+        fn open<'a>(
+            &'a self,
+            _node: &'a str,
+            _id: &'a str,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<ByteStream, String>> + Send + 'a>>
+        {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let chunks: Vec<std::result::Result<Bytes, String>> =
+                self.bytes.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            Box::pin(async move { Ok(Box::pin(futures_util::stream::iter(chunks)) as ByteStream) })
+        }
+    }
+
+    fn sha512_hex(b: &[u8]) -> String {
+        ring::digest::digest(&ring::digest::SHA512, b).as_ref().iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn images_of_other_nodes_are_fetched_once_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
+        let images = Images::new(r.clone(), dir.path().join("images"), 1 << 20, "here".into()).unwrap();
+        let good: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let image = |id: &str, node: &str| Image {
+            id: id.into(),
+            name: id.into(),
+            owner: "p".into(),
+            disk_format: Some(crate::model::image::DiskFormat::Raw),
+            container_format: None,
+            visibility: Visibility::Public,
+            protected: false,
+            min_disk: 0,
+            min_ram: 0,
+            status: ImageStatus::Active,
+            data: Some(ImageData {
+                size: good.len() as u64,
+                virtual_size: good.len() as u64,
+                checksum: String::new(),
+                sha512: sha512_hex(&good),
+                node: node.into(),
+            }),
+            tags: vec![],
+            properties: std::collections::BTreeMap::new(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        for (id, node) in [("far", "there"), ("bad", "there"), ("lost", "here")] {
+            r.propose(Command::CreateImage(image(id, node))).await.unwrap().unwrap();
+        }
+        // Not in a cluster: 503, nothing in the store.
+        assert!(matches!(images.local_copy("far").await, Err(ImageError::Unavailable(_))));
+        let serve = Arc::new(Serve { bytes: good.clone(), fetches: AtomicUsize::new(0) });
+        images.set_fetch(serve.clone());
+        let path = images.local_copy("far").await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), good);
+        assert_eq!(images.local_copy("far").await.unwrap(), path, "the copy is kept");
+        assert_eq!(serve.fetches.load(Ordering::SeqCst), 1);
+        let (_, len) = images.stored("far").await.unwrap().unwrap();
+        assert_eq!(len, good.len() as u64, "and served to other peers");
+
+        // Once the image is deleted, the copy goes.
+        r.propose(Command::DeleteImage { id: "far".into() }).await.unwrap().unwrap();
+        images.prune().await.unwrap();
+        assert!(!path.exists(), "the deleted image's copy is pruned");
+
+        // Bytes that are not the record's are refused and not kept.
+        let mut wrong = good.clone();
+        wrong[4321] ^= 1;
+        let liar = Images::new(r.clone(), dir.path().join("images2"), 1 << 20, "here".into()).unwrap();
+        liar.set_fetch(Arc::new(Serve { bytes: wrong, fetches: AtomicUsize::new(0) }));
+        let e = liar.local_copy("bad").await.unwrap_err();
+        assert!(e.to_string().contains("sha512 differ"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path().join("images2")).unwrap().count(), 0, "nothing left");
+        // Bytes this node should hold but lost are not fetched from anyone.
+        assert!(matches!(images.local_copy("lost").await, Err(ImageError::Internal(_))));
+        assert!(matches!(images.local_copy("nope").await, Err(ImageError::NotFound(_))));
     }
 }
