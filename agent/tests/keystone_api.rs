@@ -103,6 +103,20 @@ async fn discovery_validation_catalog_and_disable() {
     let other = [("x-auth-token", dave.as_str()), ("x-subject-token", admin.as_str())];
     assert_eq!(c.request(Method::GET, "/identity/v3/auth/tokens", &other, None).await.unwrap().status, 403);
 
+    // A token's roles and project are those in force now: taking the role away or disabling
+    // the project refuses dave's token at once, giving it back accepts it again.
+    assert_eq!(projects_status(&mut c, &dave).await, 200);
+    assert_eq!(c.request(Method::DELETE, &grant, &ah, None).await.unwrap().status, 204);
+    assert_eq!(projects_status(&mut c, &dave).await, 401);
+    assert_eq!(c.request(Method::PUT, &grant, &ah, None).await.unwrap().status, 204);
+    assert_eq!(projects_status(&mut c, &dave).await, 200);
+    let project = format!("/identity/v3/projects/{pid}");
+    let enable = |on: bool| body(json!({"project": {"enabled": on}}));
+    assert_eq!(c.request(Method::PATCH, &project, &ah, enable(false)).await.unwrap().status, 200);
+    assert_eq!(projects_status(&mut c, &dave).await, 401);
+    assert_eq!(c.request(Method::PATCH, &project, &ah, enable(true)).await.unwrap().status, 200);
+    assert_eq!(projects_status(&mut c, &dave).await, 200);
+
     // Disabling the user ends its tokens at once; the password stops working too.
     let r = c
         .request(Method::PATCH, &format!("/identity/v3/users/{uid}"), &ah, body(json!({"user": {"enabled": false}})))
@@ -114,4 +128,9 @@ async fn discovery_validation_catalog_and_disable() {
     assert!(c.login("dave", "dave-pw", "p1").await.unwrap().is_none());
     // Admin still fine, and the admin password from the environment is the one in force.
     assert!(c.login("admin", PASSWORD, "admin").await.unwrap().is_some());
+}
+
+/// The status `GET /identity/v3/auth/projects` answers with `token`.
+async fn projects_status(c: &mut cairn_agent::client::Conn, token: &str) -> u16 {
+    c.request(Method::GET, "/identity/v3/auth/projects", &[("x-auth-token", token)], None).await.unwrap().status
 }

@@ -141,7 +141,14 @@ pub struct Identity {
     state: Replicated,
     signer: TokenSigner,
     ttl_secs: u64,
+    /// Tokens validated under an identity epoch ([`crate::state::Store::auth_epoch`]): reused
+    /// while the epoch is unchanged (any committed change to users, projects, roles, role
+    /// assignments or revocations moves it), after the signature and expiry are checked anew.
+    validated: std::sync::Mutex<std::collections::HashMap<String, (u64, Auth)>>,
 }
+
+/// Validated tokens kept at most; past it the cache starts over.
+const VALIDATED_MAX: usize = 4096;
 
 /// At most this many argon2 computations run at once (one per CPU): each takes 19 MiB and a
 /// core for tens of milliseconds, so more in parallel only adds memory and latency.
@@ -163,7 +170,7 @@ async fn hash_password(password: String) -> Result<String> {
 
 impl Identity {
     pub fn new(state: Replicated, key: &[u8; token::KEY_LEN], ttl_secs: u64) -> Self {
-        Self { state, signer: TokenSigner::new(key), ttl_secs }
+        Self { state, signer: TokenSigner::new(key), ttl_secs, validated: Default::default() }
     }
 
     /// A consistent read view of the state.
@@ -268,7 +275,22 @@ impl Identity {
     /// Checks a token: signature, expiry, revocation, and that its user, project and roles
     /// still hold.
     pub fn validate(&self, token: &str) -> Result<Auth> {
-        self.check_claims(self.verify(token)?)
+        let claims = self.verify(token)?;
+        // Read before the tables: a change committed meanwhile moves the epoch past this one.
+        let epoch = self.state.store().auth_epoch();
+        let cache = || self.validated.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((e, auth)) = cache().get(token) {
+            if *e == epoch {
+                return Ok(auth.clone());
+            }
+        }
+        let auth = self.check_claims(claims)?;
+        let mut c = cache();
+        if c.len() >= VALIDATED_MAX {
+            c.clear();
+        }
+        c.insert(token.to_owned(), (epoch, auth.clone()));
+        Ok(auth)
     }
 
     fn verify(&self, token: &str) -> Result<Claims> {

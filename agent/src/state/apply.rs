@@ -144,6 +144,25 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
     }
 }
 
+/// Whether applying `cmd` can change what an already validated token resolves to (its user,
+/// project, roles, or its revocation). Only [`apply`]'s own identity arms write those tables —
+/// the network, image, volume, compute and cluster appliers never open them — and a new user,
+/// project or role is not part of any token validated before it existed.
+pub fn affects_tokens(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Bootstrap { .. }
+            | Command::UpdateProject { .. }
+            | Command::DeleteProject { .. }
+            | Command::UpdateUser { .. }
+            | Command::DeleteUser { .. }
+            | Command::DeleteRole { .. }
+            | Command::Grant(_)
+            | Command::Ungrant(_)
+            | Command::RevokeToken { .. }
+    )
+}
+
 pub(super) fn not_found(kind: Kind, id: &str) -> Refusal {
     Refusal::NotFound { kind, id: id.to_owned() }
 }

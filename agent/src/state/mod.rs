@@ -472,6 +472,9 @@ pub struct Store {
     /// then fsyncs only the log's few pages, not every state page applied since the last one.
     log: Arc<Database>,
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Counts applied changes that can alter what a token validates to
+    /// ([`Command::affects_tokens`], or a snapshot); bumped only once they are committed.
+    auth_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn assignment_keys(a: &Assignment) -> (String, String) {
@@ -501,7 +504,7 @@ impl Store {
             |p: &Path| Database::create(p).map_err(|source| StateError::Open { path: p.display().to_string(), source });
         let db = Arc::new(create(path)?);
         let log = Arc::new(create(&path.with_extension("log.redb"))?);
-        let store = Self { db, log, changes: Arc::new(tokio::sync::watch::Sender::new(0)) };
+        let store = Self { db, log, changes: Arc::new(tokio::sync::watch::Sender::new(0)), auth_epoch: Arc::default() };
         store.create_tables()?;
         raft::move_log(&store.db, &store.log)?;
         Ok(store)
@@ -532,6 +535,11 @@ impl Store {
         &self.db
     }
     /// Wakes whenever the log applies commands (after they are visible to [`Store::view`]).
+    /// The identity epoch: a validated token's outcome may be reused while it is unchanged.
+    pub fn auth_epoch(&self) -> u64 {
+        self.auth_epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }

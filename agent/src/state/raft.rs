@@ -542,6 +542,8 @@ pub struct StateMachine {
     changes: Arc<tokio::sync::watch::Sender<u64>>,
     /// When the tables were last fsynced.
     synced: Arc<std::sync::Mutex<Instant>>,
+    /// The store's identity epoch, bumped after a committed change that affects tokens.
+    auth_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How often applied state is fsynced (the log holds everything since, for re-applying).
@@ -550,7 +552,7 @@ const SM_SYNC_EVERY: Duration = Duration::from_secs(1);
 impl StateMachine {
     fn new(store: &Store) -> Self {
         let synced = Arc::new(std::sync::Mutex::new(Instant::now()));
-        Self { db: store.db.clone(), changes: store.changes.clone(), synced }
+        Self { db: store.db.clone(), changes: store.changes.clone(), synced, auth_epoch: store.auth_epoch.clone() }
     }
 
     /// Fsync now if the last was [`SM_SYNC_EVERY`] ago, else leave it to a later commit.
@@ -603,6 +605,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let tokens_affected = entries
+            .iter()
+            .any(|e| matches!(&e.payload, EntryPayload::Normal(b) if b.0.iter().any(super::apply::affects_tokens)));
         let db = self.db.clone();
         let changes = self.changes.clone();
         let durability = self.durability();
@@ -632,6 +637,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Ok(outcomes)
         })
         .await;
+        // After the commit (or its failure), never before: a token validated under the old
+        // epoch from the new tables is only revalidated once more.
+        if tokens_affected {
+            self.auth_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         if applied.is_ok() {
             changes.send_modify(|n| *n += 1);
         }
@@ -666,6 +676,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             install().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)).into())
         })
         .await;
+        self.auth_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if installed.is_ok() {
             self.changes.send_modify(|n| *n += 1);
         }
