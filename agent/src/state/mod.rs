@@ -495,15 +495,24 @@ fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
+/// redb's page caches (its default is 1 GiB): the state's working set, and the log's tail.
+/// Pages beyond them are read back through the kernel's page cache.
+const STATE_CACHE: usize = 64 << 20;
+const LOG_CACHE: usize = 16 << 20;
+
 impl Store {
     /// Opens (or creates) the state database at `path` and the raft log's beside it
     /// (`state.redb` → `state.log.redb`), moving a log kept in the state database by earlier
     /// versions into its own.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let create =
-            |p: &Path| Database::create(p).map_err(|source| StateError::Open { path: p.display().to_string(), source });
-        let db = Arc::new(create(path)?);
-        let log = Arc::new(create(&path.with_extension("log.redb"))?);
+        let create = |p: &Path, cache: usize| {
+            redb::Builder::new()
+                .set_cache_size(cache)
+                .create(p)
+                .map_err(|source| StateError::Open { path: p.display().to_string(), source })
+        };
+        let db = Arc::new(create(path, STATE_CACHE)?);
+        let log = Arc::new(create(&path.with_extension("log.redb"), LOG_CACHE)?);
         let store = Self { db, log, changes: Arc::new(tokio::sync::watch::Sender::new(0)), auth_epoch: Arc::default() };
         store.create_tables()?;
         raft::move_log(&store.db, &store.log)?;
