@@ -330,8 +330,14 @@ impl Images {
             .data
             .filter(|_| image.status == ImageStatus::Active)
             .ok_or_else(|| ImageError::Conflict(format!("Image {id} is not active.")))?;
+        // Stored bytes are whole once they have their name (renamed after the check), so a
+        // copy already here is used without waiting for another image's fetch.
+        let stored = || async { tokio::fs::try_exists(&path).await.map_err(io_err) };
+        if stored().await? {
+            return Ok(path);
+        }
         let _one = self.fetching.lock().await;
-        if tokio::fs::try_exists(&path).await.map_err(io_err)? {
+        if stored().await? {
             return Ok(path);
         }
         if data.node == self.node {
