@@ -90,6 +90,17 @@ impl Conn {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<Resp, ClientError> {
+        let req = self.build(method, path, headers, body)?;
+        self.send(req).await
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Body>, ClientError> {
         let mut b = Request::builder().method(method).uri(path).header("host", &self.host);
         if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             b = b.header("content-type", "application/json");
@@ -97,8 +108,7 @@ impl Conn {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let req = b.body(whole(body.map(Bytes::from).unwrap_or_default()))?;
-        self.send(req).await
+        Ok(b.body(whole(body.map(Bytes::from).unwrap_or_default()))?)
     }
 
     /// Sends a file as the body, streamed (`application/octet-stream`).
@@ -132,19 +142,17 @@ impl Conn {
         path: &str,
         body: Vec<u8>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.host)
-            .header("content-type", "application/json")
-            .body(whole(Bytes::from(body)))?;
+        let req = self.build(method, path, &[], Some(body))?;
+        self.exchange(req).await
+    }
+
+    async fn exchange(&mut self, req: Request<Body>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         self.sender.ready().await?;
         Ok(self.sender.send_request(req).await?)
     }
 
     async fn send(&mut self, req: Request<Body>) -> Result<Resp, ClientError> {
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
+        let resp = self.exchange(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await?.to_bytes();

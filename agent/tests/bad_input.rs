@@ -315,7 +315,7 @@ async fn bad_compute_input_is_refused_and_changes_nothing() {
     let servers = "/compute/v2.1/servers";
     /// (what, method, path, body, status)
     type Bad = (&'static str, Method, &'static str, Option<Vec<u8>>, u16);
-    let cases: [Bad; 10] = [
+    let cases: [Bad; 14] = [
         ("no server object", Method::POST, servers, s("{}"), 400),
         ("no image nor boot volume", Method::POST, servers, s(r#"{"server": {"name": "a", "flavorRef": "1"}}"#), 400),
         (
@@ -338,6 +338,10 @@ async fn bad_compute_input_is_refused_and_changes_nothing() {
         ("rename with no name", Method::PUT, "/compute/v2.1/servers/nope", s(r#"{"server": {}}"#), 400),
         ("events after a word", Method::GET, "/cairn/v1/events?after=x", None, 400),
         ("events by POST", Method::POST, "/cairn/v1/events", s("{}"), 405),
+        ("diagnostics of no server", Method::GET, "/compute/v2.1/servers/nope/diagnostics", None, 404),
+        ("diagnostics by POST", Method::POST, "/compute/v2.1/servers/nope/diagnostics", s("{}"), 405),
+        ("probe of a node named by a word", Method::GET, "/cairn/v1/nodes/x/probe", None, 404),
+        ("probe by POST", Method::POST, "/cairn/v1/nodes/1/probe", s("{}"), 405),
     ];
     for (name, method, path, body, status) in cases {
         let r = c.request(method, path, &h, body).await.unwrap();

@@ -296,6 +296,12 @@ impl Cluster {
         Ok(members.into_iter().find(|m| pick(m) && !m.peer_addr.is_empty()).map(|m| m.peer_addr))
     }
 
+    /// The peer address of the member named `node` (servers and images name their node).
+    fn peer_addr_named(&self, node: &str) -> std::result::Result<String, String> {
+        let member = self.member(|m| m.name == node).map_err(|e| crate::error_chain(&e))?;
+        member.ok_or_else(|| format!("no member named {node} with a peer address"))
+    }
+
     /// Node `id`'s host probe, taken now (by a node call unless it is this node).
     pub async fn probe(&self, auth: &Auth, id: u64) -> Result<NodeProbe> {
         admin_only(auth)?;
@@ -332,9 +338,7 @@ impl crate::compute::Remote for Cluster {
         call: peer::NodeCall,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<Value, CallError>> + Send + 'a>> {
         Box::pin(async move {
-            let member = self.member(|m| m.name == node).map_err(|e| CallError::Failed(crate::error_chain(&e)))?;
-            let addr =
-                member.ok_or_else(|| CallError::Failed(format!("no member named {node} with a peer address")))?;
+            let addr = self.peer_addr_named(node).map_err(CallError::Failed)?;
             self.peers.node_call(&addr, &call).await
         })
     }
@@ -349,8 +353,7 @@ impl crate::image::Fetch for Cluster {
         Box<dyn std::future::Future<Output = std::result::Result<crate::image::ByteStream, String>> + Send + 'a>,
     > {
         Box::pin(async move {
-            let member = self.member(|m| m.name == node).map_err(|e| crate::error_chain(&e))?;
-            let addr = member.ok_or_else(|| format!("no member named {node} with a peer address"))?;
+            let addr = self.peer_addr_named(node)?;
             self.peers.image(&addr, id).await.map_err(|e| crate::error_chain(&e))
         })
     }

@@ -36,8 +36,13 @@ const VOTE: &str = "/raft/vote";
 const SNAPSHOT: &str = "/raft/snapshot";
 const LEADER: &str = "/leader";
 const CALL: &str = "/call";
-/// `{"id": …}` → the bytes of an image in this node's store, streamed.
+/// [`ImageWanted`] → the bytes of an image in this node's store, streamed.
 const IMAGE: &str = "/image";
+
+#[derive(Serialize, Deserialize)]
+struct ImageWanted {
+    id: String,
+}
 
 /// A node call: a question only the node asked can answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,6 +87,12 @@ pub enum PeerError {
     Http(#[from] crate::client::ClientError),
     #[error("peer message")]
     Json(#[from] serde_json::Error),
+}
+
+/// A peer's answer other than 200, with the start of what it said.
+fn refused(addr: &str, status: u16, body: &[u8]) -> PeerError {
+    let message = String::from_utf8_lossy(body).chars().take(500).collect();
+    PeerError::Status { addr: addr.into(), status, message }
 }
 
 /// Calls to peers over mutual TLS, keeping idle connections for reuse.
@@ -131,8 +142,7 @@ impl Peers {
             .map_err(|_| PeerError::Timeout { addr: addr.into() })??;
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).entry(addr.into()).or_default().push(conn);
         if resp.status != 200 {
-            let message = String::from_utf8_lossy(&resp.body).chars().take(500).collect();
-            return Err(PeerError::Status { addr: addr.into(), status: resp.status, message });
+            return Err(refused(addr, resp.status, &resp.body));
         }
         Ok(serde_json::from_slice(&resp.body)?)
     }
@@ -151,7 +161,7 @@ impl Peers {
     /// The bytes of image `id` from the node at `addr`, as they arrive. The connection is not
     /// reused (a stream half read would leave it unusable).
     pub async fn image(&self, addr: &str, id: &str) -> Result<crate::image::ByteStream, PeerError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "id": id }))?;
+        let body = serde_json::to_vec(&ImageWanted { id: id.into() })?;
         let mut conn = self.ready(addr).await?;
         let started = conn.request_streamed(Method::POST, IMAGE, body);
         let resp = tokio::time::timeout(CALL_TIMEOUT, started)
@@ -160,8 +170,7 @@ impl Peers {
         if resp.status() != StatusCode::OK {
             let status = resp.status().as_u16();
             let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let message = String::from_utf8_lossy(&text).chars().take(500).collect();
-            return Err(PeerError::Status { addr: addr.into(), status, message });
+            return Err(refused(addr, status, &text));
         }
         // Each piece must come within the call timeout: a stalled peer fails the fetch.
         let frames = http_body_util::BodyDataStream::new(resp.into_body());
@@ -280,19 +289,7 @@ impl PeerService {
     }
 
     /// `POST /image`: streams an active image's bytes from this node's store.
-    async fn send_image(&self, req: Request<Incoming>) -> Response<Body> {
-        #[derive(Deserialize)]
-        struct Wanted {
-            id: String,
-        }
-        let wanted = match Limited::new(req.into_body(), 4096).collect().await {
-            Ok(b) => decode::<Wanted>(&b.to_bytes()),
-            Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
-        };
-        let id = match wanted {
-            Ok(w) => w.id,
-            Err(bad) => return *bad,
-        };
+    async fn send_image(&self, id: String) -> Response<Body> {
         let Some(images) = self.images.get() else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "the node is still starting");
         };
@@ -324,9 +321,6 @@ impl PeerService {
         if req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
         }
-        if path == IMAGE {
-            return self.send_image(req).await;
-        }
         let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -339,6 +333,7 @@ impl PeerService {
             LEADER => decode::<LeaderRequest>(&bytes)
                 .map(|r| async move { encode(&self.state.serve_leader(&r).await) }.boxed()),
             CALL => decode::<NodeCall>(&bytes).map(|c| async move { encode(&self.answer(c).await) }.boxed()),
+            IMAGE => decode::<ImageWanted>(&bytes).map(|w| self.send_image(w.id).boxed()),
             _ => return text(StatusCode::NOT_FOUND, "no such peer call"),
         };
         match answer {
