@@ -464,6 +464,12 @@ async fn storage(
     });
     for (name, r) in ensured {
         match r {
+            Ok(i) if i.available < 1 << 30 => log::error!(
+                "storage pool {name}: {} MiB free of {} GiB, not enough for even a 1 GiB volume: volumes created \
+                 here will fail; give the pool (or the data disk) more room",
+                i.available >> 20,
+                i.capacity >> 30
+            ),
             Ok(i) => log::info!("storage pool {name}: {} GiB free of {} GiB", i.available >> 30, i.capacity >> 30),
             Err(e) => log::error!("storage pool {name}: {e}"),
         }
@@ -485,6 +491,15 @@ fn inventory(
         return None;
     }
     let c = &cfg.compute;
+    let smallest = crate::model::compute::default_flavors().iter().map(|f| f.disk_gb).min().unwrap_or(1);
+    if data.size_bytes >> 30 < smallest {
+        log::error!(
+            "compute: the data disk ({}) has {} MiB, less than the smallest flavor's {smallest} GiB: no server can \
+             be placed on this node; give it a bigger disk",
+            data.path,
+            data.size_bytes >> 20
+        );
+    }
     let hundredths = |r: f64| (r * 100.0).round() as u32;
     Some(crate::model::compute::Inventory {
         node: host.into(),

@@ -1,9 +1,13 @@
 //! `cairn-run` (what `make run` starts): boots the appliance disk image in QEMU with its API
 //! forwarded to the host, prints the URL, the CA file and the admin credentials, and stops the
-//! guest on Ctrl-C.
+//! guest on Ctrl-C. The disk is a copy-on-write overlay of the image grown to 20 GiB (sparse: it
+//! takes only what is written), so the data partition has room for volumes and servers.
 
 use cairn_qemu_test::{disk_image, Appliance, Boot, Media};
 use std::process::ExitCode;
+
+/// The appliance's disk: room for the README's flow (an image, a 2 GiB volume, servers).
+const DISK_BYTES: u64 = 20 << 30;
 
 fn main() -> ExitCode {
     let image = match disk_image() {
@@ -17,7 +21,8 @@ fn main() -> ExitCode {
         "booting {} in QEMU (console log follows on failure; this takes about a minute under TCG)…",
         image.display()
     );
-    let app = match Appliance::boot(&Boot::new(Media::Disk(image))) {
+    let boot = Boot { disk_bytes: Some(DISK_BYTES), ..Boot::new(Media::Disk(image)) };
+    let app = match Appliance::boot(&boot) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("cairn-run: {e}");
@@ -35,6 +40,11 @@ fn main() -> ExitCode {
     println!("CA file      {} (sha256 {}, pinned from the console)", ca.display(), app.fingerprint);
     println!("Admin        admin / {} (project admin, domain Default)", app.password);
     println!("Console log  {}", app.dir().join("console.log").display());
+    println!(
+        "Disk         {} ({} GiB, sparse overlay of the image; removed when the appliance stops)",
+        app.dir().join("disk.qcow2").display(),
+        DISK_BYTES >> 30
+    );
     println!(
         "Try          OS_AUTH_URL={url} OS_CACERT={} OS_USERNAME=admin OS_PASSWORD='{}' OS_PROJECT_NAME=admin \\\n             OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default openstack token issue",
         ca.display(),
