@@ -118,6 +118,27 @@ async fn glance_uploads_patches_and_visibility() {
         assert_eq!(patch(&mut c, &admin, &id, ops.clone(), PATCH).await.0, status, "{ops}");
     }
     assert_eq!(patch(&mut c, &admin, &id, json!([]), "application/json").await.0, 415);
+    // The older media type keys each operation by its name.
+    let v20 = "application/openstack-images-v2.0-json-patch";
+    let (s, v) = patch(&mut c, &admin, &id, json!([{"replace": "/name", "value": "old-style"}]), v20).await;
+    assert_eq!((s, v["name"].as_str()), (200, Some("old-style")));
+    assert_eq!(patch(&mut c, &admin, &id, json!([{"op": "replace", "path": "/name", "value": "x"}]), v20).await.0, 400);
+
+    // Tags one at a time.
+    let tag = |m: Method, t: &'static str| {
+        let path = format!("/image/v2/images/{id}/tags/{t}");
+        (m, path)
+    };
+    for (m, t, status) in
+        [(Method::PUT, "t3", 204), (Method::PUT, "t3", 204), (Method::DELETE, "t1", 204), (Method::DELETE, "t1", 404)]
+    {
+        let (m, path) = tag(m, t);
+        assert_eq!(call(&mut c, &admin, m, &path, None).await.0, status, "{path}");
+    }
+    let (_, v) = call(&mut c, &admin, Method::GET, &format!("/image/v2/images/{id}"), None).await;
+    assert_eq!(v["tags"], json!(["t2", "t3"]));
+    // `/v2/images/` is an image with an empty id, not the listing.
+    assert_eq!(call(&mut c, &admin, Method::GET, "/image/v2/images/", None).await.0, 404);
 
     // Paging: newest first, 2 per page, following `next`.
     for n in 0..3 {
@@ -168,6 +189,38 @@ async fn glance_uploads_patches_and_visibility() {
     assert_eq!(s, 403);
     let public = seen["images"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(call(&mut c, &carol, Method::DELETE, &format!("/image/v2/images/{public}"), None).await.0, 403);
+
+    // Only an admin sets an owner; the admin may give an image to another project.
+    let (s, _) =
+        call(&mut c, &carol, Method::POST, "/image/v2/images", Some(json!({"name": "x", "owner": "abc"}))).await;
+    assert_eq!(s, 403);
+    let (s, given) =
+        call(&mut c, &admin, Method::POST, "/image/v2/images", Some(json!({"name": "given", "owner": pid}))).await;
+    assert_eq!((s, given["owner"].as_str()), (201, Some(pid.as_str())));
+    let gid = given["id"].as_str().unwrap();
+    assert_eq!(call(&mut c, &carol, Method::GET, &format!("/image/v2/images/{gid}"), None).await.0, 200);
+    let (s, v) = patch(&mut c, &admin, gid, json!([{"op": "replace", "path": "/owner", "value": "p2"}]), PATCH).await;
+    assert_eq!((s, v["owner"].as_str()), (200, Some("p2")));
+
+    // Deactivate (admin only): the data is for admins only until it is reactivated.
+    let queued = format!("/image/v2/images/{public}/actions/deactivate");
+    assert_eq!(call(&mut c, &admin, Method::POST, &queued, None).await.0, 403, "queued: nothing to withdraw");
+    let body = json!({"name": "d", "visibility": "public", "disk_format": "raw", "container_format": "bare"});
+    let (s, d) = call(&mut c, &admin, Method::POST, "/image/v2/images", Some(body)).await;
+    assert_eq!(s, 201);
+    let did = d["id"].as_str().unwrap().to_owned();
+    let (file, act) = (format!("/image/v2/images/{did}/file"), |a: &str| format!("/image/v2/images/{did}/actions/{a}"));
+    assert_eq!(upload(&mut c, &admin, &did, vec![5; 2048]).await.0, 204);
+    assert_eq!(call(&mut c, &carol, Method::POST, &act("deactivate"), None).await.0, 403);
+    assert_eq!(call(&mut c, &admin, Method::POST, &act("deactivate"), None).await.0, 204);
+    assert_eq!(call(&mut c, &admin, Method::POST, &act("deactivate"), None).await.0, 204, "again: no change");
+    let (_, v) = call(&mut c, &carol, Method::GET, &format!("/image/v2/images/{did}"), None).await;
+    assert_eq!(v["status"], "deactivated");
+    assert_eq!(c.request(Method::GET, &file, &[("x-auth-token", &carol)], None).await.unwrap().status, 403);
+    assert_eq!(c.request(Method::GET, &file, &[("x-auth-token", &admin)], None).await.unwrap().status, 200);
+    assert_eq!(call(&mut c, &admin, Method::POST, &act("reactivate"), None).await.0, 204);
+    assert_eq!(c.request(Method::GET, &file, &[("x-auth-token", &carol)], None).await.unwrap().status, 200);
+    assert_eq!(call(&mut c, &admin, Method::DELETE, &format!("/image/v2/images/{did}"), None).await.0, 204);
 
     // Delete removes the data.
     assert_eq!(call(&mut c, &admin, Method::DELETE, &format!("/image/v2/images/{id}"), None).await.0, 204);

@@ -206,6 +206,30 @@ impl Images {
         }
     }
 
+    /// Glance's deactivate (`active` → `deactivated`) or reactivate (back), admin only; either is
+    /// a no-op on an image already there. Any other status is refused (403, as Glance).
+    pub async fn set_active(&self, auth: &Auth, id: &str, active: bool) -> Result<()> {
+        if !auth.is_admin() {
+            return Err(ImageError::Forbidden("Deactivating and reactivating images needs the admin role.".into()));
+        }
+        let i = self.get(auth, id)?;
+        let (from, to) = match active {
+            true => (ImageStatus::Deactivated, ImageStatus::Active),
+            false => (ImageStatus::Active, ImageStatus::Deactivated),
+        };
+        if i.status == to {
+            return Ok(());
+        }
+        if i.status != from {
+            return Err(ImageError::Forbidden(format!(
+                "Not allowed to {} an image in status '{}'.",
+                if active { "reactivate" } else { "deactivate" },
+                i.status.as_str()
+            )));
+        }
+        self.set_status(id, from, to, i.data).await
+    }
+
     async fn set_status(&self, id: &str, from: ImageStatus, to: ImageStatus, data: Option<ImageData>) -> Result<()> {
         self.propose(Command::SetImageStatus { id: id.into(), from: vec![from], to, data, updated_at: now() }).await
     }
@@ -314,7 +338,13 @@ impl Images {
     /// holds it), and its size.
     pub async fn data(&self, auth: &Auth, id: &str) -> Result<Option<(tokio::fs::File, u64, Image)>> {
         let image = self.get(auth, id)?;
-        let Some(data) = image.data.clone().filter(|_| image.status == ImageStatus::Active) else {
+        if image.status == ImageStatus::Deactivated && !auth.is_admin() {
+            return Err(ImageError::Forbidden(
+                "The requested image has been deactivated. Image data download is forbidden.".into(),
+            ));
+        }
+        let readable = matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated);
+        let Some(data) = image.data.clone().filter(|_| readable) else {
             return Ok(None);
         };
         let file = tokio::fs::File::open(self.local_copy(id).await?).await.map_err(io_err)?;
@@ -328,7 +358,7 @@ impl Images {
         let image = self.view()?.image(id)?.ok_or_else(|| ImageError::NotFound(id.into()))?;
         let data = image
             .data
-            .filter(|_| image.status == ImageStatus::Active)
+            .filter(|_| matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated))
             .ok_or_else(|| ImageError::Conflict(format!("Image {id} is not active.")))?;
         // Stored bytes are whole once they have their name (renamed after the check), so a
         // copy already here is used without waiting for another image's fetch.

@@ -63,6 +63,8 @@ pub enum ImageStatus {
     Active,
     /// The upload was refused or failed; the data is gone.
     Killed,
+    /// An admin withdrew it: no new servers or volumes from it, data only for admins.
+    Deactivated,
 }
 
 impl ImageStatus {
@@ -72,6 +74,7 @@ impl ImageStatus {
             ImageStatus::Saving => "saving",
             ImageStatus::Active => "active",
             ImageStatus::Killed => "killed",
+            ImageStatus::Deactivated => "deactivated",
         }
     }
 }
@@ -123,6 +126,9 @@ pub struct ImagePatch {
     pub tags: Vec<String>,
     pub properties: BTreeMap<String, String>,
     pub updated_at: u64,
+    /// A new owner (a project id; only an admin may give one), or unchanged.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl Default for ImagePatch {
@@ -139,17 +145,19 @@ impl Default for ImagePatch {
             tags: vec![],
             properties: BTreeMap::new(),
             updated_at: 0,
+            owner: None,
         }
     }
 }
 
 impl Image {
     /// A new, queued image with these attributes.
-    pub fn new(id: String, owner: String, a: ImagePatch, now: u64) -> Self {
+    /// The owner is `a.owner` when given, else `project`.
+    pub fn new(id: String, project: String, a: ImagePatch, now: u64) -> Self {
         Self {
             id,
             name: a.name,
-            owner,
+            owner: a.owner.unwrap_or(project),
             disk_format: a.disk_format,
             container_format: a.container_format,
             visibility: a.visibility,
@@ -178,6 +186,7 @@ impl Image {
             tags: self.tags.clone(),
             properties: self.properties.clone(),
             updated_at: self.updated_at,
+            owner: None,
         }
     }
 }

@@ -28,6 +28,9 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             i.tags = patch.tags.clone();
             i.properties = patch.properties.clone();
             i.updated_at = patch.updated_at;
+            if let Some(owner) = &patch.owner {
+                i.owner = owner.clone();
+            }
             store(tx, IMAGES, id, &i)?;
             Ok(Ok(()))
         }

@@ -1,6 +1,10 @@
 //! Glance v2 over HTTP (under `/image`): version discovery, images (create, list with filters and
 //! paging, show, JSON-patch update, delete) and their data (streamed upload and download), in
 //! Glance's JSON shapes. Extra properties sit at the top level of an image, as in Glance.
+//! Also: tags one at a time, deactivate/reactivate (admin), and the import-methods document
+//! (none offered: data is uploaded with `PUT …/file`).
+
+mod patch;
 
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, stream_file, timestamp, Body, MAX_JSON_BODY};
@@ -139,7 +143,7 @@ fn set_attr(p: &mut ImagePatch, k: &str, v: &Value, admin: bool) -> Result<(), A
         "tags" => p.tags = tags(v)?,
         "id" => return Err(read_only(k)),
         "owner" if !admin => return Err(read_only(k)),
-        "owner" => return Err(bad("Changing an image's owner is not supported.")),
+        "owner" => p.owner = Some(text_field(k, v)?),
         k if READ_ONLY.contains(&k) => return Err(read_only(k)),
         k if IGNORED.contains(&k) => {}
         k => {
@@ -156,45 +160,36 @@ fn new_image(body: &Map<String, Value>, admin: bool) -> Result<(Option<String>, 
     for (k, v) in body {
         match k.as_str() {
             "id" => id = Some(v.as_str().ok_or_else(|| bad("id must be a string."))?.to_owned()),
-            "owner" => return Err(read_only(k)),
             _ => set_attr(&mut p, k, v, admin)?,
         }
     }
     Ok((id, p))
 }
 
-/// Applies a Glance JSON patch (`add`, `replace`, `remove` on `/attribute`) to the record.
-fn apply_patch(i: &Image, ops: &[Value], admin: bool) -> Result<ImagePatch, ApiError> {
+/// Applies a Glance JSON patch's operations to the record's attributes.
+fn apply_patch(i: &Image, ops: &[patch::PatchOp], admin: bool) -> Result<ImagePatch, ApiError> {
     let mut p = i.attrs();
     for op in ops {
-        let kind = op["op"].as_str().ok_or_else(|| bad("Each patch operation needs \"op\"."))?;
-        let path = op["path"].as_str().ok_or_else(|| bad("Each patch operation needs \"path\"."))?;
-        let attr = path
-            .strip_prefix('/')
-            .filter(|a| !a.is_empty() && !a.contains('/'))
-            .ok_or_else(|| bad(format!("Invalid path {path:?}.")))?;
-        let attr = attr.replace("~1", "/").replace("~0", "~");
-        match kind {
-            "add" | "replace" => {
-                let v = op.get("value").ok_or_else(|| bad(format!("Operation {kind} on {path} needs a value.")))?;
-                if kind == "replace"
-                    && !CORE.contains(&attr.as_str())
-                    && !p.properties.contains_key(&attr)
-                    && !READ_ONLY.contains(&attr.as_str())
+        let attr = op.attr.as_str();
+        match (op.kind, &op.value) {
+            (patch::OpKind::Add | patch::OpKind::Replace, Some(v)) => {
+                if op.kind == patch::OpKind::Replace
+                    && !CORE.contains(&attr)
+                    && !p.properties.contains_key(attr)
+                    && !READ_ONLY.contains(&attr)
                 {
                     return Err(ApiError::Conflict(format!("Property {attr} does not exist.")));
                 }
-                set_attr(&mut p, &attr, v, admin)?;
+                set_attr(&mut p, attr, v, admin)?;
             }
-            "remove" => {
-                if CORE.contains(&attr.as_str()) || READ_ONLY.contains(&attr.as_str()) {
-                    return Err(read_only(&attr));
+            _ => {
+                if CORE.contains(&attr) || READ_ONLY.contains(&attr) {
+                    return Err(read_only(attr));
                 }
-                if p.properties.remove(&attr).is_none() {
+                if p.properties.remove(attr).is_none() {
                     return Err(ApiError::Conflict(format!("Property {attr} does not exist.")));
                 }
             }
-            other => return Err(bad(format!("Patch operation {other:?} is not supported (add, replace, remove)."))),
         }
     }
     Ok(p)
@@ -223,6 +218,10 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
 async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     let auth = super::authenticate(api, &req)?;
+    // `/v2/images/` names an image with an empty id, not the listing.
+    if req.uri().path().ends_with('/') {
+        return Err(ApiError::NotFound("The resource could not be found.".into()));
+    }
     let images = &api.images;
     let admin = auth.is_admin();
     match (&method, segs) {
@@ -237,12 +236,9 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response
             Method::GET => Ok(json(StatusCode::OK, &image_json(&images.get(&auth, id)?))),
             Method::PATCH => {
                 let ctype = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !ctype.starts_with("application/openstack-images-v2.") {
-                    return Err(ApiError::UnsupportedMediaType(format!(
-                        "Content type {ctype:?} is not supported: use application/openstack-images-v2.1-json-patch."
-                    )));
-                }
-                let ops: Vec<Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+                let media = patch::Media::of(ctype)?;
+                let body: Value = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+                let ops = patch::parse(&body, media)?;
                 let current = images.get(&auth, id)?;
                 let patch = apply_patch(&current, &ops, admin)?;
                 Ok(json(StatusCode::OK, &image_json(&images.update(&auth, id, patch).await?)))
@@ -278,6 +274,28 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response
             },
             _ => Err(super::not_allowed(&method)),
         },
+        (&Method::POST, ["images", id, "actions", action @ ("deactivate" | "reactivate")]) => {
+            images.set_active(&auth, id, *action == "reactivate").await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::PUT | &Method::DELETE, ["images", id, "tags", tag]) => {
+            let mut attrs = images.get(&auth, id)?.attrs();
+            let had = attrs.tags.iter().any(|t| t == tag);
+            if method == Method::DELETE {
+                if !had {
+                    return Err(ApiError::NotFound(format!("Tag {tag} not found on image {id}.")));
+                }
+                attrs.tags.retain(|t| t != tag);
+            } else if !had {
+                attrs.tags = tags(&json!([&attrs.tags[..], &[tag.to_string()]].concat()))?;
+            }
+            images.update(&auth, id, attrs).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (&Method::GET, ["info", "import"]) => Ok(json(
+            StatusCode::OK,
+            &json!({"import-methods": {"description": "Import methods available.", "type": "array", "value": []}}),
+        )),
         (&Method::GET, ["schemas", "image"]) => Ok(json(
             StatusCode::OK,
             &json!({"name": "image", "properties": {}, "additionalProperties": {"type": "string"}}),
