@@ -14,6 +14,7 @@ pub mod http;
 pub mod keystone;
 pub mod neutron;
 pub mod nova;
+pub mod params;
 
 use crate::host::{DataDir, HostFacts};
 use crate::identity::Identity;

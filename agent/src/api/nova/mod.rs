@@ -1,0 +1,156 @@
+//! Nova v2.1 over HTTP (under `/compute`): version discovery and microversion negotiation here;
+//! each resource in its own module (servers, flavors, keypairs, hosts: hypervisors, services,
+//! zones; limits and quota sets), each given a [`Ctx`] and the path.
+//!
+//! Limitations: the maximum microversion is 2.1 until the features of later ones are served.
+
+mod flavors;
+mod hosts;
+mod keypairs;
+mod limits;
+mod servers;
+
+use super::error::ApiError;
+use super::http::{json, parse_json, query_pairs, read_body, Body, MAX_JSON_BODY};
+use super::Api;
+use crate::compute::ComputeError;
+use crate::identity::Auth;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+/// The microversions served: `(2, 1)` to `MAX`.
+const MAX: (u32, u32) = (2, 1);
+
+fn version_doc(base: &str) -> Value {
+    json!({"id": "v2.1", "status": "CURRENT", "version": format!("{}.{}", MAX.0, MAX.1), "min_version": "2.1",
+           "updated": "2013-07-23T11:33:21Z",
+           "links": [{"rel": "self", "href": format!("{base}/compute/v2.1/")}],
+           "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}]})
+}
+
+/// The microversion a request asks for (`OpenStack-API-Version: compute X.Y` or the legacy
+/// header); 406 beyond what is served, as Nova answers.
+fn microversion(req: &Request<Incoming>) -> Result<(u32, u32), ApiError> {
+    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let asked = h("openstack-api-version")
+        .and_then(|v| v.split(',').find_map(|p| p.trim().strip_prefix("compute ").map(str::trim)))
+        .or_else(|| h("x-openstack-nova-api-version"));
+    let Some(v) = asked else { return Ok((2, 1)) };
+    if v == "latest" {
+        return Ok(MAX);
+    }
+    let parsed = v.split_once('.').and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    let Some(mv) = parsed else {
+        return Err(ApiError::BadRequest(format!("Version {v} is not a valid microversion (X.Y).")));
+    };
+    if mv < (2, 1) || mv > MAX {
+        return Err(ApiError::NotAcceptable(format!(
+            "Version {v} is not supported by the API. Minimum is 2.1 and maximum is {}.{}.",
+            MAX.0, MAX.1
+        )));
+    }
+    Ok(mv)
+}
+
+pub(super) fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
+    let base = api.base_url(&req);
+    let method = req.method().clone();
+    let mv = microversion(&req)?;
+    let mut resp = match segs {
+        [] if method == Method::GET => {
+            Ok(json(StatusCode::MULTIPLE_CHOICES, &json!({"versions": [version_doc(&base)]})))
+        }
+        ["v2.1"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"version": version_doc(&base)}))),
+        // Paths may carry the project as older endpoints did (`/v2.1/{project_id}/…`).
+        ["v2.1", project, rest @ ..] if project.len() == 32 && project.chars().all(|c| c.is_ascii_hexdigit()) => {
+            v21(api, req, rest, &base).await
+        }
+        ["v2.1", rest @ ..] => v21(api, req, rest, &base).await,
+        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+    }?;
+    let v = format!("{}.{}", mv.0, mv.1);
+    let hs = resp.headers_mut();
+    if let Ok(h) = HeaderValue::from_str(&format!("compute {v}")) {
+        hs.insert("openstack-api-version", h);
+    }
+    if let Ok(h) = HeaderValue::from_str(&v) {
+        hs.insert("x-openstack-nova-api-version", h);
+    }
+    hs.insert("vary", HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"));
+    Ok(resp)
+}
+
+/// The typed `key` object of a request body; a missing object, an unknown field or a value of
+/// the wrong type is a 400 naming it, as Nova's schema checks answer.
+pub(super) async fn typed_body<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    key: &str,
+) -> Result<T, ApiError> {
+    let inner = Value::Object(body_object(req, key).await?);
+    serde_json::from_value(inner).map_err(|e| bad(format!("Invalid input for field/attribute {key}: {e}")))
+}
+
+pub(super) async fn body_object(req: Request<Incoming>, key: &str) -> Result<Map<String, Value>, ApiError> {
+    let mut body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+    match body.remove(key) {
+        Some(Value::Object(o)) => Ok(o),
+        _ => Err(bad(format!("Invalid input: a body with a \"{key}\" object is required"))),
+    }
+}
+
+/// What every Nova handler gets: the caller, the base URL for links and the query.
+pub(super) struct Ctx<'a> {
+    pub api: &'a Api,
+    pub auth: Auth,
+    pub base: &'a str,
+    pub query: Vec<(String, String)>,
+    /// The raw query string (for flags whose empty or `None` value the pairs drop).
+    pub raw_query: String,
+}
+
+impl Ctx<'_> {
+    /// The first value of query parameter `k`.
+    pub fn q(&self, k: &str) -> Option<String> {
+        self.query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    }
+}
+
+pub(super) fn not_found() -> ApiError {
+    ApiError::NotFound("The resource could not be found.".into())
+}
+
+async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Result<Response<Body>, ApiError> {
+    let auth = super::authenticate(api, &req)?;
+    let raw_query = req.uri().query().unwrap_or_default().to_owned();
+    let cx = Ctx { api, auth, base, query: query_pairs(Some(&raw_query)), raw_query };
+    match segs.first().copied() {
+        Some("servers") => servers::route(&cx, req, segs).await,
+        Some("flavors") => flavors::route(&cx, req, segs).await,
+        Some("os-keypairs") => keypairs::route(&cx, req, segs).await,
+        Some("os-hypervisors" | "os-aggregates" | "os-services" | "os-availability-zone") => {
+            hosts::route(&cx, req, segs).await
+        }
+        Some("limits" | "os-quota-sets") => limits::route(&cx, req, segs).await,
+        _ => Err(not_found()),
+    }
+}
+
+impl From<ComputeError> for ApiError {
+    fn from(e: ComputeError) -> Self {
+        match e {
+            ComputeError::Forbidden(m) => ApiError::Forbidden(m),
+            ComputeError::NotFound(m) => ApiError::NotFound(m),
+            ComputeError::BadRequest(m) => ApiError::BadRequest(m),
+            ComputeError::Conflict(m) => ApiError::Conflict(m),
+            ComputeError::OverQuota(m) => ApiError::Forbidden(m),
+            ComputeError::NotImplemented(m) => ApiError::NotImplemented(m),
+            ComputeError::Internal(source) => ApiError::Internal(source),
+        }
+    }
+}
