@@ -786,7 +786,9 @@ fn openstack_client_boots_a_server_on_libvirt() {
     let ud = user_data.to_string_lossy().into_owned();
     let create =
         ["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--key-name", "k1", "--user-data", &ud];
-    osc.json(&[&create[..], &["vm1"]].concat());
+    let made = osc.json(&[&create[..], &["vm1"]].concat());
+    let admin_pass = made["adminPass"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(admin_pass.len(), 12, "Nova's generated admin password: {made}");
     let s = loop {
         let s = osc.json(&["server", "show", "vm1"]);
         if s["status"] != "BUILD" {
@@ -815,6 +817,12 @@ fn openstack_client_boots_a_server_on_libvirt() {
     );
     let xml = virsh(&["dumpxml", &domain]);
     assert!(xml.contains("<serial type='file'>") && xml.contains("config.iso"), "{xml}");
+    // The config drive gives the guest its admin password, as Nova's does (the ISO stores files
+    // uncompressed); the API never shows it again.
+    let iso = std::fs::read(agent.data.join("instances").join(&id).join("config.iso")).unwrap();
+    let needle = format!("\"admin_pass\":\"{admin_pass}\"");
+    assert!(iso.windows(needle.len()).any(|w| w == needle.as_bytes()), "admin_pass not in the config drive");
+    assert!(!osc.admin(&["server", "show", "-f", "json", "vm1"]).contains(&admin_pass));
 
     // The guest boots and reads its config drive: the console log says so.
     let console = console_until(&osc, "vm1", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));

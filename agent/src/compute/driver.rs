@@ -49,6 +49,8 @@ pub struct Boot {
     /// `(name, public key)` of the keypair, for the config drive.
     pub key: Option<(String, String)>,
     pub user_data: Option<Vec<u8>>,
+    /// Written to the config drive's meta_data.json as `admin_pass`, as Nova does.
+    pub admin_pass: Option<String>,
     pub nics: Vec<Nic>,
 }
 
@@ -124,15 +126,19 @@ pub fn domain_xml(s: &Server, dir: &Path, accel: &str, nics: &[Nic], root: Optio
 }
 
 /// The config drive's `openstack/latest/meta_data.json`, as Nova writes it.
-pub fn meta_data(s: &Server, key: Option<&(String, String)>) -> serde_json::Value {
+pub fn meta_data(s: &Server, key: Option<&(String, String)>, admin_pass: Option<&str>) -> serde_json::Value {
     let keys: serde_json::Map<String, serde_json::Value> =
         key.iter().map(|(n, k)| (n.clone(), serde_json::Value::String(k.clone()))).collect();
-    serde_json::json!({
+    let mut meta = serde_json::json!({
         "uuid": s.id, "name": s.name, "hostname": hostname(&s.name), "launch_index": 0,
         "availability_zone": s.availability_zone, "project_id": s.project_id, "meta": s.metadata,
         "public_keys": keys,
         "keys": key.iter().map(|(n, k)| serde_json::json!({"name": n, "type": "ssh", "data": k})).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(p) = admin_pass {
+        meta["admin_pass"] = serde_json::Value::String(p.to_owned());
+    }
+    meta
 }
 
 /// A server name as a host name (Nova's sanitising: lower case, letters, digits and '-').
@@ -208,7 +214,7 @@ impl Driver {
         let write = |name: &str, data: &[u8]| {
             std::fs::write(latest.join(name), data).map_err(|e| format!("writing the config drive's {name}: {e}"))
         };
-        write("meta_data.json", meta_data(s, boot.key.as_ref()).to_string().as_bytes())?;
+        write("meta_data.json", meta_data(s, boot.key.as_ref(), boot.admin_pass.as_deref()).to_string().as_bytes())?;
         write("network_data.json", br#"{"links": [], "networks": [], "services": []}"#)?;
         if let Some(u) = &boot.user_data {
             write("user_data", u)?;
@@ -394,6 +400,7 @@ mod tests {
             fault: None,
             key_name: Some("k1".into()),
             user_data: None,
+            admin_pass: None,
             availability_zone: "nova".into(),
             metadata: [("role".to_string(), "web".to_string())].into_iter().collect(),
             created_at: 0,
@@ -421,11 +428,12 @@ mod tests {
         let attached =
             disk(Path::new("/var/lib/cairn/volumes/6f2c1d3e-0000-4000-8000-00000000000b"), "qcow2", "/dev/vdc", false);
         golden("disk-attached-volume.xml", &xml::to_xml("disk", &attached).unwrap());
-        let meta = meta_data(&server(&[]), Some(&("k1".into(), "ssh-ed25519 AAAA k".into())));
+        let meta = meta_data(&server(&[]), Some(&("k1".into(), "ssh-ed25519 AAAA k".into())), Some("pw"));
         assert_eq!(
-            (meta["hostname"].as_str(), meta["public_keys"]["k1"].as_str()),
-            (Some("web-server-1"), Some("ssh-ed25519 AAAA k"))
+            (meta["hostname"].as_str(), meta["public_keys"]["k1"].as_str(), meta["admin_pass"].as_str()),
+            (Some("web-server-1"), Some("ssh-ed25519 AAAA k"), Some("pw"))
         );
+        assert!(meta_data(&server(&[]), None, None).get("admin_pass").is_none());
     }
 
     #[test]
@@ -439,6 +447,7 @@ mod tests {
             disk_bytes: 1 << 30,
             key: None,
             user_data: None,
+            admin_pass: None,
             nics: vec![],
         };
         let e = d.spawn(&s, &boot).unwrap_err();

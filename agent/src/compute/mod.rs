@@ -131,6 +131,8 @@ pub struct NewServer {
     pub flavor_id: String,
     pub key_name: Option<String>,
     pub user_data: Option<String>,
+    /// The guest's admin password (Nova's `adminPass`), given or generated.
+    pub admin_pass: String,
     pub availability_zone: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub networks: Networks,
@@ -628,6 +630,7 @@ impl Compute {
             fault: None,
             key_name: new.key_name,
             user_data: new.user_data,
+            admin_pass: Some(new.admin_pass),
             availability_zone: new.availability_zone.clone().unwrap_or_else(|| "nova".into()),
             metadata: new.metadata,
             created_at: t,
@@ -986,6 +989,7 @@ impl Compute {
                             disk_bytes: Driver::disk_bytes(s.flavor.disk_gb),
                             key,
                             user_data,
+                            admin_pass: s.admin_pass.clone(),
                             nics,
                         })
                     })

@@ -501,6 +501,10 @@ pub struct Server {
     /// As the API received it (base64).
     #[serde(default)]
     pub user_data: Option<String>,
+    /// The password the config drive gives the guest (Nova's `adminPass`), kept only until the
+    /// server is first active: dropped from the record by the command that makes it so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_pass: Option<String>,
     pub availability_zone: String,
     pub metadata: BTreeMap<String, String>,
     pub created_at: u64,

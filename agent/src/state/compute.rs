@@ -227,6 +227,8 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             if s.vm_state == VmState::Building && *vm_state == VmState::Active {
                 s.launched_at = Some(*updated_at);
+                // The config drive has it now; the state keeps no copy.
+                s.admin_pass = None;
                 // The boot volume is in use from the first start.
                 for sv in s.volumes.iter_mut().filter(|sv| sv.boot) {
                     sv.state = AttachState::Attached;
@@ -409,6 +411,7 @@ mod tests {
             fault: None,
             key_name: None,
             user_data: None,
+            admin_pass: Some("pw".into()),
             availability_zone: "nova".into(),
             metadata: Default::default(),
             created_at: 0,
@@ -452,9 +455,11 @@ mod tests {
             updated_at: 5,
         };
         assert!(matches!(run(&s, to_active(Some(None))), Err(Refusal::Conflicts(_))));
+        assert_eq!(s.view().unwrap().server("a").unwrap().unwrap().admin_pass.as_deref(), Some("pw"));
         assert_eq!(run(&s, to_active(Some(Some(TaskState::Spawning)))), Ok(()));
         let a = s.view().unwrap().server("a").unwrap().unwrap();
         assert_eq!((a.status(), a.launched_at), ("ACTIVE", Some(5)));
+        assert_eq!(a.admin_pass, None, "the state keeps no admin password once the server is built");
         let deleting = Command::SetServerState {
             id: "a".into(),
             if_task: None,

@@ -148,7 +148,12 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
             .collect::<Result<_, _>>()?,
         Some(v) => return Err(bad(format!("Invalid input for field/attribute metadata: {v} is not an object"))),
     };
+    let admin_pass = match string("adminPass")? {
+        Some(p) => p,
+        None => generate_password(),
+    };
     Ok(NewServer {
+        admin_pass,
         name,
         image_id,
         flavor_id,
@@ -159,6 +164,15 @@ fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
         networks,
         boot_volume,
     })
+}
+
+/// Nova's generated admin password: 12 characters, letters and digits that cannot be mistaken
+/// for each other.
+fn generate_password() -> String {
+    use rand::seq::SliceRandom;
+    const SYMBOLS: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    let mut rng = rand::rngs::OsRng;
+    (0..12).filter_map(|_| SYMBOLS.choose(&mut rng).map(|&b| char::from(b))).collect()
 }
 
 /// `min_count` and `max_count` of a create body (1 when absent), checked.
@@ -251,11 +265,12 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
         (&Method::POST, ["servers"]) => {
             let body = body_object(req, "server").await?;
             let (new, count) = (new_server(&body)?, counts(&body)?);
+            let admin_pass = new.admin_pass.clone();
             let s = c.create_servers(auth, new, count).await?;
             let href = format!("{base}/compute/v2.1/servers/{}", s.id);
             Ok(json(
                 StatusCode::ACCEPTED,
-                &json!({"server": {"id": s.id, "OS-DCF:diskConfig": "MANUAL",
+                &json!({"server": {"id": s.id, "OS-DCF:diskConfig": "MANUAL", "adminPass": admin_pass,
                 "security_groups": [], "links": [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]}}),
             ))
         }
