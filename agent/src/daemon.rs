@@ -517,7 +517,14 @@ fn inventory(
         enabled: true,
         heartbeat_at: 0,
         host_ip: addrs.first().map(|a| a.to_string()).unwrap_or_default(),
+        booted_at: boot_time().unwrap_or(0),
     })
+}
+
+/// When the kernel booted (`btime` of /proc/stat), in Unix seconds.
+fn boot_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|t| t.trim().parse().ok())
 }
 
 /// Where runtime files of the DHCP servers go.

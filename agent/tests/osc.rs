@@ -667,6 +667,12 @@ fn openstack_client_manages_flavors_keypairs_and_sees_hypervisors() {
     assert_eq!(show["state"], "up");
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(show["vcpus"].as_u64(), Some(cores), "{show}");
+    // The node's uptime (from its reported boot time) and the sums over nodes.
+    let up = osc.get("/compute/v2.1/os-hypervisors/1/uptime");
+    let text = up["hypervisor"]["uptime"].as_str().unwrap_or_default();
+    assert!(text.contains(" up ") && text.contains(" days, "), "{up}");
+    let stats = osc.get("/compute/v2.1/os-hypervisors/statistics");
+    assert_eq!(stats["hypervisor_statistics"]["vcpus"].as_u64(), Some(cores), "{stats}");
     let services = osc.json(&["compute", "service", "list"]);
     let service = |binary: &str| {
         services.as_array().unwrap().iter().find(|s| s["Binary"] == binary).cloned().unwrap_or_else(|| {

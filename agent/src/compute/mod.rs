@@ -15,6 +15,7 @@
 //! console output of a server on another node needs the cluster.
 
 pub mod driver;
+pub mod keygen;
 pub mod scheduler;
 
 use crate::cluster::peer::{CallError, NodeCall};

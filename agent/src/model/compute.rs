@@ -187,6 +187,9 @@ pub struct Inventory {
     pub heartbeat_at: u64,
     /// The node's management address.
     pub host_ip: String,
+    /// Unix seconds when the node's kernel booted (0: not reported), for Nova's uptime.
+    #[serde(default)]
+    pub booted_at: u64,
 }
 
 /// What a server takes of a node.
@@ -256,6 +259,7 @@ impl Inventory {
             enabled: true,
             heartbeat_at: 0,
             host_ip: String::new(),
+            booted_at: 0,
         }
     }
 }

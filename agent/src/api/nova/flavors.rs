@@ -138,8 +138,16 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             if let Some(min) = q("minDisk").and_then(|v| v.parse::<u64>().ok()) {
                 items.retain(|f| f.disk_gb >= min);
             }
+            // Nova's default order: by flavor id.
+            items.sort_by(|a, b| a.id.cmp(&b.id));
+            let path = if detail { "flavors/detail" } else { "flavors" };
+            let (items, next) = super::page(cx, items, |f| f.id.as_str(), path)?;
             let out: Vec<Value> = items.iter().map(|f| flavor_json(f, base, detail)).collect();
-            Ok(json(StatusCode::OK, &json!({"flavors": out})))
+            let mut body = json!({"flavors": out});
+            if let Some(next) = next {
+                body["flavors_links"] = next;
+            }
+            Ok(json(StatusCode::OK, &body))
         }
         (&Method::POST, ["flavors"]) => {
             let f = typed_body::<FlavorCreate>(req, "flavor").await?.into_flavor()?;

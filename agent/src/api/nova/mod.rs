@@ -63,9 +63,7 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
     let method = req.method().clone();
     let mv = microversion(&req)?;
     let mut resp = match segs {
-        [] if method == Method::GET => {
-            Ok(json(StatusCode::MULTIPLE_CHOICES, &json!({"versions": [version_doc(&base)]})))
-        }
+        [] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"versions": [version_doc(&base)]}))),
         ["v2.1"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"version": version_doc(&base)}))),
         // Paths may carry the project as older endpoints did (`/v2.1/{project_id}/…`).
         ["v2.1", project, rest @ ..] if project.len() == 32 && project.chars().all(|c| c.is_ascii_hexdigit()) => {
@@ -119,6 +117,32 @@ impl Ctx<'_> {
     pub fn q(&self, k: &str) -> Option<String> {
         self.query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
     }
+}
+
+/// One page of a listing as Nova pages it: the items after `marker` (an id; 400 when no item
+/// has it), at most `limit` of them; and the `…_links` entry for the next page when there may be
+/// more.
+pub(super) fn page<T>(
+    cx: &Ctx<'_>,
+    items: Vec<T>,
+    id: impl Fn(&T) -> &str,
+    path: &str,
+) -> Result<(Vec<T>, Option<Value>), ApiError> {
+    let mut items = items;
+    if let Some(marker) = cx.q("marker") {
+        let at =
+            items.iter().position(|i| id(i) == marker).ok_or_else(|| bad(format!("marker [{marker}] not found")))?;
+        items.drain(..=at);
+    }
+    let Some(limit) = cx.q("limit") else { return Ok((items, None)) };
+    let limit: usize = limit.parse().map_err(|_| bad(format!("Invalid input for query parameters limit: {limit}")))?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = items.last().filter(|_| more).map(|last| {
+        let href = format!("{}/compute/v2.1/{path}?limit={limit}&marker={}", cx.base, id(last));
+        json!([{"rel": "next", "href": href}])
+    });
+    Ok((items, next))
 }
 
 pub(super) fn not_found() -> ApiError {

@@ -256,11 +256,19 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             if let Some(h) = q("host").filter(|_| auth.is_admin()) {
                 items.retain(|s| s.node == h);
             }
+            // Nova's default order: newest first.
+            items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+            let path = if detail { "servers/detail" } else { "servers" };
+            let (items, next) = super::page(cx, items, |s| s.id.as_str(), path)?;
             let out: Vec<Value> = items
                 .iter()
                 .map(|s| Ok(server_json(s, &c.addresses(s)?, base, detail, auth.is_admin())))
                 .collect::<Result<_, ApiError>>()?;
-            Ok(json(StatusCode::OK, &json!({"servers": out})))
+            let mut body = json!({"servers": out});
+            if let Some(next) = next {
+                body["servers_links"] = next;
+            }
+            Ok(json(StatusCode::OK, &body))
         }
         (&Method::POST, ["servers"]) => {
             let body = body_object(req, "server").await?;

@@ -1,0 +1,141 @@
+//! Nova v2.1 over HTTP against the real agent (an API-only node: no servers are built): the
+//! shapes Nova's published schemas fix at 2.1 (key pairs, limits, quota sets, services), paging,
+//! key pairs made here (checked with ssh-keygen), flavor bodies typed as Nova's schema, and bad
+//! input refused in Nova's error format without changing anything.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use cairn_agent::client::Conn;
+use common::Agent;
+use hyper::Method;
+use serde_json::{json, Value};
+
+async fn call(c: &mut Conn, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let r =
+        c.request(method, path, &[("x-auth-token", token)], body.map(|b| b.to_string().into_bytes())).await.unwrap();
+    (r.status, r.json())
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nova_bodies_paging_and_keypairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&dir.path().join("data"), None);
+    let admin = agent.admin_token().await;
+    let mut c = agent.conn().await;
+    let nova = "/compute/v2.1";
+
+    // The version list answers 200, as Nova's.
+    assert_eq!(c.request(Method::GET, "/compute/", &[], None).await.unwrap().status, 200);
+
+    // A key pair made here: its private half once, a valid OpenSSH key of that public key.
+    let (s, made) =
+        call(&mut c, &admin, Method::POST, &format!("{nova}/os-keypairs"), Some(json!({"keypair": {"name": "gen"}})))
+            .await;
+    assert_eq!(s, 200, "{made}");
+    assert_eq!(keys(&made["keypair"]), ["fingerprint", "name", "private_key", "public_key", "user_id"]);
+    let pem = dir.path().join("gen.pem");
+    std::fs::write(&pem, made["keypair"]["private_key"].as_str().unwrap()).unwrap();
+    std::fs::set_permissions(&pem, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let derived = std::process::Command::new("ssh-keygen").arg("-y").arg("-f").arg(&pem).output().unwrap();
+    assert!(derived.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&derived.stderr));
+    let public = made["keypair"]["public_key"].as_str().unwrap();
+    assert_eq!(String::from_utf8_lossy(&derived.stdout).split_whitespace().nth(1), public.split_whitespace().nth(1));
+    // Shown at 2.1: Nova's fields, no private key and no `type`.
+    let (_, shown) = call(&mut c, &admin, Method::GET, &format!("{nova}/os-keypairs/gen"), None).await;
+    assert_eq!(
+        keys(&shown["keypair"]),
+        ["created_at", "deleted", "deleted_at", "fingerprint", "id", "name", "public_key", "updated_at", "user_id"]
+    );
+    let (_, list) = call(&mut c, &admin, Method::GET, &format!("{nova}/os-keypairs"), None).await;
+    assert_eq!(keys(&list["keypairs"][0]["keypair"]), ["fingerprint", "name", "public_key"]);
+    // An unknown field is refused, and nothing is made.
+    let odd = json!({"keypair": {"name": "odd", "type": "x509"}});
+    let (s, err) = call(&mut c, &admin, Method::POST, &format!("{nova}/os-keypairs"), Some(odd)).await;
+    assert_eq!((s, err["badRequest"]["code"].as_u64()), (400, Some(400)), "{err}");
+    assert_eq!(call(&mut c, &admin, Method::GET, &format!("{nova}/os-keypairs/odd"), None).await.0, 404);
+
+    // Limits and quota sets carry exactly Nova 2.1's fields.
+    let (_, limits) = call(&mut c, &admin, Method::GET, &format!("{nova}/limits"), None).await;
+    assert!(limits["limits"]["absolute"].get("totalKeyPairsUsed").is_none(), "{limits}");
+    assert_eq!(limits["limits"]["absolute"].as_object().unwrap().len(), 19, "{limits}");
+    let project = "0123456789abcdef0123456789abcdef";
+    let want = [
+        "cores",
+        "fixed_ips",
+        "floating_ips",
+        "id",
+        "injected_file_content_bytes",
+        "injected_file_path_bytes",
+        "injected_files",
+        "instances",
+        "key_pairs",
+        "metadata_items",
+        "ram",
+        "security_group_rules",
+        "security_groups",
+        "server_group_members",
+        "server_groups",
+    ];
+    for path in ["", "/defaults", "/detail"] {
+        let (s, q) = call(&mut c, &admin, Method::GET, &format!("{nova}/os-quota-sets/{project}{path}"), None).await;
+        assert_eq!((s, keys(&q["quota_set"])), (200, want.map(String::from).to_vec()), "{path}: {q}");
+    }
+
+    // Services at 2.1 have no forced_down (2.11).
+    let (_, services) = call(&mut c, &admin, Method::GET, &format!("{nova}/os-services"), None).await;
+    let first = &services["services"][0];
+    assert!(first.get("forced_down").is_none() && first["binary"].is_string(), "{services}");
+
+    // Flavors: Nova's string booleans, paging by id with a link to the next page.
+    for (name, public) in [("p-a", json!("True")), ("p-b", json!("false")), ("p-c", json!("1"))] {
+        let body = json!({"flavor": {"name": name, "ram": "64", "vcpus": 1, "disk": 0, "id": name,
+                                     "os-flavor-access:is_public": public}});
+        let (s, v) = call(&mut c, &admin, Method::POST, &format!("{nova}/flavors"), Some(body)).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, v) = call(&mut c, &admin, Method::GET, &format!("{nova}/flavors/p-b"), None).await;
+    assert_eq!(v["flavor"]["os-flavor-access:is_public"], false);
+    let (_, p1) = call(&mut c, &admin, Method::GET, &format!("{nova}/flavors?limit=2"), None).await;
+    let ids = |v: &Value| {
+        v["flavors"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&p1), ["1", "2"]);
+    let next = p1["flavors_links"][0]["href"].as_str().unwrap();
+    assert!(next.ends_with("/compute/v2.1/flavors?limit=2&marker=2"), "{next}");
+    let (_, p2) = call(&mut c, &admin, Method::GET, &format!("{nova}/flavors/detail?limit=10&marker=5"), None).await;
+    assert_eq!(ids(&p2), ["p-a", "p-c"], "public flavors after 5, in id order");
+    assert!(p2.get("flavors_links").is_none());
+    assert_eq!(call(&mut c, &admin, Method::GET, &format!("{nova}/flavors?marker=nope"), None).await.0, 400);
+
+    // Bad flavor bodies: 400 in Nova's format, nothing made.
+    for body in [
+        json!({"flavor": {"name": "x1", "ram": 64, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": "maybe"}}),
+        json!({"flavor": {"name": "x2", "ram": 0, "vcpus": 1, "disk": 0}}),
+        json!({"flavor": {"name": "x3", "ram": "6x", "vcpus": 1, "disk": 0}}),
+        json!({"flavor": {"name": "x4", "ram": 64, "vcpus": 1, "disk": 0, "description": "not at 2.1"}}),
+        json!({"flavor": {"name": "   ", "ram": 64, "vcpus": 1, "disk": 0}}),
+        json!({"flavor": {"ram": 64, "vcpus": 1, "disk": 0}}),
+    ] {
+        let (s, err) = call(&mut c, &admin, Method::POST, &format!("{nova}/flavors"), Some(body.clone())).await;
+        assert_eq!((s, err["badRequest"]["code"].as_u64()), (400, Some(400)), "{body}: {err}");
+    }
+    let (_, all) = call(&mut c, &admin, Method::GET, &format!("{nova}/flavors?is_public=None"), None).await;
+    assert_eq!(all["flavors"].as_array().unwrap().len(), 8, "5 defaults and 3 made: {all}");
+
+    // Hypervisors: none on an API-only node; statistics sum nothing; a search finds nothing.
+    let (_, stats) = call(&mut c, &admin, Method::GET, &format!("{nova}/os-hypervisors/statistics"), None).await;
+    assert_eq!(
+        (stats["hypervisor_statistics"]["count"].as_u64(), stats["hypervisor_statistics"]["vcpus"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(call(&mut c, &admin, Method::GET, &format!("{nova}/os-hypervisors/nope/search"), None).await.0, 404);
+    assert_eq!(call(&mut c, &admin, Method::GET, &format!("{nova}/os-hypervisors/7/uptime"), None).await.0, 404);
+}
