@@ -130,6 +130,68 @@ async fn nova_bodies_paging_and_keypairs() {
     let (_, all) = call(&mut c, &admin, Method::GET, &format!("{nova}/flavors?is_public=None"), None).await;
     assert_eq!(all["flavors"].as_array().unwrap().len(), 8, "5 defaults and 3 made: {all}");
 
+    // Server metadata and addresses, on a server no node could take (ERROR, as in Nova).
+    let img = json!({"name": "m", "disk_format": "raw", "container_format": "bare"});
+    let (_, img) = call(&mut c, &admin, Method::POST, "/image/v2/images", Some(img)).await;
+    let iid = img["id"].as_str().unwrap().to_owned();
+    let h = [("x-auth-token", admin.as_str()), ("content-type", "application/octet-stream")];
+    let up = c.request(Method::PUT, &format!("/image/v2/images/{iid}/file"), &h, Some(vec![0; 1 << 20])).await.unwrap();
+    assert_eq!(up.status, 204);
+    let body = json!({"server": {"name": "m1", "imageRef": iid, "flavorRef": "1", "networks": "none",
+                                 "metadata": {"a": "1", "b": "2"}}});
+    let (s, made) = call(&mut c, &admin, Method::POST, &format!("{nova}/servers"), Some(body)).await;
+    assert_eq!(s, 202, "{made}");
+    let sid = made["server"]["id"].as_str().unwrap().to_owned();
+    let meta = format!("{nova}/servers/{sid}/metadata");
+    let (s, v) = call(&mut c, &admin, Method::POST, &meta, Some(json!({"metadata": {"c": "3"}}))).await;
+    assert_eq!((s, v["metadata"].clone()), (200, json!({"a": "1", "b": "2", "c": "3"})), "merged");
+    let (s, v) = call(&mut c, &admin, Method::PUT, &meta, Some(json!({"metadata": {"z": "9"}}))).await;
+    assert_eq!((s, v["metadata"].clone()), (200, json!({"z": "9"})), "replaced");
+    let (s, v) = call(&mut c, &admin, Method::PUT, &format!("{meta}/k"), Some(json!({"meta": {"k": "v"}}))).await;
+    assert_eq!((s, v), (200, json!({"meta": {"k": "v"}})));
+    assert_eq!(call(&mut c, &admin, Method::GET, &format!("{meta}/k"), None).await.1, json!({"meta": {"k": "v"}}));
+    assert_eq!(call(&mut c, &admin, Method::DELETE, &format!("{meta}/k"), None).await.0, 204);
+    for (m, path, body, status) in [
+        (Method::DELETE, format!("{meta}/k"), None, 404),
+        (Method::GET, format!("{meta}/k"), None, 404),
+        (Method::PUT, format!("{meta}/k"), Some(json!({"meta": {"other": "v"}})), 400),
+        (Method::PUT, meta.clone(), Some(json!({"metadata": {"n": 5}})), 400),
+        (
+            Method::POST,
+            meta.clone(),
+            Some(
+                json!({"metadata": (0..129).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
+            ),
+            403,
+        ),
+    ] {
+        let (s, err) = call(&mut c, &admin, m, &path, body).await;
+        assert_eq!(s, status, "{path}: {err}");
+    }
+    assert_eq!(
+        call(&mut c, &admin, Method::GET, &meta, None).await.1["metadata"],
+        json!({"z": "9"}),
+        "refusals changed nothing"
+    );
+    let (s, ips) = call(&mut c, &admin, Method::GET, &format!("{nova}/servers/{sid}/ips"), None).await;
+    assert_eq!((s, ips), (200, json!({"addresses": {}})));
+    assert_eq!(call(&mut c, &admin, Method::GET, &format!("{nova}/servers/{sid}/ips/nope"), None).await.0, 404);
+    // List filters: a flavor or image no server has, a time to come.
+    for (filter, n) in [
+        ("flavor=1", 1),
+        ("flavor=42", 0),
+        (&format!("image={iid}")[..], 1),
+        ("image=x", 0),
+        ("changes-since=2999-01-01T00:00:00Z", 0),
+    ] {
+        let (_, v) = call(&mut c, &admin, Method::GET, &format!("{nova}/servers?{filter}"), None).await;
+        assert_eq!(v["servers"].as_array().map(Vec::len), Some(n), "{filter}: {v}");
+    }
+    assert_eq!(
+        call(&mut c, &admin, Method::GET, &format!("{nova}/servers?changes-since=yesterday"), None).await.0,
+        400
+    );
+
     // Hypervisors: none on an API-only node; statistics sum nothing; a search finds nothing.
     let (_, stats) = call(&mut c, &admin, Method::GET, &format!("{nova}/os-hypervisors/statistics"), None).await;
     assert_eq!(

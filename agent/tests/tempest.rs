@@ -7,7 +7,8 @@
 //! never skips, without it.
 //!
 //! `CAIRN_TEMPEST_REGEX` narrows the selection (e.g. `tempest.api.image`) when working on one
-//! service; `CAIRN_TEMPEST_KEEP=DIR` keeps the workspace (tempest.log, the subunit stream) there.
+//! service; `CAIRN_TEMPEST_KEEP=DIR` keeps the workspace (`DIR/tempest`: tempest.log, the subunit
+//! stream) and the agent's data and log (`DIR/data`, `DIR/data.log`) there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -78,6 +79,29 @@ impl Drop for Veth {
     }
 }
 
+/// A libvirt storage pool removed (stopped and undefined) when dropped.
+struct PoolGuard(String);
+
+impl PoolGuard {
+    fn new(name: String) -> Self {
+        let guard = PoolGuard(name);
+        guard.remove();
+        guard
+    }
+
+    fn remove(&self) {
+        for verb in ["pool-destroy", "pool-undefine"] {
+            let _ = Command::new("virsh").args(["-c", "qemu:///system", verb, &self.0]).output();
+        }
+    }
+}
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
 /// The skip file without its reasons: one test id (a regular expression, as stestr takes it)
 /// a line. Every line must give a reason after ` # `.
 fn exclude_list(dir: &Path) -> PathBuf {
@@ -115,11 +139,27 @@ fn tempest_api_suites() {
     let tempest = venv("CAIRN_TEMPEST_VENV", "tempest-venv", "tempest").join("bin/tempest");
     let guest = test_guest();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    // With CAIRN_TEMPEST_KEEP the agent's data and log stay there too (data.log: its log).
+    let keep = std::env::var_os("CAIRN_TEMPEST_KEEP").map(PathBuf::from);
+    let root = keep.unwrap_or_else(|| dir.path().to_owned());
+    let _ = std::fs::remove_dir_all(root.join("data"));
+    for f in ["data.log", "workspace.yaml"] {
+        let _ = std::fs::remove_file(root.join(f));
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     let _uplink = Veth::new("cairn-tp0", "cairn-tp0p");
-    let config = "roles = [\"compute\"]\n[network]\nphysical_networks = { physnet1 = \"cairn-tp0\" }\n\
-                  tenant_vlan_range = [1000, 1999]\n[image]\nmax_upload_bytes = 67108864\n";
-    let agent = Agent::start_with(&dir.path().join("data"), None, config);
+    // The volume pool has a name of this run's own, removed from libvirt afterwards (a pool
+    // another run left defined at another path would be refused).
+    let pool = PoolGuard::new(format!("tempest-{}", std::process::id()));
+    let config = format!(
+        "roles = [\"compute\"]\n[network]\nphysical_networks = {{ physnet1 = \"cairn-tp0\" }}\n\
+         tenant_vlan_range = [1000, 1999]\n[image]\nmax_upload_bytes = 67108864\n\
+         [storage.pools.{}]\ntype = \"dir\"\npath = \"{}\"\n",
+        pool.0,
+        root.join("data/volumes").display()
+    );
+    let agent = Agent::start_with(&root.join("data"), None, &config);
 
     let g = guest.to_string_lossy().into_owned();
     let image = |name: &str| {
@@ -159,12 +199,16 @@ fn tempest_api_suites() {
         &["subnet", "create", "--network", "tempest-net", "--subnet-range", "10.99.0.0/24", "tempest-subnet"],
     );
 
-    let work = match std::env::var_os("CAIRN_TEMPEST_KEEP") {
-        Some(k) => PathBuf::from(k),
-        None => dir.path().join("tempest"),
-    };
+    let work = root.join("tempest");
     let _ = std::fs::remove_dir_all(&work);
-    let init = Command::new(&tempest).arg("init").arg(&work).status().unwrap();
+    // The workspace registry is this run's own (not ~/.tempest), so runs never collide.
+    let init = Command::new(&tempest)
+        .arg("init")
+        .arg("--workspace-path")
+        .arg(root.join("workspace.yaml"))
+        .arg(&work)
+        .status()
+        .unwrap();
     assert!(init.success(), "tempest init");
     let conf = include_str!("data/tempest/tempest.conf.in")
         .replace("@ADMIN_PASSWORD@", PASSWORD)

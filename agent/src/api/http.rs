@@ -149,6 +149,38 @@ pub fn timestamp(secs: u64, micros: bool) -> String {
     )
 }
 
+/// Unix seconds of an ISO 8601 time as OpenStack's filters take it (`changes-since`):
+/// `2026-11-28T21:00:00Z`, with optional fractions, a `±HH:MM` offset, or a space for the `T`.
+pub fn parse_timestamp(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let num = |a: usize, b: usize| s.get(a..b).and_then(|t| t.parse::<u32>().ok());
+    let (y, mo, d, h, mi, sec) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if s.get(4..5) != Some("-") || s.get(7..8) != Some("-") || !matches!(s.get(10..11), Some("T" | " ")) {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
+    let t = time::Time::from_hms(u8::try_from(h).ok()?, u8::try_from(mi).ok()?, u8::try_from(sec).ok()?).ok()?;
+    let mut rest = s.get(19..)?;
+    if let Some(frac) = rest.strip_prefix('.') {
+        rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "" | "Z" => 0,
+        o => {
+            let sign = match o.get(..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let (oh, om) = o.get(1..)?.split_once(':').unwrap_or((o.get(1..3)?, o.get(3..).unwrap_or("0")));
+            sign * (i64::from(oh.parse::<u32>().ok()?) * 3600 + i64::from(om.parse::<u32>().ok()?) * 60)
+        }
+    };
+    let secs = time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp() - offset;
+    u64::try_from(secs).ok()
+}
+
 /// A query flag: present with no value, or a true-ish value in any case.
 pub fn is_true(v: &str) -> bool {
     v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1" || v.eq_ignore_ascii_case("yes")
@@ -169,5 +201,12 @@ mod tests {
         assert_eq!(q.len(), 5, "the None-valued filter is dropped");
         assert!(query_pairs(None).is_empty());
         assert!(is_true("True") && is_true("") && !is_true("false"));
+        assert_eq!(parse_timestamp("1970-01-01T00:01:00Z"), Some(60));
+        assert_eq!(parse_timestamp("2026-11-28T21:00:00.123456Z"), parse_timestamp("2026-11-28 21:00:00"));
+        assert_eq!(parse_timestamp("1970-01-01T02:00:00+02:00"), Some(0));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00-01:00"), Some(3600));
+        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-28T25:00:00Z", "2026-11-28T21:00:00+xx"] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
     }
 }

@@ -40,6 +40,8 @@ use std::time::Duration;
 
 /// A node whose last heartbeat is older than this is down (Nova's `service_down_time`).
 pub const DOWN_AFTER_SECS: u64 = 60;
+/// Most metadata items a server (or an image, as Nova reports) may have: Nova's default quota.
+pub const METADATA_ITEMS: usize = 128;
 /// How often a compute node reports.
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
 
@@ -795,6 +797,37 @@ impl Compute {
         let s = self.server(auth, id)?;
         check_server_name(name).map_err(|e| ComputeError::BadRequest(e.to_string()))?;
         self.propose(Command::RenameServer { id: s.id.clone(), name: name.into(), updated_at: now() }).await?;
+        self.server(auth, id)
+    }
+
+    /// Changes a server's metadata (Nova's `/servers/{id}/metadata`): cleared first when
+    /// `replace`, then `remove`d keys (each must exist), then `set` ones; keys 1 to 255
+    /// characters, values at most 255, at most [`METADATA_ITEMS`] in all (403 beyond, as Nova).
+    pub async fn set_server_metadata(
+        &self,
+        auth: &Auth,
+        id: &str,
+        replace: bool,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<Server> {
+        let s = self.server(auth, id)?;
+        for (k, v) in &set {
+            if k.is_empty() || k.chars().count() > 255 || v.chars().count() > 255 {
+                return Err(ComputeError::BadRequest(format!(
+                    "Invalid input for field/attribute metadata: {k:?} must be 1 to 255 characters and its value at most 255."
+                )));
+            }
+        }
+        let cmd = Command::SetServerMetadata {
+            id: s.id.clone(),
+            replace,
+            set,
+            remove,
+            max_items: METADATA_ITEMS,
+            updated_at: now(),
+        };
+        self.propose(cmd).await?;
         self.server(auth, id)
     }
 

@@ -158,8 +158,8 @@ pub struct UserPatch {
     pub description: Option<String>,
 }
 
-/// The roles every cloud starts with, as in Keystone's bootstrap.
-pub const BUILTIN_ROLES: [&str; 3] = ["admin", "member", "reader"];
+/// The roles every cloud starts with, as in Keystone's bootstrap (2024.1 and later).
+pub const BUILTIN_ROLES: [&str; 5] = ["admin", "manager", "member", "reader", "service"];
 
 #[cfg(test)]
 mod tests {

@@ -132,6 +132,7 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::SetServerState { .. }
         | Command::DeleteServer { .. }
         | Command::RenameServer { .. }
+        | Command::SetServerMetadata { .. }
         | Command::AttachServerVolume { .. }
         | Command::DetachServerVolume { .. }
         | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),

@@ -304,6 +304,16 @@ pub enum Command {
         name: String,
         updated_at: u64,
     },
+    /// Changes a server's metadata: all of it cleared first when `replace`, then `remove`d
+    /// keys (refused when one is absent), then `set` ones; refused beyond `max_items`.
+    SetServerMetadata {
+        id: String,
+        replace: bool,
+        set: std::collections::BTreeMap<String, String>,
+        remove: Vec<String>,
+        max_items: usize,
+        updated_at: u64,
+    },
     /// Removes a server; its volumes become available again.
     DeleteServer {
         id: String,
@@ -381,6 +391,8 @@ pub enum Kind {
     Flavor,
     Keypair,
     Server,
+    /// A key of a resource's metadata.
+    MetadataKey,
     JoinToken,
     Node,
 }
@@ -397,6 +409,7 @@ impl std::fmt::Display for Kind {
             Kind::Subnet => "subnet",
             Kind::Port => "port",
             Kind::Image => "image",
+            Kind::MetadataKey => "metadata key",
             Kind::Volume => "volume",
             Kind::Snapshot => "snapshot",
             Kind::Flavor => "flavor",

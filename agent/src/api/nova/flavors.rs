@@ -117,6 +117,60 @@ impl FlavorCreate {
     }
 }
 
+/// `/flavors/{id}/os-extra_specs[/{key}]`: read, set (admin) and unset (admin).
+async fn extra_specs(
+    cx: &Ctx<'_>,
+    req: Request<Incoming>,
+    id: &str,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let (auth, c) = (&cx.auth, &cx.api.compute);
+    match (req.method().clone(), rest) {
+        (Method::GET, []) => Ok(json(StatusCode::OK, &json!({"extra_specs": c.flavor(auth, id)?.extra_specs}))),
+        (Method::POST, []) => {
+            let specs = body_object(req, "extra_specs").await?;
+            let mut set = BTreeMap::new();
+            for (k, v) in specs {
+                let v = match v {
+                    Value::String(s) => s,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => return Err(bad(format!("Invalid input for field/attribute extra_specs: {k}={other}"))),
+                };
+                set.insert(k, v);
+            }
+            let f = c.set_extra_specs(auth, id, set, vec![]).await?;
+            Ok(json(StatusCode::OK, &json!({"extra_specs": f.extra_specs})))
+        }
+        (m, [key]) => match m {
+            Method::GET => {
+                let f = c.flavor(auth, id)?;
+                let v = f
+                    .extra_specs
+                    .get(*key)
+                    .ok_or_else(|| ApiError::NotFound(format!("Flavor {id} has no extra specs with key {key}.")))?;
+                Ok(json(StatusCode::OK, &json!({*key: v})))
+            }
+            Method::PUT => {
+                let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+                let (k, v) = match body.iter().next() {
+                    Some((k, Value::String(v))) if body.len() == 1 && k == key => (k.clone(), v.clone()),
+                    _ => return Err(bad(format!("The body must be {{\"{key}\": \"value\"}}"))),
+                };
+                let f = c.set_extra_specs(auth, id, [(k.clone(), v)].into_iter().collect(), vec![]).await?;
+                Ok(json(StatusCode::OK, &json!({k.clone(): f.extra_specs.get(&k)})))
+            }
+            Method::DELETE => {
+                c.set_extra_specs(auth, id, BTreeMap::new(), vec![(*key).to_owned()]).await?;
+                Ok(empty(StatusCode::OK))
+            }
+            m => Err(super::super::not_allowed(&m)),
+        },
+        (m, []) => Err(super::super::not_allowed(&m)),
+        _ => Err(super::not_found()),
+    }
+}
+
 pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let (method, auth, base, api) = (req.method().clone(), &cx.auth, cx.base, cx.api);
     let c = &api.compute;
@@ -162,48 +216,7 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             }
             _ => Err(super::super::not_allowed(&method)),
         },
-        (&Method::GET, ["flavors", id, "os-extra_specs"]) => {
-            Ok(json(StatusCode::OK, &json!({"extra_specs": c.flavor(auth, id)?.extra_specs})))
-        }
-        (&Method::POST, ["flavors", id, "os-extra_specs"]) => {
-            let specs = body_object(req, "extra_specs").await?;
-            let mut set = BTreeMap::new();
-            for (k, v) in specs {
-                let v = match v {
-                    Value::String(s) => s,
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    other => return Err(bad(format!("Invalid input for field/attribute extra_specs: {k}={other}"))),
-                };
-                set.insert(k, v);
-            }
-            let f = c.set_extra_specs(auth, id, set, vec![]).await?;
-            Ok(json(StatusCode::OK, &json!({"extra_specs": f.extra_specs})))
-        }
-        (_, ["flavors", id, "os-extra_specs", key]) => match method {
-            Method::GET => {
-                let f = c.flavor(auth, id)?;
-                let v = f
-                    .extra_specs
-                    .get(*key)
-                    .ok_or_else(|| ApiError::NotFound(format!("Flavor {id} has no extra specs with key {key}.")))?;
-                Ok(json(StatusCode::OK, &json!({*key: v})))
-            }
-            Method::PUT => {
-                let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-                let (k, v) = match body.iter().next() {
-                    Some((k, Value::String(v))) if body.len() == 1 && k == key => (k.clone(), v.clone()),
-                    _ => return Err(bad(format!("The body must be {{\"{key}\": \"value\"}}"))),
-                };
-                let f = c.set_extra_specs(auth, id, [(k.clone(), v)].into_iter().collect(), vec![]).await?;
-                Ok(json(StatusCode::OK, &json!({k.clone(): f.extra_specs.get(&k)})))
-            }
-            Method::DELETE => {
-                c.set_extra_specs(auth, id, BTreeMap::new(), vec![(*key).to_owned()]).await?;
-                Ok(empty(StatusCode::OK))
-            }
-            _ => Err(super::super::not_allowed(&method)),
-        },
+        (_, ["flavors", id, "os-extra_specs", rest @ ..]) => extra_specs(cx, req, id, rest).await,
         (&Method::GET, ["flavors", id, "os-flavor-access"]) => {
             let f = c.flavor(auth, id)?;
             if f.is_public {

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 /// Limits Nova shows that this cloud does not enforce differently from Nova's defaults.
 const KEY_PAIRS: u64 = 100;
-const METADATA_ITEMS: u64 = 128;
+const METADATA_ITEMS: u64 = crate::compute::METADATA_ITEMS as u64;
 
 /// `limits.absolute` at 2.1.
 #[derive(Serialize)]

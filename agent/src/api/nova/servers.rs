@@ -11,6 +11,7 @@ use crate::compute::{Action, NetRequest, Networks, NewServer};
 use crate::model::compute::{check_server_name, Server, ServerVolume};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
 use serde_json::Map;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -241,35 +242,8 @@ fn boot_volume(bdms: Option<&Value>) -> Result<Option<String>, ApiError> {
 pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let (method, auth, base, api) = (req.method().clone(), &cx.auth, cx.base, cx.api);
     let c = &api.compute;
-    let q = |k: &str| cx.q(k);
     match (&method, segs) {
-        (&Method::GET, ["servers"]) | (&Method::GET, ["servers", "detail"]) => {
-            let detail = segs.len() == 2;
-            let all = q("all_tenants").is_some_and(|v| super::super::http::is_true(&v));
-            let mut items = c.servers(auth, all)?;
-            if let Some(n) = q("name") {
-                items.retain(|s| name_matches(&n, &s.name));
-            }
-            if let Some(st) = q("status") {
-                items.retain(|s| s.status().eq_ignore_ascii_case(&st));
-            }
-            if let Some(h) = q("host").filter(|_| auth.is_admin()) {
-                items.retain(|s| s.node == h);
-            }
-            // Nova's default order: newest first.
-            items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-            let path = if detail { "servers/detail" } else { "servers" };
-            let (items, next) = super::page(cx, items, |s| s.id.as_str(), path)?;
-            let out: Vec<Value> = items
-                .iter()
-                .map(|s| Ok(server_json(s, &c.addresses(s)?, base, detail, auth.is_admin())))
-                .collect::<Result<_, ApiError>>()?;
-            let mut body = json!({"servers": out});
-            if let Some(next) = next {
-                body["servers_links"] = next;
-            }
-            Ok(json(StatusCode::OK, &body))
-        }
+        (&Method::GET, ["servers"]) | (&Method::GET, ["servers", "detail"]) => list(cx, segs.len() == 2),
         (&Method::POST, ["servers"]) => {
             let body = body_object(req, "server").await?;
             let (new, count) = (new_server(&body)?, counts(&body)?);
@@ -304,6 +278,23 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             }
             _ => Err(super::super::not_allowed(&method)),
         },
+        (_, ["servers", id, "metadata", rest @ ..]) => metadata(cx, req, id, rest).await,
+        (&Method::GET, ["servers", id, "ips", rest @ ..]) => {
+            let s = c.server(auth, id)?;
+            let all = addresses_json(&c.addresses(&s)?);
+            let body = match rest {
+                [] => json!({"addresses": all}),
+                [net] => {
+                    let found = all
+                        .get(*net)
+                        .cloned()
+                        .ok_or_else(|| ApiError::NotFound(format!("Instance {id} has no address on network {net}.")))?;
+                    json!({ *net: found })
+                }
+                _ => return Err(super::not_found()),
+            };
+            Ok(json(StatusCode::OK, &body))
+        }
         (_, ["servers", id, "diagnostics"]) => match method {
             Method::GET => Ok(json(StatusCode::OK, &json!(c.diagnostics(auth, id).await?))),
             _ => Err(super::super::not_allowed(&method)),
@@ -312,6 +303,57 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
         (_, ["servers", id, "os-volume_attachments", rest @ ..]) => volume_attachments(cx, req, id, rest).await,
         _ => Err(super::not_found()),
     }
+}
+
+/// `GET /servers[/detail]` with Nova's filters (`name` as a pattern, `status`, `host` for
+/// admins, `flavor`, `image`, `changes-since`, `ip`), newest first, paged.
+fn list(cx: &Ctx<'_>, detail: bool) -> Result<Response<Body>, ApiError> {
+    let (auth, base, c) = (&cx.auth, cx.base, &cx.api.compute);
+    let q = |k: &str| cx.q(k);
+    let all = q("all_tenants").is_some_and(|v| super::super::http::is_true(&v));
+    let mut items = c.servers(auth, all)?;
+    if let Some(n) = q("name") {
+        items.retain(|s| name_matches(&n, &s.name));
+    }
+    if let Some(st) = q("status") {
+        items.retain(|s| s.status().eq_ignore_ascii_case(&st));
+    }
+    if let Some(h) = q("host").filter(|_| auth.is_admin()) {
+        items.retain(|s| s.node == h);
+    }
+    if let Some(f) = q("flavor") {
+        items.retain(|s| s.flavor.id == f.rsplit('/').next().unwrap_or_default());
+    }
+    if let Some(i) = q("image") {
+        items.retain(|s| s.image_id == i.rsplit('/').next().unwrap_or_default());
+    }
+    if let Some(t) = q("changes-since") {
+        let since = super::super::http::parse_timestamp(&t)
+            .ok_or_else(|| bad(format!("Invalid input for query parameters changes-since: {t}")))?;
+        items.retain(|s| s.updated_at >= since);
+    }
+    if let Some(ip) = q("ip") {
+        let mut kept = Vec::new();
+        for s in items {
+            if c.addresses(&s)?.iter().any(|(_, a, _)| a.is_ipv4() && name_matches(&ip, &a.to_string())) {
+                kept.push(s);
+            }
+        }
+        items = kept;
+    }
+    // Nova's default order: newest first.
+    items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let path = if detail { "servers/detail" } else { "servers" };
+    let (items, next) = super::page(cx, items, |s| s.id.as_str(), path)?;
+    let out: Vec<Value> = items
+        .iter()
+        .map(|s| Ok(server_json(s, &c.addresses(s)?, base, detail, auth.is_admin())))
+        .collect::<Result<_, ApiError>>()?;
+    let mut body = json!({"servers": out});
+    if let Some(next) = next {
+        body["servers_links"] = next;
+    }
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `POST /servers/{id}/action`: one action a body.
@@ -349,6 +391,58 @@ async fn action(cx: &Ctx<'_>, req: Request<Incoming>, id: &str) -> Result<Respon
     };
     c.action(auth, id, act).await?;
     Ok(empty(StatusCode::ACCEPTED))
+}
+
+/// `PUT` and `POST /servers/{id}/metadata`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetadataBody {
+    metadata: BTreeMap<String, String>,
+}
+
+/// `PUT /servers/{id}/metadata/{key}`'s body: that one key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetaBody {
+    meta: BTreeMap<String, String>,
+}
+
+/// `/servers/{id}/metadata[/{key}]`: all of it read, replaced (`PUT`) or merged (`POST`); one
+/// key read, set or deleted.
+async fn metadata(cx: &Ctx<'_>, req: Request<Incoming>, id: &str, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+    let (auth, c, method) = (&cx.auth, &cx.api.compute, req.method().clone());
+    let parse = |bytes: &[u8]| -> Result<Value, ApiError> { parse_json(bytes) };
+    match (method, rest) {
+        (Method::GET, []) => Ok(json(StatusCode::OK, &json!({"metadata": c.server(auth, id)?.metadata}))),
+        (m @ (Method::PUT | Method::POST), []) => {
+            let body = parse(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+            let b: MetadataBody = serde_json::from_value(body)
+                .map_err(|e| bad(format!("Invalid input for field/attribute metadata: {e}")))?;
+            let s = c.set_server_metadata(auth, id, m == Method::PUT, b.metadata, vec![]).await?;
+            Ok(json(StatusCode::OK, &json!({"metadata": s.metadata})))
+        }
+        (Method::GET, [key]) => {
+            let s = c.server(auth, id)?;
+            let v = s.metadata.get(*key).ok_or_else(|| ApiError::NotFound("Metadata item was not found".into()))?;
+            Ok(json(StatusCode::OK, &json!({"meta": { *key: v }})))
+        }
+        (Method::PUT, [key]) => {
+            let body = parse(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
+            let b: MetaBody = serde_json::from_value(body)
+                .map_err(|e| bad(format!("Invalid input for field/attribute meta: {e}")))?;
+            if b.meta.len() != 1 || !b.meta.contains_key(*key) {
+                return Err(bad("Request body and URI mismatch: the body must set exactly the key in the URI."));
+            }
+            let s = c.set_server_metadata(auth, id, false, b.meta, vec![]).await?;
+            Ok(json(StatusCode::OK, &json!({"meta": { *key: s.metadata.get(*key) }})))
+        }
+        (Method::DELETE, [key]) => {
+            c.set_server_metadata(auth, id, false, BTreeMap::new(), vec![(*key).to_owned()]).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (m, [] | [_]) => Err(super::super::not_allowed(&m)),
+        _ => Err(super::not_found()),
+    }
 }
 
 /// `/servers/{id}/os-volume_attachments[/{volume}]`.

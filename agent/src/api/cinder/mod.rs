@@ -15,6 +15,43 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+mod paging;
+
+use paging::{Key, Listed};
+
+impl Listed for Volume {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn key(&self, key: &str) -> Option<Key<'_>> {
+        Some(match key {
+            "id" => Key::Text(&self.id),
+            "name" => Key::Text(&self.name),
+            "status" => Key::Text(self.status.as_str()),
+            "size" => Key::Number(self.size),
+            "created_at" => Key::Number(self.created_at),
+            "updated_at" => Key::Number(self.updated_at),
+            _ => return None,
+        })
+    }
+}
+
+impl Listed for Snapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn key(&self, key: &str) -> Option<Key<'_>> {
+        Some(match key {
+            "id" => Key::Text(&self.id),
+            "name" => Key::Text(&self.name),
+            "status" => Key::Text(self.status.as_str()),
+            "size" => Key::Number(self.size),
+            "created_at" => Key::Number(self.created_at),
+            "updated_at" => Key::Number(self.updated_at),
+            _ => return None,
+        })
+    }
+}
 /// The only microversion served.
 const MICROVERSION: &str = "3.0";
 
@@ -25,7 +62,15 @@ fn version(base: &str) -> Value {
            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}]})
 }
 
-fn volume_json(v: &Volume, base: &str, admin: bool) -> Value {
+/// Which answer a volume is part of: a create or update (Cinder's base view: no image metadata,
+/// no admin attributes), or a show or listing (with them; admin ones for admins).
+#[derive(Clone, Copy)]
+enum View {
+    Written,
+    Shown { admin: bool },
+}
+
+fn volume_json(v: &Volume, base: &str, view: View) -> Value {
     let href = format!("{base}/volume/v3/{}/volumes/{}", v.project_id, v.id);
     let mut j = json!({
         "id": v.id, "name": v.name, "description": v.description, "status": v.status.as_str(), "size": v.size,
@@ -39,6 +84,7 @@ fn volume_json(v: &Volume, base: &str, admin: bool) -> Value {
         "created_at": timestamp(v.created_at, true), "updated_at": timestamp(v.updated_at, true),
         "links": [{"rel": "self", "href": href}],
     });
+    let View::Shown { admin } = view else { return j };
     if let Some(i) = &v.image_id {
         j["volume_image_metadata"] = json!({"image_id": i});
     }
@@ -153,10 +199,12 @@ async fn v3(
                 items.retain(|v| v.status.as_str() == s);
             }
             let detail = *which == "detail";
+            let path = if detail { "volumes/detail" } else { "volumes" };
+            let (items, next) = paging::page(items, &q, &format!("{base}/volume/v3/{project}"), path)?;
             let out: Vec<Value> = items
                 .iter()
                 .map(|v| {
-                    let full = volume_json(v, base, admin);
+                    let full = volume_json(v, base, View::Shown { admin });
                     if detail {
                         full
                     } else {
@@ -164,7 +212,11 @@ async fn v3(
                     }
                 })
                 .collect();
-            Ok(json(StatusCode::OK, &json!({"volumes": out})))
+            let mut body = json!({"volumes": out});
+            if let Some(next) = next {
+                body["volumes_links"] = next;
+            }
+            Ok(json(StatusCode::OK, &body))
         }
         (&Method::POST, ["volumes"]) => {
             let v = object(req, "volume").await?;
@@ -183,14 +235,17 @@ async fn v3(
                 snapshot_id: opt_string(&v, "snapshot_id")?,
             };
             let vol = st.create(&auth, new).await?;
-            Ok(json(StatusCode::ACCEPTED, &json!({"volume": volume_json(&vol, base, admin)})))
+            Ok(json(StatusCode::ACCEPTED, &json!({"volume": volume_json(&vol, base, View::Written)})))
         }
         (_, ["volumes", id]) => match method {
-            Method::GET => Ok(json(StatusCode::OK, &json!({"volume": volume_json(&st.get(&auth, id)?, base, admin)}))),
+            Method::GET => Ok(json(
+                StatusCode::OK,
+                &json!({"volume": volume_json(&st.get(&auth, id)?, base, View::Shown { admin })}),
+            )),
             Method::PUT => {
                 let v = object(req, "volume").await?;
                 let vol = st.rename(&auth, id, opt_string(&v, "name")?, opt_string(&v, "description")?).await?;
-                Ok(json(StatusCode::OK, &json!({"volume": volume_json(&vol, base, admin)})))
+                Ok(json(StatusCode::OK, &json!({"volume": volume_json(&vol, base, View::Written)})))
             }
             Method::DELETE => {
                 st.delete(&auth, id).await?;
@@ -240,8 +295,14 @@ async fn v3(
             if let Some(v) = q("volume_id") {
                 items.retain(|x| x.volume_id == v);
             }
+            let path = if segs.len() == 2 { "snapshots/detail" } else { "snapshots" };
+            let (items, next) = paging::page(items, &q, &format!("{base}/volume/v3/{project}"), path)?;
             let out: Vec<Value> = items.iter().map(|s| snapshot_json(s, admin)).collect();
-            Ok(json(StatusCode::OK, &json!({"snapshots": out})))
+            let mut body = json!({"snapshots": out});
+            if let Some(next) = next {
+                body["snapshots_links"] = next;
+            }
+            Ok(json(StatusCode::OK, &body))
         }
         (&Method::POST, ["snapshots"]) => {
             let s = object(req, "snapshot").await?;
@@ -295,7 +356,7 @@ async fn v3(
             let default = types.first().is_some_and(|d| d.name == p.name);
             Ok(json(StatusCode::OK, &json!({"volume_type": type_json(&p.name, p.spec.kind(), default)})))
         }
-        (&Method::GET, ["os-quota-sets", pid]) => {
+        (&Method::GET, ["os-quota-sets", pid, rest @ ..]) if rest.is_empty() || rest == ["defaults"] => {
             if !admin && auth.project.as_ref().map(|p| p.id.as_str()) != Some(*pid) {
                 return Err(ApiError::Forbidden("Only the admin role may read other projects' quotas.".into()));
             }
@@ -309,9 +370,12 @@ async fn v3(
                     json!(limit)
                 }
             };
+            // Backups and groups are not offered: 0. One volume may take the whole allowance (-1).
             let set = json!({"id": pid, "volumes": entry(quota.volumes, u.volumes),
                              "snapshots": entry(quota.snapshots, u.snapshots),
-                             "gigabytes": entry(quota.gigabytes, u.gigabytes)});
+                             "gigabytes": entry(quota.gigabytes, u.gigabytes),
+                             "backups": entry(0, 0), "backup_gigabytes": entry(0, 0), "groups": entry(0, 0),
+                             "per_volume_gigabytes": if with_usage { json!({"limit": -1, "in_use": 0, "reserved": 0, "allocated": 0}) } else { json!(-1) }});
             Ok(json(StatusCode::OK, &json!({"quota_set": set})))
         }
         (&Method::GET, ["limits"]) => {
