@@ -110,6 +110,16 @@ async fn neutron_api_shapes_filters_and_errors() {
     .await;
     assert_eq!((s, v["port"]["name"].as_str()), (200, Some("renamed")));
 
+    // Bulk create: every item made, answered in order.
+    let bulk = json!({"ports": [{"network_id": ids[0], "name": "b1"}, {"network_id": ids[0], "name": "b2"}]});
+    let (s, v) = call(&mut c, &admin, Method::POST, "/network/v2.0/ports", Some(bulk)).await;
+    let names: Vec<&str> = v["ports"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!((s, names), (201, vec!["b1", "b2"]), "{v}");
+    for p in v["ports"].as_array().unwrap() {
+        let path = format!("/network/v2.0/ports/{}", p["id"].as_str().unwrap());
+        assert_eq!(call(&mut c, &admin, Method::DELETE, &path, None).await.0, 204);
+    }
+
     // Bad input: the right status, Neutron's body, nothing changed.
     let before = snapshot(&mut c, &admin).await;
     let net = &ids[0];
@@ -122,7 +132,14 @@ async fn neutron_api_shapes_filters_and_errors() {
             Some(json!({"network": {"colour": "red"}})),
             400,
         ),
-        ("bulk", Method::POST, "/network/v2.0/networks".into(), Some(json!({"networks": [{"name": "x"}]})), 400),
+        (
+            "a bulk create whose second item is bad: the first is undone",
+            Method::POST,
+            "/network/v2.0/networks".into(),
+            Some(json!({"networks": [{"name": "bulk-ok"}, {"name": "bulk-bad", "colour": "red"}]})),
+            400,
+        ),
+        ("an empty bulk create", Method::POST, "/network/v2.0/networks".into(), Some(json!({"networks": []})), 400),
         (
             "wrong type",
             Method::POST,

@@ -418,9 +418,18 @@ fn openstack_client_manages_volumes() {
     let mut types: Vec<&str> = types.lines().collect();
     types.sort();
     assert_eq!(types, [pool.as_str(), &raw_pool, &vmdk_pool], "one volume type per pool");
-    let v1 = osc.json(&["volume", "create", "--size", "1", "vol1"]);
+    let v1 = osc.json(&["volume", "create", "--size", "1", "--property", "tier=gold", "vol1"]);
     assert_eq!(v1["size"], 1);
     assert_eq!(settled(&osc, "vol1")["status"], "available");
+    // Metadata: set at create, added, removed, filtered on.
+    osc.admin(&["volume", "set", "--property", "owner=ops", "vol1"]);
+    osc.admin(&["volume", "unset", "--property", "tier", "vol1"]);
+    let props = osc.json(&["volume", "show", "vol1"])["properties"].clone();
+    assert_eq!(props, serde_json::json!({"owner": "ops"}), "{props}");
+    let found = osc.admin(&["volume", "list", "--property", "owner=ops", "-f", "value", "-c", "Name"]);
+    assert_eq!(found.trim(), "vol1");
+    let none = osc.admin(&["volume", "list", "--property", "owner=dev", "-f", "value", "-c", "Name"]);
+    assert_eq!(none.trim(), "");
     osc.json(&["volume", "create", "--image", "img1", "--size", "2", "vol2"]);
     let v2 = settled(&osc, "vol2");
     assert_eq!((v2["status"].as_str(), v2["bootable"].as_bool()), (Some("available"), Some(true)), "{v2}");

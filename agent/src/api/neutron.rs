@@ -6,6 +6,7 @@
 use super::error::ApiError;
 use super::http::{empty, json, parse_json, query_pairs, read_body, Body, MAX_JSON_BODY};
 use super::Api;
+use crate::identity::Auth;
 use crate::model::network::{
     parse_ip, Cidr, IpRequest, Mac, Network, NetworkPatch, Pool, Port, PortPatch, Subnet, SubnetPatch,
 };
@@ -103,11 +104,13 @@ impl Attrs {
     fn parse(bytes: &[u8], key: &str, allowed: &[&str]) -> Result<Self, ApiError> {
         let mut v: Map<String, Value> = parse_json(bytes)?;
         let Some(Value::Object(map)) = v.remove(key) else {
-            if v.contains_key(&format!("{key}s")) {
-                return Err(ApiError::BadRequest(format!("Bulk creation of {key}s is not supported.")));
-            }
             return Err(ApiError::BadRequest(format!("Resource body required: an object under \"{key}\".")));
         };
+        Self::of(map, allowed)
+    }
+
+    /// A resource object's attributes, each one of `allowed`.
+    fn of(map: Map<String, Value>, allowed: &[&str]) -> Result<Self, ApiError> {
         let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !allowed.contains(k)).collect();
         if !unknown.is_empty() {
             return Err(ApiError::BadRequest(format!("Unrecognized attribute(s) '{}'", unknown.join(", "))));
@@ -239,6 +242,249 @@ async fn body(req: Request<Incoming>) -> Result<bytes::Bytes, ApiError> {
     read_body(req.into_body(), MAX_JSON_BODY).await
 }
 
+/// `POST /v2.0/<kind>s`: one (`{"<kind>": {…}}`, answered `{"<kind>": …}`) or many, Neutron's
+/// bulk create (`{"<kind>s": [{…}, …]}`, answered `{"<kind>s": […]}`), all or nothing: when one
+/// fails, those already made are deleted again and its error is the answer.
+async fn create(api: &Api, auth: &Auth, kind: &str, bytes: &[u8]) -> Result<Response<Body>, ApiError> {
+    let mut body: Map<String, Value> = parse_json(bytes)?;
+    let plural = format!("{kind}s");
+    let (one, many) = (body.remove(kind), body.remove(&plural));
+    match (one, many) {
+        (Some(Value::Object(obj)), None) if body.is_empty() => {
+            Ok(json(StatusCode::CREATED, &json!({ kind: create_one(api, auth, kind, obj).await? })))
+        }
+        (None, Some(Value::Array(items))) if body.is_empty() && !items.is_empty() => {
+            let mut made: Vec<Value> = Vec::with_capacity(items.len());
+            for item in items {
+                let outcome = match item {
+                    Value::Object(obj) => create_one(api, auth, kind, obj).await,
+                    _ => Err(ApiError::BadRequest(format!("Each of \"{plural}\" must be an object."))),
+                };
+                match outcome {
+                    Ok(v) => made.push(v),
+                    Err(e) => {
+                        undo(api, auth, kind, &made).await;
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(json(StatusCode::CREATED, &json!({ plural: made })))
+        }
+        _ => Err(ApiError::BadRequest(format!(
+            "Resource body required: an object under \"{kind}\", or a list under \"{plural}\"."
+        ))),
+    }
+}
+
+async fn create_one(api: &Api, auth: &Auth, kind: &str, obj: Map<String, Value>) -> Result<Value, ApiError> {
+    match kind {
+        "network" => create_network(api, auth, obj).await,
+        "subnet" => create_subnet(api, auth, obj).await,
+        _ => create_port(api, auth, obj).await,
+    }
+}
+
+/// Deletes what a bulk create made before one of its items failed, newest first.
+async fn undo(api: &Api, auth: &Auth, kind: &str, made: &[Value]) {
+    let net = &api.network;
+    for id in made.iter().rev().filter_map(|v| v["id"].as_str()) {
+        let gone = match kind {
+            "network" => net.delete_network(auth, id).await,
+            "subnet" => net.delete_subnet(auth, id).await,
+            _ => net.delete_port(auth, id).await,
+        };
+        if let Err(e) = gone {
+            log::error!("undoing a bulk create: deleting {kind} {id}: {}", crate::error_chain(&e));
+        }
+    }
+}
+
+/// One network of a create (Neutron's `network` object), as the answer shows it.
+async fn create_network(api: &Api, auth: &Auth, obj: Map<String, Value>) -> Result<Value, ApiError> {
+    let (net, admin) = (&api.network, auth.is_admin());
+    let a = Attrs::of(
+        obj,
+        &[
+            "name",
+            "description",
+            "admin_state_up",
+            "shared",
+            "router:external",
+            "mtu",
+            "project_id",
+            "tenant_id",
+            "provider:network_type",
+            "provider:physical_network",
+            "provider:segmentation_id",
+            "availability_zone_hints",
+            "port_security_enabled",
+            "is_default",
+            "tags",
+        ],
+    )?;
+    a.only_default(&["availability_zone_hints", "is_default", "tags"])?;
+    let new = NewNetwork {
+        name: a.string("name")?.unwrap_or_default(),
+        description: a.string("description")?.unwrap_or_default(),
+        project_id: a.project()?,
+        admin_state_up: a.boolean("admin_state_up")?.unwrap_or(true),
+        shared: a.boolean("shared")?.unwrap_or(false),
+        external: a.boolean("router:external")?.unwrap_or(false),
+        mtu: a.int("mtu")?.map(|m| u32::try_from(m).map_err(|_| bad(format!("mtu {m} is invalid.")))).transpose()?,
+        provider: ProviderRequest {
+            network_type: a.string("provider:network_type")?,
+            physical_network: a.string("provider:physical_network")?,
+            segmentation_id: a.int("provider:segmentation_id")?,
+        },
+    };
+    let n = net.create_network(auth, new).await?;
+    Ok(network_json(&n, vec![], admin))
+}
+
+/// One subnet of a create (Neutron's `subnet` object), as the answer shows it.
+async fn create_subnet(api: &Api, auth: &Auth, obj: Map<String, Value>) -> Result<Value, ApiError> {
+    let net = &api.network;
+    let a = Attrs::of(
+        obj,
+        &[
+            "name",
+            "description",
+            "network_id",
+            "ip_version",
+            "cidr",
+            "gateway_ip",
+            "allocation_pools",
+            "dns_nameservers",
+            "enable_dhcp",
+            "host_routes",
+            "project_id",
+            "tenant_id",
+            "ipv6_ra_mode",
+            "ipv6_address_mode",
+            "subnetpool_id",
+            "prefixlen",
+            "use_default_subnetpool",
+            "service_types",
+            "tags",
+            "segment_id",
+        ],
+    )?;
+    a.only_default(&[
+        "host_routes",
+        "ipv6_ra_mode",
+        "ipv6_address_mode",
+        "subnetpool_id",
+        "prefixlen",
+        "use_default_subnetpool",
+        "service_types",
+        "tags",
+        "segment_id",
+    ])?;
+    let network_id = a.string("network_id")?.ok_or_else(|| bad("network_id is required."))?;
+    let cidr: Cidr = a
+        .string("cidr")?
+        .ok_or_else(|| bad("cidr is required (subnet pools are not supported)."))?
+        .parse()
+        .map_err(|e: crate::model::network::NetModelError| bad(e.to_string()))?;
+    let ip_version = match a.int("ip_version")? {
+        None => None,
+        Some(v @ (4 | 6)) => Some(v as u8),
+        Some(v) => return Err(bad(format!("{v} is not in [4, 6]."))),
+    };
+    let pools = match a.list("allocation_pools")? {
+        None => None,
+        Some(items) => Some(
+            items
+                .iter()
+                .map(|p| {
+                    let s =
+                        parse_ip(&str_of(&p["start"], "allocation_pools start")?).map_err(|e| bad(e.to_string()))?;
+                    let e = parse_ip(&str_of(&p["end"], "allocation_pools end")?).map_err(|e| bad(e.to_string()))?;
+                    Ok(Pool { start: s, end: e })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?,
+        ),
+    };
+    let new = NewSubnet {
+        name: a.string("name")?.unwrap_or_default(),
+        description: a.string("description")?.unwrap_or_default(),
+        project_id: a.project()?,
+        network_id,
+        ip_version,
+        cidr,
+        gateway_ip: a.ip("gateway_ip")?,
+        allocation_pools: pools,
+        dns_nameservers: a.ip_list("dns_nameservers")?.unwrap_or_default(),
+        enable_dhcp: a.boolean("enable_dhcp")?.unwrap_or(true),
+    };
+    let s = net.create_subnet(auth, new).await?;
+    Ok(subnet_json(&s))
+}
+
+/// One port of a create (Neutron's `port` object), as the answer shows it.
+async fn create_port(api: &Api, auth: &Auth, obj: Map<String, Value>) -> Result<Value, ApiError> {
+    let net = &api.network;
+    let a = Attrs::of(
+        obj,
+        &[
+            "name",
+            "description",
+            "network_id",
+            "mac_address",
+            "fixed_ips",
+            "device_id",
+            "device_owner",
+            "admin_state_up",
+            "project_id",
+            "tenant_id",
+            "binding:host_id",
+            "binding:vnic_type",
+            "binding:profile",
+            "security_groups",
+            "port_security_enabled",
+            "allowed_address_pairs",
+            "extra_dhcp_opts",
+            "tags",
+        ],
+    )?;
+    a.only_default(&["binding:profile", "security_groups", "allowed_address_pairs", "extra_dhcp_opts", "tags"])?;
+    if let Some(v) = a.string("binding:vnic_type")?.filter(|v| v != "normal") {
+        return Err(bad(format!("binding:vnic_type {v} is not supported (normal is).")));
+    }
+    let network_id = a.string("network_id")?.ok_or_else(|| bad("network_id is required."))?;
+    let fixed_ips = match a.list("fixed_ips")? {
+        None => None,
+        Some(items) => Some(
+            items
+                .iter()
+                .map(|f| {
+                    let subnet_id = f.get("subnet_id").map(|v| str_of(v, "subnet_id")).transpose()?;
+                    let ip_address = f
+                        .get("ip_address")
+                        .map(|v| str_of(v, "ip_address").and_then(|s| parse_ip(&s).map_err(|e| bad(e.to_string()))))
+                        .transpose()?;
+                    Ok(IpRequest { subnet_id, ip_address })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?,
+        ),
+    };
+    let mac_address = a.string("mac_address")?.map(|m| m.parse::<Mac>().map_err(|e| bad(e.to_string()))).transpose()?;
+    let new = NewPort {
+        name: a.string("name")?.unwrap_or_default(),
+        description: a.string("description")?.unwrap_or_default(),
+        project_id: a.project()?,
+        network_id,
+        mac_address,
+        fixed_ips,
+        device_id: a.string("device_id")?.unwrap_or_default(),
+        device_owner: a.string("device_owner")?.unwrap_or_default(),
+        admin_state_up: a.boolean("admin_state_up")?.unwrap_or(true),
+        host: a.string("binding:host_id")?.unwrap_or_default(),
+    };
+    let p = net.create_port(auth, new).await?;
+    Ok(port_json(&p))
+}
+
 async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     // Strip a `.json` suffix some clients still append.
@@ -269,49 +515,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
                 .collect();
             listing("networks", items, &query, base)
         }
-        (&Method::POST, ["networks"]) => {
-            let a = Attrs::parse(
-                &body(req).await?,
-                "network",
-                &[
-                    "name",
-                    "description",
-                    "admin_state_up",
-                    "shared",
-                    "router:external",
-                    "mtu",
-                    "project_id",
-                    "tenant_id",
-                    "provider:network_type",
-                    "provider:physical_network",
-                    "provider:segmentation_id",
-                    "availability_zone_hints",
-                    "port_security_enabled",
-                    "is_default",
-                    "tags",
-                ],
-            )?;
-            a.only_default(&["availability_zone_hints", "is_default", "tags"])?;
-            let new = NewNetwork {
-                name: a.string("name")?.unwrap_or_default(),
-                description: a.string("description")?.unwrap_or_default(),
-                project_id: a.project()?,
-                admin_state_up: a.boolean("admin_state_up")?.unwrap_or(true),
-                shared: a.boolean("shared")?.unwrap_or(false),
-                external: a.boolean("router:external")?.unwrap_or(false),
-                mtu: a
-                    .int("mtu")?
-                    .map(|m| u32::try_from(m).map_err(|_| bad(format!("mtu {m} is invalid."))))
-                    .transpose()?,
-                provider: ProviderRequest {
-                    network_type: a.string("provider:network_type")?,
-                    physical_network: a.string("provider:physical_network")?,
-                    segmentation_id: a.int("provider:segmentation_id")?,
-                },
-            };
-            let n = net.create_network(&auth, new).await?;
-            Ok(json(StatusCode::CREATED, &json!({"network": network_json(&n, vec![], admin)})))
-        }
+        (&Method::POST, ["networks"]) => create(api, &auth, "network", &body(req).await?).await,
         (_, ["networks", id]) => match method {
             Method::GET => {
                 let n = net.get_network(&auth, id)?;
@@ -345,85 +549,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
         (&Method::GET, ["subnets"]) => {
             listing("subnets", net.list_subnets(&auth)?.iter().map(subnet_json).collect(), &query, base)
         }
-        (&Method::POST, ["subnets"]) => {
-            let a = Attrs::parse(
-                &body(req).await?,
-                "subnet",
-                &[
-                    "name",
-                    "description",
-                    "network_id",
-                    "ip_version",
-                    "cidr",
-                    "gateway_ip",
-                    "allocation_pools",
-                    "dns_nameservers",
-                    "enable_dhcp",
-                    "host_routes",
-                    "project_id",
-                    "tenant_id",
-                    "ipv6_ra_mode",
-                    "ipv6_address_mode",
-                    "subnetpool_id",
-                    "prefixlen",
-                    "use_default_subnetpool",
-                    "service_types",
-                    "tags",
-                    "segment_id",
-                ],
-            )?;
-            a.only_default(&[
-                "host_routes",
-                "ipv6_ra_mode",
-                "ipv6_address_mode",
-                "subnetpool_id",
-                "prefixlen",
-                "use_default_subnetpool",
-                "service_types",
-                "tags",
-                "segment_id",
-            ])?;
-            let network_id = a.string("network_id")?.ok_or_else(|| bad("network_id is required."))?;
-            let cidr: Cidr = a
-                .string("cidr")?
-                .ok_or_else(|| bad("cidr is required (subnet pools are not supported)."))?
-                .parse()
-                .map_err(|e: crate::model::network::NetModelError| bad(e.to_string()))?;
-            let ip_version = match a.int("ip_version")? {
-                None => None,
-                Some(v @ (4 | 6)) => Some(v as u8),
-                Some(v) => return Err(bad(format!("{v} is not in [4, 6]."))),
-            };
-            let pools = match a.list("allocation_pools")? {
-                None => None,
-                Some(items) => Some(
-                    items
-                        .iter()
-                        .map(|p| {
-                            let s = parse_ip(&str_of(&p["start"], "allocation_pools start")?)
-                                .map_err(|e| bad(e.to_string()))?;
-                            let e = parse_ip(&str_of(&p["end"], "allocation_pools end")?)
-                                .map_err(|e| bad(e.to_string()))?;
-                            Ok(Pool { start: s, end: e })
-                        })
-                        .collect::<Result<Vec<_>, ApiError>>()?,
-                ),
-            };
-            let new = NewSubnet {
-                name: a.string("name")?.unwrap_or_default(),
-                description: a.string("description")?.unwrap_or_default(),
-                project_id: a.project()?,
-                network_id,
-                ip_version,
-                cidr,
-                gateway_ip: a.ip("gateway_ip")?,
-                allocation_pools: pools,
-                dns_nameservers: a.ip_list("dns_nameservers")?.unwrap_or_default(),
-                enable_dhcp: a.boolean("enable_dhcp")?.unwrap_or(true),
-            };
-            let s = net.create_subnet(&auth, new).await?;
-            Ok(json(StatusCode::CREATED, &json!({"subnet": subnet_json(&s)})))
-        }
+        (&Method::POST, ["subnets"]) => create(api, &auth, "subnet", &body(req).await?).await,
         (_, ["subnets", id]) => match method {
             Method::GET => shown("subnet", subnet_json(&net.get_subnet(&auth, id)?), &query),
             Method::PUT => {
@@ -445,77 +571,7 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
         (&Method::GET, ["ports"]) => {
             listing("ports", net.list_ports(&auth)?.iter().map(port_json).collect(), &query, base)
         }
-        (&Method::POST, ["ports"]) => {
-            let a = Attrs::parse(
-                &body(req).await?,
-                "port",
-                &[
-                    "name",
-                    "description",
-                    "network_id",
-                    "mac_address",
-                    "fixed_ips",
-                    "device_id",
-                    "device_owner",
-                    "admin_state_up",
-                    "project_id",
-                    "tenant_id",
-                    "binding:host_id",
-                    "binding:vnic_type",
-                    "binding:profile",
-                    "security_groups",
-                    "port_security_enabled",
-                    "allowed_address_pairs",
-                    "extra_dhcp_opts",
-                    "tags",
-                ],
-            )?;
-            a.only_default(&[
-                "binding:profile",
-                "security_groups",
-                "allowed_address_pairs",
-                "extra_dhcp_opts",
-                "tags",
-            ])?;
-            if let Some(v) = a.string("binding:vnic_type")?.filter(|v| v != "normal") {
-                return Err(bad(format!("binding:vnic_type {v} is not supported (normal is).")));
-            }
-            let network_id = a.string("network_id")?.ok_or_else(|| bad("network_id is required."))?;
-            let fixed_ips = match a.list("fixed_ips")? {
-                None => None,
-                Some(items) => Some(
-                    items
-                        .iter()
-                        .map(|f| {
-                            let subnet_id = f.get("subnet_id").map(|v| str_of(v, "subnet_id")).transpose()?;
-                            let ip_address = f
-                                .get("ip_address")
-                                .map(|v| {
-                                    str_of(v, "ip_address").and_then(|s| parse_ip(&s).map_err(|e| bad(e.to_string())))
-                                })
-                                .transpose()?;
-                            Ok(IpRequest { subnet_id, ip_address })
-                        })
-                        .collect::<Result<Vec<_>, ApiError>>()?,
-                ),
-            };
-            let mac_address =
-                a.string("mac_address")?.map(|m| m.parse::<Mac>().map_err(|e| bad(e.to_string()))).transpose()?;
-            let new = NewPort {
-                name: a.string("name")?.unwrap_or_default(),
-                description: a.string("description")?.unwrap_or_default(),
-                project_id: a.project()?,
-                network_id,
-                mac_address,
-                fixed_ips,
-                device_id: a.string("device_id")?.unwrap_or_default(),
-                device_owner: a.string("device_owner")?.unwrap_or_default(),
-                admin_state_up: a.boolean("admin_state_up")?.unwrap_or(true),
-                host: a.string("binding:host_id")?.unwrap_or_default(),
-            };
-            let p = net.create_port(&auth, new).await?;
-            Ok(json(StatusCode::CREATED, &json!({"port": port_json(&p)})))
-        }
+        (&Method::POST, ["ports"]) => create(api, &auth, "port", &body(req).await?).await,
         (_, ["ports", id]) => match method {
             Method::GET => shown("port", port_json(&net.get_port(&auth, id)?), &query),
             Method::PUT => {

@@ -28,6 +28,7 @@ use crate::model::image::ImageStatus;
 use crate::model::network::PortPatch;
 use crate::model::volume::VolumeStatus;
 use crate::net::service::{NetError, Networking, NewPort};
+use crate::state::metadata::{MetadataChange, MetadataOf};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
 use crate::sys::libvirt::DomainState;
@@ -819,12 +820,10 @@ impl Compute {
                 )));
             }
         }
-        let cmd = Command::SetServerMetadata {
+        let cmd = Command::SetMetadata {
+            of: MetadataOf::Server,
             id: s.id.clone(),
-            replace,
-            set,
-            remove,
-            max_items: METADATA_ITEMS,
+            change: MetadataChange { replace, set, remove, max_items: METADATA_ITEMS },
             updated_at: now(),
         };
         self.propose(cmd).await?;

@@ -58,6 +58,9 @@ pub struct Volume {
     /// Where it is attached (one server at most: no multiattach).
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// Cinder's free-form key/value metadata.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -111,6 +114,9 @@ pub struct Snapshot {
     /// The volume's pool and node.
     pub pool: String,
     pub node: String,
+    /// Cinder's free-form key/value metadata.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
     pub created_at: u64,
     pub updated_at: u64,
 }

@@ -120,6 +120,7 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::SetSnapshotStatus { .. }
         | Command::DeleteSnapshot { .. }
         | Command::ReportPools { .. } => super::volume::apply(tx, cmd),
+        Command::SetMetadata { of, id, change, updated_at } => super::metadata::apply(tx, *of, id, change, *updated_at),
         Command::SeedFlavors(_)
         | Command::CreateFlavor(_)
         | Command::SetFlavorExtraSpecs { .. }
@@ -132,7 +133,6 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::SetServerState { .. }
         | Command::DeleteServer { .. }
         | Command::RenameServer { .. }
-        | Command::SetServerMetadata { .. }
         | Command::AttachServerVolume { .. }
         | Command::DetachServerVolume { .. }
         | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),

@@ -276,27 +276,6 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             notify(tx, "delete.end", &gone, Some(&s), s.updated_at, serde_json::json!({"state": "deleted"}))?;
             Ok(Ok(()))
         }
-        Command::SetServerMetadata { id, replace, set, remove, max_items, updated_at } => {
-            let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
-            if *replace {
-                s.metadata.clear();
-            }
-            for k in remove {
-                if s.metadata.remove(k).is_none() {
-                    return Ok(Err(Refusal::NotFound { kind: Kind::MetadataKey, id: k.clone() }));
-                }
-            }
-            s.metadata.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-            if s.metadata.len() > *max_items {
-                return Ok(Err(Refusal::OverQuota(format!(
-                    "Quota exceeded for metadata_items: {} wanted, at most {max_items} allowed.",
-                    s.metadata.len()
-                ))));
-            }
-            s.updated_at = *updated_at;
-            store(tx, SERVERS, id, &s)?;
-            Ok(Ok(()))
-        }
         Command::RenameServer { id, name, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
             let old = s.clone();
@@ -518,6 +497,7 @@ mod tests {
             source_volid: None,
             snapshot_id: None,
             attachments: vec![],
+            metadata: Default::default(),
             created_at: 0,
             updated_at: 0,
         };

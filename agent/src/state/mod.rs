@@ -10,6 +10,7 @@ mod cluster;
 mod compute;
 pub mod events;
 mod image;
+pub mod metadata;
 mod network;
 pub mod raft;
 mod volume;
@@ -304,14 +305,11 @@ pub enum Command {
         name: String,
         updated_at: u64,
     },
-    /// Changes a server's metadata: all of it cleared first when `replace`, then `remove`d
-    /// keys (refused when one is absent), then `set` ones; refused beyond `max_items`.
-    SetServerMetadata {
+    /// Changes a server's, a volume's or a snapshot's metadata.
+    SetMetadata {
+        of: metadata::MetadataOf,
         id: String,
-        replace: bool,
-        set: std::collections::BTreeMap<String, String>,
-        remove: Vec<String>,
-        max_items: usize,
+        change: metadata::MetadataChange,
         updated_at: u64,
     },
     /// Removes a server; its volumes become available again.

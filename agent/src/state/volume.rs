@@ -33,8 +33,9 @@ fn usage(tx: &WriteTransaction, project: &str) -> Result<(u64, u64, u64), StateE
     Ok((n, s, gb))
 }
 
+/// Cinder's InvalidVolume/InvalidSnapshot: a 400, as Cinder answers.
 fn status_refusal(kind: &str, id: &str, from: &[VolumeStatus], now: VolumeStatus) -> Refusal {
-    Refusal::Conflicts(format!(
+    Refusal::Invalid(format!(
         "Invalid {kind}: {} {id} status must be {}, but current status is: {}.",
         if kind == "volume" { "Volume" } else { "Snapshot" },
         from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or "),
@@ -112,7 +113,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             if *to == VolumeStatus::Deleting {
                 let deps = all::<Snapshot>(tx, SNAPSHOTS)?.into_iter().filter(|s| s.volume_id == *id).count();
                 if deps > 0 {
-                    return Ok(Err(Refusal::Conflicts(format!(
+                    return Ok(Err(Refusal::Invalid(format!(
                         "Invalid volume: Volume {id} still has {deps} dependent snapshots."
                     ))));
                 }
@@ -207,7 +208,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                     .into_iter()
                     .any(|v| v.snapshot_id.as_deref() == Some(id) && v.status == VolumeStatus::Creating);
                 if making {
-                    return Ok(Err(Refusal::Conflicts(format!(
+                    return Ok(Err(Refusal::Invalid(format!(
                         "Invalid snapshot: a volume is being created from snapshot {id}."
                     ))));
                 }

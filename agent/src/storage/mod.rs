@@ -26,6 +26,7 @@ use crate::sys::libvirt::{
     ceph_secret_xml, pool_xml, read_ceph_key, same_storage, volume_xml, xml, Libvirt, LibvirtError,
 };
 use crate::sys::tool;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -40,6 +41,8 @@ pub enum StorageError {
     Forbidden(String),
     #[error("Volume {0} could not be found.")]
     NotFound(String),
+    #[error("Metadata key {0} could not be found.")]
+    MetadataKeyNotFound(String),
     #[error("Snapshot {0} could not be found.")]
     SnapshotNotFound(String),
     #[error("{0}")]
@@ -64,6 +67,7 @@ impl From<Refusal> for StorageError {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::NotFound { kind: crate::state::Kind::Snapshot, id } => StorageError::SnapshotNotFound(id),
+            Refusal::NotFound { kind: crate::state::Kind::MetadataKey, id } => StorageError::MetadataKeyNotFound(id),
             Refusal::NotFound { id, .. } => StorageError::NotFound(id),
             Refusal::Conflict { kind, name } => StorageError::Conflict(format!("{kind} {name} already exists.")),
             Refusal::Conflicts(m) => StorageError::Conflict(m),
@@ -86,6 +90,7 @@ pub struct NewVolume {
     pub image_id: Option<String>,
     pub source_volid: Option<String>,
     pub snapshot_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A project's use of volume storage.
@@ -358,6 +363,7 @@ impl Storage {
             source_volid: source.as_ref().map(|s| s.id.clone()),
             snapshot_id: snap.as_ref().map(|s| s.id.clone()),
             attachments: vec![],
+            metadata: new.metadata,
             created_at: t,
             updated_at: t,
         };
@@ -868,7 +874,7 @@ mod tests {
         );
 
         // An LVM snapshot: a logical volume backed by the origin, fully allocated.
-        let snap = st.create_snapshot(&a, &vol.id, "s".into(), String::new()).await.unwrap();
+        let snap = st.create_snapshot(&a, &vol.id, "s".into(), String::new(), BTreeMap::new()).await.unwrap();
         let snap = settle_snapshot(&st, &a, &snap.id).await;
         assert_eq!((snap.status, snap.kind, snap.size), (VolumeStatus::Available, SnapshotKind::Volume, 2));
         let xml = lv.volume_xml("lvm", &format!("snap-{}", snap.id)).unwrap();
@@ -876,7 +882,7 @@ mod tests {
         assert_eq!(xml.allocation, None, "LVM volumes are thick");
         // One snapshot is the quota; the volume cannot go while it has one.
         assert!(matches!(
-            st.create_snapshot(&a, &vol.id, "t".into(), String::new()).await,
+            st.create_snapshot(&a, &vol.id, "t".into(), String::new(), BTreeMap::new()).await,
             Err(StorageError::OverQuota(_))
         ));
         let e = st.delete(&a, &vol.id).await.unwrap_err();
@@ -907,10 +913,10 @@ mod tests {
         let att = st.attach(&a, &vol.id, "server-1", "n", "/dev/vdb").await.unwrap();
         let v = st.get(&a, &vol.id).unwrap();
         assert_eq!((v.status, v.attachments.clone()), (VolumeStatus::InUse, vec![att.clone()]));
-        assert!(matches!(st.attach(&a, &vol.id, "server-2", "n", "/dev/vdc").await, Err(StorageError::Conflict(_))));
+        assert!(matches!(st.attach(&a, &vol.id, "server-2", "n", "/dev/vdc").await, Err(StorageError::BadRequest(_))));
         assert!(st.delete(&a, &vol.id).await.is_err(), "an attached volume stays");
         assert!(matches!(
-            st.create_snapshot(&a, &vol.id, "u".into(), String::new()).await,
+            st.create_snapshot(&a, &vol.id, "u".into(), String::new(), BTreeMap::new()).await,
             Err(StorageError::BadRequest(_))
         ));
         assert!(st.detach(&a, &vol.id, Some("other".into())).await.is_err());

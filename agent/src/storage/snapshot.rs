@@ -8,9 +8,11 @@ use super::{lv_err, now, project_of, vol_xml, Result, Storage, StorageError, GIB
 use crate::identity::Auth;
 use crate::model::storage::{PoolSpec, VolumeFormat};
 use crate::model::volume::{Snapshot, SnapshotKind, Volume, VolumeStatus};
+use crate::state::metadata::{MetadataChange, MetadataOf};
 use crate::state::Command;
 use crate::sys::libvirt::{Libvirt, LibvirtError};
 use crate::sys::tool;
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
 
@@ -48,6 +50,7 @@ impl Storage {
         volume_id: &str,
         name: String,
         description: String,
+        metadata: BTreeMap<String, String>,
     ) -> Result<Snapshot> {
         let project = project_of(auth)?.to_owned();
         let v = self.get(auth, volume_id)?;
@@ -79,6 +82,7 @@ impl Storage {
             kind,
             pool: pool.name.clone(),
             node: self.node.clone(),
+            metadata,
             created_at: t,
             updated_at: t,
         };
@@ -109,6 +113,22 @@ impl Storage {
         self.get_snapshot(auth, id)?;
         self.propose(Command::UpdateSnapshot { id: id.into(), name, description, updated_at: now() }).await?;
         self.get_snapshot(auth, id)
+    }
+
+    /// Changes a volume's or a snapshot's metadata (the caller must see it).
+    pub async fn set_metadata(&self, auth: &Auth, of: MetadataOf, id: &str, change: MetadataChange) -> Result<()> {
+        match of {
+            MetadataOf::Snapshot => drop(self.get_snapshot(auth, id)?),
+            _ => drop(self.get(auth, id)?),
+        }
+        for (k, v) in &change.set {
+            if k.is_empty() || k.chars().count() > 255 || v.chars().count() > 255 {
+                return Err(StorageError::BadRequest(format!(
+                    "Invalid input received: metadata key {k:?} must be 1 to 255 characters and its value at most 255."
+                )));
+            }
+        }
+        self.propose(Command::SetMetadata { of, id: id.into(), change, updated_at: now() }).await
     }
 
     /// Deletes an available (or failed) snapshot and its data.

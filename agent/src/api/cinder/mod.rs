@@ -9,11 +9,13 @@ use super::http::{empty, json, parse_json, query_pairs, read_body, timestamp, Bo
 use super::Api;
 use crate::model::storage::PoolRecord;
 use crate::model::volume::{Snapshot, Volume, VolumeStatus};
+use crate::state::metadata::{MetadataChange, MetadataOf};
 use crate::storage::{NewVolume, StorageError};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 mod paging;
 
@@ -76,7 +78,7 @@ fn volume_json(v: &Volume, base: &str, view: View) -> Value {
         "id": v.id, "name": v.name, "description": v.description, "status": v.status.as_str(), "size": v.size,
         "availability_zone": "nova", "volume_type": v.volume_type, "snapshot_id": v.snapshot_id,
         "source_volid": v.source_volid, "bootable": if v.image_id.is_some() { "true" } else { "false" },
-        "encrypted": false, "multiattach": false, "metadata": {},
+        "encrypted": false, "multiattach": false, "metadata": v.metadata,
         "attachments": v.attachments.iter().map(|a| json!({
             "id": a.id, "attachment_id": a.id, "volume_id": v.id, "server_id": a.server_id,
             "host_name": a.host, "device": a.device, "attached_at": timestamp(a.attached_at, true)})).collect::<Vec<_>>(),
@@ -95,15 +97,17 @@ fn volume_json(v: &Volume, base: &str, view: View) -> Value {
     j
 }
 
-fn snapshot_json(s: &Snapshot, admin: bool) -> Value {
+/// A snapshot: Cinder's base view for a create, an update or a plain listing; with the
+/// extended attributes (progress, project) for a show or a detailed listing.
+fn snapshot_json(s: &Snapshot, extended: bool) -> Value {
     let mut j = json!({
         "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id,
-        "status": s.status.as_str(), "size": s.size, "metadata": {},
+        "status": s.status.as_str(), "size": s.size, "metadata": s.metadata,
         "created_at": timestamp(s.created_at, true), "updated_at": timestamp(s.updated_at, true),
-        "os-extended-snapshot-attributes:progress":
-            if s.status == VolumeStatus::Available { "100%" } else { "0%" },
     });
-    if admin {
+    if extended {
+        j["os-extended-snapshot-attributes:progress"] =
+            json!(if s.status == VolumeStatus::Available { "100%" } else { "0%" });
         j["os-extended-snapshot-attributes:project_id"] = json!(s.project_id);
     }
     j
@@ -151,6 +155,77 @@ fn opt_string(m: &Map<String, Value>, k: &str) -> Result<Option<String>, ApiErro
     }
 }
 
+/// A `metadata` object of strings (absent: empty).
+fn metadata_of(m: &Map<String, Value>) -> Result<BTreeMap<String, String>, ApiError> {
+    match m.get("metadata") {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| bad(format!("metadata must be an object of strings: {e}")))
+        }
+    }
+}
+
+/// Most metadata items a volume or snapshot may have (Cinder does not limit them; this keeps a
+/// record bounded).
+const METADATA_ITEMS: usize = 128;
+
+/// `/{volumes|snapshots}/{id}/metadata[/{key}]`: read, replace (`PUT`), merge (`POST`); one key
+/// read, set or deleted.
+async fn metadata(
+    api: &Api,
+    auth: &crate::identity::Auth,
+    req: Request<Incoming>,
+    of: MetadataOf,
+    id: &str,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let st = &api.storage;
+    let current = |st: &crate::storage::Storage| -> Result<BTreeMap<String, String>, ApiError> {
+        Ok(match of {
+            MetadataOf::Snapshot => st.get_snapshot(auth, id)?.metadata,
+            _ => st.get(auth, id)?.metadata,
+        })
+    };
+    let change = |replace, set, remove| MetadataChange { replace, set, remove, max_items: METADATA_ITEMS };
+    let method = req.method().clone();
+    match (method, rest) {
+        (Method::GET, []) => Ok(json(StatusCode::OK, &json!({"metadata": current(st)?}))),
+        (m @ (Method::PUT | Method::POST), []) => {
+            let body = object_body(req).await?;
+            let set = metadata_of(&body)?;
+            st.set_metadata(auth, of, id, change(m == Method::PUT, set, vec![])).await?;
+            Ok(json(StatusCode::OK, &json!({"metadata": current(st)?})))
+        }
+        (Method::GET, [key]) => {
+            let all = current(st)?;
+            let v = all.get(*key).ok_or_else(|| ApiError::NotFound(format!("Metadata key {key} not found.")))?;
+            Ok(json(StatusCode::OK, &json!({"meta": { *key: v }})))
+        }
+        (Method::PUT, [key]) => {
+            let body = object_body(req).await?;
+            let meta: BTreeMap<String, String> = match body.get("meta") {
+                Some(v) => serde_json::from_value(v.clone()).map_err(|e| bad(format!("meta: {e}")))?,
+                None => return Err(bad("The body needs a \"meta\" object.")),
+            };
+            if meta.len() != 1 || !meta.contains_key(*key) {
+                return Err(bad("Request body and URI mismatch"));
+            }
+            st.set_metadata(auth, of, id, change(false, meta.clone(), vec![])).await?;
+            Ok(json(StatusCode::OK, &json!({ "meta": meta })))
+        }
+        (Method::DELETE, [key]) => {
+            st.set_metadata(auth, of, id, change(false, BTreeMap::new(), vec![(*key).to_owned()])).await?;
+            Ok(empty(StatusCode::OK))
+        }
+        (m, [] | [_]) => Err(super::not_allowed(&m)),
+        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+    }
+}
+
+async fn object_body(req: Request<Incoming>) -> Result<Map<String, Value>, ApiError> {
+    parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)
+}
+
 fn size_of(v: &Value, k: &str) -> Result<u64, ApiError> {
     match v {
         Value::Number(n) => n.as_u64().ok_or_else(|| bad(format!("{k} must be a positive integer"))),
@@ -164,7 +239,7 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
     let method = req.method().clone();
     let mut resp = match segs {
         [] if method == Method::GET => Ok(json(StatusCode::MULTIPLE_CHOICES, &json!({"versions": [version(&base)]}))),
-        ["v3"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"version": version(&base)}))),
+        ["v3"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"versions": [version(&base)]}))),
         ["v3", project, rest @ ..] => v3(api, req, project, rest, &base).await,
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }?;
@@ -185,6 +260,9 @@ async fn v3(
     if !admin && auth.project.as_ref().map(|p| p.id.as_str()) != Some(project) {
         return Err(ApiError::Forbidden(format!("Policy doesn't allow access to project {project}.")));
     }
+    if req.uri().path().ends_with('/') {
+        return Err(ApiError::NotFound("The resource could not be found.".into()));
+    }
     let st = &api.storage;
     let query = query_pairs(req.uri().query());
     let q = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
@@ -197,6 +275,14 @@ async fn v3(
             }
             if let Some(s) = q("status") {
                 items.retain(|v| v.status.as_str() == s);
+            }
+            // `metadata={"k": "v"}`: volumes having every pair. Clients send a JSON object or, as
+            // the openstack client does, a Python dict literal (`{'k': 'v'}`), which Cinder reads.
+            if let Some(m) = q("metadata") {
+                let want: BTreeMap<String, String> = serde_json::from_str(&m)
+                    .or_else(|_| serde_json::from_str(&m.replace('\'', "\"")))
+                    .map_err(|e| bad(format!("metadata must be an object of strings: {e}")))?;
+                items.retain(|v| want.iter().all(|(k, val)| v.metadata.get(k) == Some(val)));
             }
             let detail = *which == "detail";
             let path = if detail { "volumes/detail" } else { "volumes" };
@@ -233,6 +319,7 @@ async fn v3(
                 image_id: opt_string(&v, "imageRef")?.or(opt_string(&v, "image_id")?),
                 source_volid: opt_string(&v, "source_volid")?,
                 snapshot_id: opt_string(&v, "snapshot_id")?,
+                metadata: metadata_of(&v)?,
             };
             let vol = st.create(&auth, new).await?;
             Ok(json(StatusCode::ACCEPTED, &json!({"volume": volume_json(&vol, base, View::Written)})))
@@ -244,7 +331,18 @@ async fn v3(
             )),
             Method::PUT => {
                 let v = object(req, "volume").await?;
-                let vol = st.rename(&auth, id, opt_string(&v, "name")?, opt_string(&v, "description")?).await?;
+                let (name, description) = (opt_string(&v, "name")?, opt_string(&v, "description")?);
+                if v.contains_key("metadata") {
+                    let change = MetadataChange {
+                        replace: true,
+                        set: metadata_of(&v)?,
+                        remove: vec![],
+                        max_items: METADATA_ITEMS,
+                    };
+                    st.get(&auth, id)?;
+                    st.set_metadata(&auth, MetadataOf::Volume, id, change).await?;
+                }
+                let vol = st.rename(&auth, id, name, description).await?;
                 Ok(json(StatusCode::OK, &json!({"volume": volume_json(&vol, base, View::Written)})))
             }
             Method::DELETE => {
@@ -253,6 +351,14 @@ async fn v3(
             }
             _ => Err(super::not_allowed(&method)),
         },
+        (_, ["volumes", id, "metadata", rest @ ..]) => metadata(api, &auth, req, MetadataOf::Volume, id, rest).await,
+        (_, ["snapshots", id, "metadata", rest @ ..]) => {
+            metadata(api, &auth, req, MetadataOf::Snapshot, id, rest).await
+        }
+        (&Method::GET, ["os-availability-zone"]) => Ok(json(
+            StatusCode::OK,
+            &json!({"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": true}}]}),
+        )),
         (&Method::POST, ["volumes", id, "action"]) => {
             let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
             use VolumeStatus::{Attaching, Available, Detaching, InUse};
@@ -297,7 +403,7 @@ async fn v3(
             }
             let path = if segs.len() == 2 { "snapshots/detail" } else { "snapshots" };
             let (items, next) = paging::page(items, &q, &format!("{base}/volume/v3/{project}"), path)?;
-            let out: Vec<Value> = items.iter().map(|s| snapshot_json(s, admin)).collect();
+            let out: Vec<Value> = items.iter().map(|s| snapshot_json(s, segs.len() == 2)).collect();
             let mut body = json!({"snapshots": out});
             if let Some(next) = next {
                 body["snapshots_links"] = next;
@@ -313,19 +419,20 @@ async fn v3(
                     &volume,
                     opt_string(&s, "name")?.unwrap_or_default(),
                     opt_string(&s, "description")?.unwrap_or_default(),
+                    metadata_of(&s)?,
                 )
                 .await?;
-            Ok(json(StatusCode::ACCEPTED, &json!({"snapshot": snapshot_json(&snap, admin)})))
+            Ok(json(StatusCode::ACCEPTED, &json!({"snapshot": snapshot_json(&snap, false)})))
         }
         (_, ["snapshots", id]) => match method {
             Method::GET => {
-                Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&st.get_snapshot(&auth, id)?, admin)})))
+                Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&st.get_snapshot(&auth, id)?, true)})))
             }
             Method::PUT => {
                 let s = object(req, "snapshot").await?;
                 let snap =
                     st.update_snapshot(&auth, id, opt_string(&s, "name")?, opt_string(&s, "description")?).await?;
-                Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&snap, admin)})))
+                Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&snap, false)})))
             }
             Method::DELETE => {
                 st.delete_snapshot(&auth, id).await?;
@@ -398,7 +505,9 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Unscoped => ApiError::Unauthorized,
             StorageError::Forbidden(m) => ApiError::Forbidden(m),
-            StorageError::NotFound(_) | StorageError::SnapshotNotFound(_) => ApiError::NotFound(e.to_string()),
+            StorageError::NotFound(_) | StorageError::SnapshotNotFound(_) | StorageError::MetadataKeyNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             StorageError::BadRequest(m) => ApiError::BadRequest(m),
             StorageError::Conflict(m) => ApiError::Conflict(m),
             StorageError::OverQuota(m) => ApiError::OverLimit(m),

@@ -1,0 +1,102 @@
+//! Applying metadata changes — Nova's server metadata, Cinder's volume and snapshot metadata —
+//! with one command for the three. The change (clear, remove keys, set keys) is applied to the
+//! record in the log, so two clients' concurrent changes compose instead of undoing each other.
+
+use super::apply::{load, not_found, store};
+use super::{Kind, Outcome, Refusal, StateError, SERVERS, SNAPSHOTS, VOLUMES};
+use crate::model::compute::Server;
+use crate::model::volume::{Snapshot, Volume};
+use redb::WriteTransaction;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Whose metadata a change is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataOf {
+    Server,
+    Volume,
+    Snapshot,
+}
+
+/// One change: all of it cleared first when `replace`, then `remove`d keys (refused when one is
+/// absent), then `set` ones; refused when more than `max_items` would remain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataChange {
+    pub replace: bool,
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+    pub max_items: usize,
+}
+
+impl MetadataChange {
+    /// The change applied to `map`; on a refusal `map` is left as it was.
+    pub fn apply_to(&self, map: &mut BTreeMap<String, String>) -> Result<(), Refusal> {
+        let mut next = if self.replace { BTreeMap::new() } else { map.clone() };
+        for k in &self.remove {
+            if next.remove(k).is_none() {
+                return Err(Refusal::NotFound { kind: Kind::MetadataKey, id: k.clone() });
+            }
+        }
+        next.extend(self.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if next.len() > self.max_items {
+            return Err(Refusal::OverQuota(format!(
+                "Quota exceeded for metadata_items: {} wanted, at most {} allowed.",
+                next.len(),
+                self.max_items
+            )));
+        }
+        *map = next;
+        Ok(())
+    }
+}
+
+pub(super) fn apply(
+    tx: &WriteTransaction,
+    of: MetadataOf,
+    id: &str,
+    change: &MetadataChange,
+    updated_at: u64,
+) -> Result<Outcome, StateError> {
+    macro_rules! edit {
+        ($t:ty, $table:expr, $kind:expr) => {{
+            let Some(mut r) = load::<$t>(tx, $table, id)? else { return Ok(Err(not_found($kind, id))) };
+            if let Err(refused) = change.apply_to(&mut r.metadata) {
+                return Ok(Err(refused));
+            }
+            r.updated_at = updated_at;
+            store(tx, $table, id, &r)?;
+            Ok(Ok(()))
+        }};
+    }
+    match of {
+        MetadataOf::Server => edit!(Server, SERVERS, Kind::Server),
+        MetadataOf::Volume => edit!(Volume, VOLUMES, Kind::Volume),
+        MetadataOf::Snapshot => edit!(Snapshot, SNAPSHOTS, Kind::Snapshot),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_compose_and_refusals_change_nothing() {
+        let mut m: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into_iter().collect();
+        let set = |k: &str| [(k.to_string(), "v".to_string())].into_iter().collect::<BTreeMap<_, _>>();
+        let change = |replace, set, remove: &[&str]| MetadataChange {
+            replace,
+            set,
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+            max_items: 2,
+        };
+        change(false, set("b"), &[]).apply_to(&mut m).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(matches!(change(false, set("c"), &[]).apply_to(&mut m), Err(Refusal::OverQuota(_))));
+        assert!(matches!(change(false, set("c"), &["zz"]).apply_to(&mut m), Err(Refusal::NotFound { .. })));
+        assert_eq!(m.len(), 2, "refusals changed nothing");
+        change(false, set("c"), &["a"]).apply_to(&mut m).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["b", "c"]);
+        change(true, set("d"), &[]).apply_to(&mut m).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["d"]);
+    }
+}
