@@ -211,7 +211,15 @@ async fn glance_uploads_patches_and_visibility() {
     let did = d["id"].as_str().unwrap().to_owned();
     let (file, act) = (format!("/image/v2/images/{did}/file"), |a: &str| format!("/image/v2/images/{did}/actions/{a}"));
     assert_eq!(upload(&mut c, &admin, &did, vec![5; 2048]).await.0, 204);
-    assert_eq!(call(&mut c, &carol, Method::POST, &act("deactivate"), None).await.0, 403);
+    assert_eq!(call(&mut c, &carol, Method::POST, &act("deactivate"), None).await.0, 403, "not hers");
+    // Her own image she may withdraw (Glance's default policy: admin or the owning project).
+    let mine = json!({"name": "mine", "disk_format": "raw", "container_format": "bare"});
+    let (_, mine) = call(&mut c, &carol, Method::POST, "/image/v2/images", Some(mine)).await;
+    let mid = mine["id"].as_str().unwrap().to_owned();
+    assert_eq!(upload(&mut c, &carol, &mid, vec![1; 1024]).await.0, 204);
+    let own = format!("/image/v2/images/{mid}/actions/deactivate");
+    assert_eq!(call(&mut c, &carol, Method::POST, &own, None).await.0, 204);
+    assert_eq!(call(&mut c, &carol, Method::DELETE, &format!("/image/v2/images/{mid}"), None).await.0, 204);
     assert_eq!(call(&mut c, &admin, Method::POST, &act("deactivate"), None).await.0, 204);
     assert_eq!(call(&mut c, &admin, Method::POST, &act("deactivate"), None).await.0, 204, "again: no change");
     let (_, v) = call(&mut c, &carol, Method::GET, &format!("/image/v2/images/{did}"), None).await;

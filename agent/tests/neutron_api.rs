@@ -80,10 +80,22 @@ async fn neutron_api_shapes_filters_and_errors() {
     // Subnet and ports for filter checks.
     let body = json!({"subnet": {"network_id": ids[0], "cidr": "10.1.0.0/24", "ip_version": 4,
                                  "allocation_pools": [{"start": "10.1.0.10", "end": "10.1.0.20"}],
-                                 "dns_nameservers": ["192.0.2.53"], "gateway_ip": "10.1.0.1"}});
+                                 "dns_nameservers": ["192.0.2.53"], "gateway_ip": "10.1.0.1",
+                                 "host_routes": [{"destination": "10.20.0.0/24", "nexthop": "10.1.0.9"}]}});
     let (s, sub) = call(&mut c, &admin, Method::POST, "/network/v2.0/subnets", Some(body)).await;
     assert_eq!(s, 201, "{sub}");
     assert_eq!(sub["subnet"]["dns_nameservers"], json!(["192.0.2.53"]));
+    assert_eq!(sub["subnet"]["host_routes"], json!([{"destination": "10.20.0.0/24", "nexthop": "10.1.0.9"}]));
+    let sub_path = format!("/network/v2.0/subnets/{}", sub["subnet"]["id"].as_str().unwrap());
+    let routes = json!({"subnet": {"host_routes": [{"destination": "10.30.0.0/16", "nexthop": "10.1.0.8"}]}});
+    let (s, v) = call(&mut c, &admin, Method::PUT, &sub_path, Some(routes)).await;
+    assert_eq!((s, v["subnet"]["host_routes"][0]["nexthop"].as_str()), (200, Some("10.1.0.8")), "{v}");
+    let v6 = json!({"subnet": {"host_routes": [{"destination": "fd00::/64", "nexthop": "10.1.0.8"}]}});
+    assert_eq!(call(&mut c, &admin, Method::PUT, &sub_path, Some(v6)).await.0, 400, "a route of another IP version");
+    assert_eq!(
+        call(&mut c, &admin, Method::GET, &sub_path, None).await.1["subnet"]["host_routes"][0]["nexthop"],
+        "10.1.0.8"
+    );
     let body = json!({"port": {"network_id": ids[0], "name": "vm-port", "device_owner": "compute:nova"}});
     let (s, port) = call(&mut c, &admin, Method::POST, "/network/v2.0/ports", Some(body)).await;
     assert_eq!(s, 201, "{port}");

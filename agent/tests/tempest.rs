@@ -251,7 +251,9 @@ fn max_version(agent: &Agent, path: &str, key: &str) -> String {
         let token = agent.admin_token().await;
         let r = agent.conn().await.request(hyper::Method::GET, path, &[("x-auth-token", &token)], None).await.unwrap();
         let v = r.json();
-        let max = v[key]["version"].as_str().unwrap_or_default().to_owned();
+        // `{"version": {…}}` (Nova) or `{"versions": [{…}]}` (Cinder).
+        let doc = if v[key].is_object() { &v[key] } else { &v[format!("{key}s")][0] };
+        let max = doc["version"].as_str().unwrap_or_default().to_owned();
         assert!(!max.is_empty(), "GET {path}: no {key}.version in {v}");
         max
     })

@@ -8,7 +8,7 @@ use super::http::{empty, json, parse_json, query_pairs, read_body, Body, MAX_JSO
 use super::Api;
 use crate::identity::Auth;
 use crate::model::network::{
-    parse_ip, Cidr, IpRequest, Mac, Network, NetworkPatch, Pool, Port, PortPatch, Subnet, SubnetPatch,
+    parse_ip, Cidr, HostRoute, IpRequest, Mac, Network, NetworkPatch, Pool, Port, PortPatch, Subnet, SubnetPatch,
 };
 use crate::net::service::{NewNetwork, NewPort, NewSubnet, ProviderRequest};
 use hyper::body::Incoming;
@@ -64,7 +64,8 @@ fn subnet_json(s: &Subnet) -> Value {
         "id": s.id, "name": s.name, "description": s.description,
         "tenant_id": s.project_id, "project_id": s.project_id, "network_id": s.network_id,
         "ip_version": s.cidr.version(), "cidr": s.cidr.to_string(), "gateway_ip": s.gateway_ip,
-        "allocation_pools": pools, "dns_nameservers": s.dns_nameservers, "host_routes": [],
+        "allocation_pools": pools, "dns_nameservers": s.dns_nameservers,
+        "host_routes": s.host_routes.iter().map(|r| json!({"destination": r.destination.to_string(), "nexthop": r.nexthop})).collect::<Vec<_>>(),
         "enable_dhcp": s.enable_dhcp, "ipv6_ra_mode": null, "ipv6_address_mode": null,
         "subnetpool_id": null, "service_types": [], "tags": [],
         "created_at": ts(s.created_at), "updated_at": ts(s.updated_at), "revision_number": 0,
@@ -186,6 +187,23 @@ impl Attrs {
                 other => Err(bad(format!("'{other}' is not a valid IP address."))),
             })
             .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// `host_routes`: a list of `{"destination": CIDR, "nexthop": IP}`.
+    fn host_routes(&self) -> Result<Option<Vec<HostRoute>>, ApiError> {
+        let Some(items) = self.list("host_routes")? else { return Ok(None) };
+        items
+            .iter()
+            .map(|r| {
+                let destination: Cidr = str_of(&r["destination"], "host_routes destination")?
+                    .parse()
+                    .map_err(|e: crate::model::network::NetModelError| bad(e.to_string()))?;
+                let nexthop =
+                    parse_ip(&str_of(&r["nexthop"], "host_routes nexthop")?).map_err(|e| bad(e.to_string()))?;
+                Ok(HostRoute { destination, nexthop })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
             .map(Some)
     }
 
@@ -370,7 +388,6 @@ async fn create_subnet(api: &Api, auth: &Auth, obj: Map<String, Value>) -> Resul
         ],
     )?;
     a.only_default(&[
-        "host_routes",
         "ipv6_ra_mode",
         "ipv6_address_mode",
         "subnetpool_id",
@@ -415,6 +432,7 @@ async fn create_subnet(api: &Api, auth: &Auth, obj: Map<String, Value>) -> Resul
         gateway_ip: a.ip("gateway_ip")?,
         allocation_pools: pools,
         dns_nameservers: a.ip_list("dns_nameservers")?.unwrap_or_default(),
+        host_routes: a.host_routes()?.unwrap_or_default(),
         enable_dhcp: a.boolean("enable_dhcp")?.unwrap_or(true),
     };
     let s = net.create_subnet(auth, new).await?;
@@ -553,11 +571,13 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
         (_, ["subnets", id]) => match method {
             Method::GET => shown("subnet", subnet_json(&net.get_subnet(&auth, id)?), &query),
             Method::PUT => {
-                let a = Attrs::parse(&body(req).await?, "subnet", &["name", "description", "dns_nameservers"])?;
+                let allowed = ["name", "description", "dns_nameservers", "host_routes"];
+                let a = Attrs::parse(&body(req).await?, "subnet", &allowed)?;
                 let patch = SubnetPatch {
                     name: a.string("name")?,
                     description: a.string("description")?,
                     dns_nameservers: a.ip_list("dns_nameservers")?,
+                    host_routes: a.host_routes()?,
                     updated_at: 0,
                 };
                 Ok(json(StatusCode::OK, &json!({"subnet": subnet_json(&net.update_subnet(&auth, id, patch).await?)})))

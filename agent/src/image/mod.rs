@@ -206,13 +206,16 @@ impl Images {
         }
     }
 
-    /// Glance's deactivate (`active` → `deactivated`) or reactivate (back), admin only; either is
-    /// a no-op on an image already there. Any other status is refused (403, as Glance).
+    /// Glance's deactivate (`active` → `deactivated`) or reactivate (back), by an admin or the
+    /// owning project (Glance's default policy); either is a no-op on an image already there.
+    /// Any other status is refused (403, as Glance).
     pub async fn set_active(&self, auth: &Auth, id: &str, active: bool) -> Result<()> {
-        if !auth.is_admin() {
-            return Err(ImageError::Forbidden("Deactivating and reactivating images needs the admin role.".into()));
-        }
         let i = self.get(auth, id)?;
+        if !Self::owns(auth, &i) {
+            return Err(ImageError::Forbidden(
+                "Only the image's owner or an admin may deactivate or reactivate it.".into(),
+            ));
+        }
         let (from, to) = match active {
             true => (ImageStatus::Deactivated, ImageStatus::Active),
             false => (ImageStatus::Active, ImageStatus::Deactivated),

@@ -32,6 +32,8 @@ pub enum NetModelError {
     MulticastMac(String),
     #[error("invalid VLAN id {0}: must be between {VLAN_MIN} and {VLAN_MAX}")]
     BadVlan(i64),
+    #[error("{0}")]
+    HostRoute(String),
 }
 
 /// Serde through the text form (`#[serde(try_from = "String", into = "String")]`).
@@ -341,6 +343,29 @@ pub struct Network {
     pub updated_at: u64,
 }
 
+/// A static route a subnet's DHCP hands out (Neutron's `host_routes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRoute {
+    pub destination: Cidr,
+    pub nexthop: IpAddr,
+}
+
+impl HostRoute {
+    /// Checked against the subnet it is for: both of its IP version.
+    pub fn check(&self, subnet: &Cidr) -> Result<(), NetModelError> {
+        let v = |ip: &IpAddr| if ip.is_ipv4() { 4 } else { 6 };
+        if self.destination.version() != subnet.version() || v(&self.nexthop) != subnet.version() {
+            return Err(NetModelError::HostRoute(format!(
+                "host route {} via {} is not of the subnet's IP version {}",
+                self.destination,
+                self.nexthop,
+                subnet.version()
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subnet {
     pub id: String,
@@ -352,6 +377,8 @@ pub struct Subnet {
     pub gateway_ip: Option<IpAddr>,
     pub allocation_pools: Vec<Pool>,
     pub dns_nameservers: Vec<IpAddr>,
+    #[serde(default)]
+    pub host_routes: Vec<HostRoute>,
     pub enable_dhcp: bool,
     pub created_at: u64,
     pub updated_at: u64,
@@ -424,6 +451,7 @@ impl Subnet {
             gateway_ip: Some(gateway),
             allocation_pools: cidr.default_pools(Some(gateway)),
             dns_nameservers: vec![],
+            host_routes: vec![],
             enable_dhcp: true,
             created_at: now,
             updated_at: now,
@@ -481,6 +509,8 @@ pub struct SubnetPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub dns_nameservers: Option<Vec<IpAddr>>,
+    #[serde(default)]
+    pub host_routes: Option<Vec<HostRoute>>,
     pub updated_at: u64,
 }
 

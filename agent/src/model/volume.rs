@@ -20,6 +20,22 @@ pub enum VolumeStatus {
 }
 
 impl VolumeStatus {
+    pub const ALL: [VolumeStatus; 8] = [
+        VolumeStatus::Creating,
+        VolumeStatus::Available,
+        VolumeStatus::Attaching,
+        VolumeStatus::InUse,
+        VolumeStatus::Detaching,
+        VolumeStatus::Extending,
+        VolumeStatus::Deleting,
+        VolumeStatus::Error,
+    ];
+
+    /// The status a name gives (`in-use`, …).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             VolumeStatus::Creating => "creating",

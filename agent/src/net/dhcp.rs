@@ -137,6 +137,16 @@ impl Served {
                 let _ = writeln!(out, "tag:subnet{i},option:dns-server,{}", d.join(","));
             }
             let _ = writeln!(out, "tag:subnet{i},option:mtu,{}", self.mtu);
+            // Host routes as classless static routes (RFC 3442); a client that takes them
+            // ignores the router option, so the default route goes with them, as Neutron does.
+            if !s.host_routes.is_empty() {
+                let mut routes: Vec<String> =
+                    s.host_routes.iter().map(|r| format!("{},{}", r.destination, r.nexthop)).collect();
+                if let Some(g) = s.gateway_ip {
+                    routes.push(format!("0.0.0.0/0,{g}"));
+                }
+                let _ = writeln!(out, "tag:subnet{i},option:classless-static-route,{}", routes.join(","));
+            }
         }
         out
     }
@@ -461,7 +471,7 @@ fn write_if_changed(path: &Path, text: &str) -> Result<bool, DhcpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::network::{FixedIp, Mac};
+    use crate::model::network::{FixedIp, HostRoute, Mac};
 
     fn subnet(id: &str, cidr: &str, dns: &[&str]) -> Subnet {
         let mut s = Subnet::new(id, "n", "p", cidr.parse().unwrap(), 0);
@@ -492,6 +502,13 @@ mod tests {
             s.opts_file(),
             "tag:subnet0,option:router,10.0.0.1\ntag:subnet0,option:dns-server,192.0.2.53\ntag:subnet0,option:mtu,1450\n"
         );
+        let mut routed = s.subnets[0].clone();
+        routed.host_routes =
+            vec![HostRoute { destination: "10.20.0.0/24".parse().unwrap(), nexthop: "10.0.0.9".parse().unwrap() }];
+        let with_routes = Served { subnets: vec![routed], ..s.clone() };
+        assert!(with_routes
+            .opts_file()
+            .ends_with("tag:subnet0,option:classless-static-route,10.20.0.0/24,10.0.0.9,0.0.0.0/0,10.0.0.1\n"));
         let args = s.args(Path::new("/run/x"), "ns-abc", Some("nobody"));
         assert!(args.contains(&"--dhcp-range=set:subnet0,10.0.0.0,static,255.255.255.0,86400s".to_string()));
         assert!(args.contains(&"--dhcp-range=set:subnet1,fd00::,static,64,86400s".to_string()));

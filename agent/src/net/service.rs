@@ -9,8 +9,8 @@
 
 use crate::identity::{now, Auth};
 use crate::model::network::{
-    check_vlan, Cidr, IpRequest, Mac, Network, NetworkPatch, NetworkType, Pool, Port, PortPatch, Segment, Subnet,
-    SubnetPatch, DEFAULT_MTU, DHCP_OWNER,
+    check_vlan, Cidr, HostRoute, IpRequest, Mac, Network, NetworkPatch, NetworkType, Pool, Port, PortPatch, Segment,
+    Subnet, SubnetPatch, DEFAULT_MTU, DHCP_OWNER,
 };
 use crate::state::raft::Replicated;
 use crate::state::{Command, Kind, Refusal, StateError, View};
@@ -108,6 +108,7 @@ pub struct NewSubnet {
     pub gateway_ip: Option<Option<IpAddr>>,
     pub allocation_pools: Option<Vec<Pool>>,
     pub dns_nameservers: Vec<IpAddr>,
+    pub host_routes: Vec<HostRoute>,
     pub enable_dhcp: bool,
 }
 
@@ -366,7 +367,11 @@ impl Networking {
         subnet.description = new.description;
         subnet.gateway_ip = gateway;
         subnet.allocation_pools = pools;
+        for r in &new.host_routes {
+            r.check(&cidr).map_err(|e| NetError::BadRequest(e.to_string()))?;
+        }
         subnet.dns_nameservers = new.dns_nameservers;
+        subnet.host_routes = new.host_routes;
         subnet.enable_dhcp = new.enable_dhcp;
         let mut dhcp_port = Port::new(&uuid::Uuid::new_v4().to_string(), &net.id, &net.project_id, Mac::random(), t);
         dhcp_port.device_id = format!("dhcp-{}", net.id);
@@ -381,6 +386,9 @@ impl Networking {
         let s = self.get_subnet(auth, id)?;
         if !Self::owns(auth, &s.project_id) {
             return Err(forbidden("update_subnet"));
+        }
+        for r in patch.host_routes.iter().flatten() {
+            r.check(&s.cidr).map_err(|e| NetError::BadRequest(e.to_string()))?;
         }
         patch.updated_at = now();
         self.propose(Command::UpdateSubnet { id: id.into(), patch }).await?;

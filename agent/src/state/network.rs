@@ -48,6 +48,9 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             if let Some(v) = &patch.dns_nameservers {
                 s.dns_nameservers = v.clone();
             }
+            if let Some(v) = &patch.host_routes {
+                s.host_routes = v.clone();
+            }
             s.updated_at = patch.updated_at;
             store(tx, SUBNETS, id, &s)?;
             Ok(Ok(()))

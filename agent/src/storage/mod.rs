@@ -41,6 +41,8 @@ pub enum StorageError {
     Forbidden(String),
     #[error("Volume {0} could not be found.")]
     NotFound(String),
+    #[error("Volume type {0} could not be found.")]
+    TypeNotFound(String),
     #[error("Metadata key {0} could not be found.")]
     MetadataKeyNotFound(String),
     #[error("Snapshot {0} could not be found.")]
@@ -240,9 +242,7 @@ impl Storage {
     }
 
     fn pool(&self, name: &str) -> Result<&PoolConfig> {
-        self.pools.iter().find(|p| p.name == name).ok_or_else(|| {
-            StorageError::BadRequest(format!("Invalid input received: volume type {name} does not exist."))
-        })
+        self.pools.iter().find(|p| p.name == name).ok_or_else(|| StorageError::TypeNotFound(name.to_owned()))
     }
 
     /// Records the volume and starts making it; returns the `creating` record.
@@ -532,6 +532,27 @@ impl Storage {
 
     /// Moves a volume between the statuses around an attachment (os-reserve, os-unreserve,
     /// os-begin_detaching, os-roll_detaching).
+    /// Cinder's os-reset_status (admin): the record's status set, whatever it was; nothing on the
+    /// node changes.
+    pub async fn reset_status(&self, auth: &Auth, id: &str, to: VolumeStatus) -> Result<()> {
+        if !auth.is_admin() {
+            return Err(StorageError::Forbidden(
+                "Policy doesn't allow volume_extension:volume_admin_actions:reset_status to be performed.".into(),
+            ));
+        }
+        self.get(auth, id)?;
+        let cmd = Command::SetVolumeStatus {
+            id: id.into(),
+            from: VolumeStatus::ALL.to_vec(),
+            to,
+            size: None,
+            error: None,
+            quota: None,
+            updated_at: now(),
+        };
+        self.propose(cmd).await
+    }
+
     pub async fn transition(&self, auth: &Auth, id: &str, from: VolumeStatus, to: VolumeStatus) -> Result<()> {
         self.get(auth, id)?;
         self.propose(Command::SetVolumeStatus {

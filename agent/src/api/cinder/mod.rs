@@ -375,6 +375,11 @@ async fn v3(
                 "os-reserve" => st.transition(&auth, id, Available, Attaching).await?,
                 "os-unreserve" => st.transition(&auth, id, Attaching, Available).await?,
                 "os-begin_detaching" => st.transition(&auth, id, InUse, Detaching).await?,
+                "os-reset_status" => {
+                    let to = opt_string(&arg, "status")?.ok_or_else(|| bad("os-reset_status needs a status"))?;
+                    let to = VolumeStatus::parse(&to).ok_or_else(|| bad(format!("{to} is not a volume status")))?;
+                    st.reset_status(&auth, id, to).await?;
+                }
                 "os-roll_detaching" => st.transition(&auth, id, Detaching, InUse).await?,
                 "os-attach" => {
                     let server = opt_string(&arg, "instance_uuid")?
@@ -505,9 +510,10 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::Unscoped => ApiError::Unauthorized,
             StorageError::Forbidden(m) => ApiError::Forbidden(m),
-            StorageError::NotFound(_) | StorageError::SnapshotNotFound(_) | StorageError::MetadataKeyNotFound(_) => {
-                ApiError::NotFound(e.to_string())
-            }
+            StorageError::NotFound(_)
+            | StorageError::SnapshotNotFound(_)
+            | StorageError::TypeNotFound(_)
+            | StorageError::MetadataKeyNotFound(_) => ApiError::NotFound(e.to_string()),
             StorageError::BadRequest(m) => ApiError::BadRequest(m),
             StorageError::Conflict(m) => ApiError::Conflict(m),
             StorageError::OverQuota(m) => ApiError::OverLimit(m),
