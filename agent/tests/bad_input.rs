@@ -169,6 +169,14 @@ async fn bad_input_is_refused_and_changes_nothing() {
             ..Default::default()
         },
         Case {
+            name: "project name over Keystone's 64 characters",
+            method: Method::POST,
+            path: "/identity/v3/projects",
+            body: Some(format!(r#"{{"project": {{"name": "{}"}}}}"#, "a".repeat(65)).into_bytes()),
+            status: 400,
+            ..Default::default()
+        },
+        Case {
             name: "empty project name",
             method: Method::POST,
             path: "/identity/v3/projects",

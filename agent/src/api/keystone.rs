@@ -273,6 +273,18 @@ fn name(field: &'static str, s: &str) -> Result<Name, ApiError> {
     Name::new(field, s).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// Keystone's projects (and domains) take names of at most 64 characters; users and roles 255.
+const PROJECT_NAME_LEN: usize = 64;
+
+fn project_name(s: &str) -> Result<Name, ApiError> {
+    if s.chars().count() > PROJECT_NAME_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "Invalid input for field 'name': a project name is at most {PROJECT_NAME_LEN} characters."
+        )));
+    }
+    name("name", s)
+}
+
 fn description(s: Option<String>) -> Result<Option<String>, ApiError> {
     if let Some(d) = &s {
         model::check_description(d).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -362,7 +374,7 @@ async fn v3(
                 )));
             }
             let new = NewProject {
-                name: name("name", &b.name)?,
+                name: project_name(&b.name)?,
                 domain: b.domain_id.unwrap_or_else(|| DEFAULT_DOMAIN_ID.into()),
                 description: description(b.description)?.unwrap_or_default(),
                 enabled: b.enabled.unwrap_or(true),
@@ -378,7 +390,7 @@ async fn v3(
                 let body: ProjectUpdate = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
                 let b = body.project;
                 let patch = ProjectPatch {
-                    name: b.name.map(|n| name("name", &n)).transpose()?,
+                    name: b.name.map(|n| project_name(&n)).transpose()?,
                     description: description(b.description)?,
                     enabled: b.enabled,
                 };
