@@ -598,11 +598,19 @@ impl Libvirt for Virt {
 
     fn detach_disk(&self, name: &str, disk: &xml::Disk, wait: std::time::Duration) -> R<()> {
         let text = xml::to_xml("disk", disk)?;
+        let dev = &disk.target.dev;
+        // Detached from where it still is: a retry after the guest was slow to let go finds the
+        // disk gone from the definition already (and maybe from the guest), which is success.
         let live = self.with(|c| {
             let d = virt::domain::Domain::lookup_by_name(c, name)?;
-            let flags = affect(&d)?;
-            d.detach_device_flags(&text, flags)?;
-            Ok(flags & virt::sys::VIR_DOMAIN_AFFECT_LIVE != 0)
+            let in_live = d.is_active()? && disk_targets(&d.get_xml_desc(0)?)?.contains(dev);
+            let in_config = disk_targets(&d.get_xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)?)?.contains(dev);
+            let flags = (if in_live { virt::sys::VIR_DOMAIN_AFFECT_LIVE } else { 0 })
+                | (if in_config { virt::sys::VIR_DOMAIN_AFFECT_CONFIG } else { 0 });
+            if flags != 0 {
+                d.detach_device_flags(&text, flags)?;
+            }
+            Ok(in_live)
         })?;
         // The guest is asked; it lets go when its kernel has released the device.
         let start = std::time::Instant::now();
