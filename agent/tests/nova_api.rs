@@ -173,6 +173,15 @@ async fn nova_bodies_paging_and_keypairs() {
         json!({"z": "9"}),
         "refusals changed nothing"
     );
+    // A rename answers Nova's base view (no extensions); a show has them.
+    let (s, v) =
+        call(&mut c, &admin, Method::PUT, &format!("{nova}/servers/{sid}"), Some(json!({"server": {"name": "m2"}})))
+            .await;
+    assert_eq!((s, v["server"]["name"].as_str()), (200, Some("m2")), "{v}");
+    assert!(v["server"].get("OS-EXT-STS:vm_state").is_none() && v["server"].get("key_name").is_none(), "{v}");
+    assert!(v["server"].get("progress").is_none(), "no progress in ERROR: {v}");
+    let (_, v) = call(&mut c, &admin, Method::GET, &format!("{nova}/servers/{sid}"), None).await;
+    assert_eq!(v["server"]["OS-EXT-STS:vm_state"], "error", "{v}");
     let (s, ips) = call(&mut c, &admin, Method::GET, &format!("{nova}/servers/{sid}/ips"), None).await;
     assert_eq!((s, ips), (200, json!({"addresses": {}})));
     assert_eq!(call(&mut c, &admin, Method::GET, &format!("{nova}/servers/{sid}/ips/nope"), None).await.0, 404);

@@ -16,16 +16,19 @@ use serde_json::Map;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-fn server_json(
-    s: &Server,
-    addresses: &[(String, std::net::IpAddr, String)],
-    base: &str,
-    detail: bool,
-    admin: bool,
-) -> Value {
+/// Which answer a server is part of: a plain listing (id, name, links), an update (Nova's base
+/// server view), or a show or detailed listing (with the extensions; host attributes for admins).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Summary,
+    Updated,
+    Full { admin: bool },
+}
+
+fn server_json(s: &Server, addresses: &[(String, std::net::IpAddr, String)], base: &str, view: View) -> Value {
     let href = format!("{base}/compute/v2.1/servers/{}", s.id);
     let links = json!([{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]);
-    if !detail {
+    if view == View::Summary {
         return json!({"id": s.id, "name": s.name, "links": links});
     }
     let flavor_href = format!("{base}/compute/v2.1/flavors/{}", s.flavor.id);
@@ -44,18 +47,28 @@ fn server_json(
         "flavor": {"id": s.flavor.id, "links": [{"rel": "bookmark", "href": flavor_href}]},
         "created": timestamp(s.created_at, false), "updated": timestamp(s.updated_at, false),
         "addresses": addresses_json(addresses), "accessIPv4": "", "accessIPv6": "", "links": links, "OS-DCF:diskConfig": "MANUAL",
-        "progress": 0, "OS-EXT-STS:vm_state": s.vm_state.as_str(),
-        "OS-EXT-STS:task_state": s.task_state.map(|t| t.as_str()), "OS-EXT-STS:power_state": s.power_state as u8,
-        "OS-EXT-AZ:availability_zone": s.availability_zone, "key_name": s.key_name, "config_drive": "True",
-        "OS-SRV-USG:launched_at": s.launched_at.map(|t| timestamp(t, true)), "OS-SRV-USG:terminated_at": null,
-        "os-extended-volumes:volumes_attached": s.volumes.iter().map(|v| json!({"id": v.volume_id})).collect::<Vec<_>>(),
-        "security_groups": [],
     });
     if s.image_id.is_empty() {
         j["image"] = json!("");
     }
     if let Some(f) = &s.fault {
         j["fault"] = json!({"code": f.code, "message": f.message, "created": timestamp(f.created, false)});
+    }
+    // Nova shows progress only while a server is in one of its progress statuses.
+    if matches!(s.status(), "ACTIVE" | "BUILD") {
+        j["progress"] = json!(0);
+    }
+    let View::Full { admin } = view else { return j };
+    let extended = json!({
+        "OS-EXT-STS:vm_state": s.vm_state.as_str(),
+        "OS-EXT-STS:task_state": s.task_state.map(|t| t.as_str()), "OS-EXT-STS:power_state": s.power_state as u8,
+        "OS-EXT-AZ:availability_zone": s.availability_zone, "key_name": s.key_name, "config_drive": "True",
+        "OS-SRV-USG:launched_at": s.launched_at.map(|t| timestamp(t, true)), "OS-SRV-USG:terminated_at": null,
+        "os-extended-volumes:volumes_attached": s.volumes.iter().map(|v| json!({"id": v.volume_id})).collect::<Vec<_>>(),
+        "security_groups": [],
+    });
+    if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extended) {
+        o.extend(e);
     }
     if admin {
         j["OS-EXT-SRV-ATTR:host"] = json!(s.node);
@@ -259,7 +272,7 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
         (_, ["servers", id]) => match method {
             Method::GET => {
                 let s = c.server(auth, id)?;
-                let j = server_json(&s, &c.addresses(&s)?, base, true, auth.is_admin());
+                let j = server_json(&s, &c.addresses(&s)?, base, View::Full { admin: auth.is_admin() });
                 Ok(json(StatusCode::OK, &json!({"server": j})))
             }
             Method::PUT => {
@@ -269,7 +282,7 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
                     _ => return Err(bad("Invalid input: the update takes a \"name\" string (the only field served).")),
                 };
                 let s = c.rename_server(auth, id, &name).await?;
-                let j = server_json(&s, &c.addresses(&s)?, base, true, auth.is_admin());
+                let j = server_json(&s, &c.addresses(&s)?, base, View::Updated);
                 Ok(json(StatusCode::OK, &json!({"server": j})))
             }
             Method::DELETE => {
@@ -347,7 +360,10 @@ fn list(cx: &Ctx<'_>, detail: bool) -> Result<Response<Body>, ApiError> {
     let (items, next) = super::page(cx, items, |s| s.id.as_str(), path)?;
     let out: Vec<Value> = items
         .iter()
-        .map(|s| Ok(server_json(s, &c.addresses(s)?, base, detail, auth.is_admin())))
+        .map(|s| {
+            let view = if detail { View::Full { admin: auth.is_admin() } } else { View::Summary };
+            Ok(server_json(s, &c.addresses(s)?, base, view))
+        })
         .collect::<Result<_, ApiError>>()?;
     let mut body = json!({"servers": out});
     if let Some(next) = next {
