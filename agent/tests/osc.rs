@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Agent, PASSWORD};
+use common::{test_guest, Agent, Veth, PASSWORD};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -706,15 +706,6 @@ fn openstack_client_manages_flavors_keypairs_and_sees_hypervisors() {
     assert!(limits.lines().any(|l| l.contains("volumes") && l.ends_with(" 10")), "Cinder's limits: {limits}");
 }
 
-/// The compute tests' guest image (built by cairn-qemu-test from Debian packages, cached).
-fn test_guest() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out =
-        Command::new(cargo).args(["run", "-q", "-p", "cairn-qemu-test", "--bin", "cairn-test-guest"]).output().unwrap();
-    assert!(out.status.success(), "building the test guest: {}", String::from_utf8_lossy(&out.stderr));
-    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// Polls `<kind> show <name>` until its status is `want` (a minute at most).
 fn wait_for(osc: &Osc, kind: &str, name: &str, want: &str) -> serde_json::Value {
     for _ in 0..120 {
@@ -1169,27 +1160,6 @@ fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
     let next = all["next"].as_u64().unwrap();
     let waited = osc.get(&format!("/cairn/v1/events?after={next}&wait=1"));
     assert_eq!((waited["events"].as_array().map(Vec::len), waited["next"].as_u64()), (Some(0), Some(next)));
-}
-
-/// A veth pair in this network namespace, removed when dropped.
-struct Veth(&'static str);
-
-impl Veth {
-    fn new(name: &'static str, peer: &'static str) -> Self {
-        let _ = Command::new("ip").args(["link", "del", name]).status();
-        let ok = Command::new("ip").args(["link", "add", name, "type", "veth", "peer", "name", peer]).status().unwrap();
-        assert!(ok.success(), "ip link add {name}");
-        for dev in [name, peer] {
-            assert!(Command::new("ip").args(["link", "set", dev, "up"]).status().unwrap().success());
-        }
-        Veth(name)
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", self.0]).status();
-    }
 }
 
 /// Removes the libvirt pool a test's agent defined, whatever happened.

@@ -150,3 +150,33 @@ impl Agent {
         out.trim().to_owned()
     }
 }
+
+/// The compute tests' guest image (built by cairn-qemu-test from Debian packages, cached).
+pub fn test_guest() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out =
+        Command::new(cargo).args(["run", "-q", "-p", "cairn-qemu-test", "--bin", "cairn-test-guest"]).output().unwrap();
+    assert!(out.status.success(), "building the test guest: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A veth pair in this network namespace, removed when dropped.
+pub struct Veth(pub &'static str);
+
+impl Veth {
+    pub fn new(name: &'static str, peer: &'static str) -> Self {
+        let _ = Command::new("ip").args(["link", "del", name]).status();
+        let ok = Command::new("ip").args(["link", "add", name, "type", "veth", "peer", "name", peer]).status().unwrap();
+        assert!(ok.success(), "ip link add {name}");
+        for dev in [name, peer] {
+            assert!(Command::new("ip").args(["link", "set", dev, "up"]).status().unwrap().success());
+        }
+        Veth(name)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).status();
+    }
+}

@@ -21,39 +21,30 @@ mod paging;
 
 use paging::{Key, Listed};
 
-impl Listed for Volume {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn key(&self, key: &str) -> Option<Key<'_>> {
-        Some(match key {
-            "id" => Key::Text(&self.id),
-            "name" => Key::Text(&self.name),
-            "status" => Key::Text(self.status.as_str()),
-            "size" => Key::Number(self.size),
-            "created_at" => Key::Number(self.created_at),
-            "updated_at" => Key::Number(self.updated_at),
-            _ => return None,
-        })
-    }
+/// Volumes and snapshots sort and page alike.
+macro_rules! listed {
+    ($t:ty) => {
+        impl Listed for $t {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn key(&self, key: &str) -> Option<Key<'_>> {
+                Some(match key {
+                    "id" => Key::Text(&self.id),
+                    "name" => Key::Text(&self.name),
+                    "status" => Key::Text(self.status.as_str()),
+                    "size" => Key::Number(self.size),
+                    "created_at" => Key::Number(self.created_at),
+                    "updated_at" => Key::Number(self.updated_at),
+                    _ => return None,
+                })
+            }
+        }
+    };
 }
+listed!(Volume);
+listed!(Snapshot);
 
-impl Listed for Snapshot {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn key(&self, key: &str) -> Option<Key<'_>> {
-        Some(match key {
-            "id" => Key::Text(&self.id),
-            "name" => Key::Text(&self.name),
-            "status" => Key::Text(self.status.as_str()),
-            "size" => Key::Number(self.size),
-            "created_at" => Key::Number(self.created_at),
-            "updated_at" => Key::Number(self.updated_at),
-            _ => return None,
-        })
-    }
-}
 /// The only microversion served.
 const MICROVERSION: &str = "3.0";
 
