@@ -53,7 +53,9 @@ pub fn page<T: Listed>(
     base: &str,
     path: &str,
 ) -> Result<(Vec<T>, Option<Value>), ApiError> {
-    let spec = sort_spec(q)?;
+    // Cinder's older name for `name`.
+    let spec: Vec<(String, bool)> =
+        sort_spec(q)?.into_iter().map(|(k, d)| (if k == "display_name" { "name".to_owned() } else { k }, d)).collect();
     for (k, _) in &spec {
         if items.first().is_some_and(|i| i.key(k).is_none()) || (items.is_empty() && !known(k)) {
             return Err(bad(format!("Invalid sort key: {k}")));
@@ -87,11 +89,11 @@ pub fn page<T: Listed>(
         items.drain(..offset.min(items.len()));
     }
     let Some(limit) = number("limit")? else { return Ok((items, None)) };
-    let more = items.len() > limit;
     items.truncate(limit);
+    // As Cinder: a full page links to the next (which may be empty).
     let next = items
         .last()
-        .filter(|_| more)
+        .filter(|_| items.len() == limit)
         .map(|last| json!([{"rel": "next", "href": format!("{base}/{path}?limit={limit}&marker={}", last.id())}]));
     Ok((items, next))
 }
@@ -138,6 +140,12 @@ mod tests {
         assert_eq!((ids(&p), next.unwrap()[0]["href"].as_str()), (vec!["a"], Some("B/v?limit=1&marker=a")));
         let (p, _) = page(all(), &q(&[("sort_key", "id"), ("sort_dir", "asc"), ("marker", "a")]), "B", "v").unwrap();
         assert_eq!(ids(&p), ["b", "c"]);
+        let (p, next) = page(all(), &q(&[("limit", "3")]), "B", "v").unwrap();
+        assert_eq!((p.len(), next.is_some()), (3, true), "a full page links on");
+        let (p, next) = page(all(), &q(&[("limit", "4")]), "B", "v").unwrap();
+        assert_eq!((p.len(), next), (3, None));
+        let (p, _) = page(all(), &q(&[("sort_key", "display_name"), ("sort_dir", "asc")]), "B", "v").unwrap();
+        assert_eq!(ids(&p), ["b", "c", "a"], "display_name is name");
         let (p, _) = page(all(), &q(&[("offset", "2")]), "B", "v").unwrap();
         assert_eq!(ids(&p), ["a"]);
         for (pairs, status) in [
