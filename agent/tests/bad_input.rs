@@ -143,13 +143,13 @@ async fn bad_input_is_refused_and_changes_nothing() {
             ..Default::default()
         },
         Case {
-            name: "domain scope unsupported",
+            name: "domain scope without a role on the domain",
             method: Method::POST,
             path: "/identity/v3/auth/tokens",
             body: s(&format!(
                 r#"{{"auth": {{"identity": {{"methods": ["password"], "password": {{"user": {{"name": "admin", "domain": {{"id": "default"}}, "password": "{PASSWORD}"}}}}}}, "scope": {{"domain": {{"id": "default"}}}}}}}}"#
             )),
-            status: 400,
+            status: 401,
             ..Default::default()
         },
         Case {
@@ -189,7 +189,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
             method: Method::POST,
             path: "/identity/v3/projects",
             body: s(r#"{"project": {"name": "p", "domain_id": "nope"}}"#),
-            status: 400,
+            status: 404,
             ..Default::default()
         },
         Case {

@@ -134,3 +134,178 @@ async fn discovery_validation_catalog_and_disable() {
 async fn projects_status(c: &mut cairn_agent::client::Conn, token: &str) -> u16 {
     c.request(Method::GET, "/identity/v3/auth/projects", &[("x-auth-token", token)], None).await.unwrap().status
 }
+
+fn body(v: serde_json::Value) -> Option<Vec<u8>> {
+    Some(v.to_string().into_bytes())
+}
+
+/// Logs in with `auth` (Keystone's `auth` object); the token and the answer's `token`.
+async fn login(c: &mut cairn_agent::client::Conn, auth: serde_json::Value) -> (u16, String, serde_json::Value) {
+    let r = c.request(Method::POST, "/identity/v3/auth/tokens", &[], body(json!({ "auth": auth }))).await.unwrap();
+    let token = r.header("x-subject-token").unwrap_or_default().to_owned();
+    (r.status, token, r.json()["token"].clone())
+}
+
+fn password(user: &str, domain: &str, pw: &str, scope: serde_json::Value) -> serde_json::Value {
+    json!({"identity": {"methods": ["password"],
+                        "password": {"user": {"name": user, "domain": {"name": domain}, "password": pw}}},
+           "scope": scope})
+}
+
+/// Domains with their own names, groups whose grants reach their members, domain- and
+/// system-scoped tokens, application credentials (and what they may not do), and a domain's
+/// delete taking everything in it — with users of one domain kept out of another's business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_groups_scopes_and_application_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&dir.path().join("data"), None);
+    let mut c = agent.conn().await;
+    let admin = agent.admin_token().await;
+    let ah = [("x-auth-token", admin.as_str())];
+    let post = async |c: &mut cairn_agent::client::Conn, path: &str, v: serde_json::Value| {
+        let r = c.request(Method::POST, path, &ah, body(v)).await.unwrap();
+        assert_eq!(r.status, 201, "{path}: {:?}", r.json());
+        r.json()
+    };
+    let d = post(&mut c, "/identity/v3/domains", json!({"domain": {"name": "lab", "description": "the lab"}})).await;
+    let did = d["domain"]["id"].as_str().unwrap().to_owned();
+    let r =
+        c.request(Method::POST, "/identity/v3/domains", &ah, body(json!({"domain": {"name": "lab"}}))).await.unwrap();
+    assert_eq!(r.status, 409, "domain names are unique");
+    // The same project and user names live in both domains.
+    let p = post(
+        &mut c,
+        "/identity/v3/projects",
+        json!({"project": {"name": "web", "domain_id": did, "tags": ["a", "b"]}}),
+    )
+    .await;
+    let pid = p["project"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(p["project"]["tags"], json!(["a", "b"]));
+    post(&mut c, "/identity/v3/projects", json!({"project": {"name": "web"}})).await;
+    let u =
+        post(&mut c, "/identity/v3/users", json!({"user": {"name": "eve", "domain_id": did, "password": "eve-pw"}}))
+            .await;
+    let uid = u["user"]["id"].as_str().unwrap().to_owned();
+    post(&mut c, "/identity/v3/users", json!({"user": {"name": "eve", "password": "other-pw"}})).await;
+    let roles = c.request(Method::GET, "/identity/v3/roles?name=member", &ah, None).await.unwrap().json();
+    let member = roles["roles"][0]["id"].as_str().unwrap().to_owned();
+    let roles = c.request(Method::GET, "/identity/v3/roles?name=reader", &ah, None).await.unwrap().json();
+    let reader = roles["roles"][0]["id"].as_str().unwrap().to_owned();
+
+    // Nothing granted yet: eve of lab logs in unscoped only.
+    let (s, _, _) =
+        login(&mut c, password("eve", "lab", "eve-pw", json!({"project": {"name": "web", "domain": {"name": "lab"}}})))
+            .await;
+    assert_eq!(s, 401);
+    // A group's grant on the project reaches its member.
+    let g = post(&mut c, "/identity/v3/groups", json!({"group": {"name": "ops", "domain_id": did}})).await;
+    let gid = g["group"]["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("/identity/v3/groups/{gid}/users/{uid}"),
+        format!("/identity/v3/projects/{pid}/groups/{gid}/roles/{member}"),
+        format!("/identity/v3/domains/{did}/users/{uid}/roles/{member}"),
+        format!("/identity/v3/system/users/{uid}/roles/{reader}"),
+    ] {
+        assert_eq!(c.request(Method::PUT, &path, &ah, None).await.unwrap().status, 204, "{path}");
+    }
+    let (s, eve, t) =
+        login(&mut c, password("eve", "lab", "eve-pw", json!({"project": {"name": "web", "domain": {"name": "lab"}}})))
+            .await;
+    assert_eq!(s, 201);
+    assert_eq!(
+        (t["project"]["id"].as_str(), t["project"]["domain"]["name"].as_str()),
+        (Some(pid.as_str()), Some("lab"))
+    );
+    assert_eq!(t["roles"][0]["name"], "member");
+    let r = c
+        .request(Method::GET, &format!("/identity/v3/role_assignments?effective&user.id={uid}"), &ah, None)
+        .await
+        .unwrap();
+    let scopes: Vec<String> =
+        r.json()["role_assignments"].as_array().unwrap().iter().map(|a| a["scope"].to_string()).collect();
+    assert_eq!(
+        scopes.len(),
+        3,
+        "the group's project grant shows as eve's, with her domain and system ones: {scopes:?}"
+    );
+    // Domain and system scopes.
+    let (s, _, t) = login(&mut c, password("eve", "lab", "eve-pw", json!({"domain": {"id": did}}))).await;
+    assert_eq!((s, t["domain"]["name"].as_str()), (201, Some("lab")));
+    let (s, sys, t) = login(&mut c, password("eve", "lab", "eve-pw", json!({"system": {"all": true}}))).await;
+    assert_eq!((s, t["system"]["all"].as_bool(), t["roles"][0]["name"].as_str()), (201, Some(true), Some("reader")));
+    let sh = [("x-auth-token", sys.as_str())];
+    assert_eq!(
+        c.request(Method::GET, "/identity/v3/users", &sh, None).await.unwrap().status,
+        200,
+        "a system reader reads"
+    );
+    let r =
+        c.request(Method::POST, "/identity/v3/projects", &sh, body(json!({"project": {"name": "x"}}))).await.unwrap();
+    assert_eq!(r.status, 403, "and writes nothing");
+    // A project member is no reader of the cloud.
+    let eh = [("x-auth-token", eve.as_str())];
+    for path in ["/identity/v3/users", "/identity/v3/domains", "/identity/v3/projects", "/identity/v3/role_assignments"]
+    {
+        assert_eq!(c.request(Method::GET, path, &eh, None).await.unwrap().status, 403, "{path}");
+    }
+
+    // An application credential: the secret shown once, a login without the password, only
+    // its own roles, and no further credentials from a restricted one.
+    let path = format!("/identity/v3/users/{uid}/application_credentials");
+    let r = c.request(Method::POST, &path, &eh, body(json!({"application_credential": {"name": "ci"}}))).await.unwrap();
+    assert_eq!(r.status, 201);
+    let (cid, secret) = (
+        r.json()["application_credential"]["id"].as_str().unwrap().to_owned(),
+        r.json()["application_credential"]["secret"].as_str().unwrap().to_owned(),
+    );
+    let r = c.request(Method::GET, &format!("{path}/{cid}"), &eh, None).await.unwrap();
+    assert!(r.json()["application_credential"].get("secret").is_none());
+    let ac = |secret: &str| {
+        json!({"identity": {"methods": ["application_credential"],
+                                                 "application_credential": {"id": cid, "secret": secret}}})
+    };
+    assert_eq!(login(&mut c, ac("wrong")).await.0, 401);
+    let (s, act, t) = login(&mut c, ac(&secret)).await;
+    assert_eq!(
+        (s, t["project"]["id"].as_str(), t["methods"][0].as_str()),
+        (201, Some(pid.as_str()), Some("application_credential"))
+    );
+    let h = [("x-auth-token", act.as_str())];
+    let r = c.request(Method::POST, &path, &h, body(json!({"application_credential": {"name": "ci2"}}))).await.unwrap();
+    assert_eq!(r.status, 403, "a restricted credential makes no other");
+    // Another user's credentials are not eve's to see.
+    let admin_id = c.request(Method::GET, "/identity/v3/users?name=admin", &ah, None).await.unwrap().json()["users"][0]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = c.request(Method::GET, &format!("/identity/v3/users/{admin_id}/application_credentials"), &eh, None).await;
+    assert_eq!(r.unwrap().status, 403);
+    // Losing the role ends the credential's tokens.
+    c.request(Method::DELETE, &format!("/identity/v3/groups/{gid}/users/{uid}"), &ah, None).await.unwrap();
+    assert_eq!(c.request(Method::GET, "/identity/v3/auth/projects", &h, None).await.unwrap().status, 401);
+    assert_eq!(login(&mut c, ac(&secret)).await.0, 401);
+
+    // A domain is deleted only when disabled, and takes its projects, users and groups along.
+    let dp = format!("/identity/v3/domains/{did}");
+    assert_eq!(c.request(Method::DELETE, &dp, &ah, None).await.unwrap().status, 403);
+    let r = c.request(Method::PATCH, &dp, &ah, body(json!({"domain": {"enabled": false}}))).await.unwrap();
+    assert_eq!(r.json()["domain"]["enabled"], false);
+    assert_eq!(
+        login(&mut c, password("eve", "lab", "eve-pw", json!(null))).await.0,
+        401,
+        "no login in a disabled domain"
+    );
+    assert_eq!(c.request(Method::DELETE, &dp, &ah, None).await.unwrap().status, 204);
+    for gone in [
+        format!("/identity/v3/projects/{pid}"),
+        format!("/identity/v3/users/{uid}"),
+        format!("/identity/v3/groups/{gid}"),
+    ] {
+        assert_eq!(c.request(Method::GET, &gone, &ah, None).await.unwrap().status, 404, "{gone}");
+    }
+    // The default domain's eve and web are untouched.
+    assert!(c.login("eve", "other-pw", "web").await.unwrap().is_none(), "no role there, so no project token");
+    let r = c.request(Method::GET, "/identity/v3/projects?name=web", &ah, None).await.unwrap();
+    assert_eq!(r.json()["projects"].as_array().unwrap().len(), 1);
+}

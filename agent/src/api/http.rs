@@ -152,6 +152,22 @@ pub fn timestamp(secs: u64, micros: bool) -> String {
 /// Unix seconds of an ISO 8601 time as OpenStack's filters take it (`changes-since`):
 /// `2026-11-28T21:00:00Z`, with optional fractions, a `±HH:MM` offset, or a space for the `T`.
 pub fn parse_timestamp(s: &str) -> Option<u64> {
+    parse_timestamp_us(s).map(|us| us / 1_000_000)
+}
+
+/// A time as Python's `datetime.isoformat()` writes a naive UTC one (Keystone's application
+/// credentials): `2026-11-28T21:00:00.123456`, the fraction left out when it is zero.
+pub fn isoformat_us(us: u64) -> String {
+    let t = timestamp(us / 1_000_000, false);
+    let t = t.trim_end_matches('Z');
+    match us % 1_000_000 {
+        0 => t.to_owned(),
+        f => format!("{t}.{f:06}"),
+    }
+}
+
+/// Unix microseconds of an ISO 8601 time, as [`parse_timestamp`] reads it.
+pub fn parse_timestamp_us(s: &str) -> Option<u64> {
     let s = s.trim();
     let num = |a: usize, b: usize| s.get(a..b).and_then(|t| t.parse::<u32>().ok());
     let (y, mo, d, h, mi, sec) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?, num(17, 19)?);
@@ -162,8 +178,12 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
     let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
     let t = time::Time::from_hms(u8::try_from(h).ok()?, u8::try_from(mi).ok()?, u8::try_from(sec).ok()?).ok()?;
     let mut rest = s.get(19..)?;
+    let mut micros = 0;
     if let Some(frac) = rest.strip_prefix('.') {
-        rest = frac.trim_start_matches(|c: char| c.is_ascii_digit());
+        let digits = frac.len() - frac.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let six: String = frac[..digits].chars().chain(std::iter::repeat('0')).take(6).collect();
+        micros = six.parse::<u64>().ok()?;
+        rest = &frac[digits..];
     }
     let offset = match rest {
         "" | "Z" => 0,
@@ -178,7 +198,7 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
         }
     };
     let secs = time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp() - offset;
-    u64::try_from(secs).ok()
+    Some(u64::try_from(secs).ok()? * 1_000_000 + micros)
 }
 
 /// A query flag: present with no value, or a true-ish value in any case.
@@ -202,6 +222,10 @@ mod tests {
         assert!(query_pairs(None).is_empty());
         assert!(is_true("True") && is_true("") && !is_true("false"));
         assert_eq!(parse_timestamp("1970-01-01T00:01:00Z"), Some(60));
+        assert_eq!(parse_timestamp_us("1970-01-01T00:01:00.5"), Some(60_500_000));
+        assert_eq!(parse_timestamp_us("2026-12-07T23:45:00.123456"), Some(1_796_687_100_123_456));
+        assert_eq!(isoformat_us(1_796_687_100_123_456), "2026-12-07T23:45:00.123456");
+        assert_eq!(isoformat_us(60_000_000), "1970-01-01T00:01:00", "no fraction when it is zero, as Python");
         assert_eq!(parse_timestamp("2026-11-28T21:00:00.123456Z"), parse_timestamp("2026-11-28 21:00:00"));
         assert_eq!(parse_timestamp("1970-01-01T02:00:00+02:00"), Some(0));
         assert_eq!(parse_timestamp("1970-01-01T00:00:00-01:00"), Some(3600));

@@ -1,17 +1,24 @@
 //! Keystone's logic: password login, signed tokens, validation and revocation, and the
 //! identity resources (projects, users, roles, assignments) with who may do what.
 //!
-//! Authorization follows Keystone's default policy in its simplest form: the `admin` role on
-//! the token's project may do everything; any token may read its own user, its own projects
-//! and the project it is scoped to; everything else is 403.
+//! Authorization follows Keystone's default policy in its simplest form: the `admin` role in
+//! the token's scope (a project, a domain or the system) may do everything; a system-scoped
+//! token with any role may read every identity resource (Keystone's system reader); any token
+//! may read its own user, its own projects and the project it is scoped to; everything else
+//! is 403.
 //!
-//! Limitations: one domain (`default`); no groups, no domain- or system-scoped tokens, no
-//! application credentials, no trusts.
+//! Limitations: no trusts, no implied or domain-specific roles, no inherited grants
+//! (OS-INHERIT), no access rules on application credentials.
 
+mod accounts;
+pub mod app_creds;
+mod domains;
+pub mod grants;
 pub mod password;
 pub mod token;
 
-use crate::model::{self, Assignment, ModelError, Name, Project, ProjectPatch, Role, User, UserPatch};
+use crate::model::identity::{AppCredential, Domain, Target};
+use crate::model::{self, ModelError, Name, Project, Role, User};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Kind, Refusal, StateError, View};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,8 +59,8 @@ impl From<Refusal> for IdentityError {
             Refusal::Conflict { kind, name } => IdentityError::Conflict { kind, name },
             Refusal::NotFound { kind, id } => IdentityError::NotFound { kind, id },
             // Not refusals of identity commands.
+            Refusal::Invalid(m) => IdentityError::BadRequest(m),
             r @ (Refusal::AlreadyBootstrapped
-            | Refusal::Invalid(_)
             | Refusal::Conflicts(_)
             | Refusal::Exhausted(_)
             | Refusal::OverQuota(_)) => IdentityError::Internal(Box::new(r)),
@@ -75,6 +82,17 @@ pub enum Ref {
 pub enum Scope {
     Unscoped,
     Project(Ref),
+    /// A domain by id or name.
+    Domain(String),
+    System,
+}
+
+/// How a login proved who it is.
+enum Origin {
+    Password,
+    /// Another token, whose methods and expiry carry over.
+    Token(Claims),
+    AppCredential(AppCredential),
 }
 
 /// A validated token: who, on what, with which roles.
@@ -83,12 +101,21 @@ pub struct Auth {
     pub claims: Claims,
     pub user: User,
     pub project: Option<Project>,
+    pub domain: Option<Domain>,
     pub roles: Vec<Role>,
+    /// The application credential the token was issued for.
+    pub app_cred: Option<AppCredential>,
 }
 
 impl Auth {
+    /// The `admin` role in the token's scope.
     pub fn is_admin(&self) -> bool {
-        self.project.is_some() && self.roles.iter().any(|r| r.name.as_str() == "admin")
+        self.roles.iter().any(|r| r.name.as_str() == "admin")
+    }
+
+    /// A system-scoped token may read every identity resource, as Keystone's system reader.
+    fn is_reader(&self) -> bool {
+        self.is_admin() || (self.claims.system && !self.roles.is_empty())
     }
 
     fn require_admin(&self, action: &'static str) -> Result<()> {
@@ -97,6 +124,28 @@ impl Auth {
         } else {
             Err(IdentityError::Forbidden(action))
         }
+    }
+
+    fn require_reader(&self, action: &'static str) -> Result<()> {
+        if self.is_reader() {
+            Ok(())
+        } else {
+            Err(IdentityError::Forbidden(action))
+        }
+    }
+
+    /// What the token is scoped to, if anything.
+    pub fn target(&self) -> Option<Target> {
+        target_of(&self.claims)
+    }
+}
+
+fn target_of(c: &Claims) -> Option<Target> {
+    match (&c.project_id, &c.domain_id, c.system) {
+        (Some(p), _, _) => Some(Target::Project(p.clone())),
+        (None, Some(d), _) => Some(Target::Domain(d.clone())),
+        (None, None, true) => Some(Target::System),
+        (None, None, false) => None,
     }
 }
 
@@ -107,6 +156,7 @@ pub struct NewProject {
     pub domain: String,
     pub description: String,
     pub enabled: bool,
+    pub tags: Vec<String>,
 }
 
 /// A new user as the API received it, validated.
@@ -119,6 +169,7 @@ pub struct NewUser {
     pub default_project_id: Option<String>,
     pub email: Option<String>,
     pub description: String,
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Requested changes to a user; the password is still in clear here and hashed before logging.
@@ -130,6 +181,7 @@ pub struct UserChange {
     pub default_project_id: Option<Option<String>>,
     pub email: Option<Option<String>>,
     pub description: Option<String>,
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 pub fn now() -> u64 {
@@ -189,6 +241,7 @@ impl Identity {
         }
         let hash = hash_password(admin_password).await?;
         let project = Project {
+            tags: Vec::new(),
             id: model::new_id(),
             name: Name::new("name", "admin")?,
             domain_id: model::DEFAULT_DOMAIN_ID.into(),
@@ -196,6 +249,7 @@ impl Identity {
             enabled: true,
         };
         let user = User {
+            extra: Default::default(),
             id: model::new_id(),
             name: Name::new("name", "admin")?,
             domain_id: model::DEFAULT_DOMAIN_ID.into(),
@@ -212,23 +266,33 @@ impl Identity {
         self.propose(Command::Bootstrap { project, user, roles }).await
     }
 
+    /// The id of a domain named by id or name, which must exist.
+    fn domain_id(&self, id_or_name: &str) -> Result<String> {
+        match self.view()?.resolve_domain(id_or_name)? {
+            Some(d) => Ok(d.id),
+            None => Err(not_found(Kind::Domain, id_or_name)),
+        }
+    }
+
+    /// A user or project name's domain, for login: an unknown or disabled one fails the login.
+    fn login_domain(&self, domain: &str) -> Result<String> {
+        match self.view()?.resolve_domain(domain)? {
+            Some(d) if d.enabled => Ok(d.id),
+            _ => Err(IdentityError::Unauthorized),
+        }
+    }
+
     fn find_user(&self, r: &Ref) -> Result<Option<User>> {
         Ok(match r {
             Ref::Id(id) => self.view()?.user(id)?,
-            Ref::Name { name, domain } => {
-                model::resolve_domain(domain).map_err(|_| IdentityError::Unauthorized)?;
-                self.view()?.user_by_name(name)?
-            }
+            Ref::Name { name, domain } => self.view()?.user_by_name(&self.login_domain(domain)?, name)?,
         })
     }
 
     fn find_project(&self, r: &Ref) -> Result<Option<Project>> {
         Ok(match r {
             Ref::Id(id) => self.view()?.project(id)?,
-            Ref::Name { name, domain } => {
-                model::resolve_domain(domain).map_err(|_| IdentityError::Unauthorized)?;
-                self.view()?.project_by_name(name)?
-            }
+            Ref::Name { name, domain } => self.view()?.project_by_name(&self.login_domain(domain)?, name)?,
         })
     }
 
@@ -240,36 +304,64 @@ impl Identity {
             found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| password::DECOY_HASH.to_owned());
         let ok = off_thread(move || password::verify(&password, &phc)).await?;
         match found {
-            Some(u) if ok && u.enabled => self.issue(u, scope),
+            Some(u) if ok && u.enabled => self.issue(u, scope, Origin::Password),
             _ => Err(IdentityError::Unauthorized),
         }
     }
 
-    /// Token login: a new token for the same user, possibly with another scope.
+    /// Token login: a new token for the same user, possibly with another scope, expiring with
+    /// the old one. A token of an application credential makes only tokens of the same one.
     pub fn login_token(&self, token: &str, scope: &Scope) -> Result<(String, Auth)> {
         let auth = self.validate(token)?;
-        self.issue(auth.user, scope)
+        match auth.app_cred {
+            Some(c) => {
+                let scope = Scope::Project(Ref::Id(c.project_id.clone()));
+                self.issue(auth.user, &scope, Origin::AppCredential(c))
+            }
+            None => self.issue(auth.user, scope, Origin::Token(auth.claims)),
+        }
     }
 
-    fn issue(&self, user: User, scope: &Scope) -> Result<(String, Auth)> {
-        let project_id = match scope {
-            Scope::Unscoped => None,
-            Scope::Project(r) => {
-                let p = self.find_project(r)?.ok_or(IdentityError::Unauthorized)?;
-                Some(p.id)
-            }
-        };
+    fn issue(&self, user: User, scope: &Scope, origin: Origin) -> Result<(String, Auth)> {
+        let mut claims = Claims { user_id: user.id.clone(), audit_id: token::new_audit_id(), ..Claims::default() };
+        match scope {
+            // Without a scope, a user's default project is the scope when it can be (Keystone's rule).
+            Scope::Unscoped => claims.project_id = self.default_scope(&user)?,
+            Scope::Project(r) => claims.project_id = Some(self.find_project(r)?.ok_or(IdentityError::Unauthorized)?.id),
+            Scope::Domain(d) => claims.domain_id = Some(self.login_domain(d)?),
+            Scope::System => claims.system = true,
+        }
         let now = now();
-        let claims = Claims {
-            user_id: user.id.clone(),
-            project_id,
-            issued_at: now,
-            expires_at: now + self.ttl_secs,
-            audit_id: token::new_audit_id(),
+        claims.issued_at = now;
+        claims.expires_at = now + self.ttl_secs;
+        claims.methods = match origin {
+            Origin::Password => vec!["password".into()],
+            Origin::Token(old) => {
+                claims.expires_at = claims.expires_at.min(old.expires_at);
+                let mut m = old.methods;
+                m.push("token".into());
+                m.dedup();
+                m
+            }
+            Origin::AppCredential(ref c) => {
+                claims.app_cred = Some(c.id.clone());
+                claims.expires_at =
+                    c.expires_at_us.map_or(claims.expires_at, |e| (e / 1_000_000).min(claims.expires_at));
+                vec!["application_credential".into()]
+            }
         };
         let auth = Self::resolve(&self.view()?, claims, Some(user))?;
         let token = self.signer.sign(&auth.claims);
         Ok((token, auth))
+    }
+
+    /// The user's default project, when it exists, is enabled and the user holds a role there.
+    fn default_scope(&self, user: &User) -> Result<Option<String>> {
+        let Some(pid) = &user.default_project_id else { return Ok(None) };
+        let view = self.view()?;
+        let usable = view.project(pid)?.is_some_and(|p| p.enabled)
+            && !view.roles_on(&user.id, &Target::Project(pid.clone()))?.is_empty();
+        Ok(usable.then(|| pid.clone()))
     }
 
     /// Checks a token: signature, expiry, revocation, and that its user, project and roles
@@ -314,26 +406,43 @@ impl Identity {
             Some(u) => u,
             None => view.user(&claims.user_id)?.ok_or(IdentityError::Unauthorized)?,
         };
+        let enabled_domain =
+            |id: &str| -> Result<Domain> { view.domain(id)?.filter(|d| d.enabled).ok_or(IdentityError::Unauthorized) };
         if !user.enabled {
             return Err(IdentityError::Unauthorized);
         }
-        let (project, roles) = match &claims.project_id {
-            None => (None, Vec::new()),
+        enabled_domain(&user.domain_id)?;
+        let project = match &claims.project_id {
             Some(pid) => {
                 let p = view.project(pid)?.filter(|p| p.enabled).ok_or(IdentityError::Unauthorized)?;
-                let mut roles = Vec::new();
-                for rid in view.roles_of(&user.id, pid)? {
-                    if let Some(r) = view.role(&rid)? {
-                        roles.push(r);
-                    }
-                }
-                if roles.is_empty() {
-                    return Err(IdentityError::Unauthorized);
-                }
-                (Some(p), roles)
+                enabled_domain(&p.domain_id)?;
+                Some(p)
             }
+            None => None,
         };
-        Ok(Auth { claims, user, project, roles })
+        let domain = claims.domain_id.as_deref().map(enabled_domain).transpose()?;
+        let app_cred = claims.app_cred.as_deref().map(|id| Self::app_cred_of(view, id, &user, &claims)).transpose()?;
+        let Some(target) = target_of(&claims) else {
+            return Ok(Auth { claims, user, project, domain, roles: Vec::new(), app_cred });
+        };
+        let mut held = view.roles_on(&user.id, &target)?;
+        if let Some(c) = &app_cred {
+            // Its roles, each still held by its user, or nothing.
+            if !c.role_ids.iter().all(|r| held.contains(r)) {
+                return Err(IdentityError::Unauthorized);
+            }
+            held.clone_from(&c.role_ids);
+        }
+        let mut roles = Vec::new();
+        for rid in held {
+            if let Some(r) = view.role(&rid)? {
+                roles.push(r);
+            }
+        }
+        if roles.is_empty() {
+            return Err(IdentityError::Unauthorized);
+        }
+        Ok(Auth { claims, user, project, domain, roles, app_cred })
     }
 
     /// Validates `subject` on behalf of `auth`: one's own token, or any token for an admin.
@@ -362,172 +471,6 @@ impl Identity {
             now: now(),
         })
         .await
-    }
-
-    /// Projects the token's user may use (`/v3/auth/projects`, `/v3/users/{id}/projects`).
-    pub fn user_projects(&self, auth: &Auth, user_id: &str) -> Result<Vec<Project>> {
-        if user_id != auth.user.id {
-            auth.require_admin("identity:list_user_projects")?;
-        }
-        let mut ids: Vec<String> =
-            self.view()?.assignments(Some(user_id), None)?.into_iter().map(|a| a.project_id).collect();
-        ids.dedup();
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(p) = self.view()?.project(&id)? {
-                out.push(p);
-            }
-        }
-        Ok(out)
-    }
-
-    // ---- projects
-
-    pub fn list_projects(&self, auth: &Auth) -> Result<Vec<Project>> {
-        auth.require_admin("identity:list_projects")?;
-        Ok(self.view()?.projects()?)
-    }
-
-    pub fn get_project(&self, auth: &Auth, id: &str) -> Result<Project> {
-        if auth.project.as_ref().map(|p| p.id.as_str()) != Some(id) {
-            auth.require_admin("identity:get_project")?;
-        }
-        self.view()?.project(id)?.ok_or_else(|| not_found(Kind::Project, id))
-    }
-
-    pub async fn create_project(&self, auth: &Auth, new: NewProject) -> Result<Project> {
-        auth.require_admin("identity:create_project")?;
-        let p = Project {
-            id: model::new_id(),
-            name: new.name,
-            domain_id: model::resolve_domain(&new.domain)?.into(),
-            description: new.description,
-            enabled: new.enabled,
-        };
-        self.propose(Command::CreateProject(p.clone())).await?;
-        Ok(p)
-    }
-
-    pub async fn update_project(&self, auth: &Auth, id: &str, patch: ProjectPatch) -> Result<Project> {
-        auth.require_admin("identity:update_project")?;
-        self.propose(Command::UpdateProject { id: id.into(), patch }).await?;
-        self.view()?.project(id)?.ok_or_else(|| not_found(Kind::Project, id))
-    }
-
-    pub async fn delete_project(&self, auth: &Auth, id: &str) -> Result<()> {
-        auth.require_admin("identity:delete_project")?;
-        self.propose(Command::DeleteProject { id: id.into() }).await
-    }
-
-    // ---- users
-
-    pub fn list_users(&self, auth: &Auth) -> Result<Vec<User>> {
-        auth.require_admin("identity:list_users")?;
-        Ok(self.view()?.users()?)
-    }
-
-    pub fn get_user(&self, auth: &Auth, id: &str) -> Result<User> {
-        if id != auth.user.id {
-            auth.require_admin("identity:get_user")?;
-        }
-        self.view()?.user(id)?.ok_or_else(|| not_found(Kind::User, id))
-    }
-
-    pub async fn create_user(&self, auth: &Auth, new: NewUser) -> Result<User> {
-        auth.require_admin("identity:create_user")?;
-        let domain_id = model::resolve_domain(&new.domain)?.to_owned();
-        if let Some(p) = &new.default_project_id {
-            self.view()?.project(p)?.ok_or_else(|| not_found(Kind::Project, p))?;
-        }
-        let password_hash = match new.password {
-            Some(p) => Some(hash_password(p).await?),
-            None => None,
-        };
-        let u = User {
-            id: model::new_id(),
-            name: new.name,
-            domain_id,
-            enabled: new.enabled,
-            password_hash,
-            default_project_id: new.default_project_id,
-            email: new.email,
-            description: new.description,
-        };
-        self.propose(Command::CreateUser(u.clone())).await?;
-        Ok(u)
-    }
-
-    pub async fn update_user(&self, auth: &Auth, id: &str, change: UserChange) -> Result<User> {
-        auth.require_admin("identity:update_user")?;
-        let password_hash = match change.password {
-            Some(p) => Some(hash_password(p).await?),
-            None => None,
-        };
-        let patch = UserPatch {
-            name: change.name,
-            enabled: change.enabled,
-            password_hash,
-            default_project_id: change.default_project_id,
-            email: change.email,
-            description: change.description,
-        };
-        self.propose(Command::UpdateUser { id: id.into(), patch }).await?;
-        self.view()?.user(id)?.ok_or_else(|| not_found(Kind::User, id))
-    }
-
-    pub async fn delete_user(&self, auth: &Auth, id: &str) -> Result<()> {
-        auth.require_admin("identity:delete_user")?;
-        self.propose(Command::DeleteUser { id: id.into() }).await
-    }
-
-    // ---- roles and assignments
-
-    pub fn list_roles(&self, auth: &Auth) -> Result<Vec<Role>> {
-        auth.require_admin("identity:list_roles")?;
-        Ok(self.view()?.roles()?)
-    }
-
-    pub fn get_role(&self, auth: &Auth, id: &str) -> Result<Role> {
-        auth.require_admin("identity:get_role")?;
-        self.view()?.role(id)?.ok_or_else(|| not_found(Kind::Role, id))
-    }
-
-    pub async fn create_role(&self, auth: &Auth, name: Name) -> Result<Role> {
-        auth.require_admin("identity:create_role")?;
-        let r = Role { id: model::new_id(), name };
-        self.propose(Command::CreateRole(r.clone())).await?;
-        Ok(r)
-    }
-
-    pub async fn delete_role(&self, auth: &Auth, id: &str) -> Result<()> {
-        auth.require_admin("identity:delete_role")?;
-        self.propose(Command::DeleteRole { id: id.into() }).await
-    }
-
-    pub async fn grant(&self, auth: &Auth, a: Assignment) -> Result<()> {
-        auth.require_admin("identity:create_grant")?;
-        self.propose(Command::Grant(a)).await
-    }
-
-    pub async fn ungrant(&self, auth: &Auth, a: Assignment) -> Result<()> {
-        auth.require_admin("identity:revoke_grant")?;
-        self.propose(Command::Ungrant(a)).await
-    }
-
-    pub fn check_grant(&self, auth: &Auth, a: &Assignment) -> Result<()> {
-        auth.require_admin("identity:check_grant")?;
-        if self.view()?.roles_of(&a.user_id, &a.project_id)?.contains(&a.role_id) {
-            Ok(())
-        } else {
-            Err(not_found(Kind::RoleAssignment, &format!("{}/{}/{}", a.project_id, a.user_id, a.role_id)))
-        }
-    }
-
-    pub fn list_assignments(&self, auth: &Auth, user: Option<&str>, project: Option<&str>) -> Result<Vec<Assignment>> {
-        if user != Some(auth.user.id.as_str()) {
-            auth.require_admin("identity:list_role_assignments")?;
-        }
-        Ok(self.view()?.assignments(user, project)?)
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const KEY_LEN: usize = 32;
 
 /// What a token says. Short field names keep tokens short in headers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// User id.
     #[serde(rename = "u")]
@@ -19,6 +19,18 @@ pub struct Claims {
     /// Project id when project-scoped.
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub project_id: Option<String>,
+    /// Domain id when domain-scoped.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub domain_id: Option<String>,
+    /// Scoped to the whole system.
+    #[serde(rename = "s", default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
+    /// The application credential it was issued for.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub app_cred: Option<String>,
+    /// How the user proved who they are (`password`, `token`, `application_credential`).
+    #[serde(rename = "m", default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
     /// Issued at, unix seconds.
     #[serde(rename = "i")]
     pub issued_at: u64,
@@ -84,6 +96,10 @@ mod tests {
         Claims {
             user_id: "u".into(),
             project_id: Some("p".into()),
+            domain_id: None,
+            system: false,
+            app_cred: None,
+            methods: vec!["password".into()],
             issued_at: 100,
             expires_at: 200,
             audit_id: new_audit_id(),

@@ -1,11 +1,12 @@
 //! Plain data of the cloud: identity resources (domains, projects, users, roles, role
 //! assignments) with validated names and ids; Neutron's resources in [`network`]. Imports nothing of ours; no I/O.
 //!
-//! Limitations: only the `default` domain exists (Keystone's single-domain deployments).
+//! Domains, groups, grants and application credentials are in [`identity`].
 
 pub mod cluster;
 pub mod compute;
 pub mod event;
+pub mod identity;
 pub mod image;
 pub mod network;
 pub mod storage;
@@ -14,7 +15,7 @@ pub mod volume;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The one domain Cairn serves for now.
+/// The domain every cloud has.
 pub const DEFAULT_DOMAIN_ID: &str = "default";
 /// Its display name, as clients send it (`--os-user-domain-name Default`).
 pub const DEFAULT_DOMAIN_NAME: &str = "Default";
@@ -32,8 +33,6 @@ pub enum ModelError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} must not contain control characters")]
     ControlChar { field: &'static str },
-    #[error("domain {0:?} does not exist (only \"default\" is served)")]
-    UnknownDomain(String),
 }
 
 /// A resource name: 1..=255 characters, no control characters, not blank.
@@ -87,15 +86,6 @@ pub fn check_description(s: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Resolves a domain given by id or name to the served domain's id.
-pub fn resolve_domain(id_or_name: &str) -> Result<&'static str, ModelError> {
-    if id_or_name == DEFAULT_DOMAIN_ID || id_or_name.eq_ignore_ascii_case(DEFAULT_DOMAIN_NAME) {
-        Ok(DEFAULT_DOMAIN_ID)
-    } else {
-        Err(ModelError::UnknownDomain(id_or_name.to_owned()))
-    }
-}
-
 /// A fresh resource id in Keystone's format: 32 lowercase hex digits. A version 7 UUID: time
 /// first (milliseconds, then a counter), so ids made together sort together and a batch of
 /// creates writes into a few B-tree leaves instead of one leaf each; 74 bits stay random.
@@ -110,6 +100,9 @@ pub struct Project {
     pub domain_id: String,
     pub description: String,
     pub enabled: bool,
+    /// Free-form labels (Keystone's project tags), each unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +116,10 @@ pub struct User {
     pub default_project_id: Option<String>,
     pub email: Option<String>,
     pub description: String,
+    /// Attributes Keystone keeps without meaning to it (e.g. `project_id` from older clients),
+    /// returned as given.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +142,8 @@ pub struct ProjectPatch {
     pub name: Option<Name>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
 }
 
 /// Fields a user update may change; `None` leaves a field as it is.
@@ -156,6 +155,9 @@ pub struct UserPatch {
     pub default_project_id: Option<Option<String>>,
     pub email: Option<Option<String>>,
     pub description: Option<String>,
+    /// Extra attributes set (a `null` removes one).
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// The roles every cloud starts with, as in Keystone's bootstrap (2024.1 and later).
@@ -185,13 +187,6 @@ mod tests {
         assert_eq!(Name::new("name", &long), Err(ModelError::TooLong { field: "name", max: MAX_NAME_LEN }));
         let parsed: Result<Name, _> = serde_json::from_str("\"\"");
         assert!(parsed.is_err());
-    }
-
-    #[test]
-    fn domain_resolution() {
-        assert_eq!(resolve_domain("default"), Ok("default"));
-        assert_eq!(resolve_domain("Default"), Ok("default"));
-        assert!(resolve_domain("other").is_err());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Applies one [`Command`] to the tables inside a redb write transaction. Deterministic: the
 //! outcome depends only on the command and the tables. A refused command writes nothing.
 
+use super::identity::{self, name_key, Forget};
 use super::{
     assignment_keys, split3, Command, Kind, Outcome, Refusal, StateError, ASSIGN_BY_PROJECT, ASSIGN_BY_USER,
     BOOTSTRAPPED, CLOUD, PROJECTS, PROJECT_NAMES, REVOKED, ROLES, ROLE_NAMES, USERS, USER_NAMES,
 };
+use crate::model::identity::{Actor, Target};
 use crate::model::{Assignment, Project, Role, User};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
@@ -16,12 +18,17 @@ pub(super) type Names = TableDefinition<'static, &'static str, &'static str>;
 pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
     match cmd {
         Command::Bootstrap { project, user, roles } => bootstrap(tx, project, user, roles),
-        Command::CreateProject(p) => create(tx, PROJECTS, PROJECT_NAMES, Kind::Project, &p.id, p.name.as_str(), p),
+        Command::CreateProject(p) => {
+            if let Some(r) = identity::check_domain_of(tx, cmd)? {
+                return Ok(Err(r));
+            }
+            create(tx, PROJECTS, PROJECT_NAMES, Kind::Project, &p.id, &name_key(&p.domain_id, p.name.as_str()), p)
+        }
         Command::UpdateProject { id, patch } => {
             let Some(mut p) = load::<Project>(tx, PROJECTS, id)? else {
                 return Ok(Err(not_found(Kind::Project, id)));
             };
-            let old_name = p.name.clone();
+            let old_name = name_key(&p.domain_id, p.name.as_str());
             if let Some(n) = &patch.name {
                 p.name = n.clone();
             }
@@ -31,17 +38,37 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
             if let Some(e) = patch.enabled {
                 p.enabled = e;
             }
-            replace(tx, PROJECTS, PROJECT_NAMES, Kind::Project, id, old_name.as_str(), p.name.as_str(), &p)
+            if let Some(t) = &patch.tags {
+                p.tags.clone_from(t);
+            }
+            replace(
+                tx,
+                PROJECTS,
+                PROJECT_NAMES,
+                Kind::Project,
+                id,
+                &old_name,
+                &name_key(&p.domain_id, p.name.as_str()),
+                &p,
+            )
         }
-        Command::DeleteProject { id } => delete(tx, PROJECTS, PROJECT_NAMES, Kind::Project, id, |p: &Project| {
-            (p.name.to_string(), Some(id.clone()), None, None)
-        }),
-        Command::CreateUser(u) => create(tx, USERS, USER_NAMES, Kind::User, &u.id, u.name.as_str(), u),
+        Command::DeleteProject { id } => {
+            let out = delete(tx, PROJECTS, PROJECT_NAMES, Kind::Project, id, |p: &Project| {
+                (name_key(&p.domain_id, p.name.as_str()), Some(id.clone()), None, None)
+            })?;
+            forgotten(tx, out, Forget::Target(Target::Project(id.clone())))
+        }
+        Command::CreateUser(u) => {
+            if let Some(r) = identity::check_domain_of(tx, cmd)? {
+                return Ok(Err(r));
+            }
+            create(tx, USERS, USER_NAMES, Kind::User, &u.id, &name_key(&u.domain_id, u.name.as_str()), u)
+        }
         Command::UpdateUser { id, patch } => {
             let Some(mut u) = load::<User>(tx, USERS, id)? else {
                 return Ok(Err(not_found(Kind::User, id)));
             };
-            let old_name = u.name.clone();
+            let old_name = name_key(&u.domain_id, u.name.as_str());
             if let Some(n) = &patch.name {
                 u.name = n.clone();
             }
@@ -60,14 +87,34 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
             if let Some(d) = &patch.description {
                 u.description = d.clone();
             }
-            replace(tx, USERS, USER_NAMES, Kind::User, id, old_name.as_str(), u.name.as_str(), &u)
+            for (k, v) in &patch.extra {
+                if v.is_null() {
+                    u.extra.remove(k);
+                } else {
+                    u.extra.insert(k.clone(), v.clone());
+                }
+            }
+            replace(tx, USERS, USER_NAMES, Kind::User, id, &old_name, &name_key(&u.domain_id, u.name.as_str()), &u)
         }
         Command::DeleteUser { id } => {
-            delete(tx, USERS, USER_NAMES, Kind::User, id, |u: &User| (u.name.to_string(), None, Some(id.clone()), None))
+            let out = delete(tx, USERS, USER_NAMES, Kind::User, id, |u: &User| {
+                (name_key(&u.domain_id, u.name.as_str()), None, Some(id.clone()), None)
+            })?;
+            forgotten(tx, out, Forget::Actor(Actor::User(id.clone())))
         }
         Command::CreateRole(r) => create(tx, ROLES, ROLE_NAMES, Kind::Role, &r.id, r.name.as_str(), r),
+        Command::UpdateRole { id, name } => {
+            let Some(mut r) = load::<Role>(tx, ROLES, id)? else {
+                return Ok(Err(not_found(Kind::Role, id)));
+            };
+            let old = std::mem::replace(&mut r.name, name.clone());
+            replace(tx, ROLES, ROLE_NAMES, Kind::Role, id, old.as_str(), r.name.as_str(), &r)
+        }
         Command::DeleteRole { id } => {
-            delete(tx, ROLES, ROLE_NAMES, Kind::Role, id, |r: &Role| (r.name.to_string(), None, None, Some(id.clone())))
+            let out = delete(tx, ROLES, ROLE_NAMES, Kind::Role, id, |r: &Role| {
+                (r.name.to_string(), None, None, Some(id.clone()))
+            })?;
+            forgotten(tx, out, Forget::Role(id.clone()))
         }
         Command::Grant(a) => {
             if let Some(refusal) = check_assignment_parts(tx, a)? {
@@ -96,6 +143,18 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
             t.insert(audit_id.as_str(), *expires_at)?;
             Ok(Ok(()))
         }
+        Command::CreateDomain(_)
+        | Command::UpdateDomain { .. }
+        | Command::DeleteDomain { .. }
+        | Command::CreateGroup(_)
+        | Command::UpdateGroup { .. }
+        | Command::DeleteGroup { .. }
+        | Command::AddGroupUser { .. }
+        | Command::RemoveGroupUser { .. }
+        | Command::GrantRole(_)
+        | Command::RevokeRole(_)
+        | Command::CreateAppCredential(_)
+        | Command::DeleteAppCredential { .. } => identity::apply(tx, cmd),
         Command::CreateNetwork { .. }
         | Command::UpdateNetwork { .. }
         | Command::DeleteNetwork { .. }
@@ -157,11 +216,28 @@ pub fn affects_tokens(cmd: &Command) -> bool {
             | Command::DeleteProject { .. }
             | Command::UpdateUser { .. }
             | Command::DeleteUser { .. }
+            | Command::UpdateRole { .. }
             | Command::DeleteRole { .. }
             | Command::Grant(_)
             | Command::Ungrant(_)
             | Command::RevokeToken { .. }
+            | Command::UpdateDomain { .. }
+            | Command::DeleteDomain { .. }
+            | Command::DeleteGroup { .. }
+            | Command::AddGroupUser { .. }
+            | Command::RemoveGroupUser { .. }
+            | Command::GrantRole(_)
+            | Command::RevokeRole(_)
+            | Command::DeleteAppCredential { .. }
     )
+}
+
+/// After a deletion that was done, what it leaves behind is dropped too.
+fn forgotten(tx: &WriteTransaction, out: Outcome, what: Forget) -> Result<Outcome, StateError> {
+    if out.is_ok() {
+        identity::forget(tx, &what)?;
+    }
+    Ok(out)
 }
 
 pub(super) fn not_found(kind: Kind, id: &str) -> Refusal {
@@ -304,6 +380,7 @@ mod tests {
 
     fn project(id: &str, name: &str) -> Project {
         Project {
+            tags: Vec::new(),
             id: id.into(),
             name: Name::new("name", name).unwrap(),
             domain_id: "default".into(),
@@ -313,6 +390,7 @@ mod tests {
     }
     fn user(id: &str, name: &str) -> User {
         User {
+            extra: Default::default(),
             id: id.into(),
             name: Name::new("name", name).unwrap(),
             domain_id: "default".into(),
@@ -352,7 +430,7 @@ mod tests {
         assert_eq!(run(&s, Command::DeleteProject { id: "p1".into() }), Ok(()));
         assert!(s.view().unwrap().roles_of("u1", "p1").unwrap().is_empty());
         assert!(s.view().unwrap().assignments(None, None).unwrap().is_empty());
-        assert!(s.view().unwrap().project_by_name("one").unwrap().is_none());
+        assert!(s.view().unwrap().project_by_name("default", "one").unwrap().is_none());
         assert_eq!(
             run(&s, Command::DeleteProject { id: "p1".into() }),
             Err(Refusal::NotFound { kind: Kind::Project, id: "p1".into() })
@@ -374,8 +452,8 @@ mod tests {
         assert_eq!(run(&s, rename("two")), Err(Refusal::Conflict { kind: Kind::Project, name: "two".into() }));
         assert_eq!(s.view().unwrap().project("p1").unwrap().unwrap().name.as_str(), "one");
         assert_eq!(run(&s, rename("uno")), Ok(()));
-        assert_eq!(s.view().unwrap().project_by_name("uno").unwrap().unwrap().id, "p1");
-        assert!(s.view().unwrap().project_by_name("one").unwrap().is_none());
+        assert_eq!(s.view().unwrap().project_by_name("default", "uno").unwrap().unwrap().id, "p1");
+        assert!(s.view().unwrap().project_by_name("default", "one").unwrap().is_none());
     }
 
     #[test]

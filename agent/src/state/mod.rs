@@ -9,6 +9,7 @@ pub mod apply;
 mod cluster;
 mod compute;
 pub mod events;
+pub mod identity;
 mod image;
 pub mod metadata;
 mod network;
@@ -20,6 +21,7 @@ use crate::model::compute::{
     ComputeQuota, Fault, Flavor, Inventory, Keypair, PowerState, Server, ServerVolume, TaskState, VmState,
 };
 use crate::model::event::Notification;
+use crate::model::identity::{AppCredential, Domain, DomainPatch, Grant, Group, GroupPatch};
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus};
 use crate::model::network::{IpRequest, Network, NetworkPatch, Port, PortPatch, Subnet, SubnetPatch};
 use crate::model::storage::PoolRecord;
@@ -82,9 +84,21 @@ pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("clou
 pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
 pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
-pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 9] =
-    [PROJECT_NAMES, USER_NAMES, ROLE_NAMES, CLOUD, SEGMENTS, IP_ALLOC, MACS, FLAVOR_NAMES, NODE_KEYS];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 18] = [
+pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 12] = [
+    PROJECT_NAMES,
+    USER_NAMES,
+    ROLE_NAMES,
+    CLOUD,
+    SEGMENTS,
+    IP_ALLOC,
+    MACS,
+    FLAVOR_NAMES,
+    NODE_KEYS,
+    identity::DOMAIN_NAMES,
+    identity::GROUP_NAMES,
+    identity::APP_CRED_NAMES,
+];
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 21] = [
     PROJECTS,
     USERS,
     ROLES,
@@ -103,8 +117,18 @@ pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 18] = [
     JOIN_TOKENS,
     MEMBERS,
     REMOVED_NODES,
+    identity::DOMAINS,
+    identity::GROUPS,
+    identity::APP_CREDS,
 ];
-pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 2] = [ASSIGN_BY_PROJECT, ASSIGN_BY_USER];
+pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 6] = [
+    ASSIGN_BY_PROJECT,
+    ASSIGN_BY_USER,
+    identity::GROUP_USERS,
+    identity::USER_GROUPS,
+    identity::GRANTS,
+    identity::GRANTS_BY_ACTOR,
+];
 
 /// A change to the cloud. Applied in log order on every node; apply must not read clocks or
 /// randomness: anything like that travels inside the command.
@@ -133,11 +157,48 @@ pub enum Command {
         id: String,
     },
     CreateRole(Role),
+    /// Renames a role.
+    UpdateRole {
+        id: String,
+        name: crate::model::Name,
+    },
     DeleteRole {
         id: String,
     },
     Grant(Assignment),
     Ungrant(Assignment),
+    CreateDomain(Domain),
+    UpdateDomain {
+        id: String,
+        patch: DomainPatch,
+    },
+    /// Deletes a disabled domain with its projects, users and groups.
+    DeleteDomain {
+        id: String,
+    },
+    CreateGroup(Group),
+    UpdateGroup {
+        id: String,
+        patch: GroupPatch,
+    },
+    DeleteGroup {
+        id: String,
+    },
+    AddGroupUser {
+        group_id: String,
+        user_id: String,
+    },
+    RemoveGroupUser {
+        group_id: String,
+        user_id: String,
+    },
+    /// A role to a user or group on a project, domain or the system.
+    GrantRole(Grant),
+    RevokeRole(Grant),
+    CreateAppCredential(AppCredential),
+    DeleteAppCredential {
+        id: String,
+    },
     /// Revokes one token (by audit id) and forgets revocations of tokens expired by `now`.
     RevokeToken {
         audit_id: String,
@@ -379,6 +440,10 @@ pub enum Kind {
     User,
     Role,
     RoleAssignment,
+    Domain,
+    Group,
+    GroupMembership,
+    ApplicationCredential,
     Token,
     Network,
     Subnet,
@@ -402,6 +467,10 @@ impl std::fmt::Display for Kind {
             Kind::User => "user",
             Kind::Role => "role",
             Kind::RoleAssignment => "role assignment",
+            Kind::Domain => "domain",
+            Kind::Group => "group",
+            Kind::GroupMembership => "group membership",
+            Kind::ApplicationCredential => "application credential",
             Kind::Token => "token",
             Kind::Network => "network",
             Kind::Subnet => "subnet",
@@ -496,13 +565,13 @@ pub(crate) fn assignment_keys(a: &Assignment) -> (String, String) {
 }
 
 /// Splits a 3-part assignment key.
-fn split3(key: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn split3(key: &str) -> Option<(&str, &str, &str)> {
     let mut it = key.splitn(3, '\0');
     Some((it.next()?, it.next()?, it.next()?))
 }
 
 /// Key prefix for a range scan over composite keys.
-fn prefix_end(prefix: &str) -> String {
+pub(crate) fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
 }
 
@@ -608,8 +677,8 @@ impl View {
     pub fn projects(&self) -> Result<Vec<Project>, StateError> {
         self.list(PROJECTS)
     }
-    pub fn project_by_name(&self, name: &str) -> Result<Option<Project>, StateError> {
-        match self.id_by_name(PROJECT_NAMES, name)? {
+    pub fn project_by_name(&self, domain_id: &str, name: &str) -> Result<Option<Project>, StateError> {
+        match self.id_by_name(PROJECT_NAMES, &identity::name_key(domain_id, name))? {
             Some(id) => self.project(&id),
             None => Ok(None),
         }
@@ -620,8 +689,8 @@ impl View {
     pub fn users(&self) -> Result<Vec<User>, StateError> {
         self.list(USERS)
     }
-    pub fn user_by_name(&self, name: &str) -> Result<Option<User>, StateError> {
-        match self.id_by_name(USER_NAMES, name)? {
+    pub fn user_by_name(&self, domain_id: &str, name: &str) -> Result<Option<User>, StateError> {
+        match self.id_by_name(USER_NAMES, &identity::name_key(domain_id, name))? {
             Some(id) => self.user(&id),
             None => Ok(None),
         }

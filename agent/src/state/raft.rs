@@ -1062,6 +1062,7 @@ mod tests {
 
     fn project(n: u32) -> Command {
         Command::CreateProject(Project {
+            tags: Vec::new(),
             id: format!("p{n}"),
             name: Name::new("name", &format!("project-{n}")).unwrap(),
             domain_id: "default".into(),
@@ -1205,7 +1206,7 @@ mod tests {
         let mut other = StateMachine::new(&b);
         other.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
         assert_eq!(b.view().unwrap().project("p1").unwrap().unwrap().name.as_str(), "project-1");
-        assert_eq!(b.view().unwrap().project_by_name("project-1").unwrap().unwrap().id, "p1");
+        assert_eq!(b.view().unwrap().project_by_name("default", "project-1").unwrap().unwrap().id, "p1");
         assert!(other.get_current_snapshot().await.unwrap().is_some());
         r.shutdown().await;
     }

@@ -762,8 +762,10 @@ mod tests {
                 issued_at: 0,
                 expires_at: 1,
                 audit_id: "a".into(),
+                ..Claims::default()
             },
             user: User {
+                extra: Default::default(),
                 id: "u".into(),
                 name: Name::new("name", "u").unwrap(),
                 domain_id: "default".into(),
@@ -774,13 +776,16 @@ mod tests {
                 description: String::new(),
             },
             project: Some(Project {
+                tags: Vec::new(),
                 id: project.into(),
                 name: Name::new("name", project).unwrap(),
                 domain_id: "default".into(),
                 description: String::new(),
                 enabled: true,
             }),
+            domain: None,
             roles: vec![Role { id: "r".into(), name: Name::new("name", "member").unwrap() }],
+            app_cred: None,
         }
     }
 

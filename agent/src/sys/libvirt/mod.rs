@@ -275,6 +275,8 @@ fn state_of(state: virt::sys::virDomainState) -> DomainState {
 
 /// Where libvirt's QEMU driver keeps a running domain's pid.
 const QEMU_RUN_DIR: &str = "/run/libvirt/qemu";
+/// How long a guest has to act on a disk unplug request before it is sent again.
+const DETACH_RESEND: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// The CPU time (ns) of each vCPU of domain `name`, from its QEMU process's threads (named
 /// `CPU <n>/KVM` or `CPU <n>/TCG`); empty when they cannot be read.
@@ -612,8 +614,11 @@ impl Libvirt for Virt {
             }
             Ok(in_live)
         })?;
-        // The guest is asked; it lets go when its kernel has released the device.
+        // The guest is asked; it lets go when its kernel has released the device. A guest
+        // still booting misses the request (its hotplug driver is not up yet), so the request
+        // is sent again every few seconds, as Nova does.
         let start = std::time::Instant::now();
+        let mut asked = start;
         while live && self.domain_disks(name)?.contains(&disk.target.dev) {
             if start.elapsed() > wait {
                 return Err(LibvirtError::Virt(format!(
@@ -621,6 +626,17 @@ impl Libvirt for Virt {
                     disk.target.dev,
                     wait.as_secs()
                 )));
+            }
+            if asked.elapsed() >= DETACH_RESEND {
+                asked = std::time::Instant::now();
+                let again = self.with(|c| {
+                    let d = virt::domain::Domain::lookup_by_name(c, name)?;
+                    d.detach_device_flags(&text, virt::sys::VIR_DOMAIN_AFFECT_LIVE)?;
+                    Ok(())
+                });
+                if let Err(e) = again {
+                    log::debug!("detach of {dev} from {name} sent again: {e}");
+                }
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
