@@ -333,6 +333,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         inventory,
         driver,
         images.clone(),
+        storage.clone(),
         crate::model::compute::ComputeQuota {
             instances: cfg.compute.quota_instances,
             cores: cfg.compute.quota_cores,

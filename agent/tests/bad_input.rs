@@ -323,7 +323,7 @@ async fn bad_compute_input_is_refused_and_changes_nothing() {
     let servers = "/compute/v2.1/servers";
     /// (what, method, path, body, status)
     type Bad = (&'static str, Method, &'static str, Option<Vec<u8>>, u16);
-    let cases: [Bad; 14] = [
+    let cases: [Bad; 16] = [
         ("no server object", Method::POST, servers, s("{}"), 400),
         ("no image nor boot volume", Method::POST, servers, s(r#"{"server": {"name": "a", "flavorRef": "1"}}"#), 400),
         (
@@ -343,7 +343,21 @@ async fn bad_compute_input_is_refused_and_changes_nothing() {
         ("action on no server", Method::POST, "/compute/v2.1/servers/nope/action", s(r#"{"pause": null}"#), 404),
         ("attach without a volume", Method::POST, "/compute/v2.1/servers/nope/os-volume_attachments", s("{}"), 400),
         ("detach from no server", Method::DELETE, "/compute/v2.1/servers/nope/os-volume_attachments/v", None, 404),
-        ("rename with no name", Method::PUT, "/compute/v2.1/servers/nope", s(r#"{"server": {}}"#), 400),
+        ("update with an unknown field", Method::PUT, "/compute/v2.1/servers/nope", s(r#"{"server": {"x": 1}}"#), 400),
+        (
+            "update with a bad access address",
+            Method::PUT,
+            "/compute/v2.1/servers/nope",
+            s(r#"{"server": {"accessIPv4": "1.2.3"}}"#),
+            400,
+        ),
+        (
+            "create with a blank metadata key",
+            Method::POST,
+            "/compute/v2.1/servers",
+            s(r#"{"server": {"name": "s", "flavorRef": "1", "imageRef": "i", "metadata": {"": "v"}}}"#),
+            400,
+        ),
         ("events after a word", Method::GET, "/cairn/v1/events?after=x", None, 400),
         ("events by POST", Method::POST, "/cairn/v1/events", s("{}"), 405),
         ("diagnostics of no server", Method::GET, "/compute/v2.1/servers/nope/diagnostics", None, 404),

@@ -49,6 +49,22 @@ impl Osc {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
     }
 
+    /// Runs `openstack ARGS` with only the endpoint and `env` (another way of logging in).
+    fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("OS_AUTH_URL", &self.agent_url)
+            .env("OS_CACERT", &self.ca)
+            .env("OS_IDENTITY_API_VERSION", "3")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
     fn admin(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run_as("admin", PASSWORD, "admin", args);
         assert!(ok, "openstack {args:?} failed:\n{err}");
@@ -107,6 +123,58 @@ fn openstack_client_manages_identity() {
     assert_eq!(alice["project_id"], project["id"]);
     let (ok, _, err) = osc.run_as("alice", "alice-pw", "demo", &["project", "create", "nope"]);
     assert!(!ok && err.contains("403"), "member must be refused: {err}");
+
+    // Domains, groups and application credentials, as Terraform and Ansible use them.
+    osc.admin(&["domain", "create", "--description", "the lab", "lab"]);
+    osc.admin(&["project", "create", "--domain", "lab", "web"]);
+    osc.admin(&["user", "create", "--domain", "lab", "--password", "eve-pw", "eve"]);
+    osc.admin(&["group", "create", "--domain", "lab", "ops"]);
+    osc.admin(&["group", "add", "user", "--group-domain", "lab", "--user-domain", "lab", "ops", "eve"]);
+    osc.admin(&[
+        "role",
+        "add",
+        "--group",
+        "ops",
+        "--group-domain",
+        "lab",
+        "--project",
+        "web",
+        "--project-domain",
+        "lab",
+        "member",
+    ]);
+    let eve = [
+        ("OS_USERNAME", "eve"),
+        ("OS_PASSWORD", "eve-pw"),
+        ("OS_USER_DOMAIN_NAME", "lab"),
+        ("OS_PROJECT_NAME", "web"),
+        ("OS_PROJECT_DOMAIN_NAME", "lab"),
+    ];
+    let (ok, out, err) = osc.run_env(&eve, &["application", "credential", "create", "-f", "json", "ci"]);
+    assert!(ok, "eve holds member on web through her group: {err}");
+    let cred: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (id, secret) = (cred["id"].as_str().unwrap(), cred["secret"].as_str().unwrap());
+    let app = [
+        ("OS_AUTH_TYPE", "v3applicationcredential"),
+        ("OS_APPLICATION_CREDENTIAL_ID", id),
+        ("OS_APPLICATION_CREDENTIAL_SECRET", secret),
+    ];
+    let (ok, out, err) = osc.run_env(&app, &["token", "issue", "-f", "json"]);
+    assert!(ok, "login with the application credential: {err}");
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let web = osc.json(&["project", "show", "--domain", "lab", "web"]);
+    assert_eq!(t["project_id"], web["id"]);
+    let wrong = [app[0], app[1], ("OS_APPLICATION_CREDENTIAL_SECRET", "wrong")];
+    let (ok, _, err) = osc.run_env(&wrong, &["token", "issue"]);
+    assert!(!ok && err.contains("401"), "{err}");
+    let (ok, _, err) = osc.run_env(&eve, &["application", "credential", "delete", "ci"]);
+    assert!(ok, "{err}");
+    let (ok, _, _) = osc.run_env(&app, &["token", "issue"]);
+    assert!(!ok, "a deleted credential logs nobody in");
+    osc.admin(&["domain", "set", "--disable", "lab"]);
+    osc.admin(&["domain", "delete", "lab"]);
+    let (ok, _, _) = osc.run_env(&eve, &["token", "issue"]);
+    assert!(!ok, "eve went with her domain");
 
     // A revoked token no longer validates.
     let t = osc.json(&["token", "issue"])["id"].as_str().unwrap().to_owned();
@@ -552,7 +620,39 @@ fn openstack_client_manages_volumes() {
     assert!(caps["total_capacity_gb"].as_f64().unwrap() > 0.0, "{pools}");
     assert!(caps["free_capacity_gb"].as_f64().unwrap() > 0.0, "{pools}");
 
-    osc.admin(&["volume", "delete", "vol1", "vol2"]);
+    // Flags and the admin's actions, through the client: bootable and read-only, image
+    // properties, a snapshot's state reset and forced delete, a cascading delete, a forced one.
+    osc.admin(&["volume", "set", "--bootable", "--read-only", "--image-property", "os_distro=debian", "vol1"]);
+    let v = osc.json(&["volume", "show", "vol1"]);
+    assert_eq!(v["bootable"], "true", "{v}");
+    assert_eq!(v["properties"]["readonly"], "True", "{v}");
+    assert_eq!(v["volume_image_metadata"]["os_distro"], "debian", "{v}");
+    osc.admin(&["volume", "set", "--non-bootable", "vol1"]);
+    assert_eq!(osc.json(&["volume", "show", "vol1"])["bootable"], "false");
+    let snapshot_settled = |name: &str| {
+        for _ in 0..60 {
+            let s = osc.json(&["volume", "snapshot", "show", name]);
+            if s["status"] != "creating" {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("snapshot {name} did not settle");
+    };
+    osc.json(&["volume", "snapshot", "create", "--volume", "vol1", "snapA"]);
+    snapshot_settled("snapA");
+    osc.admin(&["volume", "snapshot", "set", "--state", "error", "snapA"]);
+    assert_eq!(osc.json(&["volume", "snapshot", "show", "snapA"])["status"], "error");
+    osc.admin(&["volume", "snapshot", "delete", "--force", "snapA"]);
+    osc.json(&["volume", "snapshot", "create", "--volume", "vol2", "snapB"]);
+    snapshot_settled("snapB");
+    let err = osc.admin_fails(&["volume", "delete", "vol2"]);
+    assert!(err.contains("snapshot") || err.contains("400"), "vol2 has a snapshot: {err}");
+    osc.admin(&["volume", "delete", "--purge", "vol2"]);
+    osc.admin(&["volume", "set", "--state", "attaching", "vol1"]);
+    let err = osc.admin_fails(&["volume", "delete", "vol1"]);
+    assert!(err.contains("attaching") || err.contains("400"), "{err}");
+    osc.admin(&["volume", "delete", "--force", "vol1"]);
     for _ in 0..60 {
         if osc.admin(&["volume", "list", "-f", "value"]).trim().is_empty() {
             break;

@@ -201,6 +201,16 @@ pub fn parse_timestamp_us(s: &str) -> Option<u64> {
     Some(u64::try_from(secs).ok()? * 1_000_000 + micros)
 }
 
+/// A listing's body, `{key: items}`, with `{key}_links` when there is a next page (as Nova,
+/// Cinder and Neutron give it).
+pub fn list_body(key: &str, items: Vec<serde_json::Value>, next: Option<serde_json::Value>) -> serde_json::Value {
+    let mut body = serde_json::json!({ key: items });
+    if let Some(next) = next {
+        body[format!("{key}_links")] = next;
+    }
+    body
+}
+
 /// A query flag: present with no value, or a true-ish value in any case.
 pub fn is_true(v: &str) -> bool {
     v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1" || v.eq_ignore_ascii_case("yes")

@@ -524,6 +524,9 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
             Some((a, n, d)) => Ok(json(StatusCode::OK, &json!({"extension": extension_json(a, n, d)}))),
             None => Err(ApiError::NotFound(format!("Extension with alias {alias} does not exist"))),
         },
+        // Cairn runs no Neutron agents (each node's agent serves its networks itself; the
+        // `agent` extension is not listed): the list is empty, as Neutron's is for non-admins.
+        (&Method::GET, ["agents"]) => Ok(json(StatusCode::OK, &json!({"agents": []}))),
         (&Method::GET, ["networks"]) => {
             let mut subnets = net.subnet_ids()?;
             let items = net
@@ -571,13 +574,20 @@ async fn v2(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Res
         (_, ["subnets", id]) => match method {
             Method::GET => shown("subnet", subnet_json(&net.get_subnet(&auth, id)?), &query),
             Method::PUT => {
-                let allowed = ["name", "description", "dns_nameservers", "host_routes"];
+                let allowed = ["name", "description", "dns_nameservers", "host_routes", "gateway_ip", "enable_dhcp"];
                 let a = Attrs::parse(&body(req).await?, "subnet", &allowed)?;
+                // DHCP is switched on or off only when the subnet is made; the same value is fine.
+                if let Some(dhcp) = a.boolean("enable_dhcp")? {
+                    if net.get_subnet(&auth, id)?.enable_dhcp != dhcp {
+                        return Err(bad("Changing enable_dhcp of an existing subnet is not supported yet."));
+                    }
+                }
                 let patch = SubnetPatch {
                     name: a.string("name")?,
                     description: a.string("description")?,
                     dns_nameservers: a.ip_list("dns_nameservers")?,
                     host_routes: a.host_routes()?,
+                    gateway_ip: a.ip("gateway_ip")?,
                     updated_at: 0,
                 };
                 Ok(json(StatusCode::OK, &json!({"subnet": subnet_json(&net.update_subnet(&auth, id, patch).await?)})))
@@ -709,11 +719,8 @@ fn listing(key: &str, items: Vec<Value>, query: &[(String, String)], base: &str)
     }
     let fields: Vec<&str> = query.iter().filter(|(k, _)| k == "fields").map(|(_, v)| v.as_str()).collect();
     let kept: Vec<Value> = kept.into_iter().map(|i| select_fields(i, &fields)).collect();
-    let mut body = json!({key: kept});
-    if !links.is_empty() {
-        body[format!("{key}_links")] = Value::Array(links);
-    }
-    Ok(json(StatusCode::OK, &body))
+    let next = (!links.is_empty()).then_some(Value::Array(links));
+    Ok(json(StatusCode::OK, &super::http::list_body(key, kept, next)))
 }
 
 impl From<crate::net::service::NetError> for ApiError {

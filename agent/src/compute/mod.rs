@@ -103,6 +103,8 @@ pub struct Compute {
     /// The hypervisor, on a compute node whose libvirt is reachable.
     driver: Option<Arc<Driver>>,
     images: Arc<crate::image::Images>,
+    /// The volumes: a boot volume marked `delete_on_termination` goes with its server.
+    storage: Arc<crate::storage::Storage>,
     quota: ComputeQuota,
     /// Servers a blocking job is working on now.
     busy: Mutex<BTreeSet<String>>,
@@ -140,8 +142,19 @@ pub struct NewServer {
     pub availability_zone: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub networks: Networks,
-    /// Boot from this volume instead of the image.
-    pub boot_volume: Option<String>,
+    /// Boot from this volume instead of the image; and whether to delete it with the server.
+    pub boot_volume: Option<(String, bool)>,
+    /// Addresses the user gives the server (Nova's `accessIPv4` and `accessIPv6`).
+    pub access_ipv4: Option<std::net::Ipv4Addr>,
+    pub access_ipv6: Option<std::net::Ipv6Addr>,
+}
+
+/// A server update (Nova's `PUT /servers/{id}`); `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ServerChange {
+    pub name: Option<String>,
+    pub access_ipv4: Option<std::net::Ipv4Addr>,
+    pub access_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 /// One entry of a create's `networks`.
@@ -209,6 +222,7 @@ impl Compute {
         inventory: Option<Inventory>,
         driver: Option<Arc<Driver>>,
         images: Arc<crate::image::Images>,
+        storage: Arc<crate::storage::Storage>,
         quota: ComputeQuota,
     ) -> Self {
         Self {
@@ -217,10 +231,24 @@ impl Compute {
             inventory,
             driver,
             images,
+            storage,
             quota,
             busy: Mutex::new(BTreeSet::new()),
             remote: std::sync::OnceLock::new(),
         }
+    }
+
+    /// After its domain is gone: a server's ports freed, its record removed (its volumes
+    /// released), and the volumes it was to take along deleted.
+    async fn forget(&self, s: &Server) -> Result<()> {
+        self.release_ports(&s.ports).await;
+        self.propose(Command::DeleteServer { id: s.id.clone() }).await?;
+        for sv in s.volumes.iter().filter(|v| v.delete_on_termination) {
+            if let Err(e) = self.storage.delete_released(&sv.volume_id).await {
+                log::warn!("server {}: deleting volume {}: {}", s.id, sv.volume_id, crate::error_chain(&e));
+            }
+        }
+        Ok(())
     }
 
     /// Gives compute its way to other nodes (once, when the cluster is up).
@@ -472,8 +500,11 @@ impl Compute {
     /// Schedules and records `count` servers (BUILD) named as Nova names them (`name-1`, …
     /// when more than one); their node builds them. A server no node fits is recorded in ERROR
     /// with Nova's fault "No valid host was found". Returns the first.
-    pub async fn create_servers(&self, auth: &Auth, new: NewServer, count: (u32, u32)) -> Result<Server> {
+    /// Creates `count` (min, max) servers as one request; returns the first and the request's
+    /// reservation id.
+    pub async fn create_servers(&self, auth: &Auth, new: NewServer, count: (u32, u32)) -> Result<(Server, String)> {
         let (min, max) = count;
+        let reservation = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let nets = self.resolve_networks(auth, &new.networks)?;
         if max > 1 && (new.boot_volume.is_some() || nets.iter().any(|n| matches!(n, NetRequest::Port(_)))) {
             return Err(ComputeError::BadRequest(
@@ -495,7 +526,7 @@ impl Compute {
             if max > 1 {
                 one.name = format!("{}-{i}", new.name);
             }
-            match self.create_server(auth, one, &nets).await {
+            match self.create_server(auth, one, &nets, &reservation).await {
                 Ok(s) => made.push(s),
                 // Past min_count, what the quota leaves is what the request gets.
                 Err(ComputeError::OverQuota(_)) if i > min => break,
@@ -511,7 +542,8 @@ impl Compute {
             }
         }
         let first = made.into_iter().next();
-        first.ok_or_else(|| ComputeError::BadRequest("max_count must be at least 1.".into()))
+        let first = first.ok_or_else(|| ComputeError::BadRequest("max_count must be at least 1.".into()))?;
+        Ok((first, reservation))
     }
 
     /// Nova's automatic network choice, resolved to the one network the project can use.
@@ -548,7 +580,7 @@ impl Compute {
     fn boot_source(&self, auth: &Auth, new: &NewServer, flavor: &Flavor) -> Result<BootSource> {
         let project = auth.project.as_ref().map(|p| p.id.as_str()).unwrap_or_default();
         let view = self.view()?;
-        if let Some(vid) = &new.boot_volume {
+        if let Some((vid, delete_on_termination)) = &new.boot_volume {
             let v = view
                 .volume(vid)?
                 .filter(|v| v.project_id == project || auth.is_admin())
@@ -559,12 +591,18 @@ impl Compute {
                     v.status.as_str()
                 )));
             }
+            if !v.is_bootable() {
+                return Err(ComputeError::BadRequest(format!(
+                    "Block Device {vid} is not bootable (mark it with `openstack volume set --bootable`)."
+                )));
+            }
             let sv = ServerVolume {
                 volume_id: v.id,
                 attachment_id: uuid::Uuid::new_v4().to_string(),
                 device: "/dev/vda".into(),
                 state: AttachState::Attaching,
                 boot: true,
+                delete_on_termination: *delete_on_termination,
             };
             return Ok((Some(v.node), Some(sv), None));
         }
@@ -596,7 +634,13 @@ impl Compute {
     }
 
     /// Schedules and records one server (BUILD); its node builds it.
-    async fn create_server(&self, auth: &Auth, new: NewServer, nets: &[NetRequest]) -> Result<Server> {
+    async fn create_server(
+        &self,
+        auth: &Auth,
+        new: NewServer,
+        nets: &[NetRequest],
+        reservation: &str,
+    ) -> Result<Server> {
         let project =
             auth.project.as_ref().map(|p| p.id.clone()).ok_or_else(|| {
                 ComputeError::Forbidden("A project-scoped token is required to create servers.".into())
@@ -637,6 +681,9 @@ impl Compute {
             admin_pass: Some(new.admin_pass),
             availability_zone: new.availability_zone.clone().unwrap_or_else(|| "nova".into()),
             metadata: new.metadata,
+            access_ipv4: new.access_ipv4,
+            access_ipv6: new.access_ipv6,
+            reservation_id: reservation.to_owned(),
             created_at: t,
             updated_at: t,
             launched_at: None,
@@ -794,10 +841,19 @@ impl Compute {
         Ok(out)
     }
 
-    pub async fn rename_server(&self, auth: &Auth, id: &str, name: &str) -> Result<Server> {
+    /// Renames a server and sets its access addresses; what a change leaves out stays.
+    pub async fn update_server(&self, auth: &Auth, id: &str, change: ServerChange) -> Result<Server> {
         let s = self.server(auth, id)?;
-        check_server_name(name).map_err(|e| ComputeError::BadRequest(e.to_string()))?;
-        self.propose(Command::RenameServer { id: s.id.clone(), name: name.into(), updated_at: now() }).await?;
+        let name = change.name.unwrap_or(s.name);
+        check_server_name(&name).map_err(|e| ComputeError::BadRequest(e.to_string()))?;
+        let cmd = Command::UpdateServer {
+            id: s.id.clone(),
+            name,
+            access_ipv4: change.access_ipv4,
+            access_ipv6: change.access_ipv6,
+            updated_at: now(),
+        };
+        self.propose(cmd).await?;
         self.server(auth, id)
     }
 
@@ -867,10 +923,18 @@ impl Compute {
     /// volume `attaching`), plugged in by the node. Returns the attachment.
     pub async fn attach_volume(&self, auth: &Auth, id: &str, volume_id: &str) -> Result<ServerVolume> {
         let s = self.server(auth, id)?;
-        self.view()?
+        let v = self
+            .view()?
             .volume(volume_id)?
             .filter(|v| auth.is_admin() || v.project_id == s.project_id)
             .ok_or_else(|| ComputeError::NotFound(format!("Volume {volume_id} could not be found.")))?;
+        // An attached volume (here or elsewhere) is Nova's 400, as is any not available.
+        if v.status != VolumeStatus::Available {
+            return Err(ComputeError::BadRequest(format!(
+                "Invalid volume: volume {volume_id} status must be available, but current status is: {}",
+                v.status.as_str()
+            )));
+        }
         let device = s
             .next_device()
             .ok_or_else(|| ComputeError::BadRequest(format!("Server {id} has no free device name left.")))?;
@@ -880,6 +944,7 @@ impl Compute {
             device,
             state: AttachState::Attaching,
             boot: false,
+            delete_on_termination: false,
         };
         self.propose(Command::AttachServerVolume { server_id: s.id, volume: sv.clone(), updated_at: now() }).await?;
         Ok(sv)
@@ -1110,10 +1175,7 @@ impl Compute {
             Job::Delete => {
                 let r = blocking(Box::new(move || d.destroy(&id))).await;
                 match r {
-                    Ok(()) => {
-                        self.release_ports(&s.ports).await;
-                        self.propose(Command::DeleteServer { id: s.id.clone() }).await
-                    }
+                    Ok(()) => self.forget(&s).await,
                     Err(e) => self.propose(set(VmState::Error, PowerState::NoState, Some(e))).await,
                 }
             }

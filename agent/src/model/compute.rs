@@ -511,6 +511,14 @@ pub struct Server {
     pub admin_pass: Option<String>,
     pub availability_zone: String,
     pub metadata: BTreeMap<String, String>,
+    /// Nova's `accessIPv4` and `accessIPv6`: addresses the user records for the server.
+    #[serde(default)]
+    pub access_ipv4: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub access_ipv6: Option<std::net::Ipv6Addr>,
+    /// Shared by the servers of one create request (`r-` and 8 characters).
+    #[serde(default)]
+    pub reservation_id: String,
     pub created_at: u64,
     pub updated_at: u64,
     pub launched_at: Option<u64>,
@@ -562,6 +570,9 @@ pub struct ServerVolume {
     pub device: String,
     pub state: AttachState,
     pub boot: bool,
+    /// Deleted with the server (a boot volume's `delete_on_termination`).
+    #[serde(default)]
+    pub delete_on_termination: bool,
 }
 
 #[cfg(test)]

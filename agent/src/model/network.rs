@@ -94,11 +94,17 @@ impl Cidr {
             let canonical = format!("{}/{prefix}", from_u128(c.first(), addr.is_ipv6()));
             return Err(NetModelError::HostBits { given: s, canonical });
         }
-        // Room for a gateway and at least one more host.
-        if max - prefix < 2 {
-            return Err(NetModelError::TooSmall(s));
-        }
         Ok(c)
+    }
+
+    /// A subnet's prefix leaves room for a gateway and at least one more host (a route's
+    /// destination may be any prefix, down to one address).
+    pub fn check_subnet(&self) -> Result<(), NetModelError> {
+        let max = if self.is_v6() { 128 } else { 32 };
+        if max - self.prefix < 2 {
+            return Err(NetModelError::TooSmall(self.to_string()));
+        }
+        Ok(())
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -511,6 +517,9 @@ pub struct SubnetPatch {
     pub dns_nameservers: Option<Vec<IpAddr>>,
     #[serde(default)]
     pub host_routes: Option<Vec<HostRoute>>,
+    /// A new gateway (`Some(None)`: none); within the CIDR, outside the pools, no port's.
+    #[serde(default)]
+    pub gateway_ip: Option<Option<IpAddr>>,
     pub updated_at: u64,
 }
 
@@ -551,7 +560,9 @@ mod tests {
         assert!(c.overlaps(&"10.0.0.128/25".parse().unwrap()));
         assert!(!c.overlaps(&"10.0.1.0/24".parse().unwrap()));
         assert!(matches!("10.0.0.5/24".parse::<Cidr>(), Err(NetModelError::HostBits { .. })));
-        assert!(matches!("10.0.0.0/31".parse::<Cidr>(), Err(NetModelError::TooSmall(_))));
+        let tiny: Cidr = "10.0.0.0/31".parse().unwrap();
+        assert!(matches!(tiny.check_subnet(), Err(NetModelError::TooSmall(_))));
+        assert!("10.20.0.0/32".parse::<Cidr>().is_ok(), "a route's destination may be one address");
         for bad in ["10.0.0.0", "10.0.0.0/33", "x/24", "10.0.0.0/-1"] {
             assert!(matches!(bad.parse::<Cidr>(), Err(NetModelError::BadCidr(_))), "{bad}");
         }

@@ -17,10 +17,14 @@ pub enum VolumeStatus {
     Extending,
     Deleting,
     Error,
+    /// Set by an admin's reset-status only: the record says the volume is being worked on.
+    Maintenance,
+    /// A delete that failed (Cinder's `error_deleting`); set by reset-status.
+    ErrorDeleting,
 }
 
 impl VolumeStatus {
-    pub const ALL: [VolumeStatus; 8] = [
+    pub const ALL: [VolumeStatus; 10] = [
         VolumeStatus::Creating,
         VolumeStatus::Available,
         VolumeStatus::Attaching,
@@ -29,6 +33,8 @@ impl VolumeStatus {
         VolumeStatus::Extending,
         VolumeStatus::Deleting,
         VolumeStatus::Error,
+        VolumeStatus::Maintenance,
+        VolumeStatus::ErrorDeleting,
     ];
 
     /// The status a name gives (`in-use`, …).
@@ -46,6 +52,8 @@ impl VolumeStatus {
             VolumeStatus::Extending => "extending",
             VolumeStatus::Deleting => "deleting",
             VolumeStatus::Error => "error",
+            VolumeStatus::Maintenance => "maintenance",
+            VolumeStatus::ErrorDeleting => "error_deleting",
         }
     }
 }
@@ -77,8 +85,21 @@ pub struct Volume {
     /// Cinder's free-form key/value metadata.
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Set by `os-set_bootable`; otherwise a volume made from an image is bootable.
+    #[serde(default)]
+    pub bootable: Option<bool>,
+    /// Cinder's `volume_image_metadata`: the image's properties it was made from (passed on to
+    /// clones), set and unset by `os-set_image_metadata` and `os-unset_image_metadata`.
+    #[serde(default)]
+    pub image_metadata: std::collections::BTreeMap<String, String>,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+impl Volume {
+    pub fn is_bootable(&self) -> bool {
+        self.bootable.unwrap_or(self.image_id.is_some())
+    }
 }
 
 /// A volume's attachment to a server, as Nova and Cinder both show it.
@@ -133,6 +154,9 @@ pub struct Snapshot {
     /// Cinder's free-form key/value metadata.
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Progress as last reported (`80%`); otherwise it follows the status.
+    #[serde(default)]
+    pub progress: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }

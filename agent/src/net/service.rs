@@ -322,6 +322,7 @@ impl Networking {
             return Err(forbidden("create_subnet"));
         }
         let cidr = new.cidr;
+        cidr.check_subnet().map_err(|e| NetError::BadRequest(format!("Invalid input for operation: {e}")))?;
         if let Some(v) = new.ip_version {
             if v != cidr.version() {
                 return Err(NetError::BadRequest(format!(

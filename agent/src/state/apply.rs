@@ -191,7 +191,7 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::CreateServer { .. }
         | Command::SetServerState { .. }
         | Command::DeleteServer { .. }
-        | Command::RenameServer { .. }
+        | Command::UpdateServer { .. }
         | Command::AttachServerVolume { .. }
         | Command::DetachServerVolume { .. }
         | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),

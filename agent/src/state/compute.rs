@@ -276,10 +276,12 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             notify(tx, "delete.end", &gone, Some(&s), s.updated_at, serde_json::json!({"state": "deleted"}))?;
             Ok(Ok(()))
         }
-        Command::RenameServer { id, name, updated_at } => {
+        Command::UpdateServer { id, name, access_ipv4, access_ipv6, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
             let old = s.clone();
             s.name = name.clone();
+            s.access_ipv4 = access_ipv4.or(s.access_ipv4);
+            s.access_ipv6 = access_ipv6.or(s.access_ipv6);
             s.updated_at = *updated_at;
             store(tx, SERVERS, id, &s)?;
             notify(tx, "update", &s, Some(&old), *updated_at, serde_json::Value::Null)?;
@@ -414,6 +416,9 @@ mod tests {
             admin_pass: Some("pw".into()),
             availability_zone: "nova".into(),
             metadata: Default::default(),
+            access_ipv4: None,
+            access_ipv6: None,
+            reservation_id: String::new(),
             created_at: 0,
             updated_at: 0,
             launched_at: None,
@@ -498,6 +503,8 @@ mod tests {
             snapshot_id: None,
             attachments: vec![],
             metadata: Default::default(),
+            bootable: None,
+            image_metadata: Default::default(),
             created_at: 0,
             updated_at: 0,
         };
@@ -513,6 +520,7 @@ mod tests {
             device: device.into(),
             state: AttachState::Attaching,
             boot,
+            delete_on_termination: false,
         }
     }
 

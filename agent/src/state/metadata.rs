@@ -1,5 +1,5 @@
-//! Applying metadata changes — Nova's server metadata, Cinder's volume and snapshot metadata —
-//! with one command for the three. The change (clear, remove keys, set keys) is applied to the
+//! Applying metadata changes — Nova's server metadata, Cinder's volume, volume image and snapshot
+//! metadata — with one command for them all. The change (clear, remove keys, set keys) is applied to the
 //! record in the log, so two clients' concurrent changes compose instead of undoing each other.
 
 use super::apply::{load, not_found, store};
@@ -16,6 +16,8 @@ pub enum MetadataOf {
     Server,
     Volume,
     Snapshot,
+    /// A volume's image metadata (Cinder's `volume_image_metadata`).
+    VolumeImage,
 }
 
 /// One change: all of it cleared first when `replace`, then `remove`d keys (refused when one is
@@ -58,9 +60,12 @@ pub(super) fn apply(
     updated_at: u64,
 ) -> Result<Outcome, StateError> {
     macro_rules! edit {
-        ($t:ty, $table:expr, $kind:expr) => {{
+        ($t:ty, $table:expr, $kind:expr) => {
+            edit!($t, $table, $kind, metadata)
+        };
+        ($t:ty, $table:expr, $kind:expr, $field:ident) => {{
             let Some(mut r) = load::<$t>(tx, $table, id)? else { return Ok(Err(not_found($kind, id))) };
-            if let Err(refused) = change.apply_to(&mut r.metadata) {
+            if let Err(refused) = change.apply_to(&mut r.$field) {
                 return Ok(Err(refused));
             }
             r.updated_at = updated_at;
@@ -72,6 +77,7 @@ pub(super) fn apply(
         MetadataOf::Server => edit!(Server, SERVERS, Kind::Server),
         MetadataOf::Volume => edit!(Volume, VOLUMES, Kind::Volume),
         MetadataOf::Snapshot => edit!(Snapshot, SNAPSHOTS, Kind::Snapshot),
+        MetadataOf::VolumeImage => edit!(Volume, VOLUMES, Kind::Volume, image_metadata),
     }
 }
 

@@ -268,6 +268,8 @@ pub enum Command {
         id: String,
         name: Option<String>,
         description: Option<String>,
+        #[serde(default)]
+        bootable: Option<bool>,
         updated_at: u64,
     },
     /// Moves a volume to `to` if its status is one of `from`; a new size is checked against
@@ -292,9 +294,13 @@ pub enum Command {
     },
     /// Removes an attachment (the only one when `attachment_id` is None); the volume becomes
     /// `available` when none is left.
+    /// Removes an attachment (every one when `attachment_id` is None); `force` (the admin's
+    /// force-detach) whatever the volume's status.
     DetachVolume {
         id: String,
         attachment_id: Option<String>,
+        #[serde(default)]
+        force: bool,
         updated_at: u64,
     },
     /// A snapshot record (status `creating`) of an available volume, if the quota allows it.
@@ -314,6 +320,9 @@ pub enum Command {
         from: Vec<VolumeStatus>,
         to: VolumeStatus,
         error: Option<String>,
+        /// Progress as the snapshot's maker reports it (`os-update_snapshot_status`).
+        #[serde(default)]
+        progress: Option<String>,
         updated_at: u64,
     },
     DeleteSnapshot {
@@ -361,9 +370,15 @@ pub enum Command {
         fault: Option<Fault>,
         updated_at: u64,
     },
-    RenameServer {
+    /// A server's name and access addresses (once only its name: the older spelling is read).
+    #[serde(alias = "RenameServer")]
+    UpdateServer {
         id: String,
         name: String,
+        #[serde(default)]
+        access_ipv4: Option<std::net::Ipv4Addr>,
+        #[serde(default)]
+        access_ipv6: Option<std::net::Ipv6Addr>,
         updated_at: u64,
     },
     /// Changes a server's, a volume's or a snapshot's metadata.

@@ -51,6 +51,12 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             if let Some(v) = &patch.host_routes {
                 s.host_routes = v.clone();
             }
+            if let Some(g) = patch.gateway_ip {
+                if let Some(refused) = check_gateway(tx, &s, g)? {
+                    return Ok(Err(refused));
+                }
+                s.gateway_ip = g;
+            }
             s.updated_at = patch.updated_at;
             store(tx, SUBNETS, id, &s)?;
             Ok(Ok(()))
@@ -224,6 +230,27 @@ fn taken(tx: &WriteTransaction, subnet_id: &str, extra: &[FixedIp]) -> Result<Ve
     out.extend(extra.iter().filter(|f| f.subnet_id == subnet_id).map(|f| ip_key(f.ip_address)));
     out.sort_unstable();
     Ok(out)
+}
+
+/// A subnet's new gateway: one of its hosts, outside its allocation pools, held by no port.
+fn check_gateway(tx: &WriteTransaction, s: &Subnet, gateway: Option<IpAddr>) -> Result<Option<Refusal>, StateError> {
+    let Some(g) = gateway else { return Ok(None) };
+    if !s.cidr.hosts().contains(g) {
+        return Ok(Some(Refusal::Invalid(format!(
+            "Invalid input for operation: gateway {g} is not a host of subnet {} ({}).",
+            s.id, s.cidr
+        ))));
+    }
+    if s.allocation_pools.iter().any(|p| p.contains(g)) {
+        return Ok(Some(Refusal::Conflicts(format!(
+            "Gateway ip {g} conflicts with allocation pool of subnet {}.",
+            s.id
+        ))));
+    }
+    if taken(tx, &s.id, &[])?.binary_search(&ip_key(g)).is_ok() {
+        return Ok(Some(Refusal::Conflicts(format!("Gateway ip {g} is in use by a port on subnet {}.", s.id))));
+    }
+    Ok(None)
 }
 
 fn allocate(tx: &WriteTransaction, s: &Subnet, extra: &[FixedIp]) -> Result<Option<IpAddr>, StateError> {

@@ -87,13 +87,16 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, &volume.id, volume)?;
             Ok(Ok(()))
         }
-        Command::UpdateVolume { id, name, description, updated_at } => {
+        Command::UpdateVolume { id, name, description, bootable, updated_at } => {
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
             if let Some(n) = name {
                 v.name = n.clone();
             }
             if let Some(d) = description {
                 v.description = d.clone();
+            }
+            if bootable.is_some() {
+                v.bootable = *bootable;
             }
             v.updated_at = *updated_at;
             store(tx, VOLUMES, id, &v)?;
@@ -145,21 +148,21 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, id, &v)?;
             Ok(Ok(()))
         }
-        Command::DetachVolume { id, attachment_id, updated_at } => {
+        Command::DetachVolume { id, attachment_id, force, updated_at } => {
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
             let from = [VolumeStatus::InUse, VolumeStatus::Detaching];
-            if !from.contains(&v.status) {
+            if !force && !from.contains(&v.status) {
                 return Ok(Err(status_refusal("volume", id, &from, v.status)));
             }
             let before = v.attachments.len();
             v.attachments.retain(|a| attachment_id.as_ref().is_some_and(|want| *want != a.id));
-            if v.attachments.len() == before {
+            if v.attachments.len() == before && !force {
                 return Ok(Err(Refusal::Invalid(format!(
                     "Invalid volume: attachment {} is not an attachment of volume {id}.",
                     attachment_id.as_deref().unwrap_or("")
                 ))));
             }
-            if v.attachments.is_empty() {
+            if v.attachments.is_empty() || *force {
                 v.status = VolumeStatus::Available;
             }
             v.updated_at = *updated_at;
@@ -196,7 +199,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SNAPSHOTS, id, &s)?;
             Ok(Ok(()))
         }
-        Command::SetSnapshotStatus { id, from, to, error, updated_at } => {
+        Command::SetSnapshotStatus { id, from, to, error, progress, updated_at } => {
             let Some(mut s) = load::<Snapshot>(tx, SNAPSHOTS, id)? else {
                 return Ok(Err(not_found(Kind::Snapshot, id)));
             };
@@ -215,6 +218,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             s.status = *to;
             s.error = error.clone();
+            s.progress = progress.clone();
             s.updated_at = *updated_at;
             store(tx, SNAPSHOTS, id, &s)?;
             Ok(Ok(()))

@@ -124,6 +124,31 @@ pub struct Storage {
     changed: Notify,
 }
 
+/// What a volume made from an image keeps of it (Cinder's `volume_image_metadata`).
+fn image_metadata_of(i: &crate::model::image::Image) -> BTreeMap<String, String> {
+    let mut m = i.properties.clone();
+    m.insert("image_id".into(), i.id.clone());
+    m.insert("image_name".into(), i.name.clone());
+    m.insert("min_disk".into(), i.min_disk.to_string());
+    m.insert("min_ram".into(), i.min_ram.to_string());
+    if let Some(d) = i.disk_format {
+        m.insert("disk_format".into(), d.as_str().into());
+    }
+    if let Some(c) = i.container_format {
+        m.insert("container_format".into(), c.as_str().into());
+    }
+    m
+}
+
+/// Cinder's admin actions are the admin role's.
+fn require_admin(auth: &Auth, action: &str) -> Result<()> {
+    if auth.is_admin() {
+        Ok(())
+    } else {
+        Err(StorageError::Forbidden(format!("Policy doesn't allow {action} to be performed.")))
+    }
+}
+
 fn project_of(auth: &Auth) -> Result<&str> {
     auth.project.as_ref().map(|p| p.id.as_str()).ok_or(StorageError::Unscoped)
 }
@@ -328,7 +353,7 @@ impl Storage {
             }
         };
         let min = match (&image, &source, &snap) {
-            (Some((_, d)), _, _) => d.virtual_size.div_ceil(GIB).max(1),
+            (Some((i, d)), _, _) => d.virtual_size.div_ceil(GIB).max(i.min_disk).max(1),
             (_, Some(src), _) => src.size,
             (_, _, Some(s)) => s.size,
             _ => 1,
@@ -346,6 +371,7 @@ impl Storage {
         }
         let format = pool.spec.format();
         pool.spec.check_create(format).map_err(|e| StorageError::BadRequest(e.to_string()))?;
+        let (bootable, image_metadata) = self.inherited(&image, &source, &snap)?;
         let t = now();
         let volume = Volume {
             id: uuid::Uuid::new_v4().to_string(),
@@ -364,6 +390,8 @@ impl Storage {
             snapshot_id: snap.as_ref().map(|s| s.id.clone()),
             attachments: vec![],
             metadata: new.metadata,
+            bootable,
+            image_metadata,
             created_at: t,
             updated_at: t,
         };
@@ -431,8 +459,22 @@ impl Storage {
         description: Option<String>,
     ) -> Result<Volume> {
         self.get(auth, id)?;
-        self.propose(Command::UpdateVolume { id: id.into(), name, description, updated_at: now() }).await?;
+        self.propose(Command::UpdateVolume { id: id.into(), name, description, bootable: None, updated_at: now() })
+            .await?;
         self.get(auth, id)
+    }
+
+    /// Cinder's `os-set_bootable`.
+    pub async fn set_bootable(&self, auth: &Auth, id: &str, bootable: bool) -> Result<()> {
+        self.get(auth, id)?;
+        let cmd = Command::UpdateVolume {
+            id: id.into(),
+            name: None,
+            description: None,
+            bootable: Some(bootable),
+            updated_at: now(),
+        };
+        self.propose(cmd).await
     }
 
     /// Grows an available volume to `new_size` GiB (in the request; the record follows).
@@ -481,12 +523,56 @@ impl Storage {
         }
     }
 
-    pub async fn delete(&self, auth: &Auth, id: &str) -> Result<()> {
+    /// Deletes an available or failed volume; `force` (the admin's force-delete) one in any
+    /// state but attached.
+    pub async fn delete(&self, auth: &Auth, id: &str, force: bool) -> Result<()> {
+        if force {
+            require_admin(auth, "volume_extension:volume_admin_actions:force_delete")?;
+        }
         let v = self.get(auth, id)?;
+        // Forced, any status goes, as long as nothing is attached (Cinder's rule).
+        if force && !v.attachments.is_empty() {
+            return Err(StorageError::BadRequest(format!(
+                "Invalid volume: volume {id} is attached; detach it (os-force_detach) before deleting it."
+            )));
+        }
+        let from = if force { VolumeStatus::ALL.to_vec() } else { vec![VolumeStatus::Available, VolumeStatus::Error] };
+        self.remove(v, from).await
+    }
+
+    /// What a new volume takes from its origin: whether it boots (a clone's or a snapshot's
+    /// volume's flag; an image's volume boots) and the image metadata.
+    fn inherited(
+        &self,
+        image: &Option<(crate::model::image::Image, crate::model::image::ImageData)>,
+        source: &Option<Volume>,
+        snap: &Option<crate::model::volume::Snapshot>,
+    ) -> Result<(Option<bool>, BTreeMap<String, String>)> {
+        Ok(match (image, source, snap) {
+            (Some((i, _)), _, _) => (None, image_metadata_of(i)),
+            (_, Some(src), _) => (Some(src.is_bootable()), src.image_metadata.clone()),
+            (_, _, Some(s)) => match self.view()?.volume(&s.volume_id)? {
+                Some(from) => (Some(from.is_bootable()), from.image_metadata),
+                None => (None, BTreeMap::new()),
+            },
+            _ => (None, BTreeMap::new()),
+        })
+    }
+
+    /// Deletes a volume a deleted server released (its boot volume marked
+    /// `delete_on_termination`): the server's owner asked for it when creating the server.
+    pub async fn delete_released(&self, id: &str) -> Result<()> {
+        let v = self.view()?.volume(id)?.ok_or_else(|| StorageError::NotFound(id.into()))?;
+        self.remove(v, vec![VolumeStatus::Available]).await
+    }
+
+    /// Deletes a volume in one of the `from` statuses, and its data.
+    async fn remove(&self, v: Volume, from: Vec<VolumeStatus>) -> Result<()> {
+        let id = v.id.as_str();
         let lv = self.libvirt()?;
         let set = Command::SetVolumeStatus {
             id: id.into(),
-            from: vec![VolumeStatus::Available, VolumeStatus::Error],
+            from,
             to: VolumeStatus::Deleting,
             size: None,
             error: None,
@@ -535,11 +621,7 @@ impl Storage {
     /// Cinder's os-reset_status (admin): the record's status set, whatever it was; nothing on the
     /// node changes.
     pub async fn reset_status(&self, auth: &Auth, id: &str, to: VolumeStatus) -> Result<()> {
-        if !auth.is_admin() {
-            return Err(StorageError::Forbidden(
-                "Policy doesn't allow volume_extension:volume_admin_actions:reset_status to be performed.".into(),
-            ));
-        }
+        require_admin(auth, "volume_extension:volume_admin_actions:reset_status")?;
         self.get(auth, id)?;
         let cmd = Command::SetVolumeStatus {
             id: id.into(),
@@ -581,10 +663,18 @@ impl Storage {
         Ok(a)
     }
 
-    /// Removes an attachment (the only one when `attachment_id` is None).
-    pub async fn detach(&self, auth: &Auth, id: &str, attachment_id: Option<String>) -> Result<()> {
-        self.get(auth, id)?;
-        self.propose(Command::DetachVolume { id: id.into(), attachment_id, updated_at: now() }).await
+    /// Removes an attachment (the only one when `attachment_id` is None); `force` (the admin's
+    /// force-detach) whatever the volume's status, leaving it available.
+    pub async fn detach(&self, auth: &Auth, id: &str, attachment_id: Option<String>, force: bool) -> Result<()> {
+        if force {
+            require_admin(auth, "volume_extension:volume_admin_actions:force_detach")?;
+        }
+        let v = self.get(auth, id)?;
+        // Detaching what is not attached is done already (a cleanup after a forced detach).
+        if !force && v.status == VolumeStatus::Available && v.attachments.is_empty() {
+            return Ok(());
+        }
+        self.propose(Command::DetachVolume { id: id.into(), attachment_id, force, updated_at: now() }).await
     }
 
     /// Refreshes this node's pools in libvirt and reads their state (blocking).
@@ -823,7 +913,7 @@ mod tests {
         assert_eq!(lv.volume_names("p").unwrap(), std::slice::from_ref(&ok.id));
         // 4 GiB quota: 2 + 2 (the failed one counts until deleted) is the limit.
         assert!(matches!(st.create(&a, new(1)).await, Err(StorageError::OverQuota(_))));
-        st.delete(&a, &full.id).await.unwrap();
+        st.delete(&a, &full.id, false).await.unwrap();
         assert!(matches!(st.extend(&a, &ok.id, 2).await, Err(StorageError::BadRequest(_))), "not bigger");
         assert!(matches!(st.extend(&a, &ok.id, 5).await, Err(StorageError::OverQuota(_))));
         assert_eq!(st.get(&a, &ok.id).unwrap().status, VolumeStatus::Available, "a refused extend changes nothing");
@@ -831,7 +921,7 @@ mod tests {
         assert_eq!(st.get(&a, &ok.id).unwrap().size, 3);
         // Another project sees none of it.
         assert!(matches!(st.get(&auth("p2"), &ok.id), Err(StorageError::NotFound(_))));
-        st.delete(&a, &ok.id).await.unwrap();
+        st.delete(&a, &ok.id, false).await.unwrap();
         assert!(lv.volume_names("p").unwrap().is_empty());
         assert!(st.list(&a, false).unwrap().is_empty());
         r.shutdown().await;
@@ -911,7 +1001,7 @@ mod tests {
             st.create_snapshot(&a, &vol.id, "t".into(), String::new(), BTreeMap::new()).await,
             Err(StorageError::OverQuota(_))
         ));
-        let e = st.delete(&a, &vol.id).await.unwrap_err();
+        let e = st.delete(&a, &vol.id, false).await.unwrap_err();
         assert!(e.to_string().contains("dependent snapshots"), "{e}");
         assert_eq!(st.get(&a, &vol.id).unwrap().status, VolumeStatus::Available);
         // A volume from the snapshot: its pool, at least its size; another type is refused.
@@ -931,7 +1021,7 @@ mod tests {
         assert!(matches!(st.get_snapshot(&auth("p2"), &snap.id), Err(StorageError::SnapshotNotFound(_))));
         st.update_snapshot(&a, &snap.id, Some("renamed".into()), None).await.unwrap();
         assert_eq!(st.list_snapshots(&a, false).unwrap()[0].name, "renamed");
-        st.delete_snapshot(&a, &snap.id).await.unwrap();
+        st.delete_snapshot(&a, &snap.id, false).await.unwrap();
         assert!(lv.volume_names("lvm").unwrap().iter().all(|n| !n.starts_with("snap-")));
 
         // Attachment bookkeeping: reserve, attach, no second attach, detach.
@@ -940,13 +1030,13 @@ mod tests {
         let v = st.get(&a, &vol.id).unwrap();
         assert_eq!((v.status, v.attachments.clone()), (VolumeStatus::InUse, vec![att.clone()]));
         assert!(matches!(st.attach(&a, &vol.id, "server-2", "n", "/dev/vdc").await, Err(StorageError::BadRequest(_))));
-        assert!(st.delete(&a, &vol.id).await.is_err(), "an attached volume stays");
+        assert!(st.delete(&a, &vol.id, false).await.is_err(), "an attached volume stays");
         assert!(matches!(
             st.create_snapshot(&a, &vol.id, "u".into(), String::new(), BTreeMap::new()).await,
             Err(StorageError::BadRequest(_))
         ));
-        assert!(st.detach(&a, &vol.id, Some("other".into())).await.is_err());
-        st.detach(&a, &vol.id, Some(att.id)).await.unwrap();
+        assert!(st.detach(&a, &vol.id, Some("other".into()), false).await.is_err());
+        st.detach(&a, &vol.id, Some(att.id), false).await.unwrap();
         let v = st.get(&a, &vol.id).unwrap();
         assert_eq!((v.status, v.attachments.len()), (VolumeStatus::Available, 0));
 
@@ -959,8 +1049,8 @@ mod tests {
         let applied = *r.store().subscribe().borrow();
         st.report_pools().await.unwrap();
         assert_eq!(*r.store().subscribe().borrow(), applied, "an unchanged report is not logged again");
-        st.delete(&a, &restored.id).await.unwrap();
-        st.delete(&a, &vol.id).await.unwrap();
+        st.delete(&a, &restored.id, false).await.unwrap();
+        st.delete(&a, &vol.id, false).await.unwrap();
         r.shutdown().await;
     }
 

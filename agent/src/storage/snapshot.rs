@@ -83,6 +83,7 @@ impl Storage {
             pool: pool.name.clone(),
             node: self.node.clone(),
             metadata,
+            progress: None,
             created_at: t,
             updated_at: t,
         };
@@ -97,6 +98,7 @@ impl Storage {
                 from: vec![VolumeStatus::Creating],
                 to,
                 error,
+                progress: None,
                 updated_at: now(),
             },
         );
@@ -115,6 +117,52 @@ impl Storage {
         self.get_snapshot(auth, id)
     }
 
+    /// Cinder's snapshot os-reset_status (admin): the record's status set, whatever it was.
+    pub async fn reset_snapshot_status(&self, auth: &Auth, id: &str, to: VolumeStatus) -> Result<()> {
+        super::require_admin(auth, "volume_extension:snapshot_admin_actions:reset_status")?;
+        self.get_snapshot(auth, id)?;
+        let cmd = Command::SetSnapshotStatus {
+            id: id.into(),
+            from: VolumeStatus::ALL.to_vec(),
+            to,
+            error: None,
+            progress: None,
+            updated_at: now(),
+        };
+        self.propose(cmd).await
+    }
+
+    /// Cinder's `os-update_snapshot_status`, as a snapshot's maker reports on it: from
+    /// `creating` to `available` or `error`, from `deleting` to `error_deleting`, with a progress.
+    pub async fn update_snapshot_status(
+        &self,
+        auth: &Auth,
+        id: &str,
+        to: VolumeStatus,
+        progress: Option<String>,
+    ) -> Result<()> {
+        let from = match to {
+            VolumeStatus::Available | VolumeStatus::Error => VolumeStatus::Creating,
+            VolumeStatus::ErrorDeleting => VolumeStatus::Deleting,
+            other => {
+                return Err(StorageError::BadRequest(format!(
+                    "Invalid input received: a snapshot's maker may not set status {}.",
+                    other.as_str()
+                )))
+            }
+        };
+        self.get_snapshot(auth, id)?;
+        let cmd = Command::SetSnapshotStatus {
+            id: id.into(),
+            from: vec![from],
+            to,
+            error: None,
+            progress,
+            updated_at: now(),
+        };
+        self.propose(cmd).await
+    }
+
     /// Changes a volume's or a snapshot's metadata (the caller must see it).
     pub async fn set_metadata(&self, auth: &Auth, of: MetadataOf, id: &str, change: MetadataChange) -> Result<()> {
         match of {
@@ -131,12 +179,24 @@ impl Storage {
         self.propose(Command::SetMetadata { of, id: id.into(), change, updated_at: now() }).await
     }
 
-    /// Deletes an available (or failed) snapshot and its data.
-    pub async fn delete_snapshot(&self, auth: &Auth, id: &str) -> Result<()> {
+    /// Deletes an available (or failed) snapshot and its data; `force` (the admin's
+    /// force-delete) one in any status.
+    pub async fn delete_snapshot(&self, auth: &Auth, id: &str, force: bool) -> Result<()> {
+        if force {
+            super::require_admin(auth, "volume_extension:snapshot_admin_actions:force_delete")?;
+        }
         let s = self.get_snapshot(auth, id)?;
         let lv = self.libvirt()?;
-        let set = |from, to, error| Command::SetSnapshotStatus { id: id.into(), from, to, error, updated_at: now() };
-        self.propose(set(vec![VolumeStatus::Available, VolumeStatus::Error], VolumeStatus::Deleting, None)).await?;
+        let set = |from, to, error| Command::SetSnapshotStatus {
+            id: id.into(),
+            from,
+            to,
+            error,
+            progress: None,
+            updated_at: now(),
+        };
+        let from = if force { VolumeStatus::ALL.to_vec() } else { vec![VolumeStatus::Available, VolumeStatus::Error] };
+        self.propose(set(from, VolumeStatus::Deleting, None)).await?;
         let snap = s.clone();
         let r = tokio::task::spawn_blocking(move || drop_snapshot(&*lv, &snap))
             .await

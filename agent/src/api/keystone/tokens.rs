@@ -228,7 +228,7 @@ async fn login(
             let user = to_ref(u.id, u.name, u.domain, "user")?;
             let r = api.identity.login_password(&user, password, &scope).await;
             if r.is_err() {
-                failed(&format!("password (user {who:?})"));
+                log::warn!("authentication failed for user {who:?} from {peer}");
             }
             r
         }

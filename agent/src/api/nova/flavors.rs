@@ -183,7 +183,9 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             let is_public = match q("is_public").as_deref() {
                 _ if all_flavors => None,
                 None => Some(true),
-                Some(v) => Some(super::super::http::is_true(v)),
+                Some(v) => Some(
+                    Flag::parse(v).ok_or_else(|| bad(format!("Invalid input for query parameters is_public: {v}")))?,
+                ),
             };
             let mut items = c.flavors(auth, is_public)?;
             if let Some(min) = q("minRam").and_then(|v| v.parse::<u64>().ok()) {
@@ -197,11 +199,7 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             let path = if detail { "flavors/detail" } else { "flavors" };
             let (items, next) = super::page(cx, items, |f| f.id.as_str(), path)?;
             let out: Vec<Value> = items.iter().map(|f| flavor_json(f, base, detail)).collect();
-            let mut body = json!({"flavors": out});
-            if let Some(next) = next {
-                body["flavors_links"] = next;
-            }
-            Ok(json(StatusCode::OK, &body))
+            Ok(json(StatusCode::OK, &super::super::http::list_body("flavors", out, next)))
         }
         (&Method::POST, ["flavors"]) => {
             let f = typed_body::<FlavorCreate>(req, "flavor").await?.into_flavor()?;

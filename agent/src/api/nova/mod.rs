@@ -8,6 +8,7 @@ mod flavors;
 mod hosts;
 mod keypairs;
 mod limits;
+mod server_create;
 mod servers;
 
 use super::error::ApiError;
@@ -22,6 +23,13 @@ use serde_json::{json, Map, Value};
 
 /// The microversions served: `(2, 1)` to `MAX`.
 const MAX: (u32, u32) = (2, 1);
+
+/// Nova's legacy v2.0 API, served by the same code without microversions, as Nova does.
+fn version_doc_v2(base: &str) -> Value {
+    json!({"id": "v2.0", "status": "SUPPORTED", "version": "", "min_version": "", "updated": "2011-01-21T11:33:21Z",
+           "links": [{"rel": "self", "href": format!("{base}/compute/v2/")}],
+           "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2"}]})
+}
 
 fn version_doc(base: &str) -> Value {
     json!({"id": "v2.1", "status": "CURRENT", "version": format!("{}.{}", MAX.0, MAX.1), "min_version": "2.1",
@@ -63,13 +71,18 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
     let method = req.method().clone();
     let mv = microversion(&req)?;
     let mut resp = match segs {
-        [] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"versions": [version_doc(&base)]}))),
+        [] if method == Method::GET => {
+            Ok(json(StatusCode::OK, &json!({"versions": [version_doc_v2(&base), version_doc(&base)]})))
+        }
         ["v2.1"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"version": version_doc(&base)}))),
+        ["v2"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"version": version_doc_v2(&base)}))),
         // Paths may carry the project as older endpoints did (`/v2.1/{project_id}/…`).
-        ["v2.1", project, rest @ ..] if project.len() == 32 && project.chars().all(|c| c.is_ascii_hexdigit()) => {
+        ["v2.1" | "v2", project, rest @ ..]
+            if project.len() == 32 && project.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
             v21(api, req, rest, &base).await
         }
-        ["v2.1", rest @ ..] => v21(api, req, rest, &base).await,
+        ["v2.1" | "v2", rest @ ..] => v21(api, req, rest, &base).await,
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }?;
     let v = format!("{}.{}", mv.0, mv.1);

@@ -5,16 +5,29 @@
 use super::super::error::ApiError;
 use super::super::http::Body;
 use super::super::http::{empty, json, parse_json, read_body, timestamp, MAX_JSON_BODY};
+use super::server_create::ServerCreate;
 use super::Ctx;
-use super::{bad, body_object};
-use crate::compute::{Action, NetRequest, Networks, NewServer};
-use crate::model::compute::{check_server_name, Server, ServerVolume};
+use super::{bad, body_object, typed_body};
+use crate::compute::{Action, ServerChange};
+use crate::model::compute::{Server, ServerVolume};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::Map;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// A server update: its name and access addresses (`description` comes with 2.19).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerUpdate {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "accessIPv4", default)]
+    access_ipv4: Option<std::net::Ipv4Addr>,
+    #[serde(rename = "accessIPv6", default)]
+    access_ipv6: Option<std::net::Ipv6Addr>,
+}
 
 /// Which answer a server is part of: a plain listing (id, name, links), an update (Nova's base
 /// server view), or a show or detailed listing (with the extensions; host attributes for admins).
@@ -46,7 +59,8 @@ fn server_json(s: &Server, addresses: &[(String, std::net::IpAddr, String)], bas
         "metadata": s.metadata, "hostId": host_id, "image": {"id": s.image_id, "links": [{"rel": "bookmark", "href": image_href}]},
         "flavor": {"id": s.flavor.id, "links": [{"rel": "bookmark", "href": flavor_href}]},
         "created": timestamp(s.created_at, false), "updated": timestamp(s.updated_at, false),
-        "addresses": addresses_json(addresses), "accessIPv4": "", "accessIPv6": "", "links": links, "OS-DCF:diskConfig": "MANUAL",
+        "addresses": addresses_json(addresses), "accessIPv4": s.access_ipv4.map_or(String::new(), |a| a.to_string()),
+        "accessIPv6": s.access_ipv6.map_or(String::new(), |a| a.to_string()), "links": links, "OS-DCF:diskConfig": "MANUAL",
     });
     if s.image_id.is_empty() {
         j["image"] = json!("");
@@ -90,166 +104,9 @@ fn addresses_json(addresses: &[(String, std::net::IpAddr, String)]) -> Value {
     Value::Object(by_net)
 }
 
-/// A server name filter as Nova takes it: a regular expression; `^` and `$` anchors and plain
-/// text are understood (the common uses), matched case-sensitively.
-fn name_matches(pattern: &str, name: &str) -> bool {
-    let (start, rest) = pattern.strip_prefix('^').map_or((false, pattern), |r| (true, r));
-    let (end, core) = rest.strip_suffix('$').map_or((false, rest), |r| (true, r));
-    match (start, end) {
-        (true, true) => name == core,
-        (true, false) => name.starts_with(core),
-        (false, true) => name.ends_with(core),
-        (false, false) => name.contains(core),
-    }
-}
-
-/// A new server from a create body.
-fn new_server(s: &Map<String, Value>) -> Result<NewServer, ApiError> {
-    let string = |k: &str| -> Result<Option<String>, ApiError> {
-        match s.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(v)) => Ok(Some(v.clone())),
-            Some(v) => Err(bad(format!("Invalid input for field/attribute {k}. Value: {v}. It is not a string."))),
-        }
-    };
-    let name = string("name")?
-        .ok_or_else(|| bad("Invalid input for field/attribute server. 'name' is a required property"))?;
-    check_server_name(&name).map_err(|e| bad(e.to_string()))?;
-    // imageRef may be a URL ending in the id; empty when booting from a volume.
-    let image_id = string("imageRef")?.unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
-    let flavor_id = string("flavorRef")?.ok_or_else(|| bad("Invalid input: flavorRef is required."))?;
-    let flavor_id = flavor_id.rsplit('/').next().unwrap_or_default().to_owned();
-    let networks = match s.get("networks") {
-        // Before 2.37 Nova reads an absent or empty list as "the project's network".
-        None | Some(Value::Null) => Networks::Auto { explicit: false },
-        Some(Value::Array(a)) if a.is_empty() => Networks::Auto { explicit: false },
-        Some(Value::String(v)) if v == "none" => Networks::List(vec![]),
-        Some(Value::String(v)) if v == "auto" => Networks::Auto { explicit: true },
-        Some(Value::Array(a)) => Networks::List(
-            a.iter()
-                .map(|n| match (n.get("uuid").and_then(Value::as_str), n.get("port").and_then(Value::as_str)) {
-                    (_, Some(p)) => Ok(NetRequest::Port(p.to_owned())),
-                    (Some(u), None) => Ok(NetRequest::Network(u.to_owned())),
-                    _ => Err(bad(format!("Invalid input for field/attribute networks: {n} needs a uuid or a port"))),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(v) => return Err(bad(format!("Invalid input for field/attribute networks: {v}"))),
-    };
-    let boot_volume = boot_volume(s.get("block_device_mapping_v2"))?;
-    if image_id.is_empty() && boot_volume.is_none() {
-        return Err(bad(
-            "Invalid input: imageRef, or a block_device_mapping_v2 entry booting from a volume, is required.",
-        ));
-    }
-    let user_data = string("user_data")?;
-    if let Some(u) = &user_data {
-        use base64::Engine;
-        if u.len() > 65535 || base64::engine::general_purpose::STANDARD.decode(u).is_err() {
-            return Err(bad("Invalid input for field/attribute user_data: not base64, or over 64 KiB."));
-        }
-    }
-    let metadata = match s.get("metadata") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(v) if k.len() <= 255 && v.len() <= 255 => Ok((k.clone(), v.clone())),
-                _ => Err(bad(format!(
-                    "Invalid input for field/attribute metadata: {k} must map to a string of at most 255 characters"
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(v) => return Err(bad(format!("Invalid input for field/attribute metadata: {v} is not an object"))),
-    };
-    let admin_pass = match string("adminPass")? {
-        Some(p) => p,
-        None => generate_password(),
-    };
-    Ok(NewServer {
-        admin_pass,
-        name,
-        image_id,
-        flavor_id,
-        key_name: string("key_name")?,
-        user_data,
-        availability_zone: string("availability_zone")?.filter(|z| !z.is_empty()),
-        metadata,
-        networks,
-        boot_volume,
-    })
-}
-
-/// Nova's generated admin password: 12 characters, letters and digits that cannot be mistaken
-/// for each other.
-fn generate_password() -> String {
-    use rand::seq::SliceRandom;
-    const SYMBOLS: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-    let mut rng = rand::rngs::OsRng;
-    (0..12).filter_map(|_| SYMBOLS.choose(&mut rng).map(|&b| char::from(b))).collect()
-}
-
-/// `min_count` and `max_count` of a create body (1 when absent), checked.
-fn counts(s: &Map<String, Value>) -> Result<(u32, u32), ApiError> {
-    let count = |k: &str| -> Result<Option<u32>, ApiError> {
-        let v = match s.get(k) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(t)) => t.parse().ok(),
-            Some(_) => None,
-        };
-        v.and_then(|n| u32::try_from(n).ok()).filter(|n| *n >= 1).map(Some).ok_or_else(|| {
-            bad(format!("Invalid input for field/attribute {k}. Value: {}. It must be an integer of at least 1.", s[k]))
-        })
-    };
-    let min = count("min_count")?;
-    let max = count("max_count")?;
-    let (min, max) = (min.unwrap_or(1), max.unwrap_or(min.unwrap_or(1)));
-    if min > max {
-        return Err(bad("min_count must be <= max_count"));
-    }
-    Ok((min, max))
-}
-
-/// The boot volume a create's `block_device_mapping_v2` names: an entry with source `volume`,
-/// destination `volume` and boot index 0. An image described as a mapping (source `image`,
-/// destination `local`) is the imageRef boot; other mappings are not served yet.
-fn boot_volume(bdms: Option<&Value>) -> Result<Option<String>, ApiError> {
-    let bdms = match bdms {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(a)) => a,
-        Some(v) => return Err(bad(format!("Invalid input for field/attribute block_device_mapping_v2: {v}"))),
-    };
-    let field = |b: &Value, k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
-    let mut boot = None;
-    for b in bdms {
-        let index = match b.get("boot_index") {
-            Some(Value::Number(n)) => n.as_i64(),
-            Some(Value::String(t)) => t.parse().ok(),
-            _ => None,
-        };
-        match (field(b, "source_type").as_deref(), field(b, "destination_type").as_deref()) {
-            (Some("image"), None | Some("local")) => {}
-            (Some("volume"), None | Some("volume")) if index == Some(0) => {
-                if b.get("delete_on_termination").and_then(Value::as_bool) == Some(true) {
-                    return Err(ApiError::NotImplemented(
-                        "delete_on_termination for a boot volume is not served yet; delete the volume after the server."
-                            .into(),
-                    ));
-                }
-                let id = field(b, "uuid").ok_or_else(|| bad("Invalid input: a volume mapping needs a uuid."))?;
-                if boot.replace(id).is_some() {
-                    return Err(bad("Invalid input: more than one mapping has boot_index 0."));
-                }
-            }
-            _ => {
-                return Err(ApiError::NotImplemented(format!(
-                    "This block device mapping is not served yet (served: a volume with boot_index 0): {b}"
-                )))
-            }
-        }
-    }
-    Ok(boot)
+/// A filter as Nova takes `name` and `ip`: a regular expression searched in the value.
+fn pattern(k: &str, p: &str) -> Result<regex::Regex, ApiError> {
+    regex::Regex::new(p).map_err(|e| bad(format!("Invalid input for query parameters {k}: {e}")))
 }
 
 pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
@@ -258,15 +115,17 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
     match (&method, segs) {
         (&Method::GET, ["servers"]) | (&Method::GET, ["servers", "detail"]) => list(cx, segs.len() == 2),
         (&Method::POST, ["servers"]) => {
-            let body = body_object(req, "server").await?;
-            let (new, count) = (new_server(&body)?, counts(&body)?);
-            let admin_pass = new.admin_pass.clone();
-            let s = c.create_servers(auth, new, count).await?;
+            let r = typed_body::<ServerCreate>(req, "server").await?.into_request()?;
+            let admin_pass = r.server.admin_pass.clone();
+            let (s, reservation_id) = c.create_servers(auth, r.server, r.counts).await?;
+            if r.return_reservation_id {
+                return Ok(json(StatusCode::ACCEPTED, &json!({ "reservation_id": reservation_id })));
+            }
             let href = format!("{base}/compute/v2.1/servers/{}", s.id);
             Ok(json(
                 StatusCode::ACCEPTED,
                 &json!({"server": {"id": s.id, "OS-DCF:diskConfig": "MANUAL", "adminPass": admin_pass,
-                "security_groups": [], "links": [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]}}),
+                "security_groups": [{"name": "default"}], "links": [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]}}),
             ))
         }
         (_, ["servers", id]) => match method {
@@ -276,12 +135,9 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
                 Ok(json(StatusCode::OK, &json!({"server": j})))
             }
             Method::PUT => {
-                let body = body_object(req, "server").await?;
-                let name = match body.get("name") {
-                    Some(Value::String(n)) => n.clone(),
-                    _ => return Err(bad("Invalid input: the update takes a \"name\" string (the only field served).")),
-                };
-                let s = c.rename_server(auth, id, &name).await?;
+                let b = typed_body::<ServerUpdate>(req, "server").await?;
+                let change = ServerChange { name: b.name, access_ipv4: b.access_ipv4, access_ipv6: b.access_ipv6 };
+                let s = c.update_server(auth, id, change).await?;
                 let j = server_json(&s, &c.addresses(&s)?, base, View::Updated);
                 Ok(json(StatusCode::OK, &json!({"server": j})))
             }
@@ -325,8 +181,16 @@ fn list(cx: &Ctx<'_>, detail: bool) -> Result<Response<Body>, ApiError> {
     let q = |k: &str| cx.q(k);
     let all = q("all_tenants").is_some_and(|v| super::super::http::is_true(&v));
     let mut items = c.servers(auth, all)?;
+    // With all_tenants, an admin may name the project (`tenant_id` or `project_id`).
+    if let Some(p) = q("project_id").or_else(|| q("tenant_id")).filter(|_| all && auth.is_admin()) {
+        items.retain(|s| s.project_id == p);
+    }
     if let Some(n) = q("name") {
-        items.retain(|s| name_matches(&n, &s.name));
+        let re = pattern("name", &n)?;
+        items.retain(|s| re.is_match(&s.name));
+    }
+    if let Some(r) = q("reservation_id") {
+        items.retain(|s| s.reservation_id == r);
     }
     if let Some(st) = q("status") {
         items.retain(|s| s.status().eq_ignore_ascii_case(&st));
@@ -346,9 +210,10 @@ fn list(cx: &Ctx<'_>, detail: bool) -> Result<Response<Body>, ApiError> {
         items.retain(|s| s.updated_at >= since);
     }
     if let Some(ip) = q("ip") {
+        let re = pattern("ip", &ip)?;
         let mut kept = Vec::new();
         for s in items {
-            if c.addresses(&s)?.iter().any(|(_, a, _)| a.is_ipv4() && name_matches(&ip, &a.to_string())) {
+            if c.addresses(&s)?.iter().any(|(_, a, _)| a.is_ipv4() && re.is_match(&a.to_string())) {
                 kept.push(s);
             }
         }
@@ -365,11 +230,7 @@ fn list(cx: &Ctx<'_>, detail: bool) -> Result<Response<Body>, ApiError> {
             Ok(server_json(s, &c.addresses(s)?, base, view))
         })
         .collect::<Result<_, ApiError>>()?;
-    let mut body = json!({"servers": out});
-    if let Some(next) = next {
-        body["servers_links"] = next;
-    }
-    Ok(json(StatusCode::OK, &body))
+    Ok(json(StatusCode::OK, &super::super::http::list_body("servers", out, next)))
 }
 
 /// `POST /servers/{id}/action`: one action a body.
@@ -497,34 +358,5 @@ async fn volume_attachments(
         }
         (m, [] | [_]) => Err(super::super::not_allowed(&m)),
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
-    }
-
-    #[test]
-    fn counts_and_block_device_mappings_are_checked() {
-        assert_eq!(counts(&obj(json!({}))).unwrap(), (1, 1));
-        assert_eq!(counts(&obj(json!({"min_count": 2}))).unwrap(), (2, 2));
-        assert_eq!(counts(&obj(json!({"min_count": "1", "max_count": 3}))).unwrap(), (1, 3));
-        for bad in [json!({"min_count": 3, "max_count": 2}), json!({"max_count": 0}), json!({"min_count": "x"})] {
-            assert!(matches!(counts(&obj(bad.clone())), Err(ApiError::BadRequest(_))), "{bad}");
-        }
-        let vol = json!([{"uuid": "v1", "boot_index": 0, "source_type": "volume", "destination_type": "volume"}]);
-        assert_eq!(boot_volume(Some(&vol)).unwrap().as_deref(), Some("v1"));
-        let image = json!([{"uuid": "i1", "boot_index": "0", "source_type": "image", "destination_type": "local"}]);
-        assert_eq!(boot_volume(Some(&image)).unwrap(), None, "an image boot is the imageRef");
-        let blank = json!([{"boot_index": -1, "source_type": "blank", "destination_type": "local"}]);
-        assert!(matches!(boot_volume(Some(&blank)), Err(ApiError::NotImplemented(_))));
-        let no_id = json!([{"boot_index": 0, "source_type": "volume", "destination_type": "volume"}]);
-        assert!(matches!(boot_volume(Some(&no_id)), Err(ApiError::BadRequest(_))));
-        let body = obj(json!({"name": "s", "flavorRef": "1"}));
-        assert!(matches!(new_server(&body), Err(ApiError::BadRequest(m)) if m.contains("imageRef")));
     }
 }

@@ -1,0 +1,118 @@
+//! `/snapshots`: list (`/snapshots`, `/snapshots/detail`, filters name, status, volume_id;
+//! paging), create, show, update (name, description), delete.
+
+use super::super::http::{empty, json, timestamp};
+use super::{body, paging, ApiError, Body, Ctx, Text};
+use crate::model::volume::{Snapshot, VolumeStatus};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// A snapshot: Cinder's base view for a create, an update or a plain listing; with the
+/// extended attributes (progress, project) for a show or a detailed listing.
+fn snapshot_json(s: &Snapshot, extended: bool) -> Value {
+    let mut j = json!({
+        "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id,
+        "status": s.status.as_str(), "size": s.size, "metadata": s.metadata,
+        "created_at": timestamp(s.created_at, true), "updated_at": timestamp(s.updated_at, true),
+    });
+    if extended {
+        let progress = if s.status == VolumeStatus::Available { "100%" } else { "0%" };
+        j["os-extended-snapshot-attributes:progress"] = json!(s.progress.as_deref().unwrap_or(progress));
+        j["os-extended-snapshot-attributes:project_id"] = json!(s.project_id);
+    }
+    j
+}
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    snapshot: CreateBody,
+}
+#[derive(Deserialize)]
+struct CreateBody {
+    /// Absent, the volume is not found (Cinder's 404).
+    #[serde(default)]
+    volume_id: Option<String>,
+    #[serde(default)]
+    name: Option<Text>,
+    #[serde(default)]
+    display_name: Option<Text>,
+    #[serde(default)]
+    description: Option<Text>,
+    #[serde(default)]
+    display_description: Option<Text>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+#[derive(Deserialize)]
+struct UpdateRequest {
+    snapshot: UpdateBody,
+}
+#[derive(Deserialize)]
+struct UpdateBody {
+    #[serde(default)]
+    name: Option<Text>,
+    #[serde(default)]
+    display_name: Option<Text>,
+    #[serde(default)]
+    description: Option<Text>,
+    #[serde(default)]
+    display_description: Option<Text>,
+}
+
+/// Snapshot lists have the same fields with or without detail in Cinder, less the extended ones.
+fn list(ctx: &Ctx, detail: bool) -> Result<Response<Body>, ApiError> {
+    let all = ctx.admin && ctx.flag("all_tenants");
+    let mut items = ctx.api.storage.list_snapshots(&ctx.auth, all)?;
+    if let Some(p) = ctx.q("project_id").filter(|_| all) {
+        items.retain(|s| s.project_id == p);
+    }
+    if let Some(n) = ctx.q("name") {
+        items.retain(|s| s.name == n);
+    }
+    if let Some(s) = ctx.q("status") {
+        items.retain(|x| x.status.as_str() == s);
+    }
+    if let Some(v) = ctx.q("volume_id") {
+        items.retain(|x| x.volume_id == v);
+    }
+    let path = if detail { "snapshots/detail" } else { "snapshots" };
+    let (items, next) = paging::page(items, &|k| ctx.q(k), &ctx.project_url(), path)?;
+    let out: Vec<Value> = items.iter().map(|s| snapshot_json(s, detail)).collect();
+    Ok(json(StatusCode::OK, &super::super::http::list_body("snapshots", out, next)))
+}
+
+pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
+    let st = &ctx.api.storage;
+    let auth = &ctx.auth;
+    match (req.method().clone(), segs) {
+        (Method::GET, ["snapshots"]) => list(ctx, false),
+        (Method::GET, ["snapshots", "detail"]) => list(ctx, true),
+        (Method::POST, ["snapshots"]) => {
+            let b = body::<CreateRequest>(req).await?.snapshot;
+            let name = b.name.or(b.display_name).unwrap_or_default().0;
+            let description = b.description.or(b.display_description).unwrap_or_default().0;
+            let volume = b.volume_id.ok_or_else(|| ApiError::NotFound("Volume None could not be found.".into()))?;
+            let snap = st.create_snapshot(auth, &volume, name, description, b.metadata.unwrap_or_default()).await?;
+            Ok(json(StatusCode::ACCEPTED, &json!({"snapshot": snapshot_json(&snap, false)})))
+        }
+        (Method::GET, ["snapshots", id]) => {
+            Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&st.get_snapshot(auth, id)?, true)})))
+        }
+        (Method::PUT, ["snapshots", id]) => {
+            let b = body::<UpdateRequest>(req).await?.snapshot;
+            let name = b.name.or(b.display_name).map(|t| t.0);
+            let description = b.description.or(b.display_description).map(|t| t.0);
+            let snap = st.update_snapshot(auth, id, name, description).await?;
+            Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&snap, false)})))
+        }
+        (Method::DELETE, ["snapshots", id]) => {
+            st.delete_snapshot(auth, id, false).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        (m, ["snapshots"] | ["snapshots", _]) => Err(super::super::not_allowed(&m)),
+        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+    }
+}
