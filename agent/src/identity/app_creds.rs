@@ -25,7 +25,7 @@ pub struct NewAppCredential {
     pub secret: Option<String>,
     /// Unix microseconds.
     pub expires_at_us: Option<u64>,
-    /// The roles it carries; all of the token's when absent.
+    /// The roles it carries; all of the token's when absent or empty.
     pub roles: Option<Vec<RoleRef>>,
     pub unrestricted: bool,
 }
@@ -58,8 +58,10 @@ impl Identity {
         if new.expires_at_us.is_some_and(|e| e <= now_us()) {
             return Err(IdentityError::BadRequest("'expires_at' is in the past.".into()));
         }
-        let role_ids = match &new.roles {
-            None => auth.roles.iter().map(|r| r.id.clone()).collect(),
+        // No roles named (absent or an empty list, as the openstack client sends): all the
+        // token's, as Keystone does.
+        let role_ids = match new.roles.as_deref() {
+            None | Some([]) => auth.roles.iter().map(|r| r.id.clone()).collect(),
             Some(refs) => refs.iter().map(|r| held_role(auth, r)).collect::<Result<Vec<_>>>()?,
         };
         let secret = new.secret.clone().unwrap_or_else(|| B64.encode(rand::random::<[u8; 32]>()));
