@@ -3,6 +3,7 @@
 //! grown, cloned, overlaid, uploaded to and deleted, checked with `qemu-img info`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
 
 use cairn_agent::model::storage::{PoolSpec, VolumeFormat};
 use cairn_agent::sys::libvirt::{pool_xml, same_storage, volume_xml, Libvirt, LibvirtError, Virt};
@@ -14,17 +15,14 @@ fn info(path: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn connect() -> Option<Virt> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: needs root for qemu:///system; CI runs it as root");
-        return None;
-    }
-    Some(Virt::connect("qemu:///system").expect("libvirtd is not running: `make test` (or `make libvirtd`) starts it"))
+fn connect() -> Virt {
+    common::require_root("libvirt storage on qemu:///system");
+    Virt::connect("qemu:///system").expect("libvirtd is not running: `make test` (or `make libvirtd`) starts it")
 }
 
 #[test]
 fn dir_pool_volumes_of_every_format() {
-    let Some(lv) = connect() else { return };
+    let lv = connect();
     let dir = tempfile::tempdir().unwrap();
     let pool = format!("cairn-test-{}", std::process::id());
     let path = dir.path().join("pool");
@@ -123,7 +121,7 @@ fn rbd_pool_against_a_real_cluster() {
         eprintln!("SKIP rbd_pool_against_a_real_cluster: CAIRN_TEST_CEPH does not name a Ceph pool file");
         return;
     };
-    let Some(lv) = connect() else { return };
+    let lv = connect();
     let spec: PoolSpec = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     let PoolSpec::Rbd { user, secret_uuid, key_file: Some(key), .. } = &spec else {
         panic!("CAIRN_TEST_CEPH must describe an rbd pool with a key_file: {spec:?}")

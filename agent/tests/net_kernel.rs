@@ -5,6 +5,7 @@
 //! (`CAIRN_REQUIRE_VLAN=1` turns the skip into a failure).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
 
 use cairn_agent::model::network::{
     Cidr, FixedIp, IpRequest, Mac, Network, NetworkType, Port, Segment, Subnet, DHCP_OWNER,
@@ -19,19 +20,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Skips (returns true) when not root, saying why.
-fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIP {test}: needs root (network namespaces); CI runs it as root");
-        return true;
-    }
-    false
-}
 
 /// A namespace removed when dropped.
 struct TestNs {
@@ -282,9 +270,7 @@ fn ip_of(p: &Port) -> IpAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flat_network_on_a_veth_uplink() {
-    if skip_unless_root("flat_network_on_a_veth_uplink") {
-        return;
-    }
+    common::require_root("flat_network_on_a_veth_uplink");
     let host = TestNs::new("flat-h");
     let peer = TestNs::new("flat-p");
     veth(&host, "eth1", &peer, "peer1").await;
@@ -338,9 +324,7 @@ async fn flat_network_on_a_veth_uplink() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dhcp_gives_a_port_its_address() {
-    if skip_unless_root("dhcp_gives_a_port_its_address") {
-        return;
-    }
+    common::require_root("dhcp_gives_a_port_its_address");
     let host = TestNs::new("dh-h");
     let up_peer = TestNs::new("dh-u");
     let vm = TestNs::new("dh-vm");
@@ -455,9 +439,7 @@ async fn kernel_has_vlans() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vlans_isolate_across_two_hosts() {
-    if skip_unless_root("vlans_isolate_across_two_hosts") {
-        return;
-    }
+    common::require_root("vlans_isolate_across_two_hosts");
     if !kernel_has_vlans().await {
         assert!(
             std::env::var_os("CAIRN_REQUIRE_VLAN").is_none(),
@@ -559,9 +541,7 @@ fn full_kernel_required() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_kinds_round_trip() {
-    if skip_unless_root("link_kinds_round_trip") {
-        return;
-    }
+    common::require_root("link_kinds_round_trip");
     use cairn_agent::sys::netlink::LinkKind;
     let ns = TestNs::new("kinds");
     let nl = ns.nl();

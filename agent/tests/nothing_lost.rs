@@ -314,10 +314,7 @@ async fn trial(trial: u64, seed: u64, secs: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kills_and_partitions() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP acknowledged_writes_survive_kills_and_partitions: needs root (network namespaces); CI runs it as root");
-        return;
-    }
+    common::require_root("acknowledged_writes_survive_kills_and_partitions (network namespaces)");
     let seed = env_num(
         "CAIRN_SOAK_SEED",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,

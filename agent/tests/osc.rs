@@ -447,10 +447,7 @@ fn settled(osc: &Osc, name: &str) -> serde_json::Value {
 
 #[test]
 fn openstack_client_manages_volumes() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP openstack_client_manages_volumes: needs root for qemu:///system; CI runs it as root");
-        return;
-    }
+    common::require_root("openstack_client_manages_volumes (qemu:///system)");
     let bin = venv().join("bin/openstack");
     let dir = tempfile::tempdir().unwrap();
     let pool = format!("osc-{}", std::process::id());
@@ -861,16 +858,13 @@ fn guest_disks(console: &str) -> String {
 /// such test at a time (agents with node roles share the root network namespace, and two TCG
 /// guests on two cores slow each other down), the test guest, and a directory QEMU (running as
 /// libvirt's user) can traverse to the instance files below it.
-fn guest_test(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf, tempfile::TempDir)> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP {name}: needs root for qemu:///system; CI runs it as root");
-        return None;
-    }
+fn guest_test(name: &str) -> (std::sync::MutexGuard<'static, ()>, PathBuf, tempfile::TempDir) {
+    common::require_root(name);
     let serial = ROOT_NETNS.lock().unwrap_or_else(|e| e.into_inner());
     let guest = test_guest();
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    Some((serial, guest, dir))
+    (serial, guest, dir)
 }
 
 fn virsh(args: &[&str]) -> String {
@@ -880,7 +874,7 @@ fn virsh(args: &[&str]) -> String {
 
 #[test]
 fn openstack_client_boots_a_server_on_libvirt() {
-    let Some((_serial, guest, dir)) = guest_test("openstack_client_boots_a_server_on_libvirt") else { return };
+    let (_serial, guest, dir) = guest_test("openstack_client_boots_a_server_on_libvirt");
     let bin = venv().join("bin/openstack");
     let config = common::CONFIG
         .replace("roles = []\n", "roles = [\"network\", \"compute\"]\n")
@@ -1066,9 +1060,7 @@ fn openstack_client_boots_a_server_on_libvirt() {
 /// console and diagnostics over the peer port (node calls).
 #[test]
 fn a_server_on_another_node_is_served_through_any_node() {
-    let Some((_serial, guest, dir)) = guest_test("a_server_on_another_node_is_served_through_any_node") else {
-        return;
-    };
+    let (_serial, guest, dir) = guest_test("a_server_on_another_node_is_served_through_any_node");
     let bin = venv().join("bin/openstack");
     let base = common::CONFIG.replace("max_upload_bytes = 8388608", "max_upload_bytes = 67108864");
     let ctl = Agent::start_with(&dir.path().join("ctl"), None, &format!("node_name = \"ctl\"\n{base}"));
@@ -1118,9 +1110,7 @@ fn a_server_on_another_node_is_served_through_any_node() {
 
 #[test]
 fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
-    let Some((_serial, guest, dir)) = guest_test("openstack_client_boots_from_a_volume_and_attaches_volumes") else {
-        return;
-    };
+    let (_serial, guest, dir) = guest_test("openstack_client_boots_from_a_volume_and_attaches_volumes");
     let bin = venv().join("bin/openstack");
     let pool = format!("osc-bfv-{}", std::process::id());
     let config = common::CONFIG

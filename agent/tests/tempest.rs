@@ -100,7 +100,7 @@ fn totals(out: &str) -> (u64, u64, u64) {
 }
 
 #[test]
-#[ignore = "run by `make tempest` until the selection passes; then `make test` runs it"]
+#[ignore = "takes ~7 minutes: `make test` runs it after the other tests, `make tempest` alone"]
 fn tempest_api_suites() {
     assert!(
         nix::unistd::geteuid().is_root(),

@@ -152,6 +152,12 @@ impl Agent {
 }
 
 /// The compute tests' guest image (built by cairn-qemu-test from Debian packages, cached).
+/// Fails the test unless it runs as root: what it drives (qemu:///system, network namespaces,
+/// veth pairs) needs root, and CI runs as root, so a missing privilege is a failure, not a skip.
+pub fn require_root(what: &str) {
+    assert!(nix::unistd::geteuid().is_root(), "{what} needs root (CI runs as root): run the tests as root");
+}
+
 pub fn test_guest() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out =
