@@ -31,22 +31,14 @@ struct Osc {
 impl Osc {
     /// Runs `openstack ARGS` as `user` scoped to `project`; returns (success, stdout, stderr).
     fn run_as(&self, user: &str, password: &str, project: &str, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", std::env::var("HOME").unwrap_or_default())
-            .env("OS_AUTH_URL", &self.agent_url)
-            .env("OS_CACERT", &self.ca)
-            .env("OS_USERNAME", user)
-            .env("OS_PASSWORD", password)
-            .env("OS_PROJECT_NAME", project)
-            .env("OS_USER_DOMAIN_NAME", "Default")
-            .env("OS_PROJECT_DOMAIN_NAME", "Default")
-            .env("OS_IDENTITY_API_VERSION", "3")
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        let env = [
+            ("OS_USERNAME", user),
+            ("OS_PASSWORD", password),
+            ("OS_PROJECT_NAME", project),
+            ("OS_USER_DOMAIN_NAME", "Default"),
+            ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ];
+        self.run_env(&env, args)
     }
 
     /// Runs `openstack ARGS` with only the endpoint and `env` (another way of logging in).

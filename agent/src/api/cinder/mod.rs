@@ -119,6 +119,28 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// A name and a description, under these names or Cinder's older `display_*` ones.
+#[derive(Deserialize)]
+pub struct Naming {
+    #[serde(default)]
+    name: Option<Text>,
+    #[serde(default)]
+    display_name: Option<Text>,
+    #[serde(default)]
+    description: Option<Text>,
+    #[serde(default)]
+    display_description: Option<Text>,
+}
+
+impl Naming {
+    fn name(&self) -> Option<String> {
+        self.name.as_ref().or(self.display_name.as_ref()).map(|t| t.0.clone())
+    }
+    fn description(&self) -> Option<String> {
+        self.description.as_ref().or(self.display_description.as_ref()).map(|t| t.0.clone())
+    }
+}
+
 /// A size in GiB: a positive integer, or a string holding one (Cinder takes both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gib(pub u64);

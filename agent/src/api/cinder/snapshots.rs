@@ -2,7 +2,7 @@
 //! paging), create, show, update (name, description), delete.
 
 use super::super::http::{empty, json, timestamp};
-use super::{body, paging, ApiError, Body, Ctx, Text};
+use super::{body, paging, ApiError, Body, Ctx, Naming};
 use crate::model::volume::{Snapshot, VolumeStatus};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -35,31 +35,14 @@ struct CreateBody {
     /// Absent, the volume is not found (Cinder's 404).
     #[serde(default)]
     volume_id: Option<String>,
-    #[serde(default)]
-    name: Option<Text>,
-    #[serde(default)]
-    display_name: Option<Text>,
-    #[serde(default)]
-    description: Option<Text>,
-    #[serde(default)]
-    display_description: Option<Text>,
+    #[serde(flatten)]
+    naming: Naming,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
 }
 #[derive(Deserialize)]
 struct UpdateRequest {
-    snapshot: UpdateBody,
-}
-#[derive(Deserialize)]
-struct UpdateBody {
-    #[serde(default)]
-    name: Option<Text>,
-    #[serde(default)]
-    display_name: Option<Text>,
-    #[serde(default)]
-    description: Option<Text>,
-    #[serde(default)]
-    display_description: Option<Text>,
+    snapshot: Naming,
 }
 
 /// Snapshot lists have the same fields with or without detail in Cinder, less the extended ones.
@@ -92,8 +75,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
         (Method::GET, ["snapshots", "detail"]) => list(ctx, true),
         (Method::POST, ["snapshots"]) => {
             let b = body::<CreateRequest>(req).await?.snapshot;
-            let name = b.name.or(b.display_name).unwrap_or_default().0;
-            let description = b.description.or(b.display_description).unwrap_or_default().0;
+            let (name, description) = (b.naming.name().unwrap_or_default(), b.naming.description().unwrap_or_default());
             let volume = b.volume_id.ok_or_else(|| ApiError::NotFound("Volume None could not be found.".into()))?;
             let snap = st.create_snapshot(auth, &volume, name, description, b.metadata.unwrap_or_default()).await?;
             Ok(json(StatusCode::ACCEPTED, &json!({"snapshot": snapshot_json(&snap, false)})))
@@ -103,9 +85,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
         }
         (Method::PUT, ["snapshots", id]) => {
             let b = body::<UpdateRequest>(req).await?.snapshot;
-            let name = b.name.or(b.display_name).map(|t| t.0);
-            let description = b.description.or(b.display_description).map(|t| t.0);
-            let snap = st.update_snapshot(auth, id, name, description).await?;
+            let snap = st.update_snapshot(auth, id, b.name(), b.description()).await?;
             Ok(json(StatusCode::OK, &json!({"snapshot": snapshot_json(&snap, false)})))
         }
         (Method::DELETE, ["snapshots", id]) => {

@@ -3,7 +3,7 @@
 //! metadata), delete (`cascade` takes its snapshots along).
 
 use super::super::http::{empty, json, timestamp};
-use super::{body, paging, ApiError, Body, Ctx, Gib, Text};
+use super::{body, paging, ApiError, Body, Ctx, Gib, Naming};
 use crate::model::volume::Volume;
 use crate::state::metadata::{MetadataChange, MetadataOf};
 use crate::storage::NewVolume;
@@ -58,14 +58,8 @@ struct CreateRequest {
 /// A new volume; `display_*` are Cinder's older names.
 #[derive(Deserialize)]
 struct CreateBody {
-    #[serde(default)]
-    name: Option<Text>,
-    #[serde(default)]
-    display_name: Option<Text>,
-    #[serde(default)]
-    description: Option<Text>,
-    #[serde(default)]
-    display_description: Option<Text>,
+    #[serde(flatten)]
+    naming: Naming,
     #[serde(default)]
     size: Option<Gib>,
     #[serde(default)]
@@ -98,14 +92,8 @@ struct UpdateRequest {
 }
 #[derive(Deserialize)]
 struct UpdateBody {
-    #[serde(default)]
-    name: Option<Text>,
-    #[serde(default)]
-    display_name: Option<Text>,
-    #[serde(default)]
-    description: Option<Text>,
-    #[serde(default)]
-    display_description: Option<Text>,
+    #[serde(flatten)]
+    naming: Naming,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
 }
@@ -126,8 +114,8 @@ fn new_volume(b: CreateBody) -> Result<NewVolume, ApiError> {
         return Err(super::bad(format!("Availability zone '{}' is invalid.", b.availability_zone.unwrap_or_default())));
     }
     Ok(NewVolume {
-        name: b.name.or(b.display_name).unwrap_or_default().0,
-        description: b.description.or(b.display_description).unwrap_or_default().0,
+        name: b.naming.name().unwrap_or_default(),
+        description: b.naming.description().unwrap_or_default(),
         size: b.size.map(|s| s.0),
         volume_type: b.volume_type,
         image_id: b.image_ref.or(b.image_id),
@@ -194,9 +182,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
                 let change = MetadataChange { replace: true, set, remove: vec![], max_items: super::metadata::ITEMS };
                 st.set_metadata(auth, MetadataOf::Volume, id, change).await?;
             }
-            let name = b.name.or(b.display_name).map(|t| t.0);
-            let description = b.description.or(b.display_description).map(|t| t.0);
-            let vol = st.rename(auth, id, name, description).await?;
+            let vol = st.rename(auth, id, b.naming.name(), b.naming.description()).await?;
             Ok(json(StatusCode::OK, &json!({"volume": volume_json(&vol, &ctx.base, View::Written)})))
         }
         (Method::DELETE, ["volumes", id]) => {

@@ -52,8 +52,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
             let items = id
                 .list_domains(auth)?
                 .into_iter()
-                .filter(|d| ctx.q("name").is_none_or(|n| d.name.as_str() == n))
-                .filter(|d| ctx.q("enabled").is_none_or(|e| d.enabled.to_string() == e.to_ascii_lowercase()))
+                .filter(|d| ctx.listed(d.name.as_str(), None, Some(d.enabled)))
                 .map(|d| domain_json(ctx, &d))
                 .collect();
             Ok(ctx.list("domains", items, "domains"))

@@ -38,8 +38,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
             let items = id
                 .list_groups(auth)?
                 .into_iter()
-                .filter(|g| ctx.q("name").is_none_or(|n| g.name.as_str() == n))
-                .filter(|g| ctx.q("domain_id").is_none_or(|d| g.domain_id == d))
+                .filter(|g| ctx.listed(g.name.as_str(), Some(&g.domain_id), None))
                 .map(|g| group_json(ctx, &g))
                 .collect();
             Ok(ctx.list("groups", items, "groups"))

@@ -56,6 +56,14 @@ impl Ctx<'_> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
+    /// Keystone's common list filters: `name`, `domain_id` and `enabled` (a query without one
+    /// matches any; a resource without a domain or an enabled flag passes those).
+    fn listed(&self, name: &str, domain_id: Option<&str>, enabled: Option<bool>) -> bool {
+        self.q("name").is_none_or(|n| n == name)
+            && self.q("domain_id").is_none_or(|d| domain_id.is_none_or(|x| x == d))
+            && self.q("enabled").is_none_or(|e| enabled.is_none_or(|x| x.to_string() == e.to_ascii_lowercase()))
+    }
+
     fn link(&self, path: &str) -> String {
         format!("{}/identity/v3/{path}", self.base)
     }

@@ -97,9 +97,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
             let items = id
                 .list_projects(auth)?
                 .into_iter()
-                .filter(|p| ctx.q("name").is_none_or(|n| p.name.as_str() == n))
-                .filter(|p| ctx.q("domain_id").is_none_or(|d| p.domain_id == d))
-                .filter(|p| ctx.q("enabled").is_none_or(|e| p.enabled.to_string() == e.to_ascii_lowercase()))
+                .filter(|p| ctx.listed(p.name.as_str(), Some(&p.domain_id), Some(p.enabled)))
                 .filter(|p| tags_match(ctx, p))
                 .map(|p| project_json(ctx, &p))
                 .collect();

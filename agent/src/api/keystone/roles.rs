@@ -43,7 +43,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
             let items = id
                 .list_roles(auth)?
                 .into_iter()
-                .filter(|r| ctx.q("name").is_none_or(|n| r.name.as_str() == n))
+                .filter(|r| ctx.listed(r.name.as_str(), None, None))
                 .map(|r| role_json(ctx, &r))
                 .collect();
             Ok(ctx.list("roles", items, "roles"))

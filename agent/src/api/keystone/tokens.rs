@@ -41,14 +41,20 @@ struct PasswordBody {
 struct TokenBody {
     id: String,
 }
+/// A user or project by id, or by name with its domain.
 #[derive(Deserialize)]
-struct UserRefBody {
+struct RefBody {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     domain: Option<DomainRefBody>,
+}
+#[derive(Deserialize)]
+struct UserRefBody {
+    #[serde(flatten)]
+    user: RefBody,
     #[serde(default)]
     password: Option<String>,
 }
@@ -72,7 +78,7 @@ struct DomainRefBody {
 #[derive(Deserialize)]
 struct ScopeBody {
     #[serde(default)]
-    project: Option<ProjectRefBody>,
+    project: Option<RefBody>,
     #[serde(default)]
     domain: Option<DomainRefBody>,
     #[serde(default)]
@@ -83,26 +89,13 @@ struct SystemBody {
     #[serde(default)]
     all: bool,
 }
-#[derive(Deserialize)]
-struct ProjectRefBody {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    domain: Option<DomainRefBody>,
-}
 
 fn domain_of(d: DomainRefBody) -> Result<String, ApiError> {
     d.id.or(d.name).ok_or_else(|| ApiError::BadRequest("A domain needs an id or a name.".into()))
 }
 
-fn to_ref(
-    id: Option<String>,
-    name: Option<String>,
-    domain: Option<DomainRefBody>,
-    what: &str,
-) -> Result<Ref, ApiError> {
+fn to_ref(r: RefBody, what: &str) -> Result<Ref, ApiError> {
+    let RefBody { id, name, domain } = r;
     match (id, name) {
         (Some(id), _) => Ok(Ref::Id(id)),
         (None, Some(name)) => {
@@ -116,9 +109,7 @@ fn to_ref(
 fn scope_of(s: Option<ScopeBody>) -> Result<Scope, ApiError> {
     Ok(match s {
         None | Some(ScopeBody { project: None, domain: None, system: None }) => Scope::Unscoped,
-        Some(ScopeBody { project: Some(p), domain: None, system: None }) => {
-            Scope::Project(to_ref(p.id, p.name, p.domain, "project")?)
-        }
+        Some(ScopeBody { project: Some(p), domain: None, system: None }) => Scope::Project(to_ref(p, "project")?),
         Some(ScopeBody { project: None, domain: Some(d), system: None }) => Scope::Domain(domain_of(d)?),
         Some(ScopeBody { project: None, domain: None, system: Some(SystemBody { all: true }) }) => Scope::System,
         Some(_) => return Err(ApiError::BadRequest("A token is scoped to one project, domain or the system.".into())),
@@ -222,10 +213,10 @@ async fn login(
     let failed = |what: &str| log::warn!("{what} authentication failed from {peer}");
     let result = match (methods.as_slice(), id.password, id.token, id.application_credential) {
         ([m], Some(p), _, _) if m == "password" => {
-            let u = p.user;
+            let UserRefBody { user: u, password } = p.user;
             let who = u.name.clone().or(u.id.clone()).unwrap_or_default();
-            let password = u.password.ok_or_else(|| ApiError::BadRequest("'password' is required.".into()))?;
-            let user = to_ref(u.id, u.name, u.domain, "user")?;
+            let password = password.ok_or_else(|| ApiError::BadRequest("'password' is required.".into()))?;
+            let user = to_ref(u, "user")?;
             let r = api.identity.login_password(&user, password, &scope).await;
             if r.is_err() {
                 log::warn!("authentication failed for user {who:?} from {peer}");
@@ -238,7 +229,7 @@ async fn login(
         ([m], _, _, Some(c)) if m == "application_credential" => {
             let r = match (c.id, c.name, c.user) {
                 (Some(id), _, _) => AppCredRef::Id(id),
-                (None, Some(name), Some(u)) => AppCredRef::Name { name, user: to_ref(u.id, u.name, u.domain, "user")? },
+                (None, Some(name), Some(u)) => AppCredRef::Name { name, user: to_ref(u.user, "user")? },
                 _ => {
                     return Err(ApiError::BadRequest(
                         "An application credential needs an id, or a name and its user.".into(),

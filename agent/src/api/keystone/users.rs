@@ -94,9 +94,7 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
             let items = id
                 .list_users(auth)?
                 .into_iter()
-                .filter(|u| ctx.q("name").is_none_or(|n| u.name.as_str() == n))
-                .filter(|u| ctx.q("domain_id").is_none_or(|d| u.domain_id == d))
-                .filter(|u| ctx.q("enabled").is_none_or(|e| u.enabled.to_string() == e.to_ascii_lowercase()))
+                .filter(|u| ctx.listed(u.name.as_str(), Some(&u.domain_id), Some(u.enabled)))
                 .map(|u| user_json(ctx, &u))
                 .collect();
             Ok(ctx.list("users", items, "users"))
