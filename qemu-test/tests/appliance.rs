@@ -42,14 +42,20 @@ fn osc(app: &Appliance, args: &[&str]) -> String {
 
 /// Runs the client; (success, stdout, stderr).
 fn osc_try(app: &Appliance, args: &[&str]) -> (bool, String, String) {
+    let out = osc_command(app).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// The client, logged in as the appliance's admin (as `make run` prints the values).
+fn osc_command(app: &Appliance) -> std::process::Command {
     let venv = std::env::var_os("CAIRN_OSC_VENV").map(std::path::PathBuf::from).unwrap_or_else(|| {
         std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/cairn/osc-venv")
     });
     let bin = venv.join("bin/openstack");
     assert!(bin.exists(), "{} is missing: run `make test-deps`", bin.display());
-    let out = std::process::Command::new(bin)
-        .args(args)
-        .env_clear()
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("OS_AUTH_URL", format!("https://{}/identity/v3", app.api))
         .env("OS_CACERT", &app.ca_path)
@@ -58,11 +64,51 @@ fn osc_try(app: &Appliance, args: &[&str]) -> (bool, String, String) {
         .env("OS_PROJECT_NAME", "admin")
         .env("OS_USER_DOMAIN_NAME", "Default")
         .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_IDENTITY_API_VERSION", "3")
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+        .env("OS_IDENTITY_API_VERSION", "3");
+    cmd
+}
+
+/// The commands of the README's example flow (its `sh` block under "Using it with the openstack
+/// client"), one a line, less the `export`s (the test sets those).
+fn readme_flow() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme.split("## Using it with the openstack client").nth(1).expect("the README's example section");
+    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("its sh block");
+    block.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("export ")).map(str::to_owned).collect()
+}
+
+/// The README's example flow, command by command, on the appliance booted as `make run` boots
+/// it (a disk with room), so the README cannot drift from what works.
+#[test]
+fn readme_example_flow_runs_on_the_appliance() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut boot = Boot::new(Media::Disk(disk_image().unwrap()));
+    boot.disk_bytes = Some(8 << 30);
+    let app = Appliance::boot(&boot).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let guest = cairn_qemu_test::guest::test_guest_image().unwrap();
+    let flow = readme_flow();
+    assert!(flow.iter().any(|l| l.starts_with("openstack server create")), "{flow:#?}");
+    for line in &flow {
+        let line =
+            line.replace("\"$(cargo run -q -p cairn-qemu-test --bin cairn-test-guest)\"", &guest.to_string_lossy());
+        assert!(!line.contains(['"', '\'', '$']), "a README command this test cannot run as written: {line}");
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let (program, rest) = args.split_first().unwrap();
+        let out = match *program {
+            "openstack" => osc_command(&app).args(rest).current_dir(dir.path()).output().unwrap(),
+            "qemu-img" => std::process::Command::new("qemu-img").args(rest).current_dir(dir.path()).output().unwrap(),
+            other => panic!("the README runs {other}, which this test does not know: {line}"),
+        };
+        assert!(out.status.success(), "README step failed: {line}\n{}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("README step ok: {line}");
+    }
+    // What the flow made is there and works: the server active with its console, the volume.
+    let vm: serde_json::Value = serde_json::from_str(&osc(&app, &["server", "show", "vm1", "-f", "json"])).unwrap();
+    assert_eq!(vm["status"], "ACTIVE", "{vm:#}");
+    assert!(!osc(&app, &["console", "log", "show", "vm1"]).trim().is_empty());
+    wait_status(&app, &["volume"], "vol1", "available");
+    assert!(dir.path().join("k1.pem").exists(), "the key pair's private key was written");
 }
 
 /// Waits until `openstack <what> show <name>` has status `want` (5 minutes at most: the
