@@ -231,6 +231,18 @@ async fn domains_groups_scopes_and_application_credentials() {
     // Domain and system scopes.
     let (s, _, t) = login(&mut c, password("eve", "lab", "eve-pw", json!({"domain": {"id": did}}))).await;
     assert_eq!((s, t["domain"]["name"].as_str()), (201, Some("lab")));
+    // The admin role on a domain makes no cloud admin.
+    let roles = c.request(Method::GET, "/identity/v3/roles?name=admin", &ah, None).await.unwrap().json();
+    let admin_role = roles["roles"][0]["id"].as_str().unwrap().to_owned();
+    let grant = format!("/identity/v3/domains/{did}/users/{uid}/roles/{admin_role}");
+    assert_eq!(c.request(Method::PUT, &grant, &ah, None).await.unwrap().status, 204);
+    let (s, dom, _) = login(&mut c, password("eve", "lab", "eve-pw", json!({"domain": {"id": did}}))).await;
+    assert_eq!(s, 201);
+    let dh = [("x-auth-token", dom.as_str())];
+    assert_eq!(c.request(Method::GET, "/identity/v3/users", &dh, None).await.unwrap().status, 403);
+    let r = c.request(Method::POST, "/identity/v3/domains", &dh, body(json!({"domain": {"name": "x"}}))).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(c.request(Method::DELETE, &grant, &ah, None).await.unwrap().status, 204);
     let (s, sys, t) = login(&mut c, password("eve", "lab", "eve-pw", json!({"system": {"all": true}}))).await;
     assert_eq!((s, t["system"]["all"].as_bool(), t["roles"][0]["name"].as_str()), (201, Some(true), Some("reader")));
     let sh = [("x-auth-token", sys.as_str())];

@@ -1,8 +1,8 @@
 //! Keystone's logic: password login, signed tokens, validation and revocation, and the
 //! identity resources (projects, users, roles, assignments) with who may do what.
 //!
-//! Authorization follows Keystone's default policy in its simplest form: the `admin` role in
-//! the token's scope (a project, a domain or the system) may do everything; a system-scoped
+//! Authorization follows Keystone's default policy in its simplest form: the `admin` role on
+//! the token's project or on the system may do everything (on a domain it is no cloud admin); a system-scoped
 //! token with any role may read every identity resource (Keystone's system reader); any token
 //! may read its own user, its own projects and the project it is scoped to; everything else
 //! is 403.
@@ -108,9 +108,10 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// The `admin` role in the token's scope.
+    /// The `admin` role on the token's project or on the system. A domain's admin is not the
+    /// cloud's: that role reaches no further than reading its domain.
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r.name.as_str() == "admin")
+        self.claims.domain_id.is_none() && self.roles.iter().any(|r| r.name.as_str() == "admin")
     }
 
     /// A system-scoped token may read every identity resource, as Keystone's system reader.
