@@ -27,44 +27,37 @@ pub(super) fn subnet_json(s: &Subnet) -> Value {
     })
 }
 
+/// Attributes a create may give only with their default value (features not served).
+const DEFAULT_ONLY: [&str; 8] = [
+    "ipv6_ra_mode",
+    "ipv6_address_mode",
+    "subnetpool_id",
+    "prefixlen",
+    "use_default_subnetpool",
+    "service_types",
+    "tags",
+    "segment_id",
+];
+
 /// One subnet of a create (Neutron's `subnet` object), as the answer shows it.
 pub(super) async fn create_subnet(api: &Api, auth: &Auth, obj: Map<String, Value>) -> Result<Value, ApiError> {
     let net = &api.network;
-    let a = Attrs::of(
-        obj,
-        &[
-            "name",
-            "description",
-            "network_id",
-            "ip_version",
-            "cidr",
-            "gateway_ip",
-            "allocation_pools",
-            "dns_nameservers",
-            "enable_dhcp",
-            "host_routes",
-            "project_id",
-            "tenant_id",
-            "ipv6_ra_mode",
-            "ipv6_address_mode",
-            "subnetpool_id",
-            "prefixlen",
-            "use_default_subnetpool",
-            "service_types",
-            "tags",
-            "segment_id",
-        ],
-    )?;
-    a.only_default(&[
-        "ipv6_ra_mode",
-        "ipv6_address_mode",
-        "subnetpool_id",
-        "prefixlen",
-        "use_default_subnetpool",
-        "service_types",
-        "tags",
-        "segment_id",
-    ])?;
+    let served = [
+        "name",
+        "description",
+        "network_id",
+        "ip_version",
+        "cidr",
+        "gateway_ip",
+        "allocation_pools",
+        "dns_nameservers",
+        "enable_dhcp",
+        "host_routes",
+        "project_id",
+        "tenant_id",
+    ];
+    let a = Attrs::of(obj, &[&served[..], &DEFAULT_ONLY[..]].concat())?;
+    a.only_default(&DEFAULT_ONLY)?;
     let network_id = a.string("network_id")?.ok_or_else(|| bad("network_id is required."))?;
     let cidr: Cidr = a
         .string("cidr")?
