@@ -105,6 +105,15 @@ pub struct Auth {
     pub roles: Vec<Role>,
     /// The application credential the token was issued for.
     pub app_cred: Option<AppCredential>,
+    /// The domains of the user and of the project, as validated (tokens show their names).
+    pub domains: Domains,
+}
+
+/// The domains a token's user and project are in.
+#[derive(Clone, Debug)]
+pub struct Domains {
+    pub user: Domain,
+    pub project: Option<Domain>,
 }
 
 impl Auth {
@@ -412,19 +421,20 @@ impl Identity {
         if !user.enabled {
             return Err(IdentityError::Unauthorized);
         }
-        enabled_domain(&user.domain_id)?;
-        let project = match &claims.project_id {
+        let user_domain = enabled_domain(&user.domain_id)?;
+        let (project, project_domain) = match &claims.project_id {
             Some(pid) => {
                 let p = view.project(pid)?.filter(|p| p.enabled).ok_or(IdentityError::Unauthorized)?;
-                enabled_domain(&p.domain_id)?;
-                Some(p)
+                let d = enabled_domain(&p.domain_id)?;
+                (Some(p), Some(d))
             }
-            None => None,
+            None => (None, None),
         };
+        let domains = Domains { user: user_domain, project: project_domain };
         let domain = claims.domain_id.as_deref().map(enabled_domain).transpose()?;
         let app_cred = claims.app_cred.as_deref().map(|id| Self::app_cred_of(view, id, &user, &claims)).transpose()?;
         let Some(target) = target_of(&claims) else {
-            return Ok(Auth { claims, user, project, domain, roles: Vec::new(), app_cred });
+            return Ok(Auth { claims, user, project, domain, roles: Vec::new(), app_cred, domains });
         };
         let mut held = view.roles_on(&user.id, &target)?;
         if let Some(c) = &app_cred {
@@ -443,7 +453,7 @@ impl Identity {
         if roles.is_empty() {
             return Err(IdentityError::Unauthorized);
         }
-        Ok(Auth { claims, user, project, domain, roles, app_cred })
+        Ok(Auth { claims, user, project, domain, roles, app_cred, domains })
     }
 
     /// Validates `subject` on behalf of `auth`: one's own token, or any token for an admin.

@@ -876,6 +876,10 @@ mod tests {
             domain: None,
             roles: vec![Role { id: "r".into(), name: Name::new("name", "member").unwrap() }],
             app_cred: None,
+            domains: crate::identity::Domains {
+                user: crate::model::identity::Domain::builtin(),
+                project: Some(crate::model::identity::Domain::builtin()),
+            },
         }
     }
 

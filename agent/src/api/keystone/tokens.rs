@@ -121,7 +121,7 @@ fn token_json(ctx: &Ctx, auth: &Auth, methods: &[String], with_catalog: bool) ->
     let a = auth;
     let mut t = json!({
         "methods": methods,
-        "user": {"id": a.user.id, "name": a.user.name, "domain": ctx.domain_ref(&a.user.domain_id),
+        "user": {"id": a.user.id, "name": a.user.name, "domain": {"id": a.domains.user.id, "name": a.domains.user.name},
                  "password_expires_at": null},
         "audit_ids": [a.claims.audit_id],
         "issued_at": iso(a.claims.issued_at),
@@ -131,7 +131,8 @@ fn token_json(ctx: &Ctx, auth: &Auth, methods: &[String], with_catalog: bool) ->
         return json!({ "token": t });
     }
     if let Some(p) = &a.project {
-        t["project"] = json!({"id": p.id, "name": p.name, "domain": ctx.domain_ref(&p.domain_id)});
+        let d = a.domains.project.as_ref().map(|d| json!({"id": d.id, "name": d.name}));
+        t["project"] = json!({"id": p.id, "name": p.name, "domain": d});
         t["is_domain"] = json!(false);
     }
     if let Some(d) = &a.domain {
