@@ -77,6 +77,12 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
+/// A field that may be given as `null` to clear it: with `#[serde(default, deserialize_with =
+/// "nullable")]`, absent is `None`, `null` is `Some(None)` and a value `Some(Some(v))`.
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

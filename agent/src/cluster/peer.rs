@@ -53,6 +53,8 @@ pub enum NodeCall {
     Diagnostics { server: String },
     /// Its host probe, taken now ([`crate::host::NodeProbe`]).
     Probe,
+    /// A non-maskable interrupt to one of its servers (Nova's trigger_crash_dump).
+    CrashDump { server: String },
 }
 
 /// Why a node call got no answer, in the terms the caller's client is told.
@@ -281,6 +283,7 @@ impl PeerService {
         let value = match call {
             NodeCall::Console { server, lines } => serde_json::to_value(compute()?.console_here(&server, lines)?),
             NodeCall::Diagnostics { server } => serde_json::to_value(compute()?.diagnostics_here(&server).await?),
+            NodeCall::CrashDump { server } => serde_json::to_value(compute()?.crash_dump_here(&server)?),
             NodeCall::Probe => {
                 serde_json::to_value(self.prober.run().await.map_err(|e| CallError::Failed(e.to_string()))?)
             }

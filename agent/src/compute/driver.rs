@@ -21,6 +21,8 @@ pub struct Nic {
     pub mac: String,
     pub bridge: String,
     pub tap: String,
+    /// The device tag the create gave it, for the config drive's devices.
+    pub tag: Option<String>,
 }
 
 /// A server's root disk: an overlay on an image, or a volume.
@@ -125,32 +127,35 @@ pub fn domain_xml(s: &Server, dir: &Path, accel: &str, nics: &[Nic], root: Optio
     }
 }
 
-/// The config drive's `openstack/latest/meta_data.json`, as Nova writes it.
-pub fn meta_data(s: &Server, key: Option<&(String, String)>, admin_pass: Option<&str>) -> serde_json::Value {
+/// The config drive's `openstack/latest/meta_data.json`, as Nova writes it: with `devices`
+/// for the NICs and volumes given a tag (2.32, 2.42; without PCI addresses, which this cloud
+/// does not pin).
+pub fn meta_data(s: &Server, boot: &Boot) -> serde_json::Value {
+    use serde_json::json;
+    let key = boot.key.as_ref();
     let keys: serde_json::Map<String, serde_json::Value> =
         key.iter().map(|(n, k)| (n.clone(), serde_json::Value::String(k.clone()))).collect();
-    let mut meta = serde_json::json!({
-        "uuid": s.id, "name": s.name, "hostname": hostname(&s.name), "launch_index": 0,
+    let hostname = if s.hostname.is_empty() { crate::model::compute::hostname(&s.name) } else { s.hostname.clone() };
+    let nics = boot
+        .nics
+        .iter()
+        .filter_map(|n| n.tag.as_ref().map(|t| json!({"type": "nic", "bus": "pci", "mac": n.mac, "tags": [t]})));
+    let disks = s.volumes.iter().filter_map(|v| {
+        v.tag
+            .as_ref()
+            .map(|t| json!({"type": "disk", "bus": "virtio", "serial": v.volume_id, "path": v.device, "tags": [t]}))
+    });
+    let mut meta = json!({
+        "uuid": s.id, "name": s.name, "hostname": hostname, "launch_index": s.launch_index,
         "availability_zone": s.availability_zone, "project_id": s.project_id, "meta": s.metadata,
         "public_keys": keys,
-        "keys": key.iter().map(|(n, k)| serde_json::json!({"name": n, "type": "ssh", "data": k})).collect::<Vec<_>>(),
+        "keys": key.iter().map(|(n, k)| json!({"name": n, "type": "ssh", "data": k})).collect::<Vec<_>>(),
+        "devices": nics.chain(disks).collect::<Vec<_>>(),
     });
-    if let Some(p) = admin_pass {
-        meta["admin_pass"] = serde_json::Value::String(p.to_owned());
+    if let Some(p) = &boot.admin_pass {
+        meta["admin_pass"] = serde_json::Value::String(p.clone());
     }
     meta
-}
-
-/// A server name as a host name (Nova's sanitising: lower case, letters, digits and '-').
-fn hostname(name: &str) -> String {
-    let h: String =
-        name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
-    let h = h.trim_matches('-').chars().take(63).collect::<String>();
-    if h.is_empty() {
-        "server".into()
-    } else {
-        h
-    }
 }
 
 /// Makes `disk`, a qcow2 overlay backed by `image`, of `bytes` (0: the image's size). Its cost
@@ -214,7 +219,7 @@ impl Driver {
         let write = |name: &str, data: &[u8]| {
             std::fs::write(latest.join(name), data).map_err(|e| format!("writing the config drive's {name}: {e}"))
         };
-        write("meta_data.json", meta_data(s, boot.key.as_ref(), boot.admin_pass.as_deref()).to_string().as_bytes())?;
+        write("meta_data.json", meta_data(s, boot).to_string().as_bytes())?;
         write("network_data.json", br#"{"links": [], "networks": [], "services": []}"#)?;
         if let Some(u) = &boot.user_data {
             write("user_data", u)?;
@@ -271,6 +276,11 @@ impl Driver {
 
     pub fn unpause(&self, id: &str) -> Result<(), String> {
         self.lv.resume_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    }
+
+    /// Sends the running guest a non-maskable interrupt (Nova's trigger_crash_dump).
+    pub fn inject_nmi(&self, id: &str) -> Result<(), String> {
+        self.lv.inject_nmi(&domain_name(id)).map_err(|e| crate::error_chain(&e))
     }
 
     /// Saves the guest's memory and stops it; [`Driver::start`] restores it.
@@ -406,6 +416,10 @@ mod tests {
             access_ipv4: None,
             access_ipv6: None,
             reservation_id: String::new(),
+            launch_index: 0,
+            hostname: String::new(),
+            description: None,
+            tags: vec![],
             created_at: 0,
             updated_at: 0,
             launched_at: None,
@@ -415,8 +429,12 @@ mod tests {
     #[test]
     fn domain_xml_matches_golden_files() {
         let dir = Path::new("/var/lib/cairn/instances/6f2c1d3e-0000-4000-8000-000000000001");
-        let nic =
-            Nic { mac: "fa:16:3e:00:00:01".into(), bridge: "brq-0a1b2c3d-4e".into(), tap: "tap0a1b2c3d-4e".into() };
+        let nic = Nic {
+            mac: "fa:16:3e:00:00:01".into(),
+            bridge: "brq-0a1b2c3d-4e".into(),
+            tap: "tap0a1b2c3d-4e".into(),
+            tag: Some("uplink".into()),
+        };
         let nics = std::slice::from_ref(&nic);
         let plain = xml::to_xml("domain", &domain_xml(&server(&[]), dir, "qemu", nics, None)).unwrap();
         golden("domain-plain.xml", &plain);
@@ -431,12 +449,25 @@ mod tests {
         let attached =
             disk(Path::new("/var/lib/cairn/volumes/6f2c1d3e-0000-4000-8000-00000000000b"), "qcow2", "/dev/vdc", false);
         golden("disk-attached-volume.xml", &xml::to_xml("disk", &attached).unwrap());
-        let meta = meta_data(&server(&[]), Some(&("k1".into(), "ssh-ed25519 AAAA k".into())), Some("pw"));
+        let mut boot = Boot {
+            root: Root::Image { path: dir.join("image"), format: DiskFormat::Qcow2 },
+            disk_bytes: 0,
+            key: Some(("k1".into(), "ssh-ed25519 AAAA k".into())),
+            user_data: None,
+            admin_pass: Some("pw".into()),
+            nics: vec![nic.clone()],
+        };
+        let meta = meta_data(&server(&[]), &boot);
         assert_eq!(
             (meta["hostname"].as_str(), meta["public_keys"]["k1"].as_str(), meta["admin_pass"].as_str()),
             (Some("web-server-1"), Some("ssh-ed25519 AAAA k"), Some("pw"))
         );
-        assert!(meta_data(&server(&[]), None, None).get("admin_pass").is_none());
+        assert_eq!(
+            meta["devices"],
+            serde_json::json!([{"type": "nic", "bus": "pci", "mac": "fa:16:3e:00:00:01", "tags": ["uplink"]}])
+        );
+        boot.admin_pass = None;
+        assert!(meta_data(&server(&[]), &boot).get("admin_pass").is_none());
     }
 
     #[test]
@@ -492,7 +523,7 @@ mod tests {
         let d = Driver::new(Arc::new(lv.clone()), dir.path().join("instances"), "qemu");
         let s = server(&[]);
         assert_eq!(d.diagnostics(&s.id, 5), Ok(None), "no domain");
-        let nic = Nic { mac: "fa:16:3e:00:00:01".into(), bridge: "br0".into(), tap: "tap0".into() };
+        let nic = Nic { mac: "fa:16:3e:00:00:01".into(), bridge: "br0".into(), tap: "tap0".into(), tag: None };
         lv.define_domain(&domain_xml(&s, dir.path(), "qemu", &[nic], None)).unwrap();
         assert_eq!(d.diagnostics(&s.id, 5), Ok(None), "defined but not running");
         lv.start_domain(&domain_name(&s.id)).unwrap();

@@ -1,6 +1,7 @@
 //! Key pairs made here when a create names no public key, as Nova makes them: an Ed25519 key
 //! (ring's generator) as an OpenSSH public key line and an unencrypted OpenSSH private key,
-//! which the API returns once and never keeps.
+//! which the API returns once and never keeps; or (Nova 2.2's `x509` kind) a self-signed
+//! certificate and its key in PEM.
 
 use base64::Engine;
 use ring::rand::SystemRandom;
@@ -62,6 +63,28 @@ pub fn ed25519(comment: &str) -> Result<(String, String), KeygenError> {
     Ok((public_line, pem))
 }
 
+/// A new X.509 key pair: (a self-signed certificate for `name`, its private key), both PEM.
+pub fn x509(name: &str) -> Result<(String, String), KeygenError> {
+    let key = rcgen::KeyPair::generate().map_err(|e| KeygenError(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).map_err(|e| KeygenError(e.to_string()))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The fingerprint Nova shows of an X.509 key pair: the SHA-1 of the certificate's DER, in
+/// colon-separated hex. The text must be one PEM certificate that parses.
+pub fn x509_fingerprint(pem: &str) -> Result<String, String> {
+    let mut reader = pem.as_bytes();
+    let der = match rustls_pemfile::read_one(&mut reader) {
+        Ok(Some(rustls_pemfile::Item::X509Certificate(der))) => der,
+        _ => return Err("the public key is not a PEM X.509 certificate".into()),
+    };
+    x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der.as_ref());
+    Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +106,15 @@ mod tests {
         let derived = Ed25519KeyPair::from_seed_unchecked(seed).unwrap();
         assert_eq!(derived.public_key().as_ref(), pubkey);
         assert_ne!(ed25519("k1").unwrap().0, public, "a new key each time");
+    }
+
+    #[test]
+    fn x509_pairs_are_made_and_fingerprinted() {
+        let (cert, key) = x509("my key").unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----") && key.contains("PRIVATE KEY"));
+        let f = x509_fingerprint(&cert).unwrap();
+        assert_eq!(f.len(), 20 * 3 - 1, "{f}");
+        assert!(x509_fingerprint(&key).is_err());
+        assert!(x509_fingerprint("ssh-ed25519 AAAA k").is_err());
     }
 }

@@ -142,17 +142,65 @@ pub struct NewServer {
     pub availability_zone: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub networks: Networks,
-    /// Boot from this volume instead of the image; and whether to delete it with the server.
-    pub boot_volume: Option<(String, bool)>,
+    /// Boot from this volume instead of the image.
+    pub boot_volume: Option<BootVolume>,
+    /// What the user says of the server (2.19) and its tags (2.52).
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// The node an admin asks for (2.74).
+    pub host: Option<String>,
     /// Addresses the user gives the server (Nova's `accessIPv4` and `accessIPv6`).
     pub access_ipv4: Option<std::net::Ipv4Addr>,
     pub access_ipv6: Option<std::net::Ipv6Addr>,
+}
+
+/// A create's boot volume: its id, whether it goes with the server, its device tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootVolume {
+    pub id: String,
+    pub delete_on_termination: bool,
+    pub tag: Option<String>,
+}
+
+/// A key pair's kind (2.2): an SSH key or an X.509 certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Ssh,
+    X509,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Ssh => "ssh",
+            KeyKind::X509 => "x509",
+        }
+    }
+}
+
+/// A key pair to record: its name, public key (an OpenSSH line or a PEM certificate), kind.
+#[derive(Clone, Debug)]
+pub struct NewKeypair {
+    pub name: String,
+    pub public_key: String,
+    pub kind: KeyKind,
+}
+
+/// A volume attach (Nova's `volumeAttachment`): the volume, its device tag (2.49), whether it
+/// goes with the server (2.79).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeAttach {
+    pub volume_id: String,
+    pub tag: Option<String>,
+    pub delete_on_termination: bool,
 }
 
 /// A server update (Nova's `PUT /servers/{id}`); `None` leaves a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct ServerChange {
     pub name: Option<String>,
+    /// `Some(None)` clears it.
+    pub description: Option<Option<String>>,
     pub access_ipv4: Option<std::net::Ipv4Addr>,
     pub access_ipv6: Option<std::net::Ipv6Addr>,
 }
@@ -161,9 +209,9 @@ pub struct ServerChange {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NetRequest {
     /// A new port on this network.
-    Network(String),
+    Network { id: String, tag: Option<String> },
     /// The user's own port.
-    Port(String),
+    Port { id: String, tag: Option<String> },
 }
 
 /// A create's `networks`.
@@ -358,6 +406,14 @@ impl Compute {
         self.flavor(auth, &f.id)
     }
 
+    /// Sets a flavor's description (2.55); admins only.
+    pub async fn describe_flavor(&self, auth: &Auth, id: &str, description: Option<String>) -> Result<Flavor> {
+        admin_only(auth, "os_compute_api:os-flavor-manage:update")?;
+        let f = self.flavor(auth, id)?;
+        self.propose(Command::SetFlavorDescription { id: f.id.clone(), description }).await?;
+        self.flavor(auth, &f.id)
+    }
+
     pub async fn flavor_access(&self, auth: &Auth, id: &str, project: &str, add: bool) -> Result<Flavor> {
         admin_only(auth, "os_compute_api:os-flavor-access")?;
         let f = self.flavor(auth, id)?;
@@ -367,20 +423,34 @@ impl Compute {
 
     // ---- keypairs
 
-    pub fn keypairs(&self, auth: &Auth) -> Result<Vec<Keypair>> {
-        let mut k = self.view()?.keypairs(&auth.user.id)?;
+    /// Whose key pairs a request is about: the caller's, or (2.10) an admin's choice.
+    fn key_owner(auth: &Auth, user: Option<&str>) -> Result<String> {
+        match user {
+            Some(u) if u != auth.user.id => {
+                admin_only(auth, "os_compute_api:os-keypairs")?;
+                Ok(u.to_owned())
+            }
+            _ => Ok(auth.user.id.clone()),
+        }
+    }
+
+    pub fn keypairs(&self, auth: &Auth, user: Option<&str>) -> Result<Vec<Keypair>> {
+        let mut k = self.view()?.keypairs(&Self::key_owner(auth, user)?)?;
         k.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(k)
     }
 
-    pub fn keypair(&self, auth: &Auth, name: &str) -> Result<Keypair> {
+    pub fn keypair(&self, auth: &Auth, user: Option<&str>, name: &str) -> Result<Keypair> {
+        let owner = Self::key_owner(auth, user)?;
         self.view()?
-            .keypair(&auth.user.id, name)?
-            .ok_or_else(|| ComputeError::NotFound(format!("Keypair {name} not found for user {}", auth.user.id)))
+            .keypair(&owner, name)?
+            .ok_or_else(|| ComputeError::NotFound(format!("Keypair {name} not found for user {owner}")))
     }
 
-    pub async fn create_keypair(&self, auth: &Auth, name: &str, public_key: &str) -> Result<Keypair> {
+    /// Records a key pair: an SSH public key, or (2.2) an X.509 certificate in PEM.
+    pub async fn create_keypair(&self, auth: &Auth, user: Option<&str>, new: NewKeypair) -> Result<Keypair> {
         let bad = |m: String| ComputeError::BadRequest(m);
+        let NewKeypair { name, public_key, kind } = new;
         if name.trim().is_empty()
             || name.chars().count() > 255
             || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_. @".contains(c))
@@ -389,13 +459,17 @@ impl Compute {
                 "Keypair data is invalid: Keypair name {name:?} must be 1 to 255 letters, digits, '-', '_', '.', '@' or spaces"
             )));
         }
-        let fingerprint = fingerprint(public_key).map_err(|e| bad(format!("Keypair data is invalid: {e}")))?;
+        let fingerprint = match kind {
+            KeyKind::Ssh => fingerprint(&public_key),
+            KeyKind::X509 => keygen::x509_fingerprint(&public_key),
+        };
+        let fingerprint = fingerprint.map_err(|e| bad(format!("Keypair data is invalid: {e}")))?;
         let k = Keypair {
-            name: name.into(),
-            user_id: auth.user.id.clone(),
+            name: name.clone(),
+            user_id: Self::key_owner(auth, user)?,
             public_key: public_key.trim().into(),
             fingerprint,
-            kind: "ssh".into(),
+            kind: kind.as_str().into(),
             created_at: now(),
         };
         self.propose(Command::CreateKeypair(k.clone())).await.map_err(|e| match e {
@@ -405,9 +479,9 @@ impl Compute {
         Ok(k)
     }
 
-    pub async fn delete_keypair(&self, auth: &Auth, name: &str) -> Result<()> {
-        self.keypair(auth, name)?;
-        self.propose(Command::DeleteKeypair { user_id: auth.user.id.clone(), name: name.into() }).await
+    pub async fn delete_keypair(&self, auth: &Auth, user: Option<&str>, name: &str) -> Result<()> {
+        let k = self.keypair(auth, user, name)?;
+        self.propose(Command::DeleteKeypair { user_id: k.user_id, name: name.into() }).await
     }
 
     // ---- nodes
@@ -506,7 +580,12 @@ impl Compute {
         let (min, max) = count;
         let reservation = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let nets = self.resolve_networks(auth, &new.networks)?;
-        if max > 1 && (new.boot_volume.is_some() || nets.iter().any(|n| matches!(n, NetRequest::Port(_)))) {
+        if let Some(h) = &new.host {
+            if !self.nodes_up()?.iter().any(|(n, _)| n.node == *h) {
+                return Err(ComputeError::BadRequest(format!("Compute host {h} could not be found.")));
+            }
+        }
+        if max > 1 && (new.boot_volume.is_some() || nets.iter().any(|n| matches!(n, NetRequest::Port { .. }))) {
             return Err(ComputeError::BadRequest(
                 "Unable to launch multiple instances with a single configured port ID or boot volume.".into(),
             ));
@@ -526,7 +605,7 @@ impl Compute {
             if max > 1 {
                 one.name = format!("{}-{i}", new.name);
             }
-            match self.create_server(auth, one, &nets, &reservation).await {
+            match self.create_server(auth, one, &nets, (&reservation, i - 1)).await {
                 Ok(s) => made.push(s),
                 // Past min_count, what the quota leaves is what the request gets.
                 Err(ComputeError::OverQuota(_)) if i > min => break,
@@ -567,7 +646,7 @@ impl Compute {
                  network topology; create a network or name one."
             ))),
             [] => Ok(vec![]),
-            [one] => Ok(vec![NetRequest::Network(one.clone())]),
+            [one] => Ok(vec![NetRequest::Network { id: one.clone(), tag: None }]),
             _ => Err(ComputeError::Conflict(
                 "Multiple possible networks found, use a Network ID to be more specific.".into(),
             )),
@@ -580,7 +659,7 @@ impl Compute {
     fn boot_source(&self, auth: &Auth, new: &NewServer, flavor: &Flavor) -> Result<BootSource> {
         let project = auth.project.as_ref().map(|p| p.id.as_str()).unwrap_or_default();
         let view = self.view()?;
-        if let Some((vid, delete_on_termination)) = &new.boot_volume {
+        if let Some(BootVolume { id: vid, delete_on_termination, tag }) = &new.boot_volume {
             let v = view
                 .volume(vid)?
                 .filter(|v| v.project_id == project || auth.is_admin())
@@ -603,6 +682,7 @@ impl Compute {
                 state: AttachState::Attaching,
                 boot: true,
                 delete_on_termination: *delete_on_termination,
+                tag: tag.clone(),
             };
             return Ok((Some(v.node), Some(sv), None));
         }
@@ -639,7 +719,7 @@ impl Compute {
         auth: &Auth,
         new: NewServer,
         nets: &[NetRequest],
-        reservation: &str,
+        (reservation, launch_index): (&str, u32),
     ) -> Result<Server> {
         let project =
             auth.project.as_ref().map(|p| p.id.clone()).ok_or_else(|| {
@@ -661,6 +741,7 @@ impl Compute {
             arch,
         };
         let t = now();
+        let (hostname, host) = (crate::model::compute::hostname(&new.name), new.host.clone());
         let mut server = Server {
             id: uuid::Uuid::new_v4().to_string(),
             name: new.name,
@@ -684,6 +765,10 @@ impl Compute {
             access_ipv4: new.access_ipv4,
             access_ipv6: new.access_ipv6,
             reservation_id: reservation.to_owned(),
+            launch_index,
+            hostname,
+            description: new.description,
+            tags: new.tags,
             created_at: t,
             updated_at: t,
             launched_at: None,
@@ -692,13 +777,16 @@ impl Compute {
         let mut why = vec![];
         for _ in 0..3 {
             let view = self.view()?;
-            let nodes: Vec<NodeUp> =
-                self.nodes_up()?.into_iter().filter(|(n, _)| holder.as_ref().is_none_or(|h| n.node == *h)).collect();
+            let nodes: Vec<NodeUp> = self
+                .nodes_up()?
+                .into_iter()
+                .filter(|(n, _)| [&holder, &host].iter().all(|h| h.as_ref().is_none_or(|h| n.node == *h)))
+                .collect();
             let used = crate::model::compute::usage(&view.servers()?);
             match scheduler::select(&nodes, &used, &req, scheduler::Weigher::Spread) {
                 Ok(node) => {
                     server.node = node.clone();
-                    match self.propose(Command::CreateServer { server: server.clone(), quota: self.quota }).await {
+                    match self.propose(Command::CreateServer { server: Box::new(server.clone()), quota: self.quota }).await {
                         Ok(()) => {
                             self.bind_ports(&server).await?;
                             return Ok(server);
@@ -717,19 +805,25 @@ impl Compute {
                 }
             }
         }
-        server.node = String::new();
-        server.vm_state = VmState::Error;
-        server.task_state = None;
-        server.volumes.clear();
         let detail = match (why.is_empty(), &holder) {
             (false, _) => why.join("; "),
             (true, Some(h)) => format!("the boot volume's node {h} is not a compute node that is up"),
             (true, None) => "no compute node is up".to_owned(),
         };
-        server.fault = Some(Fault { code: 500, message: format!("No valid host was found. {detail}"), created: t });
+        self.record_unplaced(server, &detail).await
+    }
+
+    /// Records a server no node could take: in ERROR with Nova's fault, its ports released.
+    async fn record_unplaced(&self, mut server: Server, detail: &str) -> Result<Server> {
+        server.node = String::new();
+        server.vm_state = VmState::Error;
+        server.task_state = None;
+        server.volumes.clear();
+        let message = format!("No valid host was found. {detail}");
+        server.fault = Some(Fault { code: 500, message, created: server.created_at });
         self.release_ports(&server.ports).await;
         server.ports.clear();
-        self.propose(Command::CreateServer { server: server.clone(), quota: self.quota }).await?;
+        self.propose(Command::CreateServer { server: Box::new(server.clone()), quota: self.quota }).await?;
         Ok(server)
     }
 
@@ -738,7 +832,7 @@ impl Compute {
         let mut made: Vec<ServerPort> = vec![];
         for n in nets {
             let r = match n {
-                NetRequest::Network(net) => self
+                NetRequest::Network { id: net, tag } => self
                     .network
                     .create_port(
                         auth,
@@ -756,9 +850,9 @@ impl Compute {
                         },
                     )
                     .await
-                    .map(|p| ServerPort { id: p.id, created: true }),
-                NetRequest::Port(id) => match self.network.get_port(auth, id) {
-                    Ok(p) if p.device_id.is_empty() => Ok(ServerPort { id: p.id, created: false }),
+                    .map(|p| ServerPort { id: p.id, created: true, tag: tag.clone() }),
+                NetRequest::Port { id, tag } => match self.network.get_port(auth, id) {
+                    Ok(p) if p.device_id.is_empty() => Ok(ServerPort { id: p.id, created: false, tag: tag.clone() }),
                     Ok(_) => Err(NetError::Conflict(format!("Port {id} is still in use."))),
                     Err(e) => Err(e),
                 },
@@ -846,14 +940,36 @@ impl Compute {
         let s = self.server(auth, id)?;
         let name = change.name.unwrap_or(s.name);
         check_server_name(&name).map_err(|e| ComputeError::BadRequest(e.to_string()))?;
+        let description = change.description.unwrap_or(s.description);
+        if description.as_ref().is_some_and(|d| d.chars().count() > 255) {
+            return Err(ComputeError::BadRequest(
+                "Invalid input for field/attribute description: at most 255 characters.".into(),
+            ));
+        }
         let cmd = Command::UpdateServer {
             id: s.id.clone(),
             name,
+            description,
             access_ipv4: change.access_ipv4,
             access_ipv6: change.access_ipv6,
             updated_at: now(),
         };
         self.propose(cmd).await?;
+        self.server(auth, id)
+    }
+
+    /// Changes a server's tags (Nova's `/servers/{id}/tags`, 2.26): all replaced when
+    /// `replace`, then `remove`d and `add`ed. Returns the server.
+    pub async fn set_server_tags(
+        &self,
+        auth: &Auth,
+        id: &str,
+        replace: Option<Vec<String>>,
+        add: Vec<String>,
+        remove: Vec<String>,
+    ) -> Result<Server> {
+        let s = self.server(auth, id)?;
+        self.propose(Command::SetServerTags { id: s.id, replace, add, remove, updated_at: now() }).await?;
         self.server(auth, id)
     }
 
@@ -921,7 +1037,9 @@ impl Compute {
 
     /// Attaches a volume of the caller's to a server on the volume's node: reserved now (the
     /// volume `attaching`), plugged in by the node. Returns the attachment.
-    pub async fn attach_volume(&self, auth: &Auth, id: &str, volume_id: &str) -> Result<ServerVolume> {
+    pub async fn attach_volume(&self, auth: &Auth, id: &str, attach: VolumeAttach) -> Result<ServerVolume> {
+        let VolumeAttach { volume_id, tag, delete_on_termination } = attach;
+        let volume_id = volume_id.as_str();
         let s = self.server(auth, id)?;
         let v = self
             .view()?
@@ -944,7 +1062,8 @@ impl Compute {
             device,
             state: AttachState::Attaching,
             boot: false,
-            delete_on_termination: false,
+            delete_on_termination,
+            tag,
         };
         self.propose(Command::AttachServerVolume { server_id: s.id, volume: sv.clone(), updated_at: now() }).await?;
         Ok(sv)
@@ -964,6 +1083,30 @@ impl Compute {
             return self.console_here(&s.id, lines);
         }
         self.ask(&s, NodeCall::Console { server: s.id.clone(), lines }, "console output").await
+    }
+
+    /// Sends a running server's guest a non-maskable interrupt (Nova's trigger_crash_dump,
+    /// 2.17); 409 unless the server is active and has no task.
+    pub async fn crash_dump(&self, auth: &Auth, id: &str) -> Result<()> {
+        let s = self.server(auth, id)?;
+        if s.vm_state != VmState::Active || s.task_state.is_some() {
+            return Err(ComputeError::Conflict(format!(
+                "Cannot 'trigger_crash_dump' instance {id} while it is in vm_state {} and task_state {}",
+                s.vm_state.as_str(),
+                s.task_state.map_or("None", |t| t.as_str())
+            )));
+        }
+        if s.node == self.node() {
+            return self.crash_dump_here(&s.id);
+        }
+        self.ask(&s, NodeCall::CrashDump { server: s.id.clone() }, "crash dump").await
+    }
+
+    /// The crash dump interrupt to a server of this node.
+    pub fn crash_dump_here(&self, id: &str) -> Result<()> {
+        self.local_driver(id)?
+            .inject_nmi(id)
+            .map_err(|e| ComputeError::Conflict(format!("Cannot trigger a crash dump of {id}: {e}")))
     }
 
     /// Console output of a server of this node (a peer asks on a client's behalf).
@@ -1066,11 +1209,13 @@ impl Compute {
                         s.ports.iter().map(|p| view.port(&p.id)).collect::<std::result::Result<_, _>>()?;
                     let nics: Option<Vec<driver::Nic>> = ports
                         .into_iter()
-                        .map(|p| {
+                        .zip(&s.ports)
+                        .map(|(p, sp)| {
                             p.filter(|p| p.host == s.node).map(|p| driver::Nic {
                                 mac: p.mac_address.to_string(),
                                 bridge: crate::net::reconcile::bridge_name(&p.network_id),
                                 tap: format!("tap{}", p.id.chars().take(11).collect::<String>()),
+                                tag: sp.tag.clone(),
                             })
                         })
                         .collect();

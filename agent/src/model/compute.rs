@@ -99,6 +99,30 @@ pub fn default_flavors() -> Vec<Flavor> {
 
 /// Checks the extra specs this cloud acts on; others are kept as given (Nova does the same for
 /// namespaces it does not know).
+/// The most tags a server has (Nova's limit).
+pub const MAX_TAGS: usize = 50;
+
+/// A server or device tag as Nova takes it: 1 to 60 characters, no `/` or `,`.
+pub fn check_tag(tag: &str) -> Result<(), ComputeModelError> {
+    if tag.is_empty() || tag.chars().count() > 60 || tag.contains(['/', ',']) {
+        return Err(field("tag", tag, "A tag is 1 to 60 characters without '/' or ','."));
+    }
+    Ok(())
+}
+
+/// A server name as a host name (Nova's sanitising: lower case, letters, digits and '-', at
+/// most 63 characters; `server` when nothing is left).
+pub fn hostname(name: &str) -> String {
+    let h: String =
+        name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    let h = h.trim_matches('-').chars().take(63).collect::<String>();
+    if h.is_empty() {
+        "server".into()
+    } else {
+        h
+    }
+}
+
 /// A server name as Nova takes it: 1 to 255 characters, not only blanks.
 pub fn check_server_name(name: &str) -> Result<(), ComputeModelError> {
     if name.trim().is_empty() || name.chars().count() > 255 {
@@ -467,6 +491,9 @@ pub struct NicDetails {
 pub struct ServerPort {
     pub id: String,
     pub created: bool,
+    /// The device tag the create gave its NIC (2.32, 2.42), for the config drive's devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// Why a server is in ERROR, as Nova shows it.
@@ -519,6 +546,18 @@ pub struct Server {
     /// Shared by the servers of one create request (`r-` and 8 characters).
     #[serde(default)]
     pub reservation_id: String,
+    /// Its place among them (0 for the first).
+    #[serde(default)]
+    pub launch_index: u32,
+    /// The guest's host name, set at create from the name (Nova's sanitising).
+    #[serde(default)]
+    pub hostname: String,
+    /// What the user says of it (2.19).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its tags (2.26): at most [`MAX_TAGS`], each checked by [`check_tag`].
+    #[serde(default)]
+    pub tags: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
     pub launched_at: Option<u64>,
@@ -573,6 +612,9 @@ pub struct ServerVolume {
     /// Deleted with the server (a boot volume's `delete_on_termination`).
     #[serde(default)]
     pub delete_on_termination: bool,
+    /// The device tag given at create or attach (2.32, 2.49).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 #[cfg(test)]

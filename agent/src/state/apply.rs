@@ -184,6 +184,7 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::CreateFlavor(_)
         | Command::SetFlavorExtraSpecs { .. }
         | Command::SetFlavorAccess { .. }
+        | Command::SetFlavorDescription { .. }
         | Command::DeleteFlavor { .. }
         | Command::CreateKeypair(_)
         | Command::DeleteKeypair { .. }
@@ -192,6 +193,7 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         | Command::SetServerState { .. }
         | Command::DeleteServer { .. }
         | Command::UpdateServer { .. }
+        | Command::SetServerTags { .. }
         | Command::AttachServerVolume { .. }
         | Command::DetachServerVolume { .. }
         | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),

@@ -7,7 +7,8 @@ use super::{
     Command, Kind, Outcome, Refusal, StateError, CLOUD, FLAVORS, FLAVORS_SEEDED, FLAVOR_NAMES, KEYPAIRS, NODES, SERVERS,
 };
 use crate::model::compute::{
-    check_extra_spec, usage, AttachState, Flavor, Inventory, Resources, Server, ServerVolume, VmState,
+    check_extra_spec, check_tag, usage, AttachState, Flavor, Inventory, Resources, Server, ServerVolume, VmState,
+    MAX_TAGS,
 };
 use crate::model::volume::{Attachment, Volume, VolumeStatus};
 use crate::state::VOLUMES;
@@ -98,6 +99,32 @@ fn servers(tx: &WriteTransaction) -> Result<Vec<Server>, StateError> {
     Ok(out)
 }
 
+/// A server's tags after a change: each checked, at most [`MAX_TAGS`], kept in the order first
+/// given; refused while the server is being built (as Nova) or when a tag to remove is absent.
+fn retag(s: &Server, replace: Option<&[String]>, add: &[String], remove: &[String]) -> Result<Vec<String>, Refusal> {
+    if s.vm_state == VmState::Building {
+        return Err(Refusal::Conflicts(format!(
+            "Cannot 'update tags' instance {} while it is in vm_state building",
+            s.id
+        )));
+    }
+    let mut tags = replace.map_or_else(|| s.tags.clone(), <[String]>::to_vec);
+    for t in remove {
+        let at = tags.iter().position(|x| x == t).ok_or_else(|| not_found(Kind::Tag, t))?;
+        tags.remove(at);
+    }
+    tags.extend(add.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    tags.retain(|t| seen.insert(t.clone()));
+    if let Some(bad) = tags.iter().find_map(|t| check_tag(t).err()) {
+        return Err(Refusal::Invalid(bad.to_string()));
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(Refusal::Invalid(format!("The number of tags exceeded the per-server limit {MAX_TAGS}")));
+    }
+    Ok(tags)
+}
+
 pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
     match cmd {
         Command::SeedFlavors(flavors) => {
@@ -125,6 +152,12 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                     return Ok(Err(Refusal::NotFound { kind: Kind::Flavor, id: format!("{id} extra spec {k}") }));
                 }
             }
+            store(tx, FLAVORS, id, &f)?;
+            Ok(Ok(()))
+        }
+        Command::SetFlavorDescription { id, description } => {
+            let Some(mut f) = load::<Flavor>(tx, FLAVORS, id)? else { return Ok(Err(not_found(Kind::Flavor, id))) };
+            f.description = description.clone();
             store(tx, FLAVORS, id, &f)?;
             Ok(Ok(()))
         }
@@ -276,15 +309,26 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             notify(tx, "delete.end", &gone, Some(&s), s.updated_at, serde_json::json!({"state": "deleted"}))?;
             Ok(Ok(()))
         }
-        Command::UpdateServer { id, name, access_ipv4, access_ipv6, updated_at } => {
+        Command::UpdateServer { id, name, access_ipv4, access_ipv6, description, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
             let old = s.clone();
             s.name = name.clone();
+            s.description = description.clone();
             s.access_ipv4 = access_ipv4.or(s.access_ipv4);
             s.access_ipv6 = access_ipv6.or(s.access_ipv6);
             s.updated_at = *updated_at;
             store(tx, SERVERS, id, &s)?;
             notify(tx, "update", &s, Some(&old), *updated_at, serde_json::Value::Null)?;
+            Ok(Ok(()))
+        }
+        Command::SetServerTags { id, replace, add, remove, updated_at } => {
+            let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
+            match retag(&s, replace.as_deref(), add, remove) {
+                Ok(tags) => s.tags = tags,
+                Err(r) => return Ok(Err(r)),
+            }
+            s.updated_at = *updated_at;
+            store(tx, SERVERS, id, &s)?;
             Ok(Ok(()))
         }
         Command::AttachServerVolume { server_id, volume, updated_at } => {
@@ -395,6 +439,22 @@ mod tests {
     use crate::model::compute::{default_flavors, ComputeQuota, PowerState, TaskState};
     use crate::state::Store;
 
+    #[test]
+    fn tags_are_checked_limited_and_refused_while_building() {
+        let f = default_flavors().remove(0);
+        let mut s = server("s1", "p", "n", &f);
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(matches!(retag(&s, None, &t(&["a"]), &[]), Err(Refusal::Conflicts(_))), "building");
+        s.vm_state = VmState::Active;
+        s.tags = t(&["a", "b"]);
+        assert_eq!(retag(&s, None, &t(&["c", "a"]), &t(&["b"])).unwrap(), t(&["a", "c"]));
+        assert_eq!(retag(&s, Some(&t(&["x", "x"])), &[], &[]).unwrap(), t(&["x"]));
+        assert!(matches!(retag(&s, None, &[], &t(&["zz"])), Err(Refusal::NotFound { kind: Kind::Tag, .. })));
+        assert!(matches!(retag(&s, None, &t(&["a/b"]), &[]), Err(Refusal::Invalid(_))));
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert!(matches!(retag(&s, Some(&many), &[], &[]), Err(Refusal::Invalid(m)) if m.contains("limit 50")));
+    }
+
     fn server(id: &str, project: &str, node: &str, flavor: &Flavor) -> Server {
         Server {
             id: id.into(),
@@ -419,6 +479,10 @@ mod tests {
             access_ipv4: None,
             access_ipv6: None,
             reservation_id: String::new(),
+            launch_index: 0,
+            hostname: String::new(),
+            description: None,
+            tags: vec![],
             created_at: 0,
             updated_at: 0,
             launched_at: None,
@@ -435,17 +499,17 @@ mod tests {
         let q = ComputeQuota::default();
         // Two creates chose n1 from the same view; the log applies them in order: both fit (1024
         // MiB), a third does not, whoever proposed it.
-        assert_eq!(run(&s, Command::CreateServer { server: server("a", "p", "n1", small), quota: q }), Ok(()));
-        assert_eq!(run(&s, Command::CreateServer { server: server("b", "p", "n1", small), quota: q }), Ok(()));
-        match run(&s, Command::CreateServer { server: server("c", "p", "n1", small), quota: q }) {
+        assert_eq!(run(&s, Command::CreateServer { server: Box::new(server("a", "p", "n1", small)), quota: q }), Ok(()));
+        assert_eq!(run(&s, Command::CreateServer { server: Box::new(server("b", "p", "n1", small)), quota: q }), Ok(()));
+        match run(&s, Command::CreateServer { server: Box::new(server("c", "p", "n1", small)), quota: q }) {
             Err(Refusal::Exhausted(m)) => assert!(m.starts_with("No valid host was found. memory_mb: 1536"), "{m}"),
             other => panic!("{other:?}"),
         }
         // A server without a node (no valid host at scheduling) is recorded as it is.
-        assert_eq!(run(&s, Command::CreateServer { server: server("d", "p", "", small), quota: q }), Ok(()));
+        assert_eq!(run(&s, Command::CreateServer { server: Box::new(server("d", "p", "", small)), quota: q }), Ok(()));
         // Quota: one more instance than allowed is refused, whatever the node.
         let tight = ComputeQuota { instances: 3, ..q };
-        match run(&s, Command::CreateServer { server: server("e", "p", "", small), quota: tight }) {
+        match run(&s, Command::CreateServer { server: Box::new(server("e", "p", "", small)), quota: tight }) {
             Err(Refusal::OverQuota(m)) => assert!(m.contains("instances: Requested 1, but already used 3 of 3"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -479,7 +543,7 @@ mod tests {
         assert_eq!(a.status(), "ACTIVE", "being deleted, a server keeps its status until it is gone");
         assert_eq!(run(&s, Command::DeleteServer { id: "b".into() }), Ok(()));
         assert_eq!(
-            run(&s, Command::CreateServer { server: server("c", "p", "n1", small), quota: q }),
+            run(&s, Command::CreateServer { server: Box::new(server("c", "p", "n1", small)), quota: q }),
             Ok(()),
             "room again"
         );
@@ -521,6 +585,7 @@ mod tests {
             state: AttachState::Attaching,
             boot,
             delete_on_termination: false,
+            tag: None,
         }
     }
 
@@ -539,12 +604,12 @@ mod tests {
         // Booting from a volume reserves it with the claim; ACTIVE puts it in use.
         let mut a = server("a", "p", "n1", tiny);
         a.volumes = vec![sv("boot", "/dev/vda", true)];
-        assert_eq!(run(&s, Command::CreateServer { server: a.clone(), quota: q }), Ok(()));
+        assert_eq!(run(&s, Command::CreateServer { server: Box::new(a.clone()), quota: q }), Ok(()));
         assert_eq!(status("boot"), VolumeStatus::Attaching);
         let mut b = server("b", "p", "n1", tiny);
         b.volumes = vec![sv("boot", "/dev/vda", true)];
         assert!(
-            matches!(run(&s, Command::CreateServer { server: b, quota: q }), Err(Refusal::Invalid(_))),
+            matches!(run(&s, Command::CreateServer { server: Box::new(b), quota: q }), Err(Refusal::Invalid(_))),
             "a volume boots one server"
         );
         assert_eq!(s.view().unwrap().server("b").unwrap(), None, "a refused create writes nothing");

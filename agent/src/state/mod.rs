@@ -337,6 +337,11 @@ pub enum Command {
         set: std::collections::BTreeMap<String, String>,
         unset: Vec<String>,
     },
+    /// A flavor's description (2.55), the one thing of a flavor that changes.
+    SetFlavorDescription {
+        id: String,
+        description: Option<String>,
+    },
     /// Grants (`add`) or revokes a project's use of a private flavor.
     SetFlavorAccess {
         id: String,
@@ -357,7 +362,7 @@ pub enum Command {
     /// they no longer fit) and checked against the project's quota. A server without a node is
     /// recorded as it is (in ERROR).
     CreateServer {
-        server: Server,
+        server: Box<Server>,
         quota: ComputeQuota,
     },
     /// Sets a server's states if its task is `if_task` (the expected one; None: no task).
@@ -379,6 +384,19 @@ pub enum Command {
         access_ipv4: Option<std::net::Ipv4Addr>,
         #[serde(default)]
         access_ipv6: Option<std::net::Ipv6Addr>,
+        /// The description after the update (absent from records older than 2.19's).
+        #[serde(default)]
+        description: Option<String>,
+        updated_at: u64,
+    },
+    /// Changes a server's tags: all replaced when `replace`, then `remove`d (each must be
+    /// there) and `add`ed; refused beyond [`crate::model::compute::MAX_TAGS`] or while the server
+    /// is being built.
+    SetServerTags {
+        id: String,
+        replace: Option<Vec<String>>,
+        add: Vec<String>,
+        remove: Vec<String>,
         updated_at: u64,
     },
     /// Changes a server's, a volume's or a snapshot's metadata.
@@ -471,6 +489,8 @@ pub enum Kind {
     Server,
     /// A key of a resource's metadata.
     MetadataKey,
+    /// A server's tag.
+    Tag,
     JoinToken,
     Node,
 }
@@ -491,6 +511,7 @@ impl std::fmt::Display for Kind {
             Kind::Subnet => "subnet",
             Kind::Port => "port",
             Kind::Image => "image",
+            Kind::Tag => "tag",
             Kind::MetadataKey => "metadata key",
             Kind::Volume => "volume",
             Kind::Snapshot => "snapshot",

@@ -1,5 +1,7 @@
 //! Nova's flavors: list/detail (`is_public`, `minRam`, `minDisk`), show, admin create and delete,
-//! extra specs, and access lists of private flavors.
+//! extra specs, and access lists of private flavors. By microversion: `description` (shown,
+//! created, and changed by `PUT`) from 2.55, `extra_specs` in the flavor from 2.61, `swap` 0
+//! rather than `""` from 2.75.
 
 use super::super::error::ApiError;
 use super::super::http::Body;
@@ -15,17 +17,45 @@ use serde_json::Map;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-fn flavor_json(f: &Flavor, base: &str, detail: bool) -> Value {
-    let href = format!("{base}/compute/v2.1/flavors/{}", f.id);
+fn flavor_json(cx: &Ctx<'_>, f: &Flavor, detail: bool) -> Value {
+    let href = format!("{}/compute/v2.1/flavors/{}", cx.base, f.id);
     let links = json!([{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]);
-    if !detail {
-        return json!({"id": f.id, "name": f.name, "links": links});
+    let mut j = json!({"id": f.id, "name": f.name, "links": links});
+    if cx.at(55) {
+        j["description"] = json!(f.description);
     }
-    json!({"id": f.id, "name": f.name, "vcpus": f.vcpus, "ram": f.ram_mb, "disk": f.disk_gb,
-           "OS-FLV-EXT-DATA:ephemeral": f.ephemeral_gb, "OS-FLV-DISABLED:disabled": false,
-           "swap": if f.swap_mb == 0 { json!("") } else { json!(f.swap_mb) },
-           "rxtx_factor": f64::from(f.rxtx_factor_tenths) / 10.0,
-           "os-flavor-access:is_public": f.is_public, "links": links})
+    if !detail {
+        return j;
+    }
+    let swap = if f.swap_mb == 0 && !cx.at(75) { json!("") } else { json!(f.swap_mb) };
+    let more = json!({"vcpus": f.vcpus, "ram": f.ram_mb, "disk": f.disk_gb,
+           "OS-FLV-EXT-DATA:ephemeral": f.ephemeral_gb, "OS-FLV-DISABLED:disabled": false, "swap": swap,
+           "rxtx_factor": f64::from(f.rxtx_factor_tenths) / 10.0, "os-flavor-access:is_public": f.is_public});
+    if let (Some(o), Value::Object(m)) = (j.as_object_mut(), more) {
+        o.extend(m);
+    }
+    if cx.at(61) {
+        j["extra_specs"] = json!(f.extra_specs);
+    }
+    j
+}
+
+/// A flavor description as Nova takes it (2.55): at most 65535 printable characters.
+fn description(d: Option<String>) -> Result<Option<String>, ApiError> {
+    match d {
+        Some(d) if d.chars().count() > 65535 || d.chars().any(|c| c.is_control() && !"\n\r\t".contains(c)) => {
+            Err(bad("Invalid input for field/attribute description: at most 65535 printable characters."))
+        }
+        d => Ok(d),
+    }
+}
+
+/// `PUT /flavors/{id}`'s `flavor` object (2.55): its description, nothing else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlavorUpdate {
+    #[serde(default, deserialize_with = "super::super::params::nullable")]
+    description: Option<Option<String>>,
 }
 /// `POST /flavors`'s `flavor` object, as Nova's schema at 2.1: nothing else.
 #[derive(Debug, Deserialize)]
@@ -45,6 +75,8 @@ struct FlavorCreate {
     rxtx_factor: Option<f64>,
     #[serde(rename = "os-flavor-access:is_public", default)]
     is_public: Option<Flag>,
+    #[serde(default, deserialize_with = "super::super::params::nullable")]
+    description: Option<Option<String>>,
 }
 
 /// A flavor id as given: a string (`"auto"` for a generated one) or a number.
@@ -76,7 +108,7 @@ impl<'de> Deserialize<'de> for Empty {
 
 impl FlavorCreate {
     /// The flavor, its values checked against Nova's limits.
-    fn into_flavor(self) -> Result<Flavor, ApiError> {
+    fn into_flavor(self, cx: &Ctx<'_>) -> Result<Flavor, ApiError> {
         let invalid = |k: &str, why: &str| bad(format!("Invalid input for field/attribute {k}. {why}"));
         let name = self.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 255 {
@@ -110,7 +142,7 @@ impl FlavorCreate {
             },
             rxtx_factor_tenths: rxtx,
             is_public: self.is_public.is_none_or(|f| f.0),
-            description: None,
+            description: description(cx.since(55, "description", self.description)?.flatten())?,
             extra_specs: BTreeMap::new(),
             projects: vec![],
         })
@@ -172,7 +204,7 @@ async fn extra_specs(
 }
 
 pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
-    let (method, auth, base, api) = (req.method().clone(), &cx.auth, cx.base, cx.api);
+    let (method, auth, api) = (req.method().clone(), &cx.auth, cx.api);
     let c = &api.compute;
     let q = |k: &str| cx.q(k);
     // `query_pairs` drops the SDK's unset `None` filters; for flavors `is_public=None` means all.
@@ -198,16 +230,24 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             items.sort_by(|a, b| a.id.cmp(&b.id));
             let path = if detail { "flavors/detail" } else { "flavors" };
             let (items, next) = super::page(cx, items, |f| f.id.as_str(), path)?;
-            let out: Vec<Value> = items.iter().map(|f| flavor_json(f, base, detail)).collect();
+            let out: Vec<Value> = items.iter().map(|f| flavor_json(cx, f, detail)).collect();
             Ok(json(StatusCode::OK, &super::super::http::list_body("flavors", out, next)))
         }
         (&Method::POST, ["flavors"]) => {
-            let f = typed_body::<FlavorCreate>(req, "flavor").await?.into_flavor()?;
+            let f = typed_body::<FlavorCreate>(req, "flavor").await?.into_flavor(cx)?;
             let made = c.create_flavor(auth, f).await?;
-            Ok(json(StatusCode::OK, &json!({"flavor": flavor_json(&made, base, true)})))
+            Ok(json(StatusCode::OK, &json!({"flavor": flavor_json(cx, &made, true)})))
         }
         (_, ["flavors", id]) => match method {
-            Method::GET => Ok(json(StatusCode::OK, &json!({"flavor": flavor_json(&c.flavor(auth, id)?, base, true)}))),
+            Method::GET => Ok(json(StatusCode::OK, &json!({"flavor": flavor_json(cx, &c.flavor(auth, id)?, true)}))),
+            Method::PUT if cx.at(55) => {
+                let b = typed_body::<FlavorUpdate>(req, "flavor").await?;
+                let d = b.description.ok_or_else(|| {
+                    bad("Invalid input for field/attribute flavor: 'description' is a required property")
+                })?;
+                let f = c.describe_flavor(auth, id, description(d)?).await?;
+                Ok(json(StatusCode::OK, &json!({"flavor": flavor_json(cx, &f, true)})))
+            }
             Method::DELETE => {
                 c.delete_flavor(auth, id).await?;
                 Ok(empty(StatusCode::ACCEPTED))

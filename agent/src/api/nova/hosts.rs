@@ -1,5 +1,8 @@
 //! What Nova shows of the nodes: os-hypervisors, os-services (every node's conductor and
 //! scheduler, compute nodes' nova-compute), os-availability-zone and (empty) os-aggregates.
+//! By microversion: `forced_down` (2.11), `cpu_info` an object (2.28), hypervisors paged
+//! (2.33), hypervisors and services by UUID (2.53), a hypervisor's `servers` even when none
+//! (2.75). Changing services (enable, disable, force down, delete) is not offered.
 
 use super::super::error::ApiError;
 use super::super::http::Body;
@@ -11,51 +14,109 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Map;
 use serde_json::{json, Value};
 
-fn hypervisor_json(id: usize, i: &Inventory, up: bool, used: (Resources, u64), detail: bool) -> Value {
-    let mut j = json!({"id": id, "hypervisor_hostname": i.node, "state": if up { "up" } else { "down" },
-                       "status": if i.enabled { "enabled" } else { "disabled" }});
-    if detail {
-        // Used amounts are what the node's servers claim (as Nova's placement counts them).
-        let (u, servers) = used;
-        let extra = json!({
-            "vcpus": i.vcpus, "memory_mb": i.memory_mb, "local_gb": i.disk_gb, "vcpus_used": u.vcpus,
-            "memory_mb_used": u.memory_mb, "local_gb_used": u.disk_gb,
-            "free_ram_mb": i64::try_from(i.memory_mb).unwrap_or(i64::MAX) - i64::try_from(u.memory_mb).unwrap_or(i64::MAX),
-            "free_disk_gb": i64::try_from(i.disk_gb).unwrap_or(i64::MAX) - i64::try_from(u.disk_gb).unwrap_or(i64::MAX),
-            "running_vms": servers, "current_workload": 0, "disk_available_least": i.disk_gb.saturating_sub(u.disk_gb),
-            "hypervisor_type": "QEMU", "hypervisor_version": 1, "host_ip": i.host_ip,
-            "service": {"id": id, "host": i.node, "disabled_reason": null},
-            "cpu_info": json!({"arch": i.arch, "accel": i.accel,
-                               "emulated": i.accel != "kvm",
-                               "allocation_ratios": {"cpu": f64::from(i.ratios.cpu) / 100.0,
-                                                     "ram": f64::from(i.ratios.ram) / 100.0,
-                                                     "disk": f64::from(i.ratios.disk) / 100.0}}).to_string(),
-        });
-        if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extra) {
-            o.extend(e);
+/// A stable UUID named by `parts` (a hash of them, shaped as a random UUID): what Nova shows
+/// from 2.53 as the id of a hypervisor or a service, which are records in its database and
+/// names here.
+fn named_uuid(parts: &[&str]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, parts.join("\0").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_ref()[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
+}
+
+/// One hypervisor (a compute node) as Nova numbers it: 1, 2, … below 2.53, a UUID from it.
+#[derive(Clone, Copy)]
+struct Hyper<'a> {
+    index: usize,
+    node: &'a Inventory,
+    up: bool,
+}
+
+impl Hyper<'_> {
+    /// Its id as the path names it.
+    fn id(&self, cx: &Ctx<'_>) -> String {
+        if cx.at(53) {
+            named_uuid(&["hypervisor", &self.node.node])
+        } else {
+            self.index.to_string()
         }
+    }
+
+    /// Its id as a body shows it: a number below 2.53.
+    fn id_json(&self, cx: &Ctx<'_>) -> Value {
+        if cx.at(53) {
+            json!(self.id(cx))
+        } else {
+            json!(self.index)
+        }
+    }
+}
+
+fn hypervisor_json(cx: &Ctx<'_>, h: Hyper<'_>, used: (Resources, u64), detail: bool) -> Value {
+    let i = h.node;
+    let mut j = json!({"id": h.id_json(cx), "hypervisor_hostname": i.node, "state": if h.up { "up" } else { "down" },
+                       "status": if i.enabled { "enabled" } else { "disabled" }});
+    if !detail {
+        return j;
+    }
+    // Used amounts are what the node's servers claim (as Nova's placement counts them).
+    let (u, servers) = used;
+    let cpu_info = json!({"arch": i.arch, "accel": i.accel, "emulated": i.accel != "kvm",
+                          "allocation_ratios": {"cpu": f64::from(i.ratios.cpu) / 100.0,
+                                                "ram": f64::from(i.ratios.ram) / 100.0,
+                                                "disk": f64::from(i.ratios.disk) / 100.0}});
+    let service_id = if cx.at(53) { json!(named_uuid(&["nova-compute", &i.node])) } else { json!(h.index) };
+    let extra = json!({
+        "vcpus": i.vcpus, "memory_mb": i.memory_mb, "local_gb": i.disk_gb, "vcpus_used": u.vcpus,
+        "memory_mb_used": u.memory_mb, "local_gb_used": u.disk_gb,
+        "free_ram_mb": i64::try_from(i.memory_mb).unwrap_or(i64::MAX) - i64::try_from(u.memory_mb).unwrap_or(i64::MAX),
+        "free_disk_gb": i64::try_from(i.disk_gb).unwrap_or(i64::MAX) - i64::try_from(u.disk_gb).unwrap_or(i64::MAX),
+        "running_vms": servers, "current_workload": 0, "disk_available_least": i.disk_gb.saturating_sub(u.disk_gb),
+        "hypervisor_type": "QEMU", "hypervisor_version": 1, "host_ip": i.host_ip,
+        "service": {"id": service_id, "host": i.node, "disabled_reason": null},
+        // A JSON string before 2.28, an object from it.
+        "cpu_info": if cx.at(28) { cpu_info } else { json!(cpu_info.to_string()) },
+    });
+    if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extra) {
+        o.extend(e);
     }
     j
 }
 
-/// `/os-hypervisors[/detail|/statistics|/{id}|/{id}/uptime|/{name}/search|/{name}/servers]`.
+/// `/os-hypervisors[/detail|/statistics|/{id}|/{id}/uptime]`, and below 2.53
+/// `/{name}/search` and `/{name}/servers`; from 2.33 paged, from 2.53 by UUID with
+/// `hypervisor_hostname_pattern` and `with_servers`.
 fn hypervisors(cx: &Ctx<'_>, rest: &[&str]) -> Result<Response<Body>, ApiError> {
     let c = &cx.api.compute;
     let nodes = c.nodes(&cx.auth)?;
     let usage = c.node_usage()?;
     let used = |n: &Inventory| usage.get(&n.node).copied().unwrap_or_default();
-    let numbered: Vec<(usize, &Inventory, bool)> =
-        nodes.iter().enumerate().map(|(i, (n, up))| (i + 1, n, *up)).collect();
+    let all: Vec<Hyper<'_>> =
+        nodes.iter().enumerate().map(|(i, (node, up))| Hyper { index: i + 1, node, up: *up }).collect();
     let by_id = |id: &str| {
-        numbered
-            .iter()
-            .find(|(i, n, _)| i.to_string() == id || n.node == id)
+        all.iter()
+            .find(|h| h.id(cx) == id || (!cx.at(53) && h.node.node == id))
             .copied()
             .ok_or_else(|| ApiError::NotFound(format!("Hypervisor with ID {id} could not be found.")))
     };
-    // `search` and `servers` match hypervisor host names containing the pattern.
-    let matching = |pattern: &str| -> Result<Vec<(usize, &Inventory, bool)>, ApiError> {
-        let found: Vec<_> = numbered.iter().filter(|(_, n, _)| n.node.contains(pattern)).copied().collect();
+    let with_servers = cx.at(53) && cx.q("with_servers").is_some_and(|v| super::super::http::is_true(&v));
+    let servers = c.servers(&cx.auth, true)?;
+    let listed = |h: Hyper<'_>, detail: bool, servers_too: bool| {
+        let mut j = hypervisor_json(cx, h, used(h.node), detail);
+        let on: Vec<Value> = servers
+            .iter()
+            .filter(|s| s.node == h.node.node)
+            .map(|s| json!({"uuid": s.id, "name": crate::compute::driver::domain_name(&s.id)}))
+            .collect();
+        // From 2.75 `servers` is there even when empty.
+        if servers_too && (!on.is_empty() || cx.at(75)) {
+            j["servers"] = json!(on);
+        }
+        j
+    };
+    // `search` and `servers` (below 2.53), and the pattern (from it), match names containing it.
+    let matching = |pattern: &str| -> Result<Vec<Hyper<'_>>, ApiError> {
+        let found: Vec<_> = all.iter().filter(|h| h.node.node.contains(pattern)).copied().collect();
         if found.is_empty() {
             return Err(ApiError::NotFound(format!("No hypervisor matching '{pattern}' could be found.")));
         }
@@ -63,48 +124,40 @@ fn hypervisors(cx: &Ctx<'_>, rest: &[&str]) -> Result<Response<Body>, ApiError> 
     };
     let body = match rest {
         [] | ["detail"] => {
-            let list: Vec<Value> =
-                numbered.iter().map(|&(i, n, up)| hypervisor_json(i, n, up, used(n), !rest.is_empty())).collect();
-            json!({"hypervisors": list})
+            let chosen = match cx.q("hypervisor_hostname_pattern").filter(|_| cx.at(53)) {
+                Some(p) => matching(&p)?,
+                None => all.clone(),
+            };
+            let (page, next) = if cx.at(33) {
+                let path = if rest.is_empty() { "os-hypervisors" } else { "os-hypervisors/detail" };
+                let ids: Vec<(String, Hyper<'_>)> = chosen.into_iter().map(|h| (h.id(cx), h)).collect();
+                let (p, next) = super::page(cx, ids, |(id, _)| id.as_str(), path)?;
+                (p.into_iter().map(|(_, h)| h).collect(), next)
+            } else {
+                (chosen, None)
+            };
+            let list: Vec<Value> = page.into_iter().map(|h| listed(h, !rest.is_empty(), with_servers)).collect();
+            super::super::http::list_body("hypervisors", list, next)
         }
         ["statistics"] => json!({"hypervisor_statistics": statistics(&nodes, &used)}),
         [id, "uptime"] => {
-            let (i, n, up) = by_id(id)?;
-            let mut j = hypervisor_json(i, n, up, used(n), false);
-            j["uptime"] = json!(uptime(n.booted_at).ok_or_else(|| ApiError::NotImplemented(format!(
+            let h = by_id(id)?;
+            let mut j = hypervisor_json(cx, h, used(h.node), false);
+            j["uptime"] = json!(uptime(h.node.booted_at).ok_or_else(|| ApiError::NotImplemented(format!(
                 "Node {} has not reported when it booted.",
-                n.node
+                h.node.node
             )))?);
             json!({"hypervisor": j})
         }
-        [pattern, "search"] => {
-            let list: Vec<Value> =
-                matching(pattern)?.into_iter().map(|(i, n, up)| hypervisor_json(i, n, up, used(n), false)).collect();
+        [pattern, "search"] if !cx.at(53) => {
+            let list: Vec<Value> = matching(pattern)?.into_iter().map(|h| listed(h, false, false)).collect();
             json!({"hypervisors": list})
         }
-        [pattern, "servers"] => {
-            let servers = c.servers(&cx.auth, true)?;
-            let list: Vec<Value> = matching(pattern)?
-                .into_iter()
-                .map(|(i, n, up)| {
-                    let mut j = hypervisor_json(i, n, up, used(n), false);
-                    let on: Vec<Value> = servers
-                        .iter()
-                        .filter(|s| s.node == n.node)
-                        .map(|s| json!({"uuid": s.id, "name": crate::compute::driver::domain_name(&s.id)}))
-                        .collect();
-                    if !on.is_empty() {
-                        j["servers"] = json!(on);
-                    }
-                    j
-                })
-                .collect();
+        [pattern, "servers"] if !cx.at(53) => {
+            let list: Vec<Value> = matching(pattern)?.into_iter().map(|h| listed(h, false, true)).collect();
             json!({"hypervisors": list})
         }
-        [id] => {
-            let (i, n, up) = by_id(id)?;
-            json!({"hypervisor": hypervisor_json(i, n, up, used(n), true)})
-        }
+        [id] => json!({"hypervisor": listed(by_id(id)?, true, with_servers)}),
         _ => return Err(super::not_found()),
     };
     Ok(json(StatusCode::OK, &body))
@@ -173,10 +226,17 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
                 .filter(|(binary, ..)| q("binary").is_none_or(|b| b == *binary))
                 .enumerate()
                 .map(|(i, (binary, host, zone, enabled, up, at))| {
-                    json!({"id": i + 1, "binary": binary, "host": host,
+                    // Numbered below 2.53, a UUID from it; `forced_down` from 2.11 (nothing
+                    // forces a service down here).
+                    let id = if cx.at(53) { json!(named_uuid(&[binary, &host])) } else { json!(i + 1) };
+                    let mut j = json!({"id": id, "binary": binary, "host": host,
                     "zone": zone, "status": if enabled { "enabled" } else { "disabled" },
                     "state": if up { "up" } else { "down" }, "updated_at": timestamp(at, true),
-                    "disabled_reason": null})
+                    "disabled_reason": null});
+                    if cx.at(11) {
+                        j["forced_down"] = json!(false);
+                    }
+                    j
                 })
                 .collect();
             Ok(json(StatusCode::OK, &json!({"services": list})))

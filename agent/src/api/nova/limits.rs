@@ -1,5 +1,6 @@
 //! Nova's limits and quota sets (os-quota-sets show, detail and defaults), as typed answers
-//! with exactly the fields of Nova 2.1. Quotas are the cloud's settings (`[compute]` in the
+//! with exactly the fields of Nova 2.1, less those later microversions drop (network and
+//! security group ones at 2.36, image metadata at 2.39, personality files at 2.57). Quotas are the cloud's settings (`[compute]` in the
 //! config), the same for every project; limits of features not offered (floating IPs, security
 //! groups, server groups, injected files) are 0.
 //!
@@ -12,6 +13,7 @@ use crate::model::compute::{ComputeQuota, Resources};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
+use serde_json::Value;
 
 /// Limits Nova shows that this cloud does not enforce differently from Nova's defaults.
 const KEY_PAIRS: u64 = 100;
@@ -131,6 +133,38 @@ impl QuotaSet<u64> {
     }
 }
 
+/// The fields each microversion drops, of limits and of quota sets.
+const DROPPED: &[(u32, &str)] = &[
+    (36, "maxSecurityGroups"),
+    (36, "maxSecurityGroupRules"),
+    (36, "maxTotalFloatingIps"),
+    (36, "totalFloatingIpsUsed"),
+    (36, "totalSecurityGroupsUsed"),
+    (36, "floating_ips"),
+    (36, "fixed_ips"),
+    (36, "security_groups"),
+    (36, "security_group_rules"),
+    (39, "maxImageMeta"),
+    (57, "maxPersonality"),
+    (57, "maxPersonalitySize"),
+    (57, "injected_files"),
+    (57, "injected_file_content_bytes"),
+    (57, "injected_file_path_bytes"),
+];
+
+/// `body` as 2.`mv` shows it.
+fn at(cx: &Ctx<'_>, body: impl Serialize) -> Value {
+    let mut v = serde_json::to_value(body).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        for (minor, k) in DROPPED {
+            if cx.at(*minor) {
+                o.remove(*k);
+            }
+        }
+    }
+    v
+}
+
 pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let (auth, c) = (&cx.auth, &cx.api.compute);
     match (req.method(), segs) {
@@ -159,7 +193,7 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
                 security_groups_used: 0,
                 server_groups_used: 0,
             };
-            let body = serde_json::json!({"limits": {"rate": [], "absolute": absolute}});
+            let body = serde_json::json!({"limits": {"rate": [], "absolute": at(cx, absolute)}});
             Ok(json(StatusCode::OK, &body))
         }
         (&Method::GET, ["os-quota-sets", project, rest @ ..]) => {
@@ -170,16 +204,16 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             }
             let set = QuotaSet::of(project, &c.quota());
             match rest {
-                [] | ["defaults"] => Ok(json(StatusCode::OK, &serde_json::json!({"quota_set": set}))),
+                [] | ["defaults"] => Ok(json(StatusCode::OK, &serde_json::json!({"quota_set": at(cx, set)}))),
                 ["detail"] => {
                     let (instances, used) = c.project_usage(project)?;
                     let keypairs = if auth.project.as_ref().map(|p| p.id.as_str()) == Some(*project) {
-                        c.keypairs(auth)?.len() as u64
+                        c.keypairs(auth, None)?.len() as u64
                     } else {
                         0
                     };
                     let detail = set.detail(instances, used, keypairs);
-                    Ok(json(StatusCode::OK, &serde_json::json!({"quota_set": detail})))
+                    Ok(json(StatusCode::OK, &serde_json::json!({"quota_set": at(cx, detail)})))
                 }
                 _ => Err(super::not_found()),
             }

@@ -2,13 +2,18 @@
 //! each resource in its own module (servers, flavors, keypairs, hosts: hypervisors, services,
 //! zones; limits and quota sets), each given a [`Ctx`] and the path.
 //!
-//! Limitations: the maximum microversion is 2.1 until the features of later ones are served.
+//! The maximum microversion is 2.79: each change up to it is served exactly for the resources
+//! offered; a change to a resource not offered (server groups, migrations, instance actions,
+//! remote consoles, shelving, rebuild, locking, …: README's microversion table) changes nothing
+//! here, those resources answering 404 or 501 at every microversion.
 
 mod flavors;
 mod hosts;
 mod keypairs;
 mod limits;
 mod server_create;
+mod server_parts;
+mod server_view;
 mod servers;
 
 use super::error::ApiError;
@@ -22,7 +27,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 /// The microversions served: `(2, 1)` to `MAX`.
-const MAX: (u32, u32) = (2, 1);
+const MAX: (u32, u32) = (2, 79);
 
 /// Nova's legacy v2.0 API, served by the same code without microversions, as Nova does.
 fn version_doc_v2(base: &str) -> Value {
@@ -70,6 +75,8 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
     let base = api.base_url(&req);
     let method = req.method().clone();
     let mv = microversion(&req)?;
+    // The legacy v2.0 API has no microversions: it answers as 2.1.
+    let minor = if segs.first() == Some(&"v2") { 1 } else { mv.1 };
     let mut resp = match segs {
         [] if method == Method::GET => {
             Ok(json(StatusCode::OK, &json!({"versions": [version_doc_v2(&base), version_doc(&base)]})))
@@ -80,9 +87,9 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
         ["v2.1" | "v2", project, rest @ ..]
             if project.len() == 32 && project.chars().all(|c| c.is_ascii_hexdigit()) =>
         {
-            v21(api, req, rest, &base).await
+            v21(api, req, rest, (&base, minor)).await
         }
-        ["v2.1" | "v2", rest @ ..] => v21(api, req, rest, &base).await,
+        ["v2.1" | "v2", rest @ ..] => v21(api, req, rest, (&base, minor)).await,
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }?;
     let v = format!("{}.{}", mv.0, mv.1);
@@ -115,6 +122,17 @@ pub(super) async fn body_object(req: Request<Incoming>, key: &str) -> Result<Map
     }
 }
 
+/// A field only 2.`minor` and later take, given at 2.`mv`: refused below it, as Nova's schema
+/// refuses an unknown field.
+pub(super) fn since<T>(mv: u32, minor: u32, field: &str, value: Option<T>) -> Result<Option<T>, ApiError> {
+    match value {
+        Some(_) if mv < minor => {
+            Err(bad(format!("Invalid input for field/attribute {field}: additional property (needs 2.{minor}).")))
+        }
+        v => Ok(v),
+    }
+}
+
 /// What every Nova handler gets: the caller, the base URL for links and the query.
 pub(super) struct Ctx<'a> {
     pub api: &'a Api,
@@ -123,9 +141,22 @@ pub(super) struct Ctx<'a> {
     pub query: Vec<(String, String)>,
     /// The raw query string (for flags whose empty or `None` value the pairs drop).
     pub raw_query: String,
+    /// The negotiated microversion's minor number (2.`mv`).
+    pub mv: u32,
 }
 
 impl Ctx<'_> {
+    /// Whether the request's microversion is 2.`minor` or later.
+    pub fn at(&self, minor: u32) -> bool {
+        self.mv >= minor
+    }
+
+    /// A field only a later microversion takes: refused below it, as Nova's schema refuses an
+    /// unknown field.
+    pub fn since<T>(&self, minor: u32, field: &str, value: Option<T>) -> Result<Option<T>, ApiError> {
+        since(self.mv, minor, field, value)
+    }
+
     /// The first value of query parameter `k`.
     pub fn q(&self, k: &str) -> Option<String> {
         self.query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
@@ -162,10 +193,15 @@ pub(super) fn not_found() -> ApiError {
     ApiError::NotFound("The resource could not be found.".into())
 }
 
-async fn v21(api: &Api, req: Request<Incoming>, segs: &[&str], base: &str) -> Result<Response<Body>, ApiError> {
+async fn v21(
+    api: &Api,
+    req: Request<Incoming>,
+    segs: &[&str],
+    (base, mv): (&str, u32),
+) -> Result<Response<Body>, ApiError> {
     let auth = super::authenticate(api, &req)?;
     let raw_query = req.uri().query().unwrap_or_default().to_owned();
-    let cx = Ctx { api, auth, base, query: query_pairs(Some(&raw_query)), raw_query };
+    let cx = Ctx { api, auth, base, query: query_pairs(Some(&raw_query)), raw_query, mv };
     match segs.first().copied() {
         Some("servers") => servers::route(&cx, req, segs).await,
         Some("flavors") => flavors::route(&cx, req, segs).await,

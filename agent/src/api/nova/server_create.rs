@@ -1,11 +1,15 @@
-//! `POST /servers`: the create body, typed as Nova 2.1's schema has it (unknown fields refused),
-//! and turned into one [`NewServer`] and its counts.
+//! `POST /servers`: the create body, typed as Nova's schema has it (unknown fields refused, and
+//! fields of later microversions below them), and turned into one [`NewServer`] and its counts.
+//! By microversion: device tags on networks and mappings (2.32 to 2.36, and from 2.42),
+//! `description` (2.19), `networks` required and `auto`/`none` (2.37), `tags` (2.52),
+//! `trusted_image_certificates` (2.63; refused: image signature verification is not offered),
+//! a mapping's `volume_type` (2.67), `host` and `hypervisor_hostname` for admins (2.74).
 
 use super::super::error::ApiError;
 use super::super::params::{Count, Flag};
-use super::bad;
-use crate::compute::{NetRequest, Networks, NewServer, METADATA_ITEMS};
-use crate::model::compute::check_server_name;
+use super::{bad, since};
+use crate::compute::{BootVolume, NetRequest, Networks, NewServer, METADATA_ITEMS};
+use crate::model::compute::{check_server_name, check_tag, MAX_TAGS};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -52,6 +56,16 @@ pub(super) struct ServerCreate {
     config_drive: Option<Value>,
     #[serde(rename = "OS-DCF:diskConfig", default)]
     disk_config: Option<String>,
+    #[serde(default, deserialize_with = "super::super::params::nullable")]
+    description: Option<Option<String>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "super::super::params::nullable")]
+    trusted_image_certificates: Option<Option<Vec<String>>>,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    hypervisor_hostname: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +85,8 @@ struct NetworkEntry {
     port: Option<String>,
     #[serde(default)]
     fixed_ip: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +108,10 @@ struct Bdm {
     boot_index: Option<i64>,
     #[serde(default)]
     delete_on_termination: Option<Flag>,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    volume_type: Option<String>,
 }
 
 fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -112,6 +132,13 @@ fn index<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     }
 }
 
+/// Who asks, at which microversion (2.`mv`).
+#[derive(Clone, Copy)]
+pub(super) struct At {
+    pub mv: u32,
+    pub admin: bool,
+}
+
 /// What a create asks for beyond the server itself.
 pub(super) struct Request {
     pub server: NewServer,
@@ -120,11 +147,16 @@ pub(super) struct Request {
 }
 
 impl ServerCreate {
-    pub(super) fn into_request(self) -> Result<Request, ApiError> {
+    pub(super) fn into_request(self, cx: At) -> Result<Request, ApiError> {
         check_server_name(&self.name).map_err(|e| bad(e.to_string()))?;
         let counts = counts(self.min_count, self.max_count)?;
         let metadata = metadata(self.metadata.unwrap_or_default())?;
-        let boot_volume = boot_volume(self.block_device_mapping_v2.as_deref().unwrap_or_default())?;
+        let bdms = self.block_device_mapping_v2.unwrap_or_default();
+        check_device_tags(cx, self.networks.as_ref(), &bdms)?;
+        if bdms.iter().any(|b| b.volume_type.is_some()) && cx.mv < 67 {
+            return Err(bad("Invalid input for field/attribute volume_type: additional property (needs 2.67)."));
+        }
+        let boot_volume = boot_volume(&bdms)?;
         // imageRef may be a URL ending in the id; empty when booting from a volume.
         let image_id = self.image_ref.unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
         if image_id.is_empty() && boot_volume.is_none() {
@@ -151,6 +183,8 @@ impl ServerCreate {
                 g.name
             )));
         }
+        let later = Later::check(cx, self.description, self.tags, self.trusted_image_certificates)?;
+        let host = placement(cx, self.host, self.hypervisor_hostname)?;
         let server = NewServer {
             admin_pass: self.admin_pass.unwrap_or_else(generate_password),
             name: self.name,
@@ -160,18 +194,96 @@ impl ServerCreate {
             user_data: self.user_data,
             availability_zone: self.availability_zone.filter(|z| !z.is_empty()),
             metadata,
-            networks: networks(self.networks)?,
+            networks: networks(cx, self.networks)?,
             boot_volume,
             access_ipv4: self.access_ipv4,
             access_ipv6: self.access_ipv6,
+            description: later.description,
+            tags: later.tags,
+            host,
         };
         let return_reservation_id = self.return_reservation_id.is_some_and(|f| f.0);
         Ok(Request { server, counts, return_reservation_id })
     }
 }
 
-fn networks(n: Option<NetworksBody>) -> Result<Networks, ApiError> {
+/// The create's fields of later microversions, checked.
+struct Later {
+    description: Option<String>,
+    tags: Vec<String>,
+}
+
+impl Later {
+    fn check(
+        cx: At,
+        description: Option<Option<String>>,
+        tags: Option<Vec<String>>,
+        trusted: Option<Option<Vec<String>>>,
+    ) -> Result<Self, ApiError> {
+        let description = since(cx.mv, 19, "description", description)?.flatten();
+        if description.as_ref().is_some_and(|d| d.chars().count() > 255) {
+            return Err(bad("Invalid input for field/attribute description: at most 255 characters."));
+        }
+        let tags = since(cx.mv, 52, "tags", tags)?.unwrap_or_default();
+        if tags.len() > MAX_TAGS {
+            return Err(bad(format!("Invalid input for field/attribute tags: at most {MAX_TAGS}.")));
+        }
+        for t in &tags {
+            check_tag(t).map_err(|e| bad(e.to_string()))?;
+        }
+        if since(cx.mv, 63, "trusted_image_certificates", trusted)?.flatten().is_some() {
+            return Err(ApiError::BadRequest(
+                "Image certificate validation is not supported by this cloud's compute nodes: \
+                 trusted_image_certificates must be null or absent."
+                    .into(),
+            ));
+        }
+        Ok(Later { description, tags })
+    }
+}
+
+/// The node an admin asks for (2.74: `host`, `hypervisor_hostname`; one node is both here).
+fn placement(cx: At, host: Option<String>, hypervisor: Option<String>) -> Result<Option<String>, ApiError> {
+    let (host, hypervisor) = (since(cx.mv, 74, "host", host)?, since(cx.mv, 74, "hypervisor_hostname", hypervisor)?);
+    if (host.is_some() || hypervisor.is_some()) && !cx.admin {
+        return Err(ApiError::Forbidden(
+            "Policy doesn't allow compute:servers:create:requested_destination to be performed.".into(),
+        ));
+    }
+    match (host, hypervisor) {
+        (Some(h), Some(n)) if h != n => {
+            Err(bad(format!("Compute host {h} has no hypervisor {n}: each node is its own hypervisor.")))
+        }
+        (h, n) => Ok(h.or(n)),
+    }
+}
+
+/// Device tags are taken from 2.32 to 2.36 and from 2.42 on (Nova's schemas).
+fn check_device_tags(cx: At, nets: Option<&NetworksBody>, bdms: &[Bdm]) -> Result<(), ApiError> {
+    let net_tags = match nets {
+        Some(NetworksBody::List(l)) => l.iter().filter_map(|n| n.tag.as_deref()).collect(),
+        _ => vec![],
+    };
+    let tags: Vec<&str> = net_tags.into_iter().chain(bdms.iter().filter_map(|b| b.tag.as_deref())).collect();
+    if tags.is_empty() {
+        return Ok(());
+    }
+    if !((32..=36).contains(&cx.mv) || cx.mv >= 42) {
+        return Err(bad(
+            "Invalid input for field/attribute tag: additional property (device tags need 2.32 to 2.36, or 2.42).",
+        ));
+    }
+    tags.iter().try_for_each(|t| check_tag(t).map_err(|e| bad(e.to_string())))
+}
+
+fn networks(cx: At, n: Option<NetworksBody>) -> Result<Networks, ApiError> {
+    if let (Some(NetworksBody::Word(w)), false) = (&n, cx.mv >= 37) {
+        return Err(bad(format!("Invalid input for field/attribute networks: {w:?} is not a list (words need 2.37).")));
+    }
     Ok(match n {
+        None if cx.mv >= 37 => {
+            return Err(bad("Invalid input for field/attribute server: 'networks' is a required property"))
+        }
         // Before 2.37 Nova reads an absent or empty list as "the project's network".
         None => Networks::Auto { explicit: false },
         Some(NetworksBody::List(l)) if l.is_empty() => Networks::Auto { explicit: false },
@@ -194,8 +306,8 @@ fn network_request(e: NetworkEntry) -> Result<NetRequest, ApiError> {
         return Err(bad("Invalid input for field/attribute fixed_ip: not an IP address"));
     }
     match (e.uuid, e.port, e.fixed_ip) {
-        (_, Some(p), _) => Ok(NetRequest::Port(p)),
-        (Some(u), None, None) => Ok(NetRequest::Network(u)),
+        (_, Some(p), _) => Ok(NetRequest::Port { id: p, tag: e.tag }),
+        (Some(u), None, None) => Ok(NetRequest::Network { id: u, tag: e.tag }),
         (Some(_), None, Some(_)) => Err(ApiError::NotImplemented(
             "A fixed_ip in networks is not served yet; create a port with it and pass the port.".into(),
         )),
@@ -253,7 +365,7 @@ const DESTINATIONS: [&str; 2] = ["local", "volume"];
 /// boot index 0, with whether to delete it with the server. An image described as a mapping
 /// (source `image`, destination `local`) is the imageRef boot; other valid mappings are not
 /// served yet (501), invalid ones are refused (400).
-fn boot_volume(bdms: &[Bdm]) -> Result<Option<(String, bool)>, ApiError> {
+fn boot_volume(bdms: &[Bdm]) -> Result<Option<BootVolume>, ApiError> {
     let mut boot = None;
     for b in bdms {
         let (src, dst) = (b.source_type.as_deref().unwrap_or("blank"), b.destination_type.as_deref());
@@ -267,8 +379,8 @@ fn boot_volume(bdms: &[Bdm]) -> Result<Option<(String, bool)>, ApiError> {
             ("image", None | Some("local")) => {}
             ("volume", None | Some("volume")) if b.boot_index == Some(0) => {
                 let id = b.uuid.clone().ok_or_else(|| bad("Invalid input: a volume mapping needs a uuid."))?;
-                let delete = b.delete_on_termination.is_some_and(|f| f.0);
-                if boot.replace((id, delete)).is_some() {
+                let delete_on_termination = b.delete_on_termination.is_some_and(|f| f.0);
+                if boot.replace(BootVolume { id, delete_on_termination, tag: b.tag.clone() }).is_some() {
                     return Err(bad("Invalid input: more than one mapping has boot_index 0."));
                 }
             }
@@ -290,7 +402,11 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: Value) -> Result<Request, ApiError> {
-        serde_json::from_value::<ServerCreate>(v).map_err(|e| bad(e.to_string()))?.into_request()
+        parse_at(v, 1)
+    }
+
+    fn parse_at(v: Value, mv: u32) -> Result<Request, ApiError> {
+        serde_json::from_value::<ServerCreate>(v).map_err(|e| bad(e.to_string()))?.into_request(At { mv, admin: false })
     }
 
     #[test]
@@ -323,7 +439,8 @@ mod tests {
         };
         let vol = json!([{"uuid": "v1", "boot_index": 0, "source_type": "volume", "destination_type": "volume",
                           "delete_on_termination": true}]);
-        assert_eq!(bdm(vol).unwrap().server.boot_volume, Some(("v1".into(), true)));
+        let want = BootVolume { id: "v1".into(), delete_on_termination: true, tag: None };
+        assert_eq!(bdm(vol).unwrap().server.boot_volume, Some(want));
         let blank = json!([{"boot_index": -1, "source_type": "blank", "destination_type": "local"}]);
         assert!(matches!(bdm(blank), Err(ApiError::NotImplemented(_))));
         let invalid = json!([{"uuid": "v1", "boot_index": 0, "source_type": "volume", "destination_type": "invalid"}]);

@@ -1,23 +1,22 @@
 //! Nova's servers: create (from an image or a volume, `min_count`/`max_count`), list/detail with
-//! filters, show, rename, delete; actions (os-start, os-stop, reboot, pause, unpause, suspend,
-//! resume, os-getConsoleOutput); diagnostics; os-volume_attachments.
+//! filters, show, update, delete, addresses, topology (2.78); the sub-resources (actions,
+//! metadata, tags, volume attachments) are in `server_parts`.
 
 use super::super::error::ApiError;
 use super::super::http::Body;
-use super::super::http::{empty, json, parse_json, read_body, timestamp, MAX_JSON_BODY};
-use super::server_create::ServerCreate;
-use super::Ctx;
-use super::{bad, body_object, typed_body};
-use crate::compute::{Action, ServerChange};
-use crate::model::compute::{Server, ServerVolume};
+use super::super::http::{empty, json};
+use super::server_create::{At, ServerCreate};
+use super::server_view::{addresses_json, server_json, Shape, View};
+use super::{bad, typed_body, Ctx};
+use crate::compute::ServerChange;
+use crate::model::compute::Server;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::Map;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// A server update: its name and access addresses (`description` comes with 2.19).
+/// A server update: its name, access addresses and (2.19) description.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerUpdate {
@@ -27,86 +26,53 @@ struct ServerUpdate {
     access_ipv4: Option<std::net::Ipv4Addr>,
     #[serde(rename = "accessIPv6", default)]
     access_ipv6: Option<std::net::Ipv6Addr>,
-}
-
-/// Which answer a server is part of: a plain listing (id, name, links), an update (Nova's base
-/// server view), or a show or detailed listing (with the extensions; host attributes for admins).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum View {
-    Summary,
-    Updated,
-    Full { admin: bool },
-}
-
-fn server_json(s: &Server, addresses: &[(String, std::net::IpAddr, String)], base: &str, view: View) -> Value {
-    let href = format!("{base}/compute/v2.1/servers/{}", s.id);
-    let links = json!([{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]);
-    if view == View::Summary {
-        return json!({"id": s.id, "name": s.name, "links": links});
-    }
-    let flavor_href = format!("{base}/compute/v2.1/flavors/{}", s.flavor.id);
-    let image_href = format!("{base}/image/v2/images/{}", s.image_id);
-    // hostId: a hash of the project and the node (Nova uses SHA-224; any opaque digest will
-    // do), so projects cannot map the hosts.
-    let host_id = if s.node.is_empty() {
-        String::new()
-    } else {
-        let d = ring::digest::digest(&ring::digest::SHA256, format!("{}{}", s.project_id, s.node).as_bytes());
-        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-    };
-    let mut j = json!({
-        "id": s.id, "name": s.name, "status": s.status(), "tenant_id": s.project_id, "user_id": s.user_id,
-        "metadata": s.metadata, "hostId": host_id, "image": {"id": s.image_id, "links": [{"rel": "bookmark", "href": image_href}]},
-        "flavor": {"id": s.flavor.id, "links": [{"rel": "bookmark", "href": flavor_href}]},
-        "created": timestamp(s.created_at, false), "updated": timestamp(s.updated_at, false),
-        "addresses": addresses_json(addresses), "accessIPv4": s.access_ipv4.map_or(String::new(), |a| a.to_string()),
-        "accessIPv6": s.access_ipv6.map_or(String::new(), |a| a.to_string()), "links": links, "OS-DCF:diskConfig": "MANUAL",
-    });
-    if s.image_id.is_empty() {
-        j["image"] = json!("");
-    }
-    if let Some(f) = &s.fault {
-        j["fault"] = json!({"code": f.code, "message": f.message, "created": timestamp(f.created, false)});
-    }
-    // Nova shows progress only while a server is in one of its progress statuses.
-    if matches!(s.status(), "ACTIVE" | "BUILD") {
-        j["progress"] = json!(0);
-    }
-    let View::Full { admin } = view else { return j };
-    let extended = json!({
-        "OS-EXT-STS:vm_state": s.vm_state.as_str(),
-        "OS-EXT-STS:task_state": s.task_state.map(|t| t.as_str()), "OS-EXT-STS:power_state": s.power_state as u8,
-        "OS-EXT-AZ:availability_zone": s.availability_zone, "key_name": s.key_name, "config_drive": "True",
-        "OS-SRV-USG:launched_at": s.launched_at.map(|t| timestamp(t, true)), "OS-SRV-USG:terminated_at": null,
-        "os-extended-volumes:volumes_attached": s.volumes.iter().map(|v| json!({"id": v.volume_id})).collect::<Vec<_>>(),
-        "security_groups": [],
-    });
-    if let (Some(o), Value::Object(e)) = (j.as_object_mut(), extended) {
-        o.extend(e);
-    }
-    if admin {
-        j["OS-EXT-SRV-ATTR:host"] = json!(s.node);
-        j["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(s.node);
-        j["OS-EXT-SRV-ATTR:instance_name"] = json!(crate::compute::driver::domain_name(&s.id));
-    }
-    j
-}
-
-fn addresses_json(addresses: &[(String, std::net::IpAddr, String)]) -> Value {
-    let mut by_net: Map<String, Value> = Map::new();
-    for (net, ip, mac) in addresses {
-        let entry = json!({"addr": ip.to_string(), "version": if ip.is_ipv4() { 4 } else { 6 },
-                           "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac});
-        if let Value::Array(a) = by_net.entry(net.clone()).or_insert_with(|| json!([])) {
-            a.push(entry);
-        }
-    }
-    Value::Object(by_net)
+    #[serde(default, deserialize_with = "super::super::params::nullable")]
+    description: Option<Option<String>>,
 }
 
 /// A filter as Nova takes `name` and `ip`: a regular expression searched in the value.
 fn pattern(k: &str, p: &str) -> Result<regex::Regex, ApiError> {
     regex::Regex::new(p).map_err(|e| bad(format!("Invalid input for query parameters {k}: {e}")))
+}
+
+/// Each node's `host_status` as Nova shows it to admins (2.16).
+struct HostStatus(BTreeMap<String, &'static str>);
+
+impl HostStatus {
+    fn of(cx: &Ctx<'_>) -> Result<Self, ApiError> {
+        if !(cx.at(16) && cx.auth.is_admin()) {
+            return Ok(HostStatus(BTreeMap::new()));
+        }
+        let nodes = cx.api.compute.nodes(&cx.auth)?;
+        Ok(HostStatus(
+            nodes
+                .into_iter()
+                .map(|(n, up)| {
+                    let status = match (up, n.enabled) {
+                        (false, _) => "DOWN",
+                        (true, false) => "MAINTENANCE",
+                        (true, true) => "UP",
+                    };
+                    (n.node, status)
+                })
+                .collect(),
+        ))
+    }
+
+    fn get(&self, s: &Server) -> &'static str {
+        if s.node.is_empty() {
+            ""
+        } else {
+            self.0.get(&s.node).copied().unwrap_or("UNKNOWN")
+        }
+    }
+}
+
+/// A server as `cx`'s caller sees it in `view`.
+pub(super) fn shown(cx: &Ctx<'_>, s: &Server, view: View) -> Result<Value, ApiError> {
+    let status = HostStatus::of(cx)?;
+    let shape = Shape { view, mv: cx.mv, admin: cx.auth.is_admin(), host_status: status.get(s) };
+    Ok(server_json(s, &cx.api.compute.addresses(s)?, cx.base, shape))
 }
 
 pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
@@ -115,7 +81,8 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
     match (&method, segs) {
         (&Method::GET, ["servers"]) | (&Method::GET, ["servers", "detail"]) => list(cx, segs.len() == 2),
         (&Method::POST, ["servers"]) => {
-            let r = typed_body::<ServerCreate>(req, "server").await?.into_request()?;
+            let at = At { mv: cx.mv, admin: auth.is_admin() };
+            let r = typed_body::<ServerCreate>(req, "server").await?.into_request(at)?;
             let admin_pass = r.server.admin_pass.clone();
             let (s, reservation_id) = c.create_servers(auth, r.server, r.counts).await?;
             if r.return_reservation_id {
@@ -129,17 +96,14 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             ))
         }
         (_, ["servers", id]) => match method {
-            Method::GET => {
-                let s = c.server(auth, id)?;
-                let j = server_json(&s, &c.addresses(&s)?, base, View::Full { admin: auth.is_admin() });
-                Ok(json(StatusCode::OK, &json!({"server": j})))
-            }
+            Method::GET => Ok(json(StatusCode::OK, &json!({"server": shown(cx, &c.server(auth, id)?, View::Show)?}))),
             Method::PUT => {
                 let b = typed_body::<ServerUpdate>(req, "server").await?;
-                let change = ServerChange { name: b.name, access_ipv4: b.access_ipv4, access_ipv6: b.access_ipv6 };
+                let description = cx.since(19, "description", b.description)?;
+                let change =
+                    ServerChange { name: b.name, access_ipv4: b.access_ipv4, access_ipv6: b.access_ipv6, description };
                 let s = c.update_server(auth, id, change).await?;
-                let j = server_json(&s, &c.addresses(&s)?, base, View::Updated);
-                Ok(json(StatusCode::OK, &json!({"server": j})))
+                Ok(json(StatusCode::OK, &json!({"server": shown(cx, &s, View::Updated)?})))
             }
             Method::DELETE => {
                 c.delete_server(auth, id).await?;
@@ -147,7 +111,6 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             }
             _ => Err(super::super::not_allowed(&method)),
         },
-        (_, ["servers", id, "metadata", rest @ ..]) => metadata(cx, req, id, rest).await,
         (&Method::GET, ["servers", id, "ips", rest @ ..]) => {
             let s = c.server(auth, id)?;
             let all = addresses_json(&c.addresses(&s)?);
@@ -164,199 +127,241 @@ pub(super) async fn route(cx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -
             };
             Ok(json(StatusCode::OK, &body))
         }
-        (_, ["servers", id, "diagnostics"]) => match method {
-            Method::GET => Ok(json(StatusCode::OK, &json!(c.diagnostics(auth, id).await?))),
-            _ => Err(super::super::not_allowed(&method)),
-        },
-        (&Method::POST, ["servers", id, "action"]) => action(cx, req, id).await,
-        (_, ["servers", id, "os-volume_attachments", rest @ ..]) => volume_attachments(cx, req, id, rest).await,
-        _ => Err(super::not_found()),
+        (&Method::GET, ["servers", id, "topology"]) if cx.at(78) => topology(cx, id),
+        _ => super::server_parts::route(cx, req, segs).await,
     }
 }
 
-/// `GET /servers[/detail]` with Nova's filters (`name` as a pattern, `status`, `host` for
-/// admins, `flavor`, `image`, `changes-since`, `ip`), newest first, paged.
+/// `GET /servers/{id}/topology` (2.78): a server whose flavor asks for huge pages has one NUMA
+/// cell of all its vCPUs and memory (unpinned); others have none, as Nova shows them. The host
+/// cell is for admins.
+fn topology(cx: &Ctx<'_>, id: &str) -> Result<Response<Body>, ApiError> {
+    let s = cx.api.compute.server(&cx.auth, id)?;
+    let f = &s.flavor;
+    let page = f.extra_specs.get("hw:mem_page_size").and_then(|v| match v.as_str() {
+        "large" => Some(2048),
+        v => crate::model::compute::page_size_kib(v).filter(|k| *k > 4),
+    });
+    let Some(page) = page else { return Ok(json(StatusCode::OK, &json!({"nodes": [], "pagesize_kb": null}))) };
+    let mut cell = json!({"cpu_pinning": {}, "vcpu_set": (0..f.vcpus).collect::<Vec<_>>(), "siblings": [],
+                          "memory_mb": f.ram_mb});
+    if cx.auth.is_admin() {
+        cell["host_node"] = json!(0);
+    }
+    Ok(json(StatusCode::OK, &json!({"nodes": [cell], "pagesize_kb": page})))
+}
+
+/// The query parameters Nova's schema takes on a listing (from 2.75 any other is a 400).
+const LIST_PARAMS: &[&str] = &[
+    "user_id",
+    "project_id",
+    "tenant_id",
+    "launch_index",
+    "image_ref",
+    "image",
+    "kernel_id",
+    "ramdisk_id",
+    "hostname",
+    "key_name",
+    "power_state",
+    "vm_state",
+    "task_state",
+    "host",
+    "node",
+    "flavor",
+    "reservation_id",
+    "launched_at",
+    "terminated_at",
+    "availability_zone",
+    "name",
+    "display_name",
+    "description",
+    "display_description",
+    "locked_by",
+    "uuid",
+    "root_device_name",
+    "config_drive",
+    "access_ip_v4",
+    "access_ip_v6",
+    "auto_disk_config",
+    "progress",
+    "sort_key",
+    "sort_dir",
+    "all_tenants",
+    "soft_deleted",
+    "deleted",
+    "status",
+    "changes-since",
+    "ip",
+    "ip6",
+    "created_at",
+    "block_device_mapping",
+    "services",
+    "metadata",
+    "system_metadata",
+    "info_cache",
+    "security_groups",
+    "pci_devices",
+    "limit",
+    "marker",
+    "tags",
+    "tags-any",
+    "not-tags",
+    "not-tags-any",
+    "changes-before",
+    "locked",
+];
+
+/// The statuses Nova knows (from 2.38 any other is a 400).
+const STATUSES: &[&str] = &[
+    "ACTIVE",
+    "BUILD",
+    "DELETED",
+    "ERROR",
+    "HARD_REBOOT",
+    "MIGRATING",
+    "PASSWORD",
+    "PAUSED",
+    "REBOOT",
+    "REBUILD",
+    "RESCUE",
+    "RESIZE",
+    "REVERT_RESIZE",
+    "SHELVED",
+    "SHELVED_OFFLOADED",
+    "SHUTOFF",
+    "SOFT_DELETED",
+    "SUSPENDED",
+    "UNKNOWN",
+    "VERIFY_RESIZE",
+];
+
+/// `GET /servers[/detail]` with Nova's filters, newest first, paged.
 fn list(cx: &Ctx<'_>, detail: bool) -> Result<Response<Body>, ApiError> {
-    let (auth, base, c) = (&cx.auth, cx.base, &cx.api.compute);
-    let q = |k: &str| cx.q(k);
-    let all = q("all_tenants").is_some_and(|v| super::super::http::is_true(&v));
+    if let Some((k, _)) = cx.query.iter().find(|(k, _)| cx.at(75) && !LIST_PARAMS.contains(&k.as_str())) {
+        return Err(bad(format!("Invalid input for query parameters {k}: additional properties are not allowed.")));
+    }
+    let (auth, c) = (&cx.auth, &cx.api.compute);
+    let all = cx.q("all_tenants").is_some_and(|v| super::super::http::is_true(&v));
     let mut items = c.servers(auth, all)?;
     // With all_tenants, an admin may name the project (`tenant_id` or `project_id`).
-    if let Some(p) = q("project_id").or_else(|| q("tenant_id")).filter(|_| all && auth.is_admin()) {
+    if let Some(p) = cx.q("project_id").or_else(|| cx.q("tenant_id")).filter(|_| all && auth.is_admin()) {
         items.retain(|s| s.project_id == p);
     }
-    if let Some(n) = q("name") {
-        let re = pattern("name", &n)?;
-        items.retain(|s| re.is_match(&s.name));
-    }
-    if let Some(r) = q("reservation_id") {
-        items.retain(|s| s.reservation_id == r);
-    }
-    if let Some(st) = q("status") {
-        items.retain(|s| s.status().eq_ignore_ascii_case(&st));
-    }
-    if let Some(h) = q("host").filter(|_| auth.is_admin()) {
-        items.retain(|s| s.node == h);
-    }
-    if let Some(f) = q("flavor") {
-        items.retain(|s| s.flavor.id == f.rsplit('/').next().unwrap_or_default());
-    }
-    if let Some(i) = q("image") {
-        items.retain(|s| s.image_id == i.rsplit('/').next().unwrap_or_default());
-    }
-    if let Some(t) = q("changes-since") {
-        let since = super::super::http::parse_timestamp(&t)
-            .ok_or_else(|| bad(format!("Invalid input for query parameters changes-since: {t}")))?;
-        items.retain(|s| s.updated_at >= since);
-    }
-    if let Some(ip) = q("ip") {
-        let re = pattern("ip", &ip)?;
-        let mut kept = Vec::new();
-        for s in items {
-            if c.addresses(&s)?.iter().any(|(_, a, _)| a.is_ipv4() && re.is_match(&a.to_string())) {
-                kept.push(s);
-            }
-        }
-        items = kept;
-    }
+    filter_fields(cx, &mut items)?;
+    filter_times(cx, &mut items)?;
+    filter_tags(cx, &mut items);
+    filter_addresses(cx, &mut items)?;
     // Nova's default order: newest first.
     items.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     let path = if detail { "servers/detail" } else { "servers" };
     let (items, next) = super::page(cx, items, |s| s.id.as_str(), path)?;
+    let view = if detail { View::Detail } else { View::Summary };
+    let status = HostStatus::of(cx)?;
     let out: Vec<Value> = items
         .iter()
         .map(|s| {
-            let view = if detail { View::Full { admin: auth.is_admin() } } else { View::Summary };
-            Ok(server_json(s, &c.addresses(s)?, base, view))
+            let shape = Shape { view, mv: cx.mv, admin: auth.is_admin(), host_status: status.get(s) };
+            Ok(server_json(s, &c.addresses(s)?, cx.base, shape))
         })
         .collect::<Result<_, ApiError>>()?;
     Ok(json(StatusCode::OK, &super::super::http::list_body("servers", out, next)))
 }
 
-/// `POST /servers/{id}/action`: one action a body.
-async fn action(cx: &Ctx<'_>, req: Request<Incoming>, id: &str) -> Result<Response<Body>, ApiError> {
-    let (auth, c) = (&cx.auth, &cx.api.compute);
-    let body: Map<String, Value> = parse_json(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-    let (action, arg) = match body.iter().next() {
-        Some((k, v)) if body.len() == 1 => (k.as_str(), v),
-        _ => return Err(bad("Exactly one action is required.")),
+/// `name` (a pattern), `reservation_id`, `status`, `host` (admins), `flavor`, `image`,
+/// `locked` (2.73).
+fn filter_fields(cx: &Ctx<'_>, items: &mut Vec<Server>) -> Result<(), ApiError> {
+    if let Some(n) = cx.q("name") {
+        let re = pattern("name", &n)?;
+        items.retain(|s| re.is_match(&s.name));
+    }
+    if let Some(r) = cx.q("reservation_id") {
+        items.retain(|s| s.reservation_id == r);
+    }
+    if let Some(st) = cx.q("status") {
+        if cx.at(38) && !STATUSES.iter().any(|k| k.eq_ignore_ascii_case(&st)) {
+            return Err(bad(format!("Invalid status value: {st}")));
+        }
+        items.retain(|s| s.status().eq_ignore_ascii_case(&st));
+    }
+    if let Some(h) = cx.q("host").filter(|_| cx.auth.is_admin()) {
+        items.retain(|s| s.node == h);
+    }
+    if let Some(f) = cx.q("flavor") {
+        items.retain(|s| s.flavor.id == f.rsplit('/').next().unwrap_or_default());
+    }
+    if let Some(i) = cx.q("image") {
+        items.retain(|s| s.image_id == i.rsplit('/').next().unwrap_or_default());
+    }
+    if let Some(l) = cx.q("locked").filter(|_| cx.at(73)) {
+        // No server is locked here (locking is not offered yet).
+        match l.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => items.clear(),
+            "false" | "0" | "no" | "off" => {}
+            _ => return Err(bad(format!("Invalid input for query parameters locked: {l}"))),
+        }
+    }
+    Ok(())
+}
+
+/// `changes-since`, and `changes-before` (2.66): updated at or after, at or before.
+fn filter_times(cx: &Ctx<'_>, items: &mut Vec<Server>) -> Result<(), ApiError> {
+    let time = |k: &str| -> Result<Option<u64>, ApiError> {
+        cx.q(k)
+            .map(|t| {
+                super::super::http::parse_timestamp(&t)
+                    .ok_or_else(|| bad(format!("Invalid input for query parameters {k}: {t}")))
+            })
+            .transpose()
     };
-    let act = match action {
-        "os-start" => Action::Start,
-        "os-stop" => Action::Stop,
-        "pause" => Action::Pause,
-        "unpause" => Action::Unpause,
-        "suspend" => Action::Suspend,
-        "resume" => Action::Resume,
-        "reboot" => match arg.get("type").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
-            Some("HARD") => Action::Reboot { hard: true },
-            Some("SOFT") | None => Action::Reboot { hard: false },
-            Some(t) => {
-                return Err(bad(format!("Invalid input for field/attribute type. Value: {t}. It is not SOFT or HARD.")))
-            }
-        },
-        "os-getConsoleOutput" => {
-            let length = match arg.get("length") {
-                None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => n.as_i64().and_then(|n| usize::try_from(n).ok()),
-                Some(Value::String(s)) => s.parse::<i64>().ok().and_then(|n| usize::try_from(n).ok()),
-                Some(v) => return Err(bad(format!("Invalid input for field/attribute length. Value: {v}."))),
-            };
-            return Ok(json(StatusCode::OK, &json!({"output": c.console(auth, id, length).await?})));
+    let since = time("changes-since")?;
+    let before = if cx.at(66) { time("changes-before")? } else { None };
+    if let (Some(a), Some(b)) = (since, before) {
+        if b < a {
+            return Err(bad("The value of changes-since must be less than or equal to changes-before."));
         }
-        other => return Err(ApiError::NotImplemented(format!("Server action {other} is not served yet."))),
-    };
-    c.action(auth, id, act).await?;
-    Ok(empty(StatusCode::ACCEPTED))
+    }
+    items.retain(|s| since.is_none_or(|t| s.updated_at >= t) && before.is_none_or(|t| s.updated_at <= t));
+    Ok(())
 }
 
-/// `PUT` and `POST /servers/{id}/metadata`'s body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetadataBody {
-    metadata: BTreeMap<String, String>,
-}
-
-/// `PUT /servers/{id}/metadata/{key}`'s body: that one key.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetaBody {
-    meta: BTreeMap<String, String>,
-}
-
-/// `/servers/{id}/metadata[/{key}]`: all of it read, replaced (`PUT`) or merged (`POST`); one
-/// key read, set or deleted.
-async fn metadata(cx: &Ctx<'_>, req: Request<Incoming>, id: &str, rest: &[&str]) -> Result<Response<Body>, ApiError> {
-    let (auth, c, method) = (&cx.auth, &cx.api.compute, req.method().clone());
-    let parse = |bytes: &[u8]| -> Result<Value, ApiError> { parse_json(bytes) };
-    match (method, rest) {
-        (Method::GET, []) => Ok(json(StatusCode::OK, &json!({"metadata": c.server(auth, id)?.metadata}))),
-        (m @ (Method::PUT | Method::POST), []) => {
-            let body = parse(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-            let b: MetadataBody = serde_json::from_value(body)
-                .map_err(|e| bad(format!("Invalid input for field/attribute metadata: {e}")))?;
-            let s = c.set_server_metadata(auth, id, m == Method::PUT, b.metadata, vec![]).await?;
-            Ok(json(StatusCode::OK, &json!({"metadata": s.metadata})))
-        }
-        (Method::GET, [key]) => {
-            let s = c.server(auth, id)?;
-            let v = s.metadata.get(*key).ok_or_else(|| ApiError::NotFound("Metadata item was not found".into()))?;
-            Ok(json(StatusCode::OK, &json!({"meta": { *key: v }})))
-        }
-        (Method::PUT, [key]) => {
-            let body = parse(&read_body(req.into_body(), MAX_JSON_BODY).await?)?;
-            let b: MetaBody = serde_json::from_value(body)
-                .map_err(|e| bad(format!("Invalid input for field/attribute meta: {e}")))?;
-            if b.meta.len() != 1 || !b.meta.contains_key(*key) {
-                return Err(bad("Request body and URI mismatch: the body must set exactly the key in the URI."));
-            }
-            let s = c.set_server_metadata(auth, id, false, b.meta, vec![]).await?;
-            Ok(json(StatusCode::OK, &json!({"meta": { *key: s.metadata.get(*key) }})))
-        }
-        (Method::DELETE, [key]) => {
-            c.set_server_metadata(auth, id, false, BTreeMap::new(), vec![(*key).to_owned()]).await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (m, [] | [_]) => Err(super::super::not_allowed(&m)),
-        _ => Err(super::not_found()),
+/// `tags` (all of), `tags-any`, `not-tags` (not all of), `not-tags-any` (2.26), each a
+/// comma-separated list.
+fn filter_tags(cx: &Ctx<'_>, items: &mut Vec<Server>) {
+    if !cx.at(26) {
+        return;
+    }
+    let list = |k: &str| cx.q(k).map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>());
+    let has = |s: &Server, t: &String| s.tags.contains(t);
+    if let Some(t) = list("tags") {
+        items.retain(|s| t.iter().all(|x| has(s, x)));
+    }
+    if let Some(t) = list("tags-any") {
+        items.retain(|s| t.iter().any(|x| has(s, x)));
+    }
+    if let Some(t) = list("not-tags") {
+        items.retain(|s| !t.iter().all(|x| has(s, x)));
+    }
+    if let Some(t) = list("not-tags-any") {
+        items.retain(|s| !t.iter().any(|x| has(s, x)));
     }
 }
 
-/// `/servers/{id}/os-volume_attachments[/{volume}]`.
-async fn volume_attachments(
-    cx: &Ctx<'_>,
-    req: Request<Incoming>,
-    id: &str,
-    rest: &[&str],
-) -> Result<Response<Body>, ApiError> {
-    let (auth, c, method) = (&cx.auth, &cx.api.compute, req.method().clone());
-    let attachment = |sid: &str, v: &ServerVolume| json!({"id": v.volume_id, "serverId": sid, "volumeId": v.volume_id, "device": v.device});
-    match (method, rest) {
-        (Method::GET, []) => {
-            let s = c.server(auth, id)?;
-            let list: Vec<Value> = s.volumes.iter().map(|v| attachment(&s.id, v)).collect();
-            Ok(json(StatusCode::OK, &json!({"volumeAttachments": list})))
+/// `ip` (IPv4) and `ip6` (IPv6; admins only before 2.5), each a pattern.
+fn filter_addresses(cx: &Ctx<'_>, items: &mut Vec<Server>) -> Result<(), ApiError> {
+    let ip6 = cx.q("ip6").filter(|_| cx.at(5) || cx.auth.is_admin());
+    for (k, p, v4) in [("ip", cx.q("ip"), true), ("ip6", ip6, false)] {
+        let Some(p) = p else { continue };
+        let re = pattern(k, &p)?;
+        let mut kept = Vec::new();
+        for s in items.drain(..) {
+            let hit =
+                cx.api.compute.addresses(&s)?.iter().any(|(_, a, _)| a.is_ipv4() == v4 && re.is_match(&a.to_string()));
+            if hit {
+                kept.push(s);
+            }
         }
-        (Method::POST, []) => {
-            let a = body_object(req, "volumeAttachment").await?;
-            let vid = a.get("volumeId").and_then(Value::as_str).ok_or_else(|| {
-                bad("Invalid input for field/attribute volumeAttachment. 'volumeId' is a required property")
-            })?;
-            let v = c.attach_volume(auth, id, vid).await?;
-            Ok(json(StatusCode::OK, &json!({"volumeAttachment": attachment(id, &v)})))
-        }
-        (Method::GET, [vid]) => {
-            let s = c.server(auth, id)?;
-            let v = s
-                .volume(vid)
-                .ok_or_else(|| ApiError::NotFound(format!("Instance {id} is not attached to volume {vid}.")))?;
-            Ok(json(StatusCode::OK, &json!({"volumeAttachment": attachment(&s.id, v)})))
-        }
-        (Method::DELETE, [vid]) => {
-            c.detach_volume(auth, id, vid).await?;
-            Ok(empty(StatusCode::ACCEPTED))
-        }
-        (m, [] | [_]) => Err(super::super::not_allowed(&m)),
-        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+        *items = kept;
     }
+    Ok(())
 }
