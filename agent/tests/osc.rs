@@ -202,6 +202,49 @@ fn openstack_client_manages_identity() {
 }
 
 impl Osc {
+    /// `method path` on the agent with an admin token at volume microversion 3.`mv`, through
+    /// curl: (status, headers, body).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        mv: u32,
+        body: Option<serde_json::Value>,
+    ) -> (u16, String, serde_json::Value) {
+        self.call_with(method, path, mv, body, &[])
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        mv: u32,
+        body: Option<serde_json::Value>,
+        headers: &[&str],
+    ) -> (u16, String, serde_json::Value) {
+        let token = self.admin(&["token", "issue", "-f", "value", "-c", "id"]);
+        let base = self.agent_url.trim_end_matches("/identity/v3");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-i", "-X", method, "--cacert"]).arg(&self.ca);
+        cmd.args([
+            "-H",
+            &format!("X-Auth-Token: {}", token.trim()),
+            "-H",
+            &format!("OpenStack-API-Version: volume 3.{mv}"),
+        ]);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+        }
+        let out = cmd.arg(format!("{base}{path}")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, head.to_lowercase(), serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    }
+
     /// Runs a command that must fail; returns its error output.
     fn admin_fails(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run_as("admin", PASSWORD, "admin", args);
@@ -445,20 +488,33 @@ fn openstack_client_manages_volumes() {
     let pool = format!("osc-{}", std::process::id());
     let pool_dir = dir.path().join("pool");
     // The default pool (qcow2), and dir pools holding raw and vmdk volumes.
-    let (raw_pool, vmdk_pool) = (format!("{pool}-raw"), format!("{pool}-vmdk"));
+    let (raw_pool, vmdk_pool, tiny_pool) = (format!("{pool}-raw"), format!("{pool}-vmdk"), format!("{pool}-tiny"));
+    // A pool on an 8 MiB file system, too small for any volume.
+    let tiny_dir = dir.path().join("tiny");
+    std::fs::create_dir_all(&tiny_dir).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(&tiny_dir).status();
+    assert!(mounted.unwrap().success(), "mounting a tmpfs for the tiny pool");
+    let _unmount = Unmount(tiny_dir.clone());
     let config = common::CONFIG.replace(
         "[storage]\nenabled = false\n",
         &format!(
             "[storage]\nquota_gigabytes = 12\ndefault_pool = \"{pool}\"\n\
              [storage.pools.{pool}]\ntype = \"dir\"\npath = \"{}\"\n\
              [storage.pools.{raw_pool}]\ntype = \"dir\"\npath = \"{}/raw\"\nformat = \"raw\"\n\
-             [storage.pools.{vmdk_pool}]\ntype = \"dir\"\npath = \"{}/vmdk\"\nformat = \"vmdk\"\n",
+             [storage.pools.{vmdk_pool}]\ntype = \"dir\"\npath = \"{}/vmdk\"\nformat = \"vmdk\"\n\
+             [storage.pools.{tiny_pool}]\ntype = \"dir\"\npath = \"{}\"\n",
             pool_dir.display(),
             dir.path().display(),
-            dir.path().display()
+            dir.path().display(),
+            tiny_dir.display()
         ),
     );
-    let _cleanup = [PoolGuard(pool.clone()), PoolGuard(raw_pool.clone()), PoolGuard(vmdk_pool.clone())];
+    let _cleanup = [
+        PoolGuard(pool.clone()),
+        PoolGuard(raw_pool.clone()),
+        PoolGuard(vmdk_pool.clone()),
+        PoolGuard(tiny_pool.clone()),
+    ];
     let agent = Agent::start_with(&dir.path().join("data"), None, &config);
     let osc = Osc { bin, agent_url: agent.url(), ca: agent.ca_path() };
     let image = dir.path().join("disk.qcow2");
@@ -473,10 +529,27 @@ fn openstack_client_manages_volumes() {
     let img = osc.json(&["image", "create", "--file", &image.to_string_lossy(), "--disk-format", "qcow2", "img1"]);
     let img_id = img["id"].as_str().unwrap().to_owned();
 
+    // A volume its pool cannot hold fails, and why is its owner's user message (Cinder 3.3).
+    let tiny = osc.json(&["volume", "create", "--size", "1", "--type", &tiny_pool, "tiny"]);
+    assert_eq!(settled(&osc, "tiny")["status"], "error");
+    fn at33<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["--os-volume-api-version", "3.3"][..], args].concat()
+    }
+    let msgs = osc.json(&at33(&["volume", "message", "list"]));
+    let found: Vec<&serde_json::Value> =
+        msgs.as_array().unwrap().iter().filter(|m| m["Resource UUID"] == tiny["id"]).collect();
+    assert_eq!(found.len(), 1, "{msgs:#}");
+    let text = found[0]["User Message"].as_str().unwrap_or_default();
+    assert!(text.starts_with("schedule allocate volume:") && text.contains("bytes free"), "{text}");
+    let mid = found[0]["ID"].as_str().unwrap().to_owned();
+    osc.admin(&at33(&["volume", "message", "delete", &mid]));
+    assert!(!osc.admin(&at33(&["volume", "message", "list", "-f", "value"])).contains(&mid));
+    osc.admin(&["volume", "delete", "tiny"]);
+
     let types = osc.admin(&["volume", "type", "list", "-f", "value", "-c", "Name"]);
     let mut types: Vec<&str> = types.lines().collect();
     types.sort();
-    assert_eq!(types, [pool.as_str(), &raw_pool, &vmdk_pool], "one volume type per pool");
+    assert_eq!(types, [pool.as_str(), &raw_pool, &tiny_pool, &vmdk_pool], "one volume type per pool");
     let v1 = osc.json(&["volume", "create", "--size", "1", "--property", "tier=gold", "vol1"]);
     assert_eq!(v1["size"], 1);
     assert_eq!(settled(&osc, "vol1")["status"], "available");
@@ -565,11 +638,17 @@ fn openstack_client_manages_volumes() {
     assert_eq!((v4["status"].as_str(), v4["snapshot_id"].as_str()), (Some("available"), Some(s1_id.as_str())), "{v4}");
     qemu_io(&file(&v4), "read -P 0xab 0 1M");
     qemu_io(&file(&v1), "read -P 0xcd 0 1M");
+    // Reverted to its latest snapshot (3.40), vol1 holds what it held then.
+    osc.admin(&["--os-volume-api-version", "3.40", "volume", "revert", "snap1"]);
+    assert_eq!(settled(&osc, "vol1")["status"], "available");
+    qemu_io(&file(&v1), "read -P 0xab 0 1M");
     osc.admin(&["volume", "snapshot", "set", "--name", "snap1b", "snap1"]);
     osc.admin(&["volume", "snapshot", "delete", "snap1b"]);
     let snaps = Command::new("qemu-img").args(["snapshot", "-U", "-l"]).arg(file(&v1)).output().unwrap();
     assert!(!String::from_utf8_lossy(&snaps.stdout).contains(&s1_id), "the internal snapshot is gone");
     osc.admin(&["volume", "delete", "vol4"]);
+
+    cinder_microversions(&osc, &raw_pool);
 
     // Attachment bookkeeping as Nova drives it (the CLI has no command for these actions).
     let action = format!(
@@ -1249,6 +1328,15 @@ fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
 /// Removes the libvirt pool a test's agent defined, whatever happened.
 struct PoolGuard(String);
 
+/// Unmounts a file system the test mounted.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 impl Drop for PoolGuard {
     fn drop(&mut self) {
         use cairn_agent::sys::libvirt::Libvirt;
@@ -1257,4 +1345,80 @@ impl Drop for PoolGuard {
             let _ = lv.undefine_pool(&self.0);
         }
     }
+}
+
+/// Cinder's microversions past 3.0 on the volumes the caller has (vol1 among them), through
+/// the API: negotiation, summary, counts, filters, the metadata ETag, attachments, default
+/// types.
+fn cinder_microversions(osc: &Osc, raw_pool: &str) {
+    let (s, _, v) = osc.call("GET", "/volume/v3", 0, None);
+    assert_eq!((s, v["versions"][0]["version"].as_str()), (200, Some("3.65")), "{v}");
+    let project = osc.admin(&["token", "issue", "-f", "value", "-c", "project_id"]).trim().to_owned();
+    let p = format!("/volume/v3/{project}");
+    assert_eq!(osc.call("GET", &format!("{p}/volumes"), 66, None).0, 406);
+    let (s, _, sum) = osc.call("GET", &format!("{p}/volumes/summary"), 36, None);
+    assert_eq!(s, 200, "{sum}");
+    assert!(
+        sum["volume-summary"]["total_count"].as_u64() >= Some(1) && sum["volume-summary"]["metadata"].is_object(),
+        "{sum}"
+    );
+    assert_eq!(osc.call("GET", &format!("{p}/volumes/summary"), 11, None).0, 404, "no summary before 3.12");
+    let (_, _, l) = osc.call("GET", &format!("{p}/volumes?with_count=true&name~=VOL1"), 45, None);
+    assert_eq!((l["count"].as_u64(), l["volumes"][0]["name"].as_str()), (Some(1), Some("vol1")), "{l}");
+    assert_eq!(osc.call("GET", &format!("{p}/volumes?bogus=1"), 31, None).0, 400, "unknown filters from 3.31");
+    assert_eq!(osc.call("GET", &format!("{p}/volumes?bogus=1"), 30, None).0, 200);
+    let (_, _, l) = osc.call("GET", &format!("{p}/volumes?created_at=lt:2000-01-01T00:00:00"), 60, None);
+    assert_eq!(l["volumes"].as_array().map(Vec::len), Some(0), "{l}");
+    let (_, _, l) = osc.call("GET", &format!("{p}/volumes/detail?created_at=gt:2000-01-01T00:00:00"), 65, None);
+    let vol1 = l["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "vol1").cloned().unwrap();
+    assert_eq!(
+        (vol1["consumes_quota"].clone(), vol1["shared_targets"].clone()),
+        (serde_json::json!(true), serde_json::json!(false)),
+        "{vol1}"
+    );
+    let vid = vol1["id"].as_str().unwrap().to_owned();
+
+    // The metadata's ETag (3.15): a replace on a stale one is refused.
+    let meta = format!("{p}/volumes/{vid}/metadata");
+    let (_, head, _) = osc.call("GET", &meta, 15, None);
+    let etag = head.lines().find_map(|l| l.strip_prefix("etag: ")).unwrap().trim().to_owned();
+    let stale = ["If-Match: 00000000000000000000000000000000"];
+    let put = serde_json::json!({"metadata": {"k": "v"}});
+    assert_eq!(osc.call_with("PUT", &meta, 15, Some(put.clone()), &stale).0, 412);
+    let fresh = format!("If-Match: {etag}");
+    assert_eq!(osc.call_with("PUT", &meta, 15, Some(put), &[fresh.as_str()]).0, 200);
+
+    // Attachments (3.27, 3.44): reserved, connected on the volume's node, completed, deleted.
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    osc.json(&["volume", "create", "--size", "1", "att"]);
+    let att_vol = settled(osc, "att")["id"].as_str().unwrap().to_owned();
+    let body = serde_json::json!({"attachment": {"volume_uuid": att_vol, "instance_uuid": "6f2c1d3e-0000-4000-8000-00000000000f"}});
+    let (s, _, a) = osc.call("POST", &format!("{p}/attachments"), 27, Some(body));
+    assert_eq!((s, a["attachment"]["status"].as_str()), (202, Some("reserved")), "{a}");
+    let aid = a["attachment"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(settled(osc, "att")["status"], "reserved");
+    let conn = |h: &str| serde_json::json!({"attachment": {"connector": {"host": h, "mode": "rw"}}});
+    assert_eq!(osc.call("PUT", &format!("{p}/attachments/{aid}"), 54, Some(conn("elsewhere"))).0, 400);
+    let (s, _, a) = osc.call("PUT", &format!("{p}/attachments/{aid}"), 54, Some(conn(&host)));
+    let path = a["attachment"]["connection_info"]["data"]["device_path"].as_str().unwrap_or_default().to_owned();
+    assert!(s == 200 && std::path::Path::new(&path).exists(), "{a}");
+    let done = serde_json::json!({"os-complete": null});
+    assert_eq!(osc.call("POST", &format!("{p}/attachments/{aid}/action"), 44, Some(done)).0, 204);
+    assert_eq!(settled(osc, "att")["status"], "in-use");
+    let (_, _, l) = osc.call("GET", &format!("{p}/attachments?volume_id={att_vol}"), 27, None);
+    assert_eq!(l["attachments"][0]["status"], "attached", "{l}");
+    assert_eq!(osc.call("DELETE", &format!("{p}/attachments/{aid}"), 27, None).0, 200);
+    assert_eq!(settled(osc, "att")["status"], "available");
+    osc.admin(&["volume", "delete", "att"]);
+
+    // A project's default type (3.62) is what its new volumes get.
+    let set = serde_json::json!({"default_type": {"volume_type": raw_pool}});
+    let (s, _, d) = osc.call("PUT", &format!("/volume/v3/default-types/{project}"), 62, Some(set));
+    assert_eq!((s, d["default_type"]["volume_type_id"].as_str()), (200, Some(raw_pool)), "{d}");
+    let typed = osc.json(&["volume", "create", "--size", "1", "typed"]);
+    assert_eq!(typed["type"], raw_pool, "{typed}");
+    settled(osc, "typed");
+    osc.admin(&["volume", "delete", "typed"]);
+    assert_eq!(osc.call("DELETE", &format!("/volume/v3/default-types/{project}"), 62, None).0, 204);
+    assert_eq!(osc.call("GET", &format!("/volume/v3/default-types/{project}"), 62, None).0, 404);
 }

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// A microversion the service cannot honour.
     #[error("{0}")]
     NotAcceptable(String),
+    /// A conditional request whose condition does not hold (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A quota or rate limit (Cinder answers 413).
     #[error("{0}")]
     OverLimit(String),
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::OverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +96,7 @@ impl ApiError {
             405 => "HTTPMethodNotAllowed",
             406 => "HTTPNotAcceptable",
             409 => "conflictingRequest",
+            412 => "preconditionFailed",
             413 => "overLimit",
             415 => "mediaTypeNotSupported",
             501 => "notImplemented",

@@ -76,7 +76,7 @@ impl From<Refusal> for ComputeError {
         match r {
             Refusal::NotFound { kind, id } => ComputeError::NotFound(format!("The {kind} {id} could not be found.")),
             Refusal::Conflict { kind, name } => ComputeError::Conflict(format!("The {kind} {name} already exists.")),
-            Refusal::Conflicts(m) => ComputeError::Conflict(m),
+            Refusal::Conflicts(m) | Refusal::Stale(m) => ComputeError::Conflict(m),
             Refusal::Invalid(m) => ComputeError::BadRequest(m),
             Refusal::OverQuota(m) => ComputeError::OverQuota(m),
             Refusal::Exhausted(m) => ComputeError::Conflict(m),
@@ -786,7 +786,10 @@ impl Compute {
             match scheduler::select(&nodes, &used, &req, scheduler::Weigher::Spread) {
                 Ok(node) => {
                     server.node = node.clone();
-                    match self.propose(Command::CreateServer { server: Box::new(server.clone()), quota: self.quota }).await {
+                    match self
+                        .propose(Command::CreateServer { server: Box::new(server.clone()), quota: self.quota })
+                        .await
+                    {
                         Ok(()) => {
                             self.bind_ports(&server).await?;
                             return Ok(server);
@@ -995,7 +998,7 @@ impl Compute {
         let cmd = Command::SetMetadata {
             of: MetadataOf::Server,
             id: s.id.clone(),
-            change: MetadataChange { replace, set, remove, max_items: METADATA_ITEMS },
+            change: MetadataChange { replace, set, remove, max_items: METADATA_ITEMS, if_match: None },
             updated_at: now(),
         };
         self.propose(cmd).await?;

@@ -63,7 +63,8 @@ impl From<Refusal> for IdentityError {
             r @ (Refusal::AlreadyBootstrapped
             | Refusal::Conflicts(_)
             | Refusal::Exhausted(_)
-            | Refusal::OverQuota(_)) => IdentityError::Internal(Box::new(r)),
+            | Refusal::OverQuota(_)
+            | Refusal::Stale(_)) => IdentityError::Internal(Box::new(r)),
         }
     }
 }

@@ -52,7 +52,7 @@ impl From<Refusal> for ImageError {
         match r {
             Refusal::NotFound { id, .. } => ImageError::NotFound(id),
             Refusal::Conflict { kind, name } => ImageError::Conflict(format!("{kind} {name} already exists.")),
-            Refusal::Conflicts(m) => ImageError::Conflict(m),
+            Refusal::Conflicts(m) | Refusal::Stale(m) => ImageError::Conflict(m),
             Refusal::Invalid(m) => ImageError::BadRequest(m),
             r @ (Refusal::AlreadyBootstrapped | Refusal::Exhausted(_) | Refusal::OverQuota(_)) => {
                 ImageError::Internal(Box::new(r))

@@ -21,10 +21,15 @@ pub enum VolumeStatus {
     Maintenance,
     /// A delete that failed (Cinder's `error_deleting`); set by reset-status.
     ErrorDeleting,
+    /// Held by an attachment not yet connected (Cinder 3.27's attachments API).
+    Reserved,
+    /// Being reverted to its latest snapshot (3.40); its snapshot is `restoring` meanwhile.
+    Reverting,
+    Restoring,
 }
 
 impl VolumeStatus {
-    pub const ALL: [VolumeStatus; 10] = [
+    pub const ALL: [VolumeStatus; 13] = [
         VolumeStatus::Creating,
         VolumeStatus::Available,
         VolumeStatus::Attaching,
@@ -35,6 +40,9 @@ impl VolumeStatus {
         VolumeStatus::Error,
         VolumeStatus::Maintenance,
         VolumeStatus::ErrorDeleting,
+        VolumeStatus::Reserved,
+        VolumeStatus::Reverting,
+        VolumeStatus::Restoring,
     ];
 
     /// The status a name gives (`in-use`, …).
@@ -54,6 +62,9 @@ impl VolumeStatus {
             VolumeStatus::Error => "error",
             VolumeStatus::Maintenance => "maintenance",
             VolumeStatus::ErrorDeleting => "error_deleting",
+            VolumeStatus::Reserved => "reserved",
+            VolumeStatus::Reverting => "reverting",
+            VolumeStatus::Restoring => "restoring",
         }
     }
 }
@@ -112,6 +123,47 @@ pub struct Attachment {
     /// The guest device, e.g. `/dev/vdb`.
     pub device: String,
     pub attached_at: u64,
+    /// Where it stands (records from before the attachments API are attached).
+    #[serde(default)]
+    pub status: AttachStatus,
+    /// `rw` or `ro` (3.54).
+    #[serde(default = "read_write")]
+    pub mode: String,
+}
+
+fn read_write() -> String {
+    "rw".into()
+}
+
+/// An attachment's status as Cinder's attachments API shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachStatus {
+    /// Made without a connector: the volume is held.
+    Reserved,
+    /// Connected (a connector given), not yet complete.
+    Attaching,
+    #[default]
+    Attached,
+}
+
+impl AttachStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachStatus::Reserved => "reserved",
+            AttachStatus::Attaching => "attaching",
+            AttachStatus::Attached => "attached",
+        }
+    }
+
+    /// The volume's status while its attachment is in this one.
+    pub fn volume_status(self) -> VolumeStatus {
+        match self {
+            AttachStatus::Reserved => VolumeStatus::Reserved,
+            AttachStatus::Attaching => VolumeStatus::Attaching,
+            AttachStatus::Attached => VolumeStatus::InUse,
+        }
+    }
 }
 
 /// How a snapshot's data is kept.
@@ -173,4 +225,52 @@ pub struct Quota {
 
 fn default_snapshots() -> u64 {
     10
+}
+
+/// How long Cinder keeps a user message (its `message_ttl` default: 30 days), in seconds.
+pub const MESSAGE_TTL: u64 = 30 * 86_400;
+
+/// A user message (Cinder's `/messages`): why an operation on a volume failed, kept for
+/// [`MESSAGE_TTL`] or until its owner deletes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub project_id: String,
+    /// `VOLUME`.
+    pub resource_type: String,
+    pub resource_uuid: String,
+    /// Cinder's `VOLUME_<resource>_<action>_<detail>`.
+    pub event_id: String,
+    pub user_message: String,
+    pub request_id: String,
+    pub created_at: u64,
+}
+
+impl Message {
+    /// The message of a volume that went to `error` from `from` at `at` for `reason`: its id
+    /// follows from the volume and the time, so every node records the same one.
+    pub fn of_failure(v: &Volume, from: VolumeStatus, reason: &str, at: u64) -> Self {
+        // Cinder's action codes: 001 schedule allocate volume, 007 extend volume, and ours for
+        // the others (Cinder has no message for them): 100 delete volume, 101 other.
+        let (action, what) = match from {
+            VolumeStatus::Creating => ("001", "schedule allocate volume"),
+            VolumeStatus::Extending => ("007", "extend volume"),
+            VolumeStatus::Deleting => ("100", "delete volume"),
+            _ => ("101", "update volume"),
+        };
+        let d = ring::digest::digest(&ring::digest::SHA256, format!("message\0{}\0{at}", v.id).as_bytes());
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d.as_ref()[..16]);
+        let id = uuid::Builder::from_random_bytes(b).into_uuid();
+        Message {
+            id: id.to_string(),
+            project_id: v.project_id.clone(),
+            resource_type: "VOLUME".into(),
+            resource_uuid: v.id.clone(),
+            event_id: format!("VOLUME_VOLUME_{action}_001"),
+            user_message: format!("{what}: {reason}"),
+            request_id: format!("req-{id}"),
+            created_at: at,
+        }
+    }
 }

@@ -48,7 +48,7 @@ impl From<Refusal> for NetError {
             Refusal::Conflict { kind, name } => NetError::Conflict(format!("{kind} {name} already exists.")),
             Refusal::NotFound { kind, id } => NetError::NotFound { kind, id },
             Refusal::Invalid(m) => NetError::BadRequest(m),
-            Refusal::Conflicts(m) => NetError::Conflict(m),
+            Refusal::Conflicts(m) | Refusal::Stale(m) => NetError::Conflict(m),
             Refusal::Exhausted(m) => NetError::Unavailable(m),
             r @ (Refusal::AlreadyBootstrapped | Refusal::OverQuota(_)) => NetError::Internal(Box::new(r)),
         }

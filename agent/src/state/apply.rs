@@ -171,6 +171,9 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
         Command::CreateVolume { .. }
         | Command::UpdateVolume { .. }
         | Command::SetVolumeStatus { .. }
+        | Command::DeleteMessage { .. }
+        | Command::SetAttachment { .. }
+        | Command::SetDefaultType { .. }
         | Command::DeleteVolume { .. }
         | Command::AttachVolume { .. }
         | Command::DetachVolume { .. }

@@ -41,6 +41,8 @@ fn attached(mut v: Volume, s: &Server, sv: &ServerVolume, at: u64) -> Volume {
         host: s.node.clone(),
         device: sv.device.clone(),
         attached_at: at,
+        status: crate::model::volume::AttachStatus::Attached,
+        mode: "rw".into(),
     }];
     v.status = VolumeStatus::InUse;
     v.updated_at = at;
@@ -499,8 +501,14 @@ mod tests {
         let q = ComputeQuota::default();
         // Two creates chose n1 from the same view; the log applies them in order: both fit (1024
         // MiB), a third does not, whoever proposed it.
-        assert_eq!(run(&s, Command::CreateServer { server: Box::new(server("a", "p", "n1", small)), quota: q }), Ok(()));
-        assert_eq!(run(&s, Command::CreateServer { server: Box::new(server("b", "p", "n1", small)), quota: q }), Ok(()));
+        assert_eq!(
+            run(&s, Command::CreateServer { server: Box::new(server("a", "p", "n1", small)), quota: q }),
+            Ok(())
+        );
+        assert_eq!(
+            run(&s, Command::CreateServer { server: Box::new(server("b", "p", "n1", small)), quota: q }),
+            Ok(())
+        );
         match run(&s, Command::CreateServer { server: Box::new(server("c", "p", "n1", small)), quota: q }) {
             Err(Refusal::Exhausted(m)) => assert!(m.starts_with("No valid host was found. memory_mb: 1536"), "{m}"),
             other => panic!("{other:?}"),

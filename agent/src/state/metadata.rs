@@ -28,11 +28,24 @@ pub struct MetadataChange {
     pub set: BTreeMap<String, String>,
     pub remove: Vec<String>,
     pub max_items: usize,
+    /// Made only if the metadata's [`etag`] is still this (Cinder 3.15's `If-Match`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_match: Option<String>,
+}
+
+/// The entity tag of a metadata map: the MD5 of its JSON (keys in order), in hex.
+pub fn etag(map: &BTreeMap<String, String>) -> String {
+    use md5::Digest;
+    let text = serde_json::to_string(map).unwrap_or_default();
+    md5::Md5::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl MetadataChange {
     /// The change applied to `map`; on a refusal `map` is left as it was.
     pub fn apply_to(&self, map: &mut BTreeMap<String, String>) -> Result<(), Refusal> {
+        if let Some(want) = self.if_match.as_deref().filter(|w| *w != "*" && *w != etag(map)) {
+            return Err(Refusal::Stale(format!("The metadata changed: its ETag is no longer {want}.")));
+        }
         let mut next = if self.replace { BTreeMap::new() } else { map.clone() };
         for k in &self.remove {
             if next.remove(k).is_none() {
@@ -94,6 +107,7 @@ mod tests {
             set,
             remove: remove.iter().map(|s| s.to_string()).collect(),
             max_items: 2,
+            if_match: None,
         };
         change(false, set("b"), &[]).apply_to(&mut m).unwrap();
         assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
@@ -104,5 +118,12 @@ mod tests {
         assert_eq!(m.keys().collect::<Vec<_>>(), ["b", "c"]);
         change(true, set("d"), &[]).apply_to(&mut m).unwrap();
         assert_eq!(m.keys().collect::<Vec<_>>(), ["d"]);
+        // A conditional change holds only while the ETag does.
+        let tag = etag(&m);
+        let stale = MetadataChange { if_match: Some("0".repeat(32)), ..change(true, set("e"), &[]) };
+        assert!(matches!(stale.apply_to(&mut m), Err(Refusal::Stale(_))));
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["d"]);
+        MetadataChange { if_match: Some(tag), ..change(true, set("e"), &[]) }.apply_to(&mut m).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["e"]);
     }
 }

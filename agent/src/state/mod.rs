@@ -58,6 +58,8 @@ pub(crate) const MACS: TableDefinition<&str, &str> = TableDefinition::new("macs"
 pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 pub(crate) const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 pub(crate) const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+/// Cinder's user messages, by id.
+pub(crate) const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
 pub(crate) const FLAVORS: TableDefinition<&str, &[u8]> = TableDefinition::new("flavors");
 pub(crate) const FLAVOR_NAMES: TableDefinition<&str, &str> = TableDefinition::new("flavor_names");
 /// `user \0 name` → the keypair.
@@ -82,6 +84,8 @@ pub(crate) const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ev
 /// Facts about the cloud itself; `bootstrapped` is set once by the first start's command.
 pub(crate) const CLOUD: TableDefinition<&str, &str> = TableDefinition::new("cloud");
 pub(crate) const BOOTSTRAPPED: &str = "bootstrapped";
+/// Keys `default_type/{project}` of [`CLOUD`]: a project's default volume type.
+pub(crate) const DEFAULT_TYPE_PREFIX: &str = "default_type/";
 pub(crate) const FLAVORS_SEEDED: &str = "flavors_seeded";
 /// Every table of the state machine, for snapshots.
 pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 12] = [
@@ -98,7 +102,7 @@ pub(crate) const STRING_TABLES: [TableDefinition<&str, &str>; 12] = [
     identity::GROUP_NAMES,
     identity::APP_CRED_NAMES,
 ];
-pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 21] = [
+pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 22] = [
     PROJECTS,
     USERS,
     ROLES,
@@ -108,6 +112,7 @@ pub(crate) const BLOB_TABLES: [TableDefinition<&str, &[u8]>; 21] = [
     IMAGES,
     VOLUMES,
     SNAPSHOTS,
+    MESSAGES,
     POOLS,
     FLAVORS,
     KEYPAIRS,
@@ -337,6 +342,22 @@ pub enum Command {
         set: std::collections::BTreeMap<String, String>,
         unset: Vec<String>,
     },
+    /// Records an attachment of Cinder's attachments API (3.27): a new one holds an available
+    /// volume; an existing one (by id) moves on. The volume's status follows the attachment's.
+    SetAttachment {
+        volume_id: String,
+        attachment: crate::model::volume::Attachment,
+        updated_at: u64,
+    },
+    /// A project's default volume type (Cinder 3.62); None unsets it.
+    SetDefaultType {
+        project: String,
+        volume_type: Option<String>,
+    },
+    /// Deletes a user message (Cinder's `/messages/{id}`).
+    DeleteMessage {
+        id: String,
+    },
     /// A flavor's description (2.55), the one thing of a flavor that changes.
     SetFlavorDescription {
         id: String,
@@ -491,6 +512,10 @@ pub enum Kind {
     MetadataKey,
     /// A server's tag.
     Tag,
+    /// A user message of Cinder's.
+    Message,
+    /// A project's default volume type.
+    DefaultType,
     JoinToken,
     Node,
 }
@@ -512,6 +537,8 @@ impl std::fmt::Display for Kind {
             Kind::Port => "port",
             Kind::Image => "image",
             Kind::Tag => "tag",
+            Kind::Message => "message",
+            Kind::DefaultType => "default volume type of project",
             Kind::MetadataKey => "metadata key",
             Kind::Volume => "volume",
             Kind::Snapshot => "snapshot",
@@ -545,6 +572,9 @@ pub enum Refusal {
     /// A project's quota does not allow it.
     #[error("{0}")]
     OverQuota(String),
+    /// A conditional change whose condition no longer holds (an `If-Match` that does not).
+    #[error("{0}")]
+    Stale(String),
 }
 
 /// The state machine's answer to one command.
@@ -828,6 +858,9 @@ impl View {
     pub fn snapshots(&self) -> Result<Vec<Snapshot>, StateError> {
         self.list(SNAPSHOTS)
     }
+    pub fn messages(&self) -> Result<Vec<crate::model::volume::Message>, StateError> {
+        self.list(MESSAGES)
+    }
     pub fn flavor(&self, id: &str) -> Result<Option<Flavor>, StateError> {
         self.get(FLAVORS, id)
     }
@@ -908,5 +941,17 @@ impl View {
     }
     pub fn flavors_seeded(&self) -> Result<bool, StateError> {
         Ok(self.tx.open_table(CLOUD)?.get(FLAVORS_SEEDED)?.is_some())
+    }
+
+    /// Every project's default volume type (Cinder 3.62): (project, type).
+    pub fn default_types(&self) -> Result<Vec<(String, String)>, StateError> {
+        let t = self.tx.open_table(CLOUD)?;
+        let mut out = Vec::new();
+        for row in t.range(DEFAULT_TYPE_PREFIX..)? {
+            let (k, v) = row?;
+            let Some(project) = k.value().strip_prefix(DEFAULT_TYPE_PREFIX) else { break };
+            out.push((project.to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
     }
 }

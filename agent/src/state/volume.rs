@@ -3,8 +3,10 @@
 //! transitions, and the pools each node reports.
 
 use super::apply::{load, not_found, store};
-use super::{Command, Kind, Outcome, Refusal, StateError, POOLS, SNAPSHOTS, VOLUMES};
-use crate::model::volume::{Quota, Snapshot, Volume, VolumeStatus};
+use super::{
+    Command, Kind, Outcome, Refusal, StateError, CLOUD, DEFAULT_TYPE_PREFIX, MESSAGES, POOLS, SNAPSHOTS, VOLUMES,
+};
+use crate::model::volume::{Message, Quota, Snapshot, Volume, VolumeStatus};
 use redb::{ReadableTable, WriteTransaction};
 
 fn all<T: serde::de::DeserializeOwned>(
@@ -121,6 +123,11 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                     ))));
                 }
             }
+            // A failure with its reason is the owner's user message too.
+            if let (VolumeStatus::Error, Some(reason)) = (to, error) {
+                let m = Message::of_failure(&v, v.status, reason, *updated_at);
+                store(tx, MESSAGES, &m.id.clone(), &m)?;
+            }
             v.status = *to;
             if let Some(s) = size {
                 v.size = *s;
@@ -128,6 +135,36 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             v.error = error.clone();
             v.updated_at = *updated_at;
             store(tx, VOLUMES, id, &v)?;
+            Ok(Ok(()))
+        }
+        Command::SetAttachment { volume_id, attachment, updated_at } => {
+            let id = volume_id;
+            let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
+            let free = v.status == VolumeStatus::Available && v.attachments.is_empty();
+            match v.attachments.iter_mut().find(|a| a.id == attachment.id) {
+                Some(a) => *a = attachment.clone(),
+                None if free => v.attachments.push(attachment.clone()),
+                None => return Ok(Err(status_refusal("volume", id, &[VolumeStatus::Available], v.status))),
+            }
+            v.status = attachment.status.volume_status();
+            v.updated_at = *updated_at;
+            store(tx, VOLUMES, id, &v)?;
+            Ok(Ok(()))
+        }
+        Command::SetDefaultType { project, volume_type } => {
+            let key = format!("{DEFAULT_TYPE_PREFIX}{project}");
+            let mut t = tx.open_table(CLOUD)?;
+            match volume_type {
+                Some(ty) => drop(t.insert(key.as_str(), ty.as_str())?),
+                None if t.remove(key.as_str())?.is_none() => return Ok(Err(not_found(Kind::DefaultType, project))),
+                None => {}
+            }
+            Ok(Ok(()))
+        }
+        Command::DeleteMessage { id } => {
+            if tx.open_table(MESSAGES)?.remove(id.as_str())?.is_none() {
+                return Ok(Err(not_found(Kind::Message, id)));
+            }
             Ok(Ok(()))
         }
         Command::DeleteVolume { id } => {
@@ -150,7 +187,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
         }
         Command::DetachVolume { id, attachment_id, force, updated_at } => {
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
-            let from = [VolumeStatus::InUse, VolumeStatus::Detaching];
+            let from = [VolumeStatus::InUse, VolumeStatus::Detaching, VolumeStatus::Reserved, VolumeStatus::Attaching];
             if !force && !from.contains(&v.status) {
                 return Ok(Err(status_refusal("volume", id, &from, v.status)));
             }

@@ -19,7 +19,7 @@ mod snapshot;
 use crate::identity::{now, Auth};
 use crate::model::image::{DiskFormat, ImageStatus};
 use crate::model::storage::{PoolInfo, PoolRecord, PoolSpec, VolumeFormat};
-use crate::model::volume::{Attachment, Quota, Volume, VolumeStatus};
+use crate::model::volume::{AttachStatus, Attachment, Message, Quota, Volume, VolumeStatus, MESSAGE_TTL};
 use crate::state::raft::Replicated;
 use crate::state::{Command, Refusal, StateError, View};
 use crate::sys::libvirt::{
@@ -47,6 +47,15 @@ pub enum StorageError {
     MetadataKeyNotFound(String),
     #[error("Snapshot {0} could not be found.")]
     SnapshotNotFound(String),
+    #[error("Message {0} could not be found.")]
+    MessageNotFound(String),
+    #[error("Attachment {0} could not be found.")]
+    AttachmentNotFound(String),
+    #[error("Default type for project {0} could not be found.")]
+    DefaultTypeNotFound(String),
+    /// A conditional change whose condition no longer holds.
+    #[error("{0}")]
+    Stale(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -75,6 +84,7 @@ impl From<Refusal> for StorageError {
             Refusal::Conflicts(m) => StorageError::Conflict(m),
             Refusal::Invalid(m) => StorageError::BadRequest(m),
             Refusal::OverQuota(m) => StorageError::OverQuota(m),
+            Refusal::Stale(m) => StorageError::Stale(m),
             r @ (Refusal::AlreadyBootstrapped | Refusal::Exhausted(_)) => StorageError::Internal(Box::new(r)),
         }
     }
@@ -227,6 +237,36 @@ impl Storage {
         self.pools.iter().collect()
     }
 
+    /// The type a project's new volumes get: its default (3.62) while that pool exists, else
+    /// the first pool.
+    pub fn default_type(&self, project: &str) -> Result<Option<&PoolConfig>> {
+        let chosen = self.view()?.default_types()?.into_iter().find(|(p, _)| p == project).map(|(_, t)| t);
+        Ok(chosen.and_then(|t| self.pools.iter().find(|p| p.name == t)).or(self.pools.first()))
+    }
+
+    /// Every project's default type (admin), or one project's (its members too).
+    pub fn project_default_types(&self, auth: &Auth, project: Option<&str>) -> Result<Vec<(String, String)>> {
+        let mine = auth.project.as_ref().map(|p| p.id.as_str());
+        if project.is_none_or(|p| Some(p) != mine) {
+            require_admin(auth, "volume_extension:default_get_all")?;
+        }
+        let all = self.view()?.default_types()?;
+        Ok(all.into_iter().filter(|(p, _)| project.is_none_or(|w| w == p)).collect())
+    }
+
+    /// Sets (a type name) or unsets a project's default type (admin).
+    pub async fn set_default_type(&self, auth: &Auth, project: &str, volume_type: Option<&str>) -> Result<()> {
+        require_admin(auth, "volume_extension:default_set_or_update")?;
+        if let Some(t) = volume_type {
+            self.pool(t)?;
+        }
+        let cmd = Command::SetDefaultType { project: project.into(), volume_type: volume_type.map(Into::into) };
+        self.propose(cmd).await.map_err(|e| match e {
+            StorageError::NotFound(_) => StorageError::DefaultTypeNotFound(project.into()),
+            e => e,
+        })
+    }
+
     pub fn quota(&self) -> Quota {
         self.quota
     }
@@ -246,6 +286,33 @@ impl Storage {
 
     fn sees(auth: &Auth, v: &Volume) -> bool {
         auth.is_admin() || auth.project.as_ref().is_some_and(|p| p.id == v.project_id)
+    }
+
+    /// The caller's project's user messages (an admin sees every project's), newest first;
+    /// those older than [`MESSAGE_TTL`] are gone.
+    pub fn messages(&self, auth: &Auth) -> Result<Vec<Message>> {
+        let mine = project_of(auth)?.to_owned();
+        let oldest = now().saturating_sub(MESSAGE_TTL);
+        let mut m: Vec<Message> = self
+            .view()?
+            .messages()?
+            .into_iter()
+            .filter(|m| (auth.is_admin() || m.project_id == mine) && m.created_at >= oldest)
+            .collect();
+        m.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(m)
+    }
+
+    pub fn message(&self, auth: &Auth, id: &str) -> Result<Message> {
+        self.messages(auth)?
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| StorageError::MessageNotFound(id.to_owned()))
+    }
+
+    pub async fn delete_message(&self, auth: &Auth, id: &str) -> Result<()> {
+        let m = self.message(auth, id)?;
+        self.propose(Command::DeleteMessage { id: m.id }).await
     }
 
     /// The caller's volumes (an admin may ask for every project's).
@@ -277,8 +344,7 @@ impl Storage {
         let pool = match &new.volume_type {
             Some(t) => self.pool(t)?.clone(),
             None => self
-                .pools
-                .first()
+                .default_type(&project)?
                 .cloned()
                 .ok_or_else(|| StorageError::Unavailable("No storage pool is configured on this node.".into()))?,
         };
@@ -658,6 +724,8 @@ impl Storage {
             host: host.into(),
             device: device.into(),
             attached_at: now(),
+            status: AttachStatus::Attached,
+            mode: "rw".into(),
         };
         self.propose(Command::AttachVolume { id: id.into(), attachment: a.clone(), updated_at: a.attached_at }).await?;
         Ok(a)
@@ -675,6 +743,97 @@ impl Storage {
             return Ok(());
         }
         self.propose(Command::DetachVolume { id: id.into(), attachment_id, force, updated_at: now() }).await
+    }
+
+    /// Every attachment the caller's volumes have (an admin's `all` every project's), with its
+    /// volume.
+    pub fn attachments(&self, auth: &Auth, all: bool) -> Result<Vec<(Volume, Attachment)>> {
+        Ok(self
+            .list(auth, all)?
+            .into_iter()
+            .flat_map(|v| v.attachments.clone().into_iter().map(move |a| (v.clone(), a)))
+            .collect())
+    }
+
+    /// One attachment of the caller's volumes, with its volume.
+    pub fn attachment(&self, auth: &Auth, id: &str) -> Result<(Volume, Attachment)> {
+        self.attachments(auth, auth.is_admin())?
+            .into_iter()
+            .find(|(_, a)| a.id == id)
+            .ok_or_else(|| StorageError::AttachmentNotFound(id.to_owned()))
+    }
+
+    /// Cinder's attachments API (3.27): records an attachment of an available volume for
+    /// `instance`; with a connector's host, connects it at once ([`Storage::connect`]).
+    pub async fn create_attachment(
+        &self,
+        auth: &Auth,
+        volume_id: &str,
+        instance: &str,
+        connector: Option<(String, String)>,
+    ) -> Result<(Attachment, Option<serde_json::Value>)> {
+        self.get(auth, volume_id)?;
+        let a = Attachment {
+            id: uuid::Uuid::new_v4().to_string(),
+            server_id: instance.into(),
+            host: String::new(),
+            device: String::new(),
+            attached_at: 0,
+            status: AttachStatus::Reserved,
+            mode: "rw".into(),
+        };
+        let cmd = Command::SetAttachment { volume_id: volume_id.into(), attachment: a.clone(), updated_at: now() };
+        self.propose(cmd).await?;
+        match connector {
+            Some(c) => self.connect(auth, &a.id, c).await.map(|(a, info)| (a, Some(info))),
+            None => Ok((a, None)),
+        }
+    }
+
+    /// Connects an attachment for a connector `(host, mode)`: a volume is reached where it
+    /// lives, so only its own node connects (os-brick's `local` connection, the path in the
+    /// node's pool); any other host is refused.
+    pub async fn connect(
+        &self,
+        auth: &Auth,
+        id: &str,
+        (host, mode): (String, String),
+    ) -> Result<(Attachment, serde_json::Value)> {
+        let (v, mut a) = self.attachment(auth, id)?;
+        if host != v.node {
+            return Err(StorageError::BadRequest(format!(
+                "Unable to update attachment: volume {} lives on node {} and is exported to no other host ({host}).",
+                v.id, v.node
+            )));
+        }
+        if !["rw", "ro"].contains(&mode.as_str()) {
+            return Err(StorageError::BadRequest(format!("Invalid attach mode {mode}: rw or ro.")));
+        }
+        let lv = self.libvirt()?;
+        let path = lv.volume_info(&v.volume_type, &v.id).map_err(|e| StorageError::Internal(lv_err(e).into()))?.path;
+        (a.host, a.mode, a.status) = (host, mode, AttachStatus::Attaching);
+        let cmd = Command::SetAttachment { volume_id: v.id.clone(), attachment: a.clone(), updated_at: now() };
+        self.propose(cmd).await?;
+        let info = serde_json::json!({"driver_volume_type": "local",
+                                      "data": {"device_path": path, "format": v.format.as_str(), "access_mode": a.mode}});
+        Ok((a, info))
+    }
+
+    /// Marks a connected attachment complete (3.44): the volume is in use.
+    pub async fn complete_attachment(&self, auth: &Auth, id: &str) -> Result<()> {
+        let (v, mut a) = self.attachment(auth, id)?;
+        if a.status == AttachStatus::Reserved {
+            return Err(StorageError::BadRequest(format!("Attachment {id} has no connection to complete.")));
+        }
+        (a.status, a.attached_at) = (AttachStatus::Attached, now());
+        self.propose(Command::SetAttachment { volume_id: v.id, attachment: a, updated_at: now() }).await
+    }
+
+    /// Deletes an attachment: the volume is available again once it has none.
+    pub async fn delete_attachment(&self, auth: &Auth, id: &str) -> Result<()> {
+        let (v, a) = self.attachment(auth, id)?;
+        self.propose(Command::DetachVolume { id: v.id, attachment_id: Some(a.id), force: false, updated_at: now() })
+            .await
     }
 
     /// Refreshes this node's pools in libvirt and reads their state (blocking).
@@ -883,6 +1042,37 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attachments_reserve_connect_complete_and_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
+        let lv = FakeLibvirt::with_capacity(3 * GIB);
+        let pools = vec![PoolConfig { name: "p".into(), spec: PoolSpec::Dir { path: "/v".into(), format: None } }];
+        let quota = Quota { volumes: 3, gigabytes: 4, snapshots: 1 };
+        let st = Arc::new(Storage::new(r.clone(), Ok(Arc::new(lv)), pools, dir.path().into(), "n".into(), quota));
+        assert!(st.ensure_pools().iter().all(|(_, r)| r.is_ok()));
+        let a = auth("p1");
+        let v = st.create(&a, NewVolume { name: "v".into(), size: Some(1), ..Default::default() }).await.unwrap();
+        settle(&st, &a, &v.id).await;
+        let (att, info) = st.create_attachment(&a, &v.id, "i1", None).await.unwrap();
+        assert_eq!((att.status, info), (AttachStatus::Reserved, None));
+        assert_eq!(st.get(&a, &v.id).unwrap().status, VolumeStatus::Reserved);
+        assert!(st.create_attachment(&a, &v.id, "i2", None).await.is_err(), "held by the first");
+        let elsewhere = st.connect(&a, &att.id, ("other".into(), "rw".into())).await;
+        assert!(matches!(elsewhere, Err(StorageError::BadRequest(_))), "only the volume's node connects");
+        let (att, info) = st.connect(&a, &att.id, ("n".into(), "ro".into())).await.unwrap();
+        assert_eq!((att.status, info["driver_volume_type"].as_str()), (AttachStatus::Attaching, Some("local")));
+        assert_eq!(info["data"]["access_mode"], "ro");
+        st.complete_attachment(&a, &att.id).await.unwrap();
+        let held = st.get(&a, &v.id).unwrap();
+        assert_eq!((held.status, held.attachments[0].status), (VolumeStatus::InUse, AttachStatus::Attached));
+        assert!(matches!(st.attachment(&auth("p2"), &att.id), Err(StorageError::AttachmentNotFound(_))));
+        st.delete_attachment(&a, &att.id).await.unwrap();
+        let free = st.get(&a, &v.id).unwrap();
+        assert_eq!((free.status, free.attachments.len()), (VolumeStatus::Available, 0));
+        r.shutdown().await;
+    }
+
     async fn settle(st: &Storage, a: &Auth, id: &str) -> Volume {
         for _ in 0..200 {
             let v = st.get(a, id).unwrap();
@@ -915,6 +1105,19 @@ mod tests {
         assert_eq!(failed.status, VolumeStatus::Error);
         assert!(failed.error.as_deref().is_some_and(|e| e.contains("bytes free")), "{failed:?}");
         assert_eq!(lv.volume_names("p").unwrap(), std::slice::from_ref(&ok.id));
+        // The failure is the owner's user message, and no one else's.
+        let msgs = st.messages(&a).unwrap();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        let m = &msgs[0];
+        assert_eq!((m.resource_uuid.as_str(), m.event_id.as_str()), (full.id.as_str(), "VOLUME_VOLUME_001_001"));
+        assert!(
+            m.user_message.starts_with("schedule allocate volume: ") && m.user_message.contains("bytes free"),
+            "{m:?}"
+        );
+        assert!(st.messages(&auth("p2")).unwrap().is_empty());
+        assert!(matches!(st.delete_message(&auth("p2"), &m.id).await, Err(StorageError::MessageNotFound(_))));
+        st.delete_message(&a, &m.id).await.unwrap();
+        assert!(st.messages(&a).unwrap().is_empty());
         // 4 GiB quota: 2 + 2 (the failed one counts until deleted) is the limit.
         assert!(matches!(st.create(&a, new(1)).await, Err(StorageError::OverQuota(_))));
         st.delete(&a, &full.id, false).await.unwrap();

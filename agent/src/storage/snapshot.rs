@@ -105,6 +105,77 @@ impl Storage {
         Ok(snap)
     }
 
+    /// Reverts an available volume to its latest snapshot (Cinder 3.40): the volume is
+    /// `reverting` and the snapshot `restoring` while the data is copied back; both are
+    /// available after (the volume `error`, with its user message, when the copy fails).
+    pub async fn revert(self: &Arc<Self>, auth: &Auth, volume_id: &str, snapshot_id: &str) -> Result<()> {
+        let v = self.get(auth, volume_id)?;
+        let s = self.get_snapshot(auth, snapshot_id)?;
+        let latest = self
+            .list_snapshots(auth, auth.is_admin())?
+            .into_iter()
+            .filter(|x| x.volume_id == v.id)
+            .max_by_key(|x| (x.created_at, x.id.clone()));
+        let invalid = |m: String| Err(StorageError::BadRequest(format!("Invalid input received: {m}")));
+        if s.volume_id != v.id || latest.map(|l| l.id) != Some(s.id.clone()) {
+            return invalid(format!("snapshot {snapshot_id} is not the latest snapshot of volume {volume_id}."));
+        }
+        if s.size != v.size {
+            return invalid(format!(
+                "volume {volume_id} is {} GiB, its snapshot {} GiB: extended volumes cannot be reverted.",
+                v.size, s.size
+            ));
+        }
+        if s.status != VolumeStatus::Available {
+            return invalid(format!("snapshot {snapshot_id} is {}, not available.", s.status.as_str()));
+        }
+        if v.node != self.node {
+            return Err(StorageError::Unavailable(format!("Volume {volume_id} is on node {}; ask that node.", v.node)));
+        }
+        let lv = self.libvirt()?;
+        let (vid, sid) = (v.id.clone(), s.id.clone());
+        let vol = move |from, to, error| Command::SetVolumeStatus {
+            id: vid.clone(),
+            from: vec![from],
+            to,
+            size: None,
+            error,
+            quota: None,
+            updated_at: now(),
+        };
+        let snap = move |from, to| Command::SetSnapshotStatus {
+            id: sid.clone(),
+            from: vec![from],
+            to,
+            error: None,
+            progress: None,
+            updated_at: now(),
+        };
+        self.propose(vol(VolumeStatus::Available, VolumeStatus::Reverting, None)).await?;
+        if let Err(e) = self.propose(snap(VolumeStatus::Available, VolumeStatus::Restoring)).await {
+            self.propose(vol(VolumeStatus::Reverting, VolumeStatus::Available, None)).await?;
+            return Err(e);
+        }
+        let (this, vol, snap) = (self.clone(), vol.clone(), snap.clone());
+        tokio::spawn(async move {
+            let (vv, ss) = (v.clone(), s.clone());
+            let done = tokio::task::spawn_blocking(move || restore(&*lv, &vv, &ss)).await;
+            let error = match done {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(e.to_string()),
+            };
+            let to = if error.is_some() { VolumeStatus::Error } else { VolumeStatus::Available };
+            for cmd in [snap(VolumeStatus::Restoring, VolumeStatus::Available), vol(VolumeStatus::Reverting, to, error)]
+            {
+                if let Err(e) = this.propose(cmd).await {
+                    log::error!("reverting volume {}: recording the outcome: {e}", v.id);
+                }
+            }
+        });
+        Ok(())
+    }
+
     pub async fn update_snapshot(
         &self,
         auth: &Auth,
@@ -229,6 +300,20 @@ fn take(lv: &dyn Libvirt, pool: &PoolSpec, v: &Volume, s: &Snapshot) -> std::res
         let _ = lv.delete_volume(&s.pool, &name);
         lv_err(e)
     })
+}
+
+/// Copies a snapshot's data back into its volume (blocking): a qcow2 internal snapshot is
+/// applied in place; a snapshot volume is written over the volume.
+fn restore(lv: &dyn Libvirt, v: &Volume, s: &Snapshot) -> std::result::Result<(), String> {
+    let dst = lv.volume_info(&v.volume_type, &v.id).map_err(lv_err)?.path;
+    match s.kind.volume_name(&s.id) {
+        None => tool::run("qemu-img", ["snapshot", "-a", &s.id, &dst].map(OsStr::new)),
+        Some(name) => {
+            let src = lv.volume_info(&s.pool, &name).map_err(lv_err)?.path;
+            let f = v.format.as_str();
+            tool::run("qemu-img", ["convert", "-n", "-f", f, "-O", f, &src, &dst].map(OsStr::new))
+        }
+    }
 }
 
 /// Removes a snapshot's data (blocking); data already gone is fine.

@@ -1,7 +1,8 @@
 //! `POST /volumes/{id}/action` and `POST /snapshots/{id}/action`: one action a request, its
 //! body typed. Volumes: extend, the attachment bookkeeping Nova drives (os-reserve, os-attach,
 //! os-begin_detaching, os-detach and their undos), bootable and read-only flags, and the
-//! admin's reset-status, force-delete and force-detach. Snapshots: the admin's reset-status and
+//! admin's reset-status, force-delete and force-detach; revert to the latest snapshot (3.40).
+//! Snapshots: the admin's reset-status and
 //! force-delete.
 
 use super::super::http::{empty, json};
@@ -46,6 +47,9 @@ enum VolumeAction {
     },
     #[serde(rename = "os-force_delete")]
     ForceDelete,
+    /// To the volume's latest snapshot (3.40).
+    #[serde(rename = "revert")]
+    Revert { snapshot_id: String },
     #[serde(rename = "os-set_bootable")]
     SetBootable {
         #[serde(deserialize_with = "flag")]
@@ -122,7 +126,18 @@ pub(super) async fn volume(ctx: &Ctx<'_>, req: Request<Incoming>, id: &str) -> R
     use VolumeStatus::{Attaching, Available, Detaching, InUse};
     let (st, auth) = (&ctx.api.storage, &ctx.auth);
     match action::<VolumeAction>(req).await? {
-        VolumeAction::Extend { new_size } => st.extend(auth, id, new_size.0).await?,
+        VolumeAction::Revert { snapshot_id } if ctx.at(40) => st.revert(auth, id, &snapshot_id).await?,
+        VolumeAction::Revert { .. } => return Err(super::bad("The revert action needs microversion 3.40.")),
+        VolumeAction::Extend { new_size } => {
+            // From 3.42 an in-use volume may be extended where policy allows it; this cloud's
+            // does not (the guest would have to be told of the new size).
+            if ctx.at(42) && st.get(auth, id)?.status == InUse {
+                return Err(ApiError::Forbidden(
+                    "Policy doesn't allow volume:extend_attached_volume to be performed.".into(),
+                ));
+            }
+            st.extend(auth, id, new_size.0).await?
+        }
         VolumeAction::Reserve => st.transition(auth, id, Available, Attaching).await?,
         VolumeAction::Unreserve => st.transition(auth, id, Attaching, Available).await?,
         VolumeAction::BeginDetaching => st.transition(auth, id, InUse, Detaching).await?,
@@ -150,8 +165,13 @@ pub(super) async fn volume(ctx: &Ctx<'_>, req: Request<Incoming>, id: &str) -> R
             return Ok(empty(StatusCode::OK));
         }
         VolumeAction::SetImageMetadata { metadata } => {
-            let change =
-                MetadataChange { replace: false, set: metadata, remove: vec![], max_items: super::metadata::ITEMS };
+            let change = MetadataChange {
+                replace: false,
+                set: metadata,
+                remove: vec![],
+                max_items: super::metadata::ITEMS,
+                if_match: None,
+            };
             st.set_metadata(auth, MetadataOf::VolumeImage, id, change).await?;
             return Ok(json(StatusCode::OK, &serde_json::json!({"metadata": st.get(auth, id)?.image_metadata})));
         }
@@ -161,6 +181,7 @@ pub(super) async fn volume(ctx: &Ctx<'_>, req: Request<Incoming>, id: &str) -> R
                 set: BTreeMap::new(),
                 remove: vec![key],
                 max_items: super::metadata::ITEMS,
+                if_match: None,
             };
             st.set_metadata(auth, MetadataOf::VolumeImage, id, change).await?;
             return Ok(empty(StatusCode::OK));
@@ -171,7 +192,13 @@ pub(super) async fn volume(ctx: &Ctx<'_>, req: Request<Incoming>, id: &str) -> R
         VolumeAction::UpdateReadonly { readonly } => {
             // Cinder keeps it as the volume's `readonly` metadata, `True` or `False`.
             let set = BTreeMap::from([("readonly".to_owned(), if readonly { "True" } else { "False" }.to_owned())]);
-            let change = MetadataChange { replace: false, set, remove: vec![], max_items: super::metadata::ITEMS };
+            let change = MetadataChange {
+                replace: false,
+                set,
+                remove: vec![],
+                max_items: super::metadata::ITEMS,
+                if_match: None,
+            };
             st.set_metadata(auth, MetadataOf::Volume, id, change).await?;
         }
     }

@@ -1,10 +1,12 @@
 //! `/{volumes|snapshots}/{id}/metadata[/{key}]`: read, replace (`PUT`), merge (`POST`); one key
-//! read, set or deleted.
+//! read, set or deleted. From 3.15 a volume's metadata has an `ETag`, and a replace with
+//! `If-Match` is made only while it holds (412 otherwise).
 
 use super::super::http::{empty, json};
 use super::{body, ApiError, Body, Ctx};
-use crate::state::metadata::{MetadataChange, MetadataOf};
+use crate::state::metadata::{etag, MetadataChange, MetadataOf};
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ETAG, IF_MATCH};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -36,13 +38,27 @@ pub(super) async fn route(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) 
             _ => st.get(auth, id)?.metadata,
         })
     };
-    let change = |replace, set, remove| MetadataChange { replace, set, remove, max_items: ITEMS };
+    let change = |replace, set, remove| MetadataChange { replace, set, remove, max_items: ITEMS, if_match: None };
+    let tagged = ctx.at(15) && of == MetadataOf::Volume;
+    let with_etag = |map: BTreeMap<String, String>| {
+        let mut r = json(StatusCode::OK, &json!({ "metadata": map }));
+        if let (true, Ok(v)) = (tagged, HeaderValue::from_str(&etag(&map))) {
+            r.headers_mut().insert(ETAG, v);
+        }
+        r
+    };
     match (req.method().clone(), rest) {
-        (Method::GET, []) => Ok(json(StatusCode::OK, &json!({"metadata": current()?}))),
+        (Method::GET, []) => Ok(with_etag(current()?)),
         (m @ (Method::PUT | Method::POST), []) => {
+            let if_match =
+                req.headers().get(IF_MATCH).and_then(|v| v.to_str().ok()).map(|v| v.trim_matches('"').to_owned());
             let set = body::<All>(req).await?.metadata;
-            st.set_metadata(auth, of, id, change(m == Method::PUT, set, vec![])).await?;
-            Ok(json(StatusCode::OK, &json!({"metadata": current()?})))
+            let c = MetadataChange {
+                if_match: if_match.filter(|_| tagged && m == Method::PUT),
+                ..change(m == Method::PUT, set, vec![])
+            };
+            st.set_metadata(auth, of, id, c).await?;
+            Ok(with_etag(current()?))
         }
         (Method::GET, [key]) => {
             let all = current()?;

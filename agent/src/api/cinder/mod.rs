@@ -2,9 +2,15 @@
 //! discovery and routing here; each resource in its own module (volumes, their actions,
 //! snapshots, metadata, types and pools, quotas and limits), each given a [`Ctx`].
 //!
-//! Limitations: microversion 3.0 only.
+//! Microversions 3.0 to [`MAX`]: each change up to it served for the resources offered (README's
+//! microversion table); a change to a resource not offered (backups, groups, transfers,
+//! manageable volumes, replication, service changes) changes nothing here, those resources
+//! answering 404 or 501 at every microversion.
 
 mod actions;
+mod attachments;
+mod filters;
+mod messages;
 mod metadata;
 mod paging;
 mod quotas;
@@ -50,11 +56,11 @@ macro_rules! listed {
 listed!(Volume);
 listed!(Snapshot);
 
-/// The only microversion served.
-const MICROVERSION: &str = "3.0";
+/// The highest microversion served: 3.`MAX`.
+pub(super) const MAX: u32 = 65;
 
 fn version(base: &str) -> Value {
-    json!({"id": "v3.0", "status": "CURRENT", "version": MICROVERSION, "min_version": MICROVERSION,
+    json!({"id": "v3.0", "status": "CURRENT", "version": format!("3.{MAX}"), "min_version": "3.0",
            "updated": "2026-11-28T00:00:00Z",
            "links": [{"rel": "self", "href": format!("{base}/volume/v3/")}],
            "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}]})
@@ -69,9 +75,16 @@ pub(super) struct Ctx<'a> {
     project: String,
     base: String,
     query: Vec<(String, String)>,
+    /// The negotiated microversion's minor number (3.`mv`).
+    mv: u32,
 }
 
 impl Ctx<'_> {
+    /// Whether the request's microversion is 3.`minor` or later.
+    fn at(&self, minor: u32) -> bool {
+        self.mv >= minor
+    }
+
     fn q(&self, key: &str) -> Option<String> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
@@ -156,12 +169,46 @@ impl<'de> Deserialize<'de> for Gib {
     }
 }
 
+/// The microversion a request asks for (`OpenStack-API-Version: volume 3.X`; `latest`);
+/// 406 beyond what is served, 400 when it does not parse.
+fn microversion(req: &Request<Incoming>) -> Result<u32, ApiError> {
+    let asked = req
+        .headers()
+        .get("openstack-api-version")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|p| p.trim().strip_prefix("volume ").map(str::trim)));
+    let Some(v) = asked else { return Ok(0) };
+    if v == "latest" {
+        return Ok(MAX);
+    }
+    let minor = match v.split_once('.') {
+        Some(("3", m)) => m.parse::<u32>().map_err(|_| bad(format!("Invalid API version {v}")))?,
+        Some((major, _)) if major.parse::<u32>().is_ok() => u32::MAX,
+        _ => return Err(ApiError::BadRequest(format!("API version {v} is not a valid version (X.Y)."))),
+    };
+    if minor > MAX {
+        return Err(ApiError::NotAcceptable(format!(
+            "Version {v} is not supported by the API. Minimum is 3.0 and maximum is 3.{MAX}."
+        )));
+    }
+    Ok(minor)
+}
+
 pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<Response<Body>, ApiError> {
     let base = api.base_url(&req);
     let method = req.method().clone();
+    let mv = microversion(&req)?;
     let mut resp = match segs {
         [] if method == Method::GET => Ok(json(StatusCode::MULTIPLE_CHOICES, &json!({"versions": [version(&base)]}))),
         ["v3"] if method == Method::GET => Ok(json(StatusCode::OK, &json!({"versions": [version(&base)]}))),
+        // Default types (3.62) are not under a project.
+        ["v3", rest @ ..] if mv >= 62 && rest.first() == Some(&"default-types") => {
+            let auth = super::authenticate(api, &req)?;
+            let project = auth.project.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+            let query = query_pairs(req.uri().query());
+            let ctx = Ctx { api, admin: auth.is_admin(), auth, project, base, query, mv };
+            types::default_types(&ctx, req, rest).await
+        }
         ["v3", project, rest @ ..] => {
             let auth = super::authenticate(api, &req)?;
             let admin = auth.is_admin();
@@ -172,12 +219,16 @@ pub async fn route(api: &Api, req: Request<Incoming>, segs: &[&str]) -> Result<R
                 return Err(ApiError::NotFound("The resource could not be found.".into()));
             }
             let query = query_pairs(req.uri().query());
-            let ctx = Ctx { api, auth, admin, project: (*project).to_owned(), base, query };
+            let ctx = Ctx { api, auth, admin, project: (*project).to_owned(), base, query, mv };
             v3(&ctx, req, rest).await
         }
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }?;
-    resp.headers_mut().insert("openstack-api-version", HeaderValue::from_static("volume 3.0"));
+    let hs = resp.headers_mut();
+    if let Ok(h) = HeaderValue::from_str(&format!("volume 3.{mv}")) {
+        hs.insert("openstack-api-version", h);
+    }
+    hs.insert("vary", HeaderValue::from_static("OpenStack-API-Version"));
     Ok(resp)
 }
 
@@ -188,12 +239,17 @@ async fn v3(ctx: &Ctx<'_>, req: Request<Incoming>, segs: &[&str]) -> Result<Resp
         ["volumes" | "snapshots", _, "metadata", ..] => metadata::route(ctx, req, segs).await,
         ["volumes", ..] | ["detail"] => volumes::route(ctx, req, segs).await,
         ["snapshots", ..] => snapshots::route(ctx, req, segs).await,
+        ["workers", "cleanup"] if ctx.at(24) && req.method() == Method::POST => types::cleanup(ctx),
         ["types", ..]
         | ["scheduler-stats", "get_pools"]
         | ["os-availability-zone"]
         | ["extensions"]
+        | ["clusters", ..]
+        | ["resource_filters"]
         | ["os-services"] => types::route(ctx, req, segs),
         ["os-quota-sets", ..] | ["limits"] => quotas::route(ctx, req, segs),
+        ["messages", ..] if ctx.at(3) => messages::route(ctx, req, segs).await,
+        ["attachments", ..] if ctx.at(27) => attachments::route(ctx, req, segs).await,
         _ => Err(ApiError::NotFound("The resource could not be found.".into())),
     }
 }
@@ -205,11 +261,15 @@ impl From<StorageError> for ApiError {
             StorageError::Forbidden(m) => ApiError::Forbidden(m),
             StorageError::NotFound(_)
             | StorageError::SnapshotNotFound(_)
+            | StorageError::MessageNotFound(_)
+            | StorageError::AttachmentNotFound(_)
+            | StorageError::DefaultTypeNotFound(_)
             | StorageError::TypeNotFound(_)
             | StorageError::MetadataKeyNotFound(_) => ApiError::NotFound(e.to_string()),
             StorageError::BadRequest(m) => ApiError::BadRequest(m),
             StorageError::Conflict(m) => ApiError::Conflict(m),
             StorageError::OverQuota(m) => ApiError::OverLimit(m),
+            StorageError::Stale(m) => ApiError::PreconditionFailed(m),
             StorageError::Unavailable(m) => ApiError::Unavailable(m),
             StorageError::Internal(source) => ApiError::Internal(source),
         }

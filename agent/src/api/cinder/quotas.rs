@@ -1,4 +1,5 @@
-//! `os-quota-sets/{project}[/defaults]` (read; quotas are cloud-wide settings) and `limits`.
+//! `os-quota-sets/{project}[/defaults]` (read; quotas are cloud-wide settings) and `limits`
+//! (an admin's `project_id` from 3.39).
 
 use super::super::http::json;
 use super::{ApiError, Body, Ctx};
@@ -36,7 +37,14 @@ pub(super) fn route(ctx: &Ctx, req: Request<Incoming>, segs: &[&str]) -> Result<
             Ok(json(StatusCode::OK, &json!({"quota_set": set})))
         }
         ["limits"] => {
-            let (quota, u) = (st.quota(), st.usage(&ctx.project)?);
+            let project = match ctx.q("project_id").filter(|_| ctx.at(39)) {
+                Some(p) if p != ctx.project => {
+                    ctx.require_admin("limits_extension:used_limits")?;
+                    p
+                }
+                _ => ctx.project.clone(),
+            };
+            let (quota, u) = (st.quota(), st.usage(&project)?);
             Ok(json(
                 StatusCode::OK,
                 &json!({"limits": {"rate": [], "absolute": {

@@ -1,6 +1,9 @@
 //! Volume types (each the pool of that name on the nodes), the pools as the scheduler sees
-//! them (`scheduler-stats/get_pools`, admin), the availability zones and the API extensions
-//! served.
+//! them (`scheduler-stats/get_pools`, admin), the availability zones, the API extensions
+//! served, the services and (empty) clusters. By microversion: clusters and a service's
+//! `cluster` (3.7), workers cleanup (3.24), pool filters (3.28, `volume_type` 3.35), the
+//! resource filters (3.33), a volume service's `backend_state` (3.49), the type `extra_specs`
+//! filter (3.52).
 
 use super::super::http::{json, timestamp};
 use super::{ApiError, Body, Ctx};
@@ -30,6 +33,67 @@ fn pool_json(node: &str, p: &PoolRecord, detail: bool) -> Value {
         "active": p.info.active, "error": p.error}})
 }
 
+#[derive(serde::Deserialize)]
+struct DefaultTypeBody {
+    default_type: DefaultTypeSet,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultTypeSet {
+    volume_type: String,
+}
+
+/// `/default-types[/{project}]` (3.62): the projects' default volume types; set and unset by
+/// admins, read by admins and by the project itself.
+pub(super) async fn default_types(
+    ctx: &Ctx<'_>,
+    req: Request<Incoming>,
+    segs: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let (st, auth) = (&ctx.api.storage, &ctx.auth);
+    let shown = |(p, t): &(String, String)| json!({"project_id": p, "volume_type_id": t});
+    match (req.method().clone(), segs) {
+        (Method::GET, ["default-types"]) => {
+            let all: Vec<Value> = st.project_default_types(auth, None)?.iter().map(shown).collect();
+            Ok(json(StatusCode::OK, &json!({ "default_types": all })))
+        }
+        (Method::GET, ["default-types", project]) => {
+            let found = st.project_default_types(auth, Some(project))?;
+            let one = found
+                .first()
+                .ok_or_else(|| ApiError::NotFound(format!("Default type for project {project} could not be found.")))?;
+            Ok(json(StatusCode::OK, &json!({"default_type": shown(one)})))
+        }
+        (Method::PUT, ["default-types", project]) => {
+            let b: DefaultTypeBody = super::body(req).await?;
+            st.set_default_type(auth, project, Some(&b.default_type.volume_type)).await?;
+            let set = ((*project).to_owned(), b.default_type.volume_type);
+            Ok(json(StatusCode::OK, &json!({"default_type": shown(&set)})))
+        }
+        (Method::DELETE, ["default-types", project]) => {
+            st.set_default_type(auth, project, None).await?;
+            Ok(super::super::http::empty(StatusCode::NO_CONTENT))
+        }
+        (m, ["default-types"] | ["default-types", _]) => Err(super::super::not_allowed(&m)),
+        _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+    }
+}
+
+/// `POST /workers/cleanup` (3.24, admin): the volume services that are down, each as
+/// `unavailable` (a node's volumes live on it: no other service can clean up after it); none
+/// is ever `cleaning`.
+pub(super) fn cleanup(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    ctx.require_admin("workers:cleanup")?;
+    let down: Vec<Value> = service_list(ctx)?
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (binary, _, up, _))| *binary == "cinder-volume" && !up)
+        .map(|(i, (binary, host, ..))| json!({"id": i + 1, "host": host, "binary": binary, "cluster_name": null}))
+        .collect();
+    Ok(json(StatusCode::ACCEPTED, &json!({"cleaning": [], "unavailable": down})))
+}
+
 /// Cinder's API extensions this service serves: `(alias, name, description)`.
 const EXTENSIONS: [(&str, &str, &str); 7] = [
     ("os-admin-actions", "AdminActions", "Enable admin actions."),
@@ -43,8 +107,8 @@ const EXTENSIONS: [(&str, &str, &str); 7] = [
 
 /// `os-services` (admin): every node's scheduler, and a volume service per pool
 /// (`node@pool`), up while its node is and the pool works.
-fn services(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    ctx.require_admin("volume_extension:services:index")?;
+/// Every service: (binary, host, up, last heartbeat).
+fn service_list(ctx: &Ctx) -> Result<Vec<(&'static str, String, bool, u64)>, ApiError> {
     let members = ctx.api.cluster.nodes(&ctx.auth)?;
     let pools = ctx.api.storage.pool_records()?;
     let mut list = Vec::new();
@@ -55,15 +119,28 @@ fn services(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
             list.push(("cinder-volume", format!("{}@{}", m.name, p.name), *up && works, m.heartbeat_at));
         }
     }
+    Ok(list)
+}
+
+fn services(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    ctx.require_admin("volume_extension:services:index")?;
+    let list = service_list(ctx)?;
     let host_of = |h: &str| h.split('@').next().unwrap_or(h).to_owned();
     let out: Vec<Value> = list
         .into_iter()
         .filter(|(_, host, ..)| ctx.q("host").is_none_or(|h| host_of(&h) == host_of(host)))
         .filter(|(binary, ..)| ctx.q("binary").is_none_or(|b| b == *binary))
         .map(|(binary, host, up, at)| {
-            json!({"binary": binary, "host": host, "zone": "nova", "status": "enabled",
+            let mut j = json!({"binary": binary, "host": host, "zone": "nova", "status": "enabled",
                    "state": if up { "up" } else { "down" }, "updated_at": timestamp(at, true),
-                   "disabled_reason": null, "frozen": false})
+                   "disabled_reason": null, "frozen": false});
+            if ctx.at(7) {
+                j["cluster"] = Value::Null;
+            }
+            if ctx.at(49) && binary == "cinder-volume" {
+                j["backend_state"] = json!(if up { "up" } else { "down" });
+            }
+            j
         })
         .collect();
     Ok(json(StatusCode::OK, &json!({ "services": out })))
@@ -76,23 +153,60 @@ pub(super) fn route(ctx: &Ctx, req: Request<Incoming>, segs: &[&str]) -> Result<
     let st = &ctx.api.storage;
     match segs {
         ["types"] => {
-            let types: Vec<Value> =
-                st.types().iter().enumerate().map(|(i, p)| type_json(&p.name, p.spec.kind(), i == 0)).collect();
+            let want = match ctx.q("extra_specs").filter(|_| ctx.at(52)) {
+                Some(m) => super::volumes::pairs("extra_specs", &m)?,
+                None => Default::default(),
+            };
+            let default = st.default_type(&ctx.project)?.map(|d| d.name.clone());
+            let types: Vec<Value> = st
+                .types()
+                .iter()
+                .map(|p| type_json(&p.name, p.spec.kind(), default.as_ref() == Some(&p.name)))
+                .filter(|t| want.iter().all(|(k, v)| t["extra_specs"][k] == json!(v)))
+                .collect();
             Ok(json(StatusCode::OK, &json!({"volume_types": types})))
         }
         ["types", id] => {
             let types = st.types();
-            let found =
-                if *id == "default" { types.first().copied() } else { types.iter().find(|p| p.name == *id).copied() };
+            let found = if *id == "default" {
+                st.default_type(&ctx.project)?
+            } else {
+                types.iter().find(|p| p.name == *id).copied()
+            };
             let p = found.ok_or_else(|| ApiError::NotFound(format!("Volume type {id} could not be found.")))?;
-            let default = types.first().is_some_and(|d| d.name == p.name);
+            let default = st.default_type(&ctx.project)?.is_some_and(|d| d.name == p.name);
             Ok(json(StatusCode::OK, &json!({"volume_type": type_json(&p.name, p.spec.kind(), default)})))
         }
         ["scheduler-stats", "get_pools"] => {
             ctx.require_admin("scheduler_extension:scheduler_stats:get_pools")?;
             let detail = ctx.flag("detail");
-            let pools: Vec<Value> = st.pool_records()?.iter().map(|(n, p)| pool_json(n, p, detail)).collect();
+            let (name, kind) = (ctx.q("name").filter(|_| ctx.at(28)), ctx.q("volume_type").filter(|_| ctx.at(35)));
+            let pools: Vec<Value> = st
+                .pool_records()?
+                .iter()
+                .filter(|(n, p)| {
+                    name.as_ref().is_none_or(|w| *w == p.name || *w == format!("{n}@{}#{}", p.name, p.name))
+                })
+                .filter(|(_, p)| kind.as_ref().is_none_or(|t| *t == p.name))
+                .map(|(n, p)| pool_json(n, p, detail))
+                .collect();
             Ok(json(StatusCode::OK, &json!({"pools": pools})))
+        }
+        ["clusters", rest @ ..] if ctx.at(7) => {
+            ctx.require_admin("clusters:get_all")?;
+            match rest {
+                [] | ["detail"] => Ok(json(StatusCode::OK, &json!({"clusters": []}))),
+                [name] => Err(ApiError::NotFound(format!("Cluster {name} could not be found."))),
+                _ => Err(ApiError::NotFound("The resource could not be found.".into())),
+            }
+        }
+        ["resource_filters"] if ctx.at(33) => {
+            let all: Vec<Value> = super::filters::RESOURCE_FILTERS
+                .iter()
+                .filter(|(r, _)| ctx.q("resource").is_none_or(|w| w == *r))
+                .map(|(r, f)| json!({"resource": r, "filters": f}))
+                .collect();
+            Ok(json(StatusCode::OK, &json!({"resource_filters": all})))
         }
         ["os-services"] => services(ctx),
         ["extensions"] => {
