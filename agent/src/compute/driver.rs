@@ -7,7 +7,7 @@
 use crate::model::compute::{page_size_kib, CpuDetails, Diagnostics, DiskDetails, MemoryDetails, NicDetails, Server};
 use crate::model::image::DiskFormat;
 use crate::model::storage::VolumeFormat;
-use crate::sys::libvirt::{xml, DomainState, Libvirt};
+use crate::sys::libvirt::{xml, DomainState, Libvirt, LibvirtError};
 use crate::sys::tool;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -158,9 +158,33 @@ pub fn meta_data(s: &Server, boot: &Boot) -> serde_json::Value {
     meta
 }
 
+/// Why the hypervisor could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    /// A tool (`qemu-img`, `xorriso`) failed; its own message.
+    #[error("{0}")]
+    Tool(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What the guest needs is not there (a bridge, a local volume).
+    #[error("{0}")]
+    Missing(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DriverError {
+    let what = what.into();
+    move |source| DriverError::Io { what, source }
+}
+
 /// Makes `disk`, a qcow2 overlay backed by `image`, of `bytes` (0: the image's size). Its cost
 /// does not grow with the image.
-pub fn overlay(image: &Path, format: DiskFormat, disk: &Path, bytes: u64) -> Result<(), String> {
+pub fn overlay(image: &Path, format: DiskFormat, disk: &Path, bytes: u64) -> Result<(), DriverError> {
     let size = bytes.to_string();
     let mut args: Vec<&OsStr> =
         ["create", "-q", "-f", "qcow2", "-F", format.qemu_format(), "-b"].map(OsStr::new).to_vec();
@@ -168,7 +192,7 @@ pub fn overlay(image: &Path, format: DiskFormat, disk: &Path, bytes: u64) -> Res
     if bytes > 0 {
         args.push(OsStr::new(&size));
     }
-    tool::run("qemu-img", args)
+    tool::run("qemu-img", args).map_err(DriverError::Tool)
 }
 
 /// This node's hypervisor.
@@ -189,7 +213,7 @@ impl Driver {
 
     /// Builds the disk and config drive, defines and starts the domain. On failure nothing of
     /// it is left.
-    pub fn spawn(&self, s: &Server, boot: &Boot) -> Result<(), String> {
+    pub fn spawn(&self, s: &Server, boot: &Boot) -> Result<(), DriverError> {
         let r = self.try_spawn(s, boot);
         if r.is_err() {
             let _ = self.destroy(&s.id);
@@ -197,13 +221,13 @@ impl Driver {
         r
     }
 
-    fn try_spawn(&self, s: &Server, boot: &Boot) -> Result<(), String> {
+    fn try_spawn(&self, s: &Server, boot: &Boot) -> Result<(), DriverError> {
         let dir = self.dir(&s.id);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         // QEMU runs as libvirt's user: it must reach the disk, the config drive and the log.
         for d in [&self.instances, &dir] {
             std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711))
-                .map_err(|e| format!("chmod {}: {e}", d.display()))?;
+                .map_err(io(format!("chmod {}", d.display())))?;
         }
         let root = match &boot.root {
             Root::Image { path, format } => {
@@ -215,9 +239,9 @@ impl Driver {
         // The config drive.
         let cd = dir.join("config-drive");
         let latest = cd.join("openstack/latest");
-        std::fs::create_dir_all(&latest).map_err(|e| format!("creating {}: {e}", latest.display()))?;
+        std::fs::create_dir_all(&latest).map_err(io(format!("creating {}", latest.display())))?;
         let write = |name: &str, data: &[u8]| {
-            std::fs::write(latest.join(name), data).map_err(|e| format!("writing the config drive's {name}: {e}"))
+            std::fs::write(latest.join(name), data).map_err(io(format!("writing the config drive's {name}")))
         };
         write("meta_data.json", meta_data(s, boot).to_string().as_bytes())?;
         write("network_data.json", br#"{"links": [], "networks": [], "services": []}"#)?;
@@ -231,7 +255,8 @@ impl Driver {
                 .map(OsStr::new)
                 .into_iter()
                 .chain([iso.as_os_str(), cd.as_os_str()]),
-        )?;
+        )
+        .map_err(DriverError::Tool)?;
         let _ = std::fs::remove_dir_all(&cd);
         // The node's network agent builds the bridges of ports bound here; give it a minute.
         for n in &boot.nics {
@@ -239,83 +264,84 @@ impl Driver {
             let mut waited = 0;
             while !dev.exists() {
                 if waited >= 600 {
-                    return Err(format!("bridge {} did not appear within 60 s", n.bridge));
+                    return Err(DriverError::Missing(format!("bridge {} did not appear within 60 s", n.bridge)));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 waited += 1;
             }
         }
-        let err = |e| crate::error_chain(&e);
-        self.lv.define_domain(&domain_xml(s, &dir, &self.accel, &boot.nics, root)).map_err(err)?;
-        self.lv.start_domain(&domain_name(&s.id)).map_err(err)
+        self.lv.define_domain(&domain_xml(s, &dir, &self.accel, &boot.nics, root))?;
+        Ok(self.lv.start_domain(&domain_name(&s.id))?)
     }
 
     /// Stops and removes the domain and the instance directory; what is already gone is fine.
-    pub fn destroy(&self, id: &str) -> Result<(), String> {
+    pub fn destroy(&self, id: &str) -> Result<(), DriverError> {
         let name = domain_name(id);
-        let err = |e| crate::error_chain(&e);
-        self.lv.destroy_domain(&name).map_err(err)?;
-        self.lv.undefine_domain(&name).map_err(err)?;
+        self.lv.destroy_domain(&name)?;
+        self.lv.undefine_domain(&name)?;
         match std::fs::remove_dir_all(self.dir(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("removing the instance directory: {e}")),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing the instance directory")(e)),
             _ => Ok(()),
         }
     }
 
-    pub fn start(&self, id: &str) -> Result<(), String> {
-        self.lv.start_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    pub fn start(&self, id: &str) -> Result<(), DriverError> {
+        Ok(self.lv.start_domain(&domain_name(id))?)
     }
 
-    pub fn stop(&self, id: &str) -> Result<(), String> {
-        self.lv.destroy_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    pub fn stop(&self, id: &str) -> Result<(), DriverError> {
+        Ok(self.lv.destroy_domain(&domain_name(id))?)
     }
 
-    pub fn pause(&self, id: &str) -> Result<(), String> {
-        self.lv.pause_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    pub fn pause(&self, id: &str) -> Result<(), DriverError> {
+        Ok(self.lv.pause_domain(&domain_name(id))?)
     }
 
-    pub fn unpause(&self, id: &str) -> Result<(), String> {
-        self.lv.resume_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    pub fn unpause(&self, id: &str) -> Result<(), DriverError> {
+        Ok(self.lv.resume_domain(&domain_name(id))?)
     }
 
     /// Sends the running guest a non-maskable interrupt (Nova's trigger_crash_dump).
-    pub fn inject_nmi(&self, id: &str) -> Result<(), String> {
-        self.lv.inject_nmi(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    pub fn inject_nmi(&self, id: &str) -> Result<(), DriverError> {
+        Ok(self.lv.inject_nmi(&domain_name(id))?)
     }
 
     /// Saves the guest's memory and stops it; [`Driver::start`] restores it.
-    pub fn suspend(&self, id: &str) -> Result<(), String> {
-        self.lv.save_domain(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    pub fn suspend(&self, id: &str) -> Result<(), DriverError> {
+        Ok(self.lv.save_domain(&domain_name(id))?)
     }
 
     /// The disk of a volume of this node's pools as guest device `dev`.
-    pub fn volume_disk(&self, v: &VolumeRef, dev: &str) -> Result<xml::Disk, String> {
-        let info = self.lv.volume_info(&v.pool, &v.name).map_err(|e| crate::error_chain(&e))?;
+    pub fn volume_disk(&self, v: &VolumeRef, dev: &str) -> Result<xml::Disk, DriverError> {
+        let info = self.lv.volume_info(&v.pool, &v.name)?;
         if !info.path.starts_with('/') {
-            return Err(format!("volume {} is not a local file or device ({}): not attachable yet", v.name, info.path));
+            return Err(DriverError::Missing(format!(
+                "volume {} is not a local file or device ({}): not attachable yet",
+                v.name, info.path
+            )));
         }
         Ok(disk(Path::new(&info.path), v.format.as_str(), dev, false))
     }
 
     /// Plugs a volume into the server (its definition, and the guest when it runs).
-    pub fn attach(&self, id: &str, disk: &xml::Disk) -> Result<(), String> {
-        self.lv.attach_disk(&domain_name(id), disk).map_err(|e| crate::error_chain(&e))
+    pub fn attach(&self, id: &str, disk: &xml::Disk) -> Result<(), DriverError> {
+        Ok(self.lv.attach_disk(&domain_name(id), disk)?)
     }
 
     /// Unplugs a volume; a running guest has a minute to let go of it.
-    pub fn detach(&self, id: &str, disk: &xml::Disk) -> Result<(), String> {
+    pub fn detach(&self, id: &str, disk: &xml::Disk) -> Result<(), DriverError> {
         let wait = std::time::Duration::from_secs(60);
-        self.lv.detach_disk(&domain_name(id), disk, wait).map_err(|e| crate::error_chain(&e))
+        Ok(self.lv.detach_disk(&domain_name(id), disk, wait)?)
     }
 
-    pub fn state(&self, id: &str) -> Result<Option<DomainState>, String> {
-        self.lv.domain_state(&domain_name(id)).map_err(|e| crate::error_chain(&e))
+    pub fn state(&self, id: &str) -> Result<Option<DomainState>, DriverError> {
+        Ok(self.lv.domain_state(&domain_name(id))?)
     }
 
     /// The live figures of a running server (`uptime`: seconds since it was launched); None
     /// when it does not run here.
-    pub fn diagnostics(&self, id: &str, uptime: u64) -> Result<Option<Diagnostics>, String> {
-        let stats = self.lv.domain_stats(&domain_name(id)).map_err(|e| crate::error_chain(&e))?;
+    pub fn diagnostics(&self, id: &str, uptime: u64) -> Result<Option<Diagnostics>, DriverError> {
+        let stats = self.lv.domain_stats(&domain_name(id))?;
         let Some(st) = stats.filter(|s| s.state == DomainState::Running) else { return Ok(None) };
         let cpu = |(id, time): (usize, &u64)| CpuDetails { id: id as u32, time: *time, utilisation: None };
         let disk = |d: &crate::sys::libvirt::DiskCounters| DiskDetails {
@@ -359,12 +385,12 @@ impl Driver {
     }
 
     /// The last `lines` lines of the console log (all when None).
-    pub fn console(&self, id: &str, lines: Option<usize>) -> Result<String, String> {
+    pub fn console(&self, id: &str, lines: Option<usize>) -> Result<String, DriverError> {
         let path = self.dir(id).join("console.log");
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+            Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
         };
         let text = String::from_utf8_lossy(&bytes).replace('\r', "");
         Ok(match lines {
@@ -485,7 +511,7 @@ mod tests {
             nics: vec![],
         };
         let e = d.spawn(&s, &boot).unwrap_err();
-        assert!(e.contains("qemu-img create failed"), "{e}");
+        assert!(e.to_string().contains("qemu-img create failed"), "{e}");
         assert!(!dir.path().join("instances").join(&s.id).exists(), "the instance directory is removed");
         assert_eq!(lv.domain(&domain_name(&s.id)), None);
     }
@@ -522,10 +548,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = Driver::new(Arc::new(lv.clone()), dir.path().join("instances"), "qemu");
         let s = server(&[]);
-        assert_eq!(d.diagnostics(&s.id, 5), Ok(None), "no domain");
+        assert_eq!(d.diagnostics(&s.id, 5).unwrap(), None, "no domain");
         let nic = Nic { mac: "fa:16:3e:00:00:01".into(), bridge: "br0".into(), tap: "tap0".into(), tag: None };
         lv.define_domain(&domain_xml(&s, dir.path(), "qemu", &[nic], None)).unwrap();
-        assert_eq!(d.diagnostics(&s.id, 5), Ok(None), "defined but not running");
+        assert_eq!(d.diagnostics(&s.id, 5).unwrap(), None, "defined but not running");
         lv.start_domain(&domain_name(&s.id)).unwrap();
         let g = d.diagnostics(&s.id, 5).unwrap().unwrap();
         assert_eq!((g.state.as_str(), g.driver.as_str(), g.hypervisor.as_str()), ("running", "libvirt", "qemu"));

@@ -7,6 +7,11 @@ use base64::Engine;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
+/// Why a public key is refused: it is not what its kind says.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadKey(pub String);
+
 /// Why a key could not be made (the system's random source failed).
 #[derive(Debug, thiserror::Error)]
 #[error("generating a key pair: {0}")]
@@ -74,13 +79,14 @@ pub fn x509(name: &str) -> Result<(String, String), KeygenError> {
 
 /// The fingerprint Nova shows of an X.509 key pair: the SHA-1 of the certificate's DER, in
 /// colon-separated hex. The text must be one PEM certificate that parses.
-pub fn x509_fingerprint(pem: &str) -> Result<String, String> {
+pub fn x509_fingerprint(pem: &str) -> Result<String, BadKey> {
     let mut reader = pem.as_bytes();
     let der = match rustls_pemfile::read_one(&mut reader) {
         Ok(Some(rustls_pemfile::Item::X509Certificate(der))) => der,
-        _ => return Err("the public key is not a PEM X.509 certificate".into()),
+        _ => return Err(BadKey("the public key is not a PEM X.509 certificate".into())),
     };
-    x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| format!("the certificate does not parse: {e}"))?;
+    x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| BadKey(format!("the certificate does not parse: {e}")))?;
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der.as_ref());
     Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
 }
