@@ -964,7 +964,7 @@ fn openstack_client_boots_a_server_on_libvirt() {
     let ud = user_data.to_string_lossy().into_owned();
     let create =
         ["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--key-name", "k1", "--user-data", &ud];
-    let made = osc.json(&[&create[..], &["vm1"]].concat());
+    let made = osc.json(&[&create[..], &["--nic", "none", "vm1"]].concat());
     let admin_pass = made["adminPass"].as_str().unwrap_or_default().to_owned();
     assert_eq!(admin_pass.len(), 12, "Nova's generated admin password: {made}");
     let s = loop {
@@ -1035,7 +1035,7 @@ fn openstack_client_boots_a_server_on_libvirt() {
     osc.json(&["flavor", "create", "--vcpus", "1", "--ram", "60000", "--disk", "1", "ram"]);
     let node_ram = hv["memory_mb"].as_u64().unwrap() + 1024;
     let no_host = |flavor: &str, image: &str, name: &str, why: &str| {
-        let s = osc.json(&["server", "create", "--flavor", flavor, "--image", image, name]);
+        let s = osc.json(&["server", "create", "--flavor", flavor, "--image", image, "--nic", "none", name]);
         let s = osc.json(&["server", "show", s["id"].as_str().unwrap()]);
         assert_eq!(s["status"], "ERROR", "{s}");
         let fault = s["fault"]["message"].as_str().unwrap();
@@ -1051,7 +1051,7 @@ fn openstack_client_boots_a_server_on_libvirt() {
     let g = guest.to_string_lossy();
     osc.json(&["image", "create", "--file", &g, "--disk-format", "qcow2", "--property", "architecture=aarch64", "arm"]);
     no_host("m1.tiny", "arm", "armvm", "architecture");
-    let ram = osc.admin_fails(&["server", "create", "--flavor", "ram", "--image", "guest", "fat"]);
+    let ram = osc.admin_fails(&["server", "create", "--flavor", "ram", "--image", "guest", "--nic", "none", "fat"]);
     assert!(ram.contains("403") && ram.contains("Quota exceeded for ram"), "{ram}");
     let listed = osc.admin(&["server", "list", "-f", "value", "-c", "Name", "--name", "^vm"]);
     assert_eq!(listed.trim(), "vm1");
@@ -1112,8 +1112,8 @@ fn openstack_client_boots_a_server_on_libvirt() {
         "",
         "its port went too"
     );
-    // No networks named: Nova 2.1 takes the project's one network; with a second one the choice
-    // is ambiguous (409).
+    // No networks named (the client asks for `auto` from 2.37): the project's one network; with a
+    // second one the choice is ambiguous (409).
     osc.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "vm3"]);
     let vm3 = wait_for(&osc, "server", "vm3", "ACTIVE");
     assert!(vm3["addresses"].to_string().contains("10.99.0."), "{vm3}");
@@ -1162,7 +1162,7 @@ fn a_server_on_another_node_is_served_through_any_node() {
         })
         .expect("the compute node's hypervisor is listed through the first node");
     assert!(!hv.contains("ctl"), "the API-only node offers no hypervisor: {hv}");
-    osc_ctl.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "far"]);
+    osc_ctl.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--nic", "none", "far"]);
     let s = wait_for(&osc_ctl, "server", "far", "ACTIVE");
     assert_eq!(s["OS-EXT-SRV-ATTR:host"], "cmp", "{s}");
     let console = console_until(&osc_ctl, "far", "ready", |c| c.contains("CAIRN-TEST-GUEST ready"));
@@ -1204,7 +1204,7 @@ fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
     assert_eq!(settled(&osc, "data1")["status"], "available");
 
     // Boot from the volume: it is the guest's root disk, in use while the server lives.
-    osc.json(&["server", "create", "--flavor", "m1.tiny", "--volume", "bootvol", "bfv"]);
+    osc.json(&["server", "create", "--flavor", "m1.tiny", "--volume", "bootvol", "--nic", "none", "bfv"]);
     let s = wait_for(&osc, "server", "bfv", "ACTIVE");
     let id = s["id"].as_str().unwrap().to_owned();
     let domain = format!("cairn-{id}");
@@ -1259,11 +1259,15 @@ fn openstack_client_boots_from_a_volume_and_attaches_volumes() {
     assert_eq!(osc.json(&["server", "show", &id])["name"], "bfv2");
     // More than the quota's 10 instances at once: refused whole, nothing made.
     let err = osc.admin_fails(&[
-        "server", "create", "--flavor", "m1.tiny", "--image", "guest", "--min", "11", "--max", "11", "toomany",
+        "server", "create", "--flavor", "m1.tiny", "--image", "guest", "--nic", "none", "--min", "11", "--max", "11",
+        "toomany",
     ]);
     assert!(err.contains("403") && err.contains("Quota exceeded for instances"), "{err}");
     assert_eq!(osc.admin(&["server", "list", "-f", "value", "-c", "Name", "--name", "^toomany"]).trim(), "");
-    osc.json(&["server", "create", "--flavor", "m1.tiny", "--image", "guest", "--min", "2", "--max", "2", "many"]);
+    osc.json(&[
+        "server", "create", "--flavor", "m1.tiny", "--image", "guest", "--nic", "none", "--min", "2", "--max", "2",
+        "many",
+    ]);
     let names = osc.admin(&["server", "list", "-f", "value", "-c", "Name", "--name", "^many"]);
     let mut names: Vec<&str> = names.lines().collect();
     names.sort();

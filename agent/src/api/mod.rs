@@ -121,7 +121,7 @@ async fn dispatch(api: Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Re
 }
 
 /// The caller's validated token (`X-Auth-Token`).
-fn authenticate(api: &Api, req: &Request<Incoming>) -> Result<crate::identity::Auth, ApiError> {
+fn authenticate(api: &Api, req: &Request<Incoming>) -> Result<std::sync::Arc<crate::identity::Auth>, ApiError> {
     let token = req.headers().get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
     Ok(api.identity.validate(token)?)
 }

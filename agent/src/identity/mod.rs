@@ -207,7 +207,7 @@ pub struct Identity {
     /// Tokens validated under an identity epoch ([`crate::state::Store::auth_epoch`]): reused
     /// while the epoch is unchanged (any committed change to users, projects, roles, role
     /// assignments or revocations moves it), after the signature and expiry are checked anew.
-    validated: std::sync::Mutex<std::collections::HashMap<String, (u64, Auth)>>,
+    validated: std::sync::Mutex<std::collections::HashMap<String, (u64, std::sync::Arc<Auth>)>>,
 }
 
 /// Validated tokens kept at most; past it the cache starts over.
@@ -324,12 +324,13 @@ impl Identity {
     /// the old one. A token of an application credential makes only tokens of the same one.
     pub fn login_token(&self, token: &str, scope: &Scope) -> Result<(String, Auth)> {
         let auth = self.validate(token)?;
-        match auth.app_cred {
+        let user = auth.user.clone();
+        match &auth.app_cred {
             Some(c) => {
                 let scope = Scope::Project(Ref::Id(c.project_id.clone()));
-                self.issue(auth.user, &scope, Origin::AppCredential(c))
+                self.issue(user, &scope, Origin::AppCredential(c.clone()))
             }
-            None => self.issue(auth.user, scope, Origin::Token(auth.claims)),
+            None => self.issue(user, scope, Origin::Token(auth.claims.clone())),
         }
     }
 
@@ -377,7 +378,7 @@ impl Identity {
 
     /// Checks a token: signature, expiry, revocation, and that its user, project and roles
     /// still hold.
-    pub fn validate(&self, token: &str) -> Result<Auth> {
+    pub fn validate(&self, token: &str) -> Result<std::sync::Arc<Auth>> {
         let claims = self.verify(token)?;
         // Read before the tables: a change committed meanwhile moves the epoch past this one.
         let epoch = self.state.store().auth_epoch();
@@ -387,7 +388,7 @@ impl Identity {
                 return Ok(auth.clone());
             }
         }
-        let auth = self.check_claims(claims)?;
+        let auth = std::sync::Arc::new(self.check_claims(claims)?);
         let mut c = cache();
         if c.len() >= VALIDATED_MAX {
             c.clear();
@@ -458,11 +459,11 @@ impl Identity {
     }
 
     /// Validates `subject` on behalf of `auth`: one's own token, or any token for an admin.
-    pub fn check_token(&self, auth: &Auth, subject: &str) -> Result<Auth> {
+    pub fn check_token(&self, auth: &std::sync::Arc<Auth>, subject: &str) -> Result<std::sync::Arc<Auth>> {
         let target = match self.verify(subject) {
             // The caller's own token, validated a moment ago.
             Ok(claims) if claims == auth.claims => return Ok(auth.clone()),
-            Ok(claims) => self.check_claims(claims),
+            Ok(_) => self.validate(subject),
             Err(e) => Err(e),
         };
         let target = target.map_err(|e| match e {
@@ -475,10 +476,10 @@ impl Identity {
         Ok(target)
     }
 
-    pub async fn revoke_token(&self, auth: &Auth, subject: &str) -> Result<()> {
+    pub async fn revoke_token(&self, auth: &std::sync::Arc<Auth>, subject: &str) -> Result<()> {
         let target = self.check_token(auth, subject)?;
         self.propose(Command::RevokeToken {
-            audit_id: target.claims.audit_id,
+            audit_id: target.claims.audit_id.clone(),
             expires_at: target.claims.expires_at,
             now: now(),
         })

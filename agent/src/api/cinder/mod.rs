@@ -70,7 +70,7 @@ fn version(base: &str) -> Value {
 /// base URL and the query.
 pub(super) struct Ctx<'a> {
     api: &'a Api,
-    auth: Auth,
+    auth: std::sync::Arc<Auth>,
     admin: bool,
     project: String,
     base: String,

@@ -46,7 +46,7 @@ fn version_json(base: &str) -> Value {
 /// What every resource handler gets: the service, the caller, the base URL and the query.
 pub(super) struct Ctx<'a> {
     api: &'a Api,
-    auth: Auth,
+    auth: std::sync::Arc<Auth>,
     base: String,
     query: Vec<(String, String)>,
 }

@@ -249,7 +249,7 @@ async fn login(
         }
     };
     let (token, auth) = result?;
-    let ctx = Ctx { api, auth, base: base.to_owned(), query: Vec::new() };
+    let ctx = Ctx { api, auth: std::sync::Arc::new(auth), base: base.to_owned(), query: Vec::new() };
     let mut resp = json(StatusCode::CREATED, &token_json(&ctx, &ctx.auth, &methods_of(&ctx.auth), with_catalog));
     let v = HeaderValue::from_str(&token).map_err(|e| ApiError::Internal(Box::new(e)))?;
     resp.headers_mut().insert("x-subject-token", v);

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 /// What every resource handler gets: the service, the caller, the query and the base URL.
 pub(super) struct Ctx<'a> {
     api: &'a Api,
-    auth: Auth,
+    auth: std::sync::Arc<Auth>,
     admin: bool,
     query: Vec<(String, String)>,
     base: String,

@@ -136,7 +136,7 @@ pub(super) fn since<T>(mv: u32, minor: u32, field: &str, value: Option<T>) -> Re
 /// What every Nova handler gets: the caller, the base URL for links and the query.
 pub(super) struct Ctx<'a> {
     pub api: &'a Api,
-    pub auth: Auth,
+    pub auth: std::sync::Arc<Auth>,
     pub base: &'a str,
     pub query: Vec<(String, String)>,
     /// The raw query string (for flags whose empty or `None` value the pairs drop).
