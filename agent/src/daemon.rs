@@ -22,13 +22,8 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{op} {path}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::PathIo),
     #[error("PKI")]
     Pki(#[from] PkiError),
     #[error("state")]
@@ -50,7 +45,7 @@ pub enum DaemonError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DaemonError + 'a {
-    move |source| DaemonError::Io { op, path: path.into(), source }
+    move |source| DaemonError::Io(crate::PathIo { op, path: path.into(), source })
 }
 
 /// The node's addresses, for its certificate.
@@ -90,17 +85,17 @@ fn token_key(dir: &Path) -> Result<[u8; token::KEY_LEN], DaemonError> {
             k.copy_from_slice(&bytes);
             Ok(k)
         }
-        Ok(_) => Err(DaemonError::Io {
+        Ok(_) => Err(DaemonError::Io(crate::PathIo {
             op: "reading",
             path,
             source: std::io::Error::other("token key has the wrong length"),
-        }),
+        })),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let k: [u8; token::KEY_LEN] = rand::random();
             pki::write_file(&path, &k, true)?;
             Ok(k)
         }
-        Err(source) => Err(DaemonError::Io { op: "reading", path, source }),
+        Err(source) => Err(DaemonError::Io(crate::PathIo { op: "reading", path, source })),
     }
 }
 
@@ -270,18 +265,20 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     if me.seed {
         // The first node's key, so peers know it (joiners' keys come with their tokens).
-        let key = pki.node_key().ok_or_else(|| DaemonError::Io {
-            op: "reading the node key of",
-            path: cfg.data_dir.join("pki/node.pem"),
-            source: std::io::Error::other("no public key in the node certificate"),
+        let key = pki.node_key().ok_or_else(|| {
+            DaemonError::Io(crate::PathIo {
+                op: "reading the node key of",
+                path: cfg.data_dir.join("pki/node.pem"),
+                source: std::io::Error::other("no public key in the node certificate"),
+            })
         })?;
         if state.store().view()?.node_keys()?.get(&me.node_id) != Some(&key) {
             if let Err(r) = state.propose(crate::state::Command::RegisterNodeKey { id: me.node_id, key }).await? {
-                return Err(DaemonError::Io {
+                return Err(DaemonError::Io(crate::PathIo {
                     op: "registering the node key of",
                     path: cfg.data_dir.join("pki/node.key"),
                     source: std::io::Error::other(r.to_string()),
-                });
+                }));
             }
         }
     }
@@ -294,10 +291,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         generated_password = generated.then_some(password);
     }
 
-    let facts = probing.await.map_err(|e| DaemonError::Io {
-        op: "probing",
-        path: "/".into(),
-        source: std::io::Error::other(e),
+    let facts = probing.await.map_err(|e| {
+        DaemonError::Io(crate::PathIo { op: "probing", path: "/".into(), source: std::io::Error::other(e) })
     })?;
     let accel = if facts.accel == Accel::Kvm { "kvm" } else { "qemu" };
     log::info!("guests will use domain type {accel}: {}", facts.accel_reason);
@@ -342,10 +337,12 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     ));
     tokio::spawn(compute.clone().reconcile_loop());
     if me.seed {
-        compute.seed().await.map_err(|e| DaemonError::Io {
-            op: "seeding flavors",
-            path: db_path.clone(),
-            source: std::io::Error::other(crate::error_chain(&e)),
+        compute.seed().await.map_err(|e| {
+            DaemonError::Io(crate::PathIo {
+                op: "seeding flavors",
+                path: db_path.clone(),
+                source: std::io::Error::other(crate::error_chain(&e)),
+            })
         })?;
     }
     tokio::spawn(compute.clone().heartbeat_loop());

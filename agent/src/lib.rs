@@ -31,3 +31,13 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// A file system operation that failed: what was done (`reading`, `writing`, …), where, why.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}")]
+pub struct PathIo {
+    pub op: &'static str,
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}

@@ -52,13 +52,8 @@ pub enum JoinError {
     NoServer(String),
     #[error("PKI")]
     Pki(#[from] PkiError),
-    #[error("{op} {path}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::PathIo),
     #[error("this node is already node {node_id} of a cluster (CA sha256 {fingerprint}); it does not join another. To make it join, stop the agent and remove {data_dir} (a reset)")]
     AlreadyMember { node_id: u64, fingerprint: String, data_dir: String },
     #[error("{0}")]
@@ -86,7 +81,7 @@ impl NodeIdentity {
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(JoinError::Io { op: "reading", path, source }),
+            Err(source) => Err(JoinError::Io(crate::PathIo { op: "reading", path, source })),
         }
     }
 

@@ -34,17 +34,12 @@ pub enum DhcpError {
     Netns(#[from] NetnsError),
     #[error("links")]
     Netlink(#[from] NetlinkError),
-    #[error("{op} {path}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::PathIo),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DhcpError + 'a {
-    move |source| DhcpError::Io { op, path: path.into(), source }
+    move |source| DhcpError::Io(crate::PathIo { op, path: path.into(), source })
 }
 
 /// The namespace of a network's DHCP server.

@@ -30,13 +30,8 @@ const CA_YEARS: i64 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("{op} {path}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::PathIo),
     #[error("certificate generation")]
     Rcgen(#[from] rcgen::Error),
     #[error("no certificate in {0}")]
@@ -54,13 +49,13 @@ pub struct Pki {
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    fs::read_to_string(path).map_err(|source| PkiError::Io { op: "reading", path: path.into(), source })
+    fs::read_to_string(path).map_err(|source| PkiError::Io(crate::PathIo { op: "reading", path: path.into(), source }))
 }
 
 /// Writes `data` atomically; secrets get mode 0600 from the start.
 pub fn write_file(path: &Path, data: &[u8], secret: bool) -> Result<(), PkiError> {
     let tmp = path.with_extension("tmp");
-    let io = |op, source| PkiError::Io { op, path: path.into(), source };
+    let io = |op, source| PkiError::Io(crate::PathIo { op, path: path.into(), source });
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -135,7 +130,8 @@ pub fn csr_key(csr_pem: &str) -> Option<String> {
 
 /// Makes this node's key (0600, replacing any) and a CSR for `names` and `addrs`, for joining.
 pub fn csr(dir: &Path, node_name: &str, names: &[String], addrs: &[IpAddr]) -> Result<String, PkiError> {
-    fs::create_dir_all(dir).map_err(|source| PkiError::Io { op: "creating", path: dir.into(), source })?;
+    fs::create_dir_all(dir)
+        .map_err(|source| PkiError::Io(crate::PathIo { op: "creating", path: dir.into(), source }))?;
     let key = KeyPair::generate()?;
     write_file(&dir.join("node.key"), key.serialize_pem().as_bytes(), true)?;
     let mut p = CertificateParams::new(names.to_vec())?;
@@ -163,7 +159,8 @@ impl Pki {
     /// Loads the CA (creating it on first start) and issues the certificate of node `id` for
     /// `names` (DNS names) and `addrs`.
     pub fn ensure(dir: &Path, id: u64, node_name: &str, names: &[String], addrs: &[IpAddr]) -> Result<Self, PkiError> {
-        fs::create_dir_all(dir).map_err(|source| PkiError::Io { op: "creating", path: dir.into(), source })?;
+        fs::create_dir_all(dir)
+            .map_err(|source| PkiError::Io(crate::PathIo { op: "creating", path: dir.into(), source }))?;
         let (ca_pem_path, ca_key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
         if !ca_key_path.exists() {
             let key = KeyPair::generate()?;
@@ -273,7 +270,7 @@ fn chain_and_key(
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
-    let parse = |source| PkiError::Io { op: "parsing", path: "node certificate".into(), source };
+    let parse = |source| PkiError::Io(crate::PathIo { op: "parsing", path: "node certificate".into(), source });
     let mut chain = Vec::new();
     for pem in [cert_pem, ca_pem] {
         for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
@@ -303,7 +300,7 @@ pub fn mtls_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result
 fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, PkiError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        let c = c.map_err(|source| PkiError::Io { op: "parsing", path: "CA".into(), source })?;
+        let c = c.map_err(|source| PkiError::Io(crate::PathIo { op: "parsing", path: "CA".into(), source }))?;
         roots.add(c)?;
     }
     Ok(roots)
@@ -372,7 +369,7 @@ pub async fn peer_chain(addr: SocketAddr) -> Result<Vec<Vec<u8>>, PkiError> {
         .dangerous()
         .with_custom_certificate_verifier(recorder.clone())
         .with_no_client_auth();
-    let io = |source| PkiError::Io { op: "connecting to", path: addr.to_string().into(), source };
+    let io = |source| PkiError::Io(crate::PathIo { op: "connecting to", path: addr.to_string().into(), source });
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(io)?;
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
     tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.map_err(io)?;
