@@ -11,6 +11,7 @@ use crate::net::dhcp::Dhcp;
 use crate::net::service::{NetSettings, Networking};
 use crate::pki::{self, Pki, PkiError};
 use crate::state::raft::Replicated;
+use crate::state::ClusterCommand;
 use crate::state::{StateError, Store};
 use crate::sys::netlink::RtNetlink;
 use crate::sys::{hostfs::RootedFs, kvm::ChildKvmTester, modules::Modprobe, notify};
@@ -273,7 +274,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             })
         })?;
         if state.store().view()?.node_keys()?.get(&me.node_id) != Some(&key) {
-            if let Err(r) = state.propose(crate::state::Command::RegisterNodeKey { id: me.node_id, key }).await? {
+            if let Err(r) = state
+                .propose(crate::state::Command::Cluster(ClusterCommand::RegisterNodeKey { id: me.node_id, key }))
+                .await?
+            {
                 return Err(DaemonError::Io(crate::PathIo {
                     op: "registering the node key of",
                     path: cfg.data_dir.join("pki/node.key"),

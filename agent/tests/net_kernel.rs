@@ -13,6 +13,7 @@ use cairn_agent::model::network::{
 use cairn_agent::net::dhcp::{self, Dhcp};
 use cairn_agent::net::reconcile::{self, bridge_name, Plan, WantNet, OWNER_ALIAS};
 use cairn_agent::state::raft::Replicated;
+use cairn_agent::state::NetworkCommand;
 use cairn_agent::state::{Command, Store};
 use cairn_agent::sys::netlink::{IfAddr, Netlink, NetlinkError, NewLink, Route, RtNetlink};
 use cairn_agent::sys::netns::{self, NetNs};
@@ -250,14 +251,20 @@ fn port(id: &str, net: &str, mac: Mac, owner: &str) -> Port {
 /// A state with one network, a DHCP-enabled /24 and a VM port; returns the VM port.
 async fn state_with_port(r: &Replicated, net: Network, cidr: &str, vm_mac: Mac) -> Port {
     let net_id = net.id.clone();
-    r.propose(Command::CreateNetwork { network: net, auto_vlan: None }).await.unwrap().unwrap();
+    r.propose(Command::Network(NetworkCommand::CreateNetwork { network: net, auto_vlan: None }))
+        .await
+        .unwrap()
+        .unwrap();
     let c: Cidr = cidr.parse().unwrap();
     let mut subnet = Subnet::new(&format!("{net_id}-sub"), &net_id, "p", c, 0);
     subnet.dns_nameservers = vec!["192.0.2.53".parse().unwrap()];
     let dhcp_port = port(&format!("{net_id}-dhcp"), &net_id, Mac([0xfa, 0x16, 0x3e, 0xd0, 0, 1]), DHCP_OWNER);
-    r.propose(Command::CreateSubnet { subnet, dhcp_port: Some(dhcp_port) }).await.unwrap().unwrap();
+    r.propose(Command::Network(NetworkCommand::CreateSubnet { subnet: Box::new(subnet), dhcp_port: Some(dhcp_port) }))
+        .await
+        .unwrap()
+        .unwrap();
     let vm = port(&format!("{net_id}-vm"), &net_id, vm_mac, "compute:nova");
-    r.propose(Command::CreatePort { port: vm.clone(), ips: None }).await.unwrap().unwrap();
+    r.propose(Command::Network(NetworkCommand::CreatePort { port: vm.clone(), ips: None })).await.unwrap().unwrap();
     r.store().view().unwrap().port(&vm.id).unwrap().unwrap()
 }
 
@@ -358,10 +365,13 @@ async fn dhcp_gives_a_port_its_address() {
 
     // A new port is served after a reload (SIGHUP, same process).
     let mac2 = Mac([0xfa, 0x16, 0x3e, 0x12, 0x34, 0x57]);
-    r.propose(Command::CreatePort { port: port("second", &net_id, mac2, "compute:nova"), ips: None })
-        .await
-        .unwrap()
-        .unwrap();
+    r.propose(Command::Network(NetworkCommand::CreatePort {
+        port: port("second", &net_id, mac2, "compute:nova"),
+        ips: None,
+    }))
+    .await
+    .unwrap()
+    .unwrap();
     server.sync(&nl, &r.store().view().unwrap(), &built).await.unwrap();
     assert_eq!(server.pid(&net_id), Some(new_pid), "reloaded, not restarted");
     let second = r.store().view().unwrap().port("second").unwrap().unwrap();
@@ -376,13 +386,19 @@ async fn dhcp_gives_a_port_its_address() {
     // of the new subnet.
     let sub2 = Subnet::new(&format!("{net_id}-sub2"), &net_id, "p", "10.78.0.0/24".parse().unwrap(), 0);
     let dhcp_template = port("unused", &net_id, Mac([0xfa, 0x16, 0x3e, 0xd0, 0, 2]), DHCP_OWNER);
-    r.propose(Command::CreateSubnet { subnet: sub2.clone(), dhcp_port: Some(dhcp_template) }).await.unwrap().unwrap();
+    r.propose(Command::Network(NetworkCommand::CreateSubnet {
+        subnet: Box::new(sub2.clone()),
+        dhcp_port: Some(dhcp_template),
+    }))
+    .await
+    .unwrap()
+    .unwrap();
     let mac3 = Mac([0xfa, 0x16, 0x3e, 0x12, 0x34, 0x58]);
     let want_sub2 = [IpRequest { subnet_id: Some(sub2.id.clone()), ip_address: None }];
-    r.propose(Command::CreatePort {
+    r.propose(Command::Network(NetworkCommand::CreatePort {
         port: port("third", &net_id, mac3, "compute:nova"),
         ips: Some(want_sub2.to_vec()),
-    })
+    }))
     .await
     .unwrap()
     .unwrap();
@@ -399,9 +415,9 @@ async fn dhcp_gives_a_port_its_address() {
 
     // Network gone: the server, its namespace and its files go.
     for p in ["third".to_string(), "second".to_string(), vm_port.id.clone()] {
-        r.propose(Command::DeletePort { id: p }).await.unwrap().unwrap();
+        r.propose(Command::Network(NetworkCommand::DeletePort { id: p })).await.unwrap().unwrap();
     }
-    r.propose(Command::DeleteNetwork { id: net_id.clone() }).await.unwrap().unwrap();
+    r.propose(Command::Network(NetworkCommand::DeleteNetwork { id: net_id.clone() })).await.unwrap().unwrap();
     server.sync(&nl, &r.store().view().unwrap(), &Default::default()).await.unwrap();
     assert_eq!(server.pid(&net_id), None);
     assert!(!NetNs::exists(&dhcp::namespace(&net_id)), "namespace removed");

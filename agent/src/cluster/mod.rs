@@ -21,6 +21,7 @@ use crate::identity::{now, Auth};
 use crate::model::cluster::{hex, secret_hash, unhex, JoinToken, Member, TokenRecord, MEMBER_HEARTBEAT_SECS};
 use crate::pki::Pki;
 use crate::state::raft::Replicated;
+use crate::state::ClusterCommand;
 use crate::state::{Command, Refusal, StateError};
 use join::{JoinReply, JoinRequest};
 use peer::CallError;
@@ -160,13 +161,13 @@ impl Cluster {
         }
         let consumed = self
             .state
-            .propose(Command::ConsumeJoinToken {
+            .propose(Command::Cluster(ClusterCommand::ConsumeJoinToken {
                 id: req.token_id.clone(),
                 secret_hash: hash,
                 node: req.name.clone(),
                 at: now(),
                 key,
-            })
+            }))
             .await?;
         if consumed.is_err() {
             return Err(refused());
@@ -203,7 +204,7 @@ impl Cluster {
         // Out of raft first: should that fail, the node is still whole and the call can be
         // repeated.
         self.state.remove_node(id).await?;
-        self.state.propose(Command::RemoveMember { id, at: now() }).await??;
+        self.state.propose(Command::Cluster(ClusterCommand::RemoveMember { id, at: now() })).await??;
         log::info!("node {id} removed by user {}; its certificate is revoked", auth.user.id);
         Ok(())
     }
@@ -252,7 +253,7 @@ impl Cluster {
             node_id: None,
             revoked: false,
         };
-        self.state.propose(Command::CreateJoinToken(record.clone())).await??;
+        self.state.propose(Command::Cluster(ClusterCommand::CreateJoinToken(record.clone()))).await??;
         log::info!("join token {} made by user {}, valid until {}", record.id, record.created_by, record.expires_at);
         Ok((record, text))
     }
@@ -261,7 +262,7 @@ impl Cluster {
     pub async fn heartbeat_loop(self: Arc<Self>, me: Member) {
         loop {
             let report = Member { heartbeat_at: now(), ..me.clone() };
-            match self.state.propose(Command::ReportMember(report)).await {
+            match self.state.propose(Command::Cluster(ClusterCommand::ReportMember(report))).await {
                 Ok(Ok(())) => {}
                 Ok(Err(r)) => log::warn!("node report refused: {r}"),
                 Err(e) => log::warn!("node report: {}", crate::error_chain(&e)),
@@ -325,7 +326,7 @@ impl Cluster {
 
     pub async fn revoke_token(&self, auth: &Auth, id: &str) -> Result<()> {
         admin_only(auth)?;
-        self.state.propose(Command::RevokeJoinToken { id: id.into() }).await??;
+        self.state.propose(Command::Cluster(ClusterCommand::RevokeJoinToken { id: id.into() })).await??;
         log::info!("join token {id} revoked by user {}", auth.user.id);
         Ok(())
     }

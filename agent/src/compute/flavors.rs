@@ -2,6 +2,7 @@
 //! specs, description (2.55) and access to private flavors.
 
 use super::*;
+use crate::state::ComputeCommand;
 
 impl Compute {
     /// Flavors as Nova lists them. An admin gets the public (`is_public` true), private (false) or
@@ -44,7 +45,7 @@ impl Compute {
         }
         f.validate().map_err(|e| ComputeError::BadRequest(e.to_string()))?;
         let id = f.id.clone();
-        self.propose(Command::CreateFlavor(f)).await.map_err(|e| match e {
+        self.propose(Command::Compute(ComputeCommand::CreateFlavor(f))).await.map_err(|e| match e {
             ComputeError::Conflict(_) => {
                 ComputeError::Conflict(format!("Flavor with ID {id} or its name already exists."))
             }
@@ -56,7 +57,7 @@ impl Compute {
     pub async fn delete_flavor(&self, auth: &Auth, id: &str) -> Result<()> {
         admin_only(auth, "os_compute_api:os-flavor-manage:delete")?;
         let f = self.flavor(auth, id)?;
-        self.propose(Command::DeleteFlavor { id: f.id }).await
+        self.propose(Command::Compute(ComputeCommand::DeleteFlavor { id: f.id })).await
     }
 
     pub async fn set_extra_specs(
@@ -68,7 +69,7 @@ impl Compute {
     ) -> Result<Flavor> {
         admin_only(auth, "os_compute_api:os-flavor-extra-specs:update")?;
         let f = self.flavor(auth, id)?;
-        self.propose(Command::SetFlavorExtraSpecs { id: f.id.clone(), set, unset }).await?;
+        self.propose(Command::Compute(ComputeCommand::SetFlavorExtraSpecs { id: f.id.clone(), set, unset })).await?;
         self.flavor(auth, &f.id)
     }
 
@@ -76,14 +77,19 @@ impl Compute {
     pub async fn describe_flavor(&self, auth: &Auth, id: &str, description: Option<String>) -> Result<Flavor> {
         admin_only(auth, "os_compute_api:os-flavor-manage:update")?;
         let f = self.flavor(auth, id)?;
-        self.propose(Command::SetFlavorDescription { id: f.id.clone(), description }).await?;
+        self.propose(Command::Compute(ComputeCommand::SetFlavorDescription { id: f.id.clone(), description })).await?;
         self.flavor(auth, &f.id)
     }
 
     pub async fn flavor_access(&self, auth: &Auth, id: &str, project: &str, add: bool) -> Result<Flavor> {
         admin_only(auth, "os_compute_api:os-flavor-access")?;
         let f = self.flavor(auth, id)?;
-        self.propose(Command::SetFlavorAccess { id: f.id.clone(), project: project.into(), add }).await?;
+        self.propose(Command::Compute(ComputeCommand::SetFlavorAccess {
+            id: f.id.clone(),
+            project: project.into(),
+            add,
+        }))
+        .await?;
         self.flavor(auth, &f.id)
     }
 }

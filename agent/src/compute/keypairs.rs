@@ -3,6 +3,7 @@
 
 use super::keygen::BadKey;
 use super::*;
+use crate::state::ComputeCommand;
 
 impl Compute {
     /// Whose key pairs a request is about: the caller's, or (2.10) an admin's choice.
@@ -54,7 +55,7 @@ impl Compute {
             kind: kind.as_str().into(),
             created_at: now(),
         };
-        self.propose(Command::CreateKeypair(k.clone())).await.map_err(|e| match e {
+        self.propose(Command::Compute(ComputeCommand::CreateKeypair(k.clone()))).await.map_err(|e| match e {
             ComputeError::Conflict(_) => ComputeError::Conflict(format!("Key pair '{name}' already exists.")),
             e => e,
         })?;
@@ -63,7 +64,7 @@ impl Compute {
 
     pub async fn delete_keypair(&self, auth: &Auth, user: Option<&str>, name: &str) -> Result<()> {
         let k = self.keypair(auth, user, name)?;
-        self.propose(Command::DeleteKeypair { user_id: k.user_id, name: name.into() }).await
+        self.propose(Command::Compute(ComputeCommand::DeleteKeypair { user_id: k.user_id, name: name.into() })).await
     }
 }
 

@@ -37,6 +37,7 @@ use crate::model::volume::VolumeStatus;
 use crate::net::service::{NetError, Networking, NewPort};
 use crate::state::metadata::{MetadataChange, MetadataOf};
 use crate::state::raft::Replicated;
+use crate::state::ComputeCommand;
 use crate::state::{Command, Refusal, StateError, View};
 use crate::sys::libvirt::DomainState;
 use driver::{Boot, Driver};
@@ -297,7 +298,7 @@ impl Compute {
     /// released), and the volumes it was to take along deleted.
     async fn forget(&self, s: &Server) -> Result<()> {
         self.release_ports(&s.ports).await;
-        self.propose(Command::DeleteServer { id: s.id.clone() }).await?;
+        self.propose(Command::Compute(ComputeCommand::DeleteServer { id: s.id.clone() })).await?;
         for sv in s.volumes.iter().filter(|v| v.delete_on_termination) {
             if let Err(e) = self.storage.delete_released(&sv.volume_id).await {
                 log::warn!("server {}: deleting volume {}: {}", s.id, sv.volume_id, crate::error_chain(&e));
@@ -328,7 +329,7 @@ impl Compute {
         if self.view()?.flavors_seeded()? {
             return Ok(());
         }
-        self.propose(Command::SeedFlavors(default_flavors())).await
+        self.propose(Command::Compute(ComputeCommand::SeedFlavors(default_flavors()))).await
     }
 
     /// Reports this node's inventory with a fresh heartbeat, every [`HEARTBEAT`].
@@ -336,7 +337,7 @@ impl Compute {
         let Some(inv) = self.inventory.clone() else { return };
         loop {
             let report = Inventory { heartbeat_at: now(), ..inv.clone() };
-            if let Err(e) = self.propose(Command::ReportNode(report)).await {
+            if let Err(e) = self.propose(Command::Compute(ComputeCommand::ReportNode(report))).await {
                 log::warn!("compute heartbeat: {}", crate::error_chain(&e));
             }
             tokio::time::sleep(HEARTBEAT).await;

@@ -3,6 +3,7 @@
 //! power changes, volume plugs, and a sync of the guest's power state).
 
 use super::*;
+use crate::state::ComputeCommand;
 
 impl Compute {
     /// Converges this node's servers with the state, at every change and every 10 s (which
@@ -47,14 +48,16 @@ impl Compute {
     async fn run_job(&self, driver: &Arc<Driver>, s: Server, job: Job) -> Result<()> {
         let d = driver.clone();
         let id = s.id.clone();
-        let set = |vm_state, power_state, fault: Option<String>| Command::SetServerState {
-            id: s.id.clone(),
-            if_task: Some(s.task_state),
-            vm_state,
-            task_state: None,
-            power_state,
-            fault: fault.map(|message| Fault { code: 500, message, created: now() }),
-            updated_at: now(),
+        let set = |vm_state, power_state, fault: Option<String>| {
+            Command::Compute(ComputeCommand::SetServerState {
+                id: s.id.clone(),
+                if_task: Some(s.task_state),
+                vm_state,
+                task_state: None,
+                power_state,
+                fault: fault.map(|message| Fault { code: 500, message, created: now() }),
+                updated_at: now(),
+            })
         };
         // The hypervisor's work runs off the runtime; its error becomes the server's fault.
         let blocking = |f: Box<dyn FnOnce() -> std::result::Result<(), driver::DriverError> + Send>| async move {
@@ -123,8 +126,13 @@ impl Compute {
                     log::warn!("server {id}: volume {volume_id}: {e}");
                 }
                 let error = r.err();
-                self.propose(Command::ServerVolumeDone { server_id: s.id.clone(), volume_id, error, updated_at: now() })
-                    .await
+                self.propose(Command::Compute(ComputeCommand::ServerVolumeDone {
+                    server_id: s.id.clone(),
+                    volume_id,
+                    error,
+                    updated_at: now(),
+                }))
+                .await
             }
             Job::Sync => {
                 let state = tokio::task::spawn_blocking(move || d.state(&id))
@@ -297,6 +305,7 @@ impl Power {
 mod tests {
     use super::*;
     use crate::model::compute::{default_flavors, ComputeQuota, Inventory};
+    use crate::state::Command;
     use crate::state::Store;
 
     fn server(id: &str, node: &str, vm: &str, task: Option<&str>) -> Server {
@@ -313,7 +322,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = Replicated::start(Store::open(&dir.path().join("s.redb")).unwrap(), 1, "x".into()).await.unwrap();
         for n in ["n1", "n2"] {
-            r.propose(Command::ReportNode(Inventory::for_test(n, 8, 8192))).await.unwrap().unwrap();
+            r.propose(Command::Compute(ComputeCommand::ReportNode(Inventory::for_test(n, 8, 8192))))
+                .await
+                .unwrap()
+                .unwrap();
         }
         let quota = ComputeQuota { instances: 10, cores: 10, ram_mb: 1 << 20 };
         for s in [
@@ -324,7 +336,10 @@ mod tests {
             server("error", "n1", "error", None),
             server("other", "n2", "building", Some("spawning")),
         ] {
-            r.propose(Command::CreateServer { server: Box::new(s), quota }).await.unwrap().unwrap();
+            r.propose(Command::Compute(ComputeCommand::CreateServer { server: Box::new(s), quota }))
+                .await
+                .unwrap()
+                .unwrap();
         }
         let view = r.store().view().unwrap();
         let jobs = plan(&view, "n1", &|id| std::path::PathBuf::from(format!("/images/{id}"))).unwrap();

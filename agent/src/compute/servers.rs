@@ -3,6 +3,7 @@
 //! server's node).
 
 use super::*;
+use crate::state::{ComputeCommand, MetadataCommand, NetworkCommand};
 
 impl Compute {
     fn sees(auth: &Auth, s: &Server) -> bool {
@@ -245,7 +246,10 @@ impl Compute {
                 Ok(node) => {
                     server.node = node.clone();
                     match self
-                        .propose(Command::CreateServer { server: Box::new(server.clone()), quota: self.quota })
+                        .propose(Command::Compute(ComputeCommand::CreateServer {
+                            server: Box::new(server.clone()),
+                            quota: self.quota,
+                        }))
                         .await
                     {
                         Ok(()) => {
@@ -284,7 +288,11 @@ impl Compute {
         server.fault = Some(Fault { code: 500, message, created: server.created_at });
         self.release_ports(&server.ports).await;
         server.ports.clear();
-        self.propose(Command::CreateServer { server: Box::new(server.clone()), quota: self.quota }).await?;
+        self.propose(Command::Compute(ComputeCommand::CreateServer {
+            server: Box::new(server.clone()),
+            quota: self.quota,
+        }))
+        .await?;
         Ok(server)
     }
 
@@ -344,7 +352,7 @@ impl Compute {
                 updated_at: now(),
                 ..Default::default()
             };
-            self.propose(Command::UpdatePort { id: p.id.clone(), patch }).await?;
+            self.propose(Command::Network(NetworkCommand::UpdatePort { id: p.id.clone(), patch })).await?;
         }
         Ok(())
     }
@@ -353,7 +361,7 @@ impl Compute {
     pub(super) async fn release_ports(&self, ports: &[ServerPort]) {
         for p in ports {
             let cmd = if p.created {
-                Command::DeletePort { id: p.id.clone() }
+                Command::Network(NetworkCommand::DeletePort { id: p.id.clone() })
             } else {
                 let patch = PortPatch {
                     device_id: Some(String::new()),
@@ -362,7 +370,7 @@ impl Compute {
                     updated_at: now(),
                     ..Default::default()
                 };
-                Command::UpdatePort { id: p.id.clone(), patch }
+                Command::Network(NetworkCommand::UpdatePort { id: p.id.clone(), patch })
             };
             if let Err(e) = self.propose(cmd).await {
                 log::warn!("port {}: {}", p.id, crate::error_chain(&e));
@@ -371,7 +379,7 @@ impl Compute {
     }
 
     fn set_task(&self, s: &Server, task: TaskState) -> Command {
-        Command::SetServerState {
+        Command::Compute(ComputeCommand::SetServerState {
             id: s.id.clone(),
             if_task: Some(None),
             vm_state: s.vm_state,
@@ -379,7 +387,7 @@ impl Compute {
             power_state: s.power_state,
             fault: None,
             updated_at: now(),
-        }
+        })
     }
 
     /// A server's addresses: (network name, address, MAC) per fixed IP of its ports.
@@ -407,14 +415,14 @@ impl Compute {
                 "Invalid input for field/attribute description: at most 255 characters.".into(),
             ));
         }
-        let cmd = Command::UpdateServer {
+        let cmd = Command::Compute(ComputeCommand::UpdateServer {
             id: s.id.clone(),
             name,
             description,
             access_ipv4: change.access_ipv4,
             access_ipv6: change.access_ipv6,
             updated_at: now(),
-        };
+        });
         self.propose(cmd).await?;
         self.server(auth, id)
     }
@@ -430,7 +438,14 @@ impl Compute {
         remove: Vec<String>,
     ) -> Result<Server> {
         let s = self.server(auth, id)?;
-        self.propose(Command::SetServerTags { id: s.id, replace, add, remove, updated_at: now() }).await?;
+        self.propose(Command::Compute(ComputeCommand::SetServerTags {
+            id: s.id,
+            replace,
+            add,
+            remove,
+            updated_at: now(),
+        }))
+        .await?;
         self.server(auth, id)
     }
 
@@ -453,12 +468,12 @@ impl Compute {
                 )));
             }
         }
-        let cmd = Command::SetMetadata {
+        let cmd = Command::Metadata(MetadataCommand::SetMetadata {
             of: MetadataOf::Server,
             id: s.id.clone(),
             change: MetadataChange { replace, set, remove, max_items: METADATA_ITEMS, if_match: None },
             updated_at: now(),
-        };
+        });
         self.propose(cmd).await?;
         self.server(auth, id)
     }
@@ -468,10 +483,10 @@ impl Compute {
         let s = self.server(auth, id)?;
         if s.node.is_empty() {
             self.release_ports(&s.ports).await;
-            return self.propose(Command::DeleteServer { id: s.id }).await;
+            return self.propose(Command::Compute(ComputeCommand::DeleteServer { id: s.id })).await;
         }
         // Deleting wins over any task in progress.
-        self.propose(Command::SetServerState {
+        self.propose(Command::Compute(ComputeCommand::SetServerState {
             id: s.id.clone(),
             if_task: None,
             vm_state: s.vm_state,
@@ -479,7 +494,7 @@ impl Compute {
             power_state: s.power_state,
             fault: None,
             updated_at: now(),
-        })
+        }))
         .await
     }
 
@@ -526,15 +541,24 @@ impl Compute {
             delete_on_termination,
             tag,
         };
-        self.propose(Command::AttachServerVolume { server_id: s.id, volume: sv.clone(), updated_at: now() }).await?;
+        self.propose(Command::Compute(ComputeCommand::AttachServerVolume {
+            server_id: s.id,
+            volume: sv.clone(),
+            updated_at: now(),
+        }))
+        .await?;
         Ok(sv)
     }
 
     /// Detaches a volume: the node unplugs it, then it is available again.
     pub async fn detach_volume(&self, auth: &Auth, id: &str, volume_id: &str) -> Result<()> {
         let s = self.server(auth, id)?;
-        self.propose(Command::DetachServerVolume { server_id: s.id, volume_id: volume_id.into(), updated_at: now() })
-            .await
+        self.propose(Command::Compute(ComputeCommand::DetachServerVolume {
+            server_id: s.id,
+            volume_id: volume_id.into(),
+            updated_at: now(),
+        }))
+        .await
     }
 
     /// The server's console log (its last `lines`), from its node.

@@ -5,6 +5,7 @@ use super::{
     UserChange,
 };
 use crate::model::{self, Name, Project, ProjectPatch, Role, User, UserPatch};
+use crate::state::IdentityCommand;
 use crate::state::{Command, Kind};
 
 impl Identity {
@@ -32,19 +33,19 @@ impl Identity {
             enabled: new.enabled,
             tags: new.tags,
         };
-        self.propose(Command::CreateProject(p.clone())).await?;
+        self.propose(Command::Identity(IdentityCommand::CreateProject(p.clone()))).await?;
         Ok(p)
     }
 
     pub async fn update_project(&self, auth: &Auth, id: &str, patch: ProjectPatch) -> Result<Project> {
         auth.require_admin("identity:update_project")?;
-        self.propose(Command::UpdateProject { id: id.into(), patch }).await?;
+        self.propose(Command::Identity(IdentityCommand::UpdateProject { id: id.into(), patch })).await?;
         self.view()?.project(id)?.ok_or_else(|| not_found(Kind::Project, id))
     }
 
     pub async fn delete_project(&self, auth: &Auth, id: &str) -> Result<()> {
         auth.require_admin("identity:delete_project")?;
-        self.propose(Command::DeleteProject { id: id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::DeleteProject { id: id.into() })).await
     }
 
     // ---- users
@@ -82,7 +83,7 @@ impl Identity {
             description: new.description,
             extra: new.extra,
         };
-        self.propose(Command::CreateUser(u.clone())).await?;
+        self.propose(Command::Identity(IdentityCommand::CreateUser(u.clone()))).await?;
         Ok(u)
     }
 
@@ -101,7 +102,7 @@ impl Identity {
             description: change.description,
             extra: change.extra,
         };
-        self.propose(Command::UpdateUser { id: id.into(), patch }).await?;
+        self.propose(Command::Identity(IdentityCommand::UpdateUser { id: id.into(), patch })).await?;
         self.view()?.user(id)?.ok_or_else(|| not_found(Kind::User, id))
     }
 
@@ -117,12 +118,12 @@ impl Identity {
             return Err(IdentityError::Unauthorized);
         }
         let patch = UserPatch { password_hash: Some(hash_password(new).await?), ..UserPatch::default() };
-        self.propose(Command::UpdateUser { id: id.into(), patch }).await
+        self.propose(Command::Identity(IdentityCommand::UpdateUser { id: id.into(), patch })).await
     }
 
     pub async fn delete_user(&self, auth: &Auth, id: &str) -> Result<()> {
         auth.require_admin("identity:delete_user")?;
-        self.propose(Command::DeleteUser { id: id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::DeleteUser { id: id.into() })).await
     }
 
     // ---- roles and assignments
@@ -140,18 +141,18 @@ impl Identity {
     pub async fn create_role(&self, auth: &Auth, name: Name) -> Result<Role> {
         auth.require_admin("identity:create_role")?;
         let r = Role { id: model::new_id(), name };
-        self.propose(Command::CreateRole(r.clone())).await?;
+        self.propose(Command::Identity(IdentityCommand::CreateRole(r.clone()))).await?;
         Ok(r)
     }
 
     pub async fn update_role(&self, auth: &Auth, id: &str, name: Name) -> Result<Role> {
         auth.require_admin("identity:update_role")?;
-        self.propose(Command::UpdateRole { id: id.into(), name }).await?;
+        self.propose(Command::Identity(IdentityCommand::UpdateRole { id: id.into(), name })).await?;
         self.view()?.role(id)?.ok_or_else(|| not_found(Kind::Role, id))
     }
 
     pub async fn delete_role(&self, auth: &Auth, id: &str) -> Result<()> {
         auth.require_admin("identity:delete_role")?;
-        self.propose(Command::DeleteRole { id: id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::DeleteRole { id: id.into() })).await
     }
 }

@@ -5,6 +5,7 @@
 use super::{hash_password, not_found, now, off_thread, password, Auth, Identity, IdentityError, Ref, Result, Scope};
 use crate::model::identity::AppCredential;
 use crate::model::{self, Name, User};
+use crate::state::IdentityCommand;
 use crate::state::{Command, Kind, View};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -79,7 +80,7 @@ impl Identity {
             expires_at_us: new.expires_at_us,
             unrestricted: new.unrestricted,
         };
-        self.propose(Command::CreateAppCredential(c.clone())).await?;
+        self.propose(Command::Identity(IdentityCommand::CreateAppCredential(c.clone()))).await?;
         Ok((c, secret))
     }
 
@@ -107,7 +108,7 @@ impl Identity {
             auth.require_admin("identity:delete_application_credential")?;
         }
         self.get_app_credential(auth, user_id, id)?;
-        self.propose(Command::DeleteAppCredential { id: id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::DeleteAppCredential { id: id.into() })).await
     }
 
     /// Login with an application credential's secret: a token on its project with its roles.

@@ -3,6 +3,7 @@
 use super::{not_found, Auth, Identity, IdentityError, Result};
 use crate::model::identity::{Domain, DomainPatch, Group, GroupPatch};
 use crate::model::{self, Name, User, DEFAULT_DOMAIN_ID};
+use crate::state::IdentityCommand;
 use crate::state::{Command, Kind};
 
 impl Identity {
@@ -26,7 +27,7 @@ impl Identity {
             return Err(IdentityError::Conflict { kind: Kind::Domain, name: name.to_string() });
         }
         let d = Domain { id: model::new_id(), name, description, enabled };
-        self.propose(Command::CreateDomain(d.clone())).await?;
+        self.propose(Command::Identity(IdentityCommand::CreateDomain(d.clone()))).await?;
         Ok(d)
     }
 
@@ -35,7 +36,7 @@ impl Identity {
         if id == DEFAULT_DOMAIN_ID && patch.enabled == Some(false) {
             return Err(IdentityError::Forbidden("the default domain cannot be disabled"));
         }
-        self.propose(Command::UpdateDomain { id: id.into(), patch }).await?;
+        self.propose(Command::Identity(IdentityCommand::UpdateDomain { id: id.into(), patch })).await?;
         self.view()?.domain(id)?.ok_or_else(|| not_found(Kind::Domain, id))
     }
 
@@ -49,7 +50,7 @@ impl Identity {
         if d.enabled {
             return Err(IdentityError::Forbidden("Cannot delete a domain that is enabled, please disable it first"));
         }
-        self.propose(Command::DeleteDomain { id: id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::DeleteDomain { id: id.into() })).await
     }
 
     // ---- groups
@@ -67,19 +68,19 @@ impl Identity {
     pub async fn create_group(&self, auth: &Auth, name: Name, domain: &str, description: String) -> Result<Group> {
         auth.require_admin("identity:create_group")?;
         let g = Group { id: model::new_id(), name, domain_id: self.domain_id(domain)?, description };
-        self.propose(Command::CreateGroup(g.clone())).await?;
+        self.propose(Command::Identity(IdentityCommand::CreateGroup(g.clone()))).await?;
         Ok(g)
     }
 
     pub async fn update_group(&self, auth: &Auth, id: &str, patch: GroupPatch) -> Result<Group> {
         auth.require_admin("identity:update_group")?;
-        self.propose(Command::UpdateGroup { id: id.into(), patch }).await?;
+        self.propose(Command::Identity(IdentityCommand::UpdateGroup { id: id.into(), patch })).await?;
         self.view()?.group(id)?.ok_or_else(|| not_found(Kind::Group, id))
     }
 
     pub async fn delete_group(&self, auth: &Auth, id: &str) -> Result<()> {
         auth.require_admin("identity:delete_group")?;
-        self.propose(Command::DeleteGroup { id: id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::DeleteGroup { id: id.into() })).await
     }
 
     pub fn group_users(&self, auth: &Auth, group_id: &str) -> Result<Vec<User>> {
@@ -121,11 +122,19 @@ impl Identity {
 
     pub async fn add_group_user(&self, auth: &Auth, group_id: &str, user_id: &str) -> Result<()> {
         auth.require_admin("identity:add_user_to_group")?;
-        self.propose(Command::AddGroupUser { group_id: group_id.into(), user_id: user_id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::AddGroupUser {
+            group_id: group_id.into(),
+            user_id: user_id.into(),
+        }))
+        .await
     }
 
     pub async fn remove_group_user(&self, auth: &Auth, group_id: &str, user_id: &str) -> Result<()> {
         auth.require_admin("identity:remove_user_from_group")?;
-        self.propose(Command::RemoveGroupUser { group_id: group_id.into(), user_id: user_id.into() }).await
+        self.propose(Command::Identity(IdentityCommand::RemoveGroupUser {
+            group_id: group_id.into(),
+            user_id: user_id.into(),
+        }))
+        .await
     }
 }

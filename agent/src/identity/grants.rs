@@ -4,6 +4,7 @@
 use super::{not_found, Auth, Identity, Result};
 use crate::model::identity::{Actor, Domain, Grant, Target};
 use crate::model::{Project, Role};
+use crate::state::IdentityCommand;
 use crate::state::{Command, Kind, View};
 
 /// Narrows `GET /v3/role_assignments`; `None` matches anything.
@@ -19,12 +20,12 @@ pub struct AssignmentFilter {
 impl Identity {
     pub async fn grant(&self, auth: &Auth, g: Grant) -> Result<()> {
         auth.require_admin("identity:create_grant")?;
-        self.propose(Command::GrantRole(g)).await
+        self.propose(Command::Identity(IdentityCommand::GrantRole(g))).await
     }
 
     pub async fn revoke(&self, auth: &Auth, g: Grant) -> Result<()> {
         auth.require_admin("identity:revoke_grant")?;
-        self.propose(Command::RevokeRole(g)).await
+        self.propose(Command::Identity(IdentityCommand::RevokeRole(g))).await
     }
 
     pub fn check_grant(&self, auth: &Auth, g: &Grant) -> Result<()> {

@@ -20,6 +20,7 @@ pub mod token;
 use crate::model::identity::{AppCredential, Domain, Target};
 use crate::model::{self, ModelError, Name, Project, Role, User};
 use crate::state::raft::Replicated;
+use crate::state::IdentityCommand;
 use crate::state::{Command, Kind, Refusal, StateError, View};
 use std::time::{SystemTime, UNIX_EPOCH};
 use token::{Claims, TokenError, TokenSigner};
@@ -274,7 +275,7 @@ impl Identity {
             .iter()
             .map(|n| Ok(Role { id: model::new_id(), name: Name::new("name", n)? }))
             .collect::<Result<Vec<_>>>()?;
-        self.propose(Command::Bootstrap { project, user, roles }).await
+        self.propose(Command::Identity(IdentityCommand::Bootstrap { project, user, roles })).await
     }
 
     /// The id of a domain named by id or name, which must exist.
@@ -478,11 +479,11 @@ impl Identity {
 
     pub async fn revoke_token(&self, auth: &std::sync::Arc<Auth>, subject: &str) -> Result<()> {
         let target = self.check_token(auth, subject)?;
-        self.propose(Command::RevokeToken {
+        self.propose(Command::Identity(IdentityCommand::RevokeToken {
             audit_id: target.claims.audit_id.clone(),
             expires_at: target.claims.expires_at,
             now: now(),
-        })
+        }))
         .await
     }
 }

@@ -14,6 +14,7 @@ pub mod check;
 use crate::identity::{now, Auth};
 use crate::model::image::{Image, ImageData, ImagePatch, ImageStatus, Visibility};
 use crate::state::raft::Replicated;
+use crate::state::ImageCommand;
 use crate::state::{Command, Refusal, StateError, View};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -167,7 +168,7 @@ impl Images {
             None => uuid::Uuid::new_v4().to_string(),
         };
         let image = Image::new(id.clone(), owner, new, now());
-        self.propose(Command::CreateImage(image)).await?;
+        self.propose(Command::Image(ImageCommand::CreateImage(image))).await?;
         self.get(auth, &id)
     }
 
@@ -186,7 +187,7 @@ impl Images {
             return Err(ImageError::Forbidden("The formats of an image with data cannot change.".into()));
         }
         patch.updated_at = now();
-        self.propose(Command::UpdateImage { id: id.into(), patch }).await?;
+        self.propose(Command::Image(ImageCommand::UpdateImage { id: id.into(), patch })).await?;
         self.get(auth, id)
     }
 
@@ -198,7 +199,7 @@ impl Images {
         if i.protected {
             return Err(ImageError::Forbidden(format!("Image {id} is protected and cannot be deleted.")));
         }
-        self.propose(Command::DeleteImage { id: id.into() }).await?;
+        self.propose(Command::Image(ImageCommand::DeleteImage { id: id.into() })).await?;
         match tokio::fs::remove_file(self.store_path(id)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -234,7 +235,14 @@ impl Images {
     }
 
     async fn set_status(&self, id: &str, from: ImageStatus, to: ImageStatus, data: Option<ImageData>) -> Result<()> {
-        self.propose(Command::SetImageStatus { id: id.into(), from: vec![from], to, data, updated_at: now() }).await
+        self.propose(Command::Image(ImageCommand::SetImageStatus {
+            id: id.into(),
+            from: vec![from],
+            to,
+            data,
+            updated_at: now(),
+        }))
+        .await
     }
 
     /// Streams the image's data to the store, checks it, and activates the image (or kills it
@@ -515,7 +523,7 @@ mod tests {
             updated_at: 0,
         };
         for (id, node) in [("far", "there"), ("bad", "there"), ("lost", "here")] {
-            r.propose(Command::CreateImage(image(id, node))).await.unwrap().unwrap();
+            r.propose(Command::Image(ImageCommand::CreateImage(image(id, node)))).await.unwrap().unwrap();
         }
         // Not in a cluster: 503, nothing in the store.
         assert!(matches!(images.local_copy("far").await, Err(ImageError::Unavailable(_))));
@@ -529,7 +537,7 @@ mod tests {
         assert_eq!(len, good.len() as u64, "and served to other peers");
 
         // Once the image is deleted, the copy goes.
-        r.propose(Command::DeleteImage { id: "far".into() }).await.unwrap().unwrap();
+        r.propose(Command::Image(ImageCommand::DeleteImage { id: "far".into() })).await.unwrap().unwrap();
         images.prune().await.unwrap();
         assert!(!path.exists(), "the deleted image's copy is pruned");
 

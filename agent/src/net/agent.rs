@@ -182,6 +182,7 @@ mod tests {
     use crate::model::network::{Mac, NetworkType, Port, Segment};
     use crate::state::raft::Replicated;
     use crate::state::Command;
+    use crate::state::NetworkCommand;
     use crate::sys::netlink::{FakeNetlink, LinkKind};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,14 +195,17 @@ mod tests {
                 physical_network: "physnet1".into(),
                 segmentation_id: Some(vid),
             };
-            r.propose(Command::CreateNetwork { network: Network::new(id, id, "p", seg, 0), auto_vlan: None })
-                .await
-                .unwrap()
-                .unwrap();
+            r.propose(Command::Network(NetworkCommand::CreateNetwork {
+                network: Network::new(id, id, "p", seg, 0),
+                auto_vlan: None,
+            }))
+            .await
+            .unwrap()
+            .unwrap();
         }
         let mut bound = Port::new("vm", "net-two-bbbbb", "p", Mac([0xfa, 0x16, 0x3e, 0, 0, 1]), 0);
         bound.host = "node-a".into();
-        r.propose(Command::CreatePort { port: bound, ips: None }).await.unwrap().unwrap();
+        r.propose(Command::Network(NetworkCommand::CreatePort { port: bound, ips: None })).await.unwrap().unwrap();
         let agent = |roles: Vec<Role>, nl: FakeNetlink| NetAgent {
             nl,
             store: r.store().clone(),

@@ -13,6 +13,7 @@ use crate::model::network::{
     Subnet, SubnetPatch, DEFAULT_MTU, DHCP_OWNER,
 };
 use crate::state::raft::Replicated;
+use crate::state::NetworkCommand;
 use crate::state::{Command, Kind, Refusal, StateError, View};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -263,7 +264,7 @@ impl Networking {
         network.external = new.external;
         network.mtu = mtu;
         let id = network.id.clone();
-        self.propose(Command::CreateNetwork { network, auto_vlan }).await?;
+        self.propose(Command::Network(NetworkCommand::CreateNetwork { network, auto_vlan })).await?;
         self.get_network(auth, &id)
     }
 
@@ -276,7 +277,7 @@ impl Networking {
             return Err(forbidden("update_network:shared"));
         }
         patch.updated_at = now();
-        self.propose(Command::UpdateNetwork { id: id.into(), patch }).await?;
+        self.propose(Command::Network(NetworkCommand::UpdateNetwork { id: id.into(), patch })).await?;
         self.get_network(auth, id)
     }
 
@@ -285,7 +286,7 @@ impl Networking {
         if !Self::owns(auth, &n.project_id) {
             return Err(forbidden("delete_network"));
         }
-        self.propose(Command::DeleteNetwork { id: id.into() }).await
+        self.propose(Command::Network(NetworkCommand::DeleteNetwork { id: id.into() })).await
     }
 
     // ---- subnets
@@ -379,7 +380,11 @@ impl Networking {
         dhcp_port.device_owner = DHCP_OWNER.into();
         dhcp_port.host = self.settings.host.clone();
         let id = subnet.id.clone();
-        self.propose(Command::CreateSubnet { subnet, dhcp_port: Some(dhcp_port) }).await?;
+        self.propose(Command::Network(NetworkCommand::CreateSubnet {
+            subnet: Box::new(subnet),
+            dhcp_port: Some(dhcp_port),
+        }))
+        .await?;
         self.get_subnet(auth, &id)
     }
 
@@ -392,7 +397,7 @@ impl Networking {
             r.check(&s.cidr).map_err(|e| NetError::BadRequest(e.to_string()))?;
         }
         patch.updated_at = now();
-        self.propose(Command::UpdateSubnet { id: id.into(), patch }).await?;
+        self.propose(Command::Network(NetworkCommand::UpdateSubnet { id: id.into(), patch })).await?;
         self.get_subnet(auth, id)
     }
 
@@ -401,7 +406,7 @@ impl Networking {
         if !Self::owns(auth, &s.project_id) {
             return Err(forbidden("delete_subnet"));
         }
-        self.propose(Command::DeleteSubnet { id: id.into() }).await
+        self.propose(Command::Network(NetworkCommand::DeleteSubnet { id: id.into() })).await
     }
 
     // ---- ports
@@ -445,7 +450,7 @@ impl Networking {
         port.admin_state_up = new.admin_state_up;
         port.host = new.host;
         let id = port.id.clone();
-        self.propose(Command::CreatePort { port, ips: new.fixed_ips }).await?;
+        self.propose(Command::Network(NetworkCommand::CreatePort { port, ips: new.fixed_ips })).await?;
         self.get_port(auth, &id)
     }
 
@@ -458,7 +463,7 @@ impl Networking {
             return Err(forbidden("update_port:binding:host_id"));
         }
         patch.updated_at = now();
-        self.propose(Command::UpdatePort { id: id.into(), patch }).await?;
+        self.propose(Command::Network(NetworkCommand::UpdatePort { id: id.into(), patch })).await?;
         self.get_port(auth, id)
     }
 
@@ -467,6 +472,6 @@ impl Networking {
         if !Self::owns(auth, &p.project_id) {
             return Err(forbidden("delete_port"));
         }
-        self.propose(Command::DeletePort { id: id.into() }).await
+        self.propose(Command::Network(NetworkCommand::DeletePort { id: id.into() })).await
     }
 }

@@ -1,13 +1,13 @@
 //! Applies one [`Command`] to the tables inside a redb write transaction. Deterministic: the
 //! outcome depends only on the command and the tables. A refused command writes nothing.
 
-use super::identity::{self, name_key, Forget};
+use super::identity::{self, Forget};
 use super::{
-    assignment_keys, split3, Command, Kind, Outcome, Refusal, StateError, ASSIGN_BY_PROJECT, ASSIGN_BY_USER,
-    BOOTSTRAPPED, CLOUD, PROJECTS, PROJECT_NAMES, REVOKED, ROLES, ROLE_NAMES, USERS, USER_NAMES,
+    split3, Command, Kind, Outcome, Refusal, StateError, ASSIGN_BY_PROJECT, ASSIGN_BY_USER, BOOTSTRAPPED, CLOUD,
+    PROJECTS, PROJECT_NAMES, ROLES, ROLE_NAMES, USERS, USER_NAMES,
 };
-use crate::model::identity::{Actor, Target};
 use crate::model::{Assignment, Project, Role, User};
+use crate::state::{IdentityCommand, MetadataCommand};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -17,195 +17,15 @@ pub(super) type Names = TableDefinition<'static, &'static str, &'static str>;
 /// Applies `cmd`; `Ok(Err(refusal))` means the command was valid to log but changed nothing.
 pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
     match cmd {
-        Command::Bootstrap { project, user, roles } => bootstrap(tx, project, user, roles),
-        Command::CreateProject(p) => {
-            if let Some(r) = identity::check_domain_of(tx, cmd)? {
-                return Ok(Err(r));
-            }
-            create(tx, PROJECTS, PROJECT_NAMES, Kind::Project, &p.id, &name_key(&p.domain_id, p.name.as_str()), p)
+        Command::Identity(c) => identity::apply(tx, c),
+        Command::Network(c) => super::network::apply(tx, c),
+        Command::Image(c) => super::image::apply(tx, c),
+        Command::Volume(c) => super::volume::apply(tx, c),
+        Command::Compute(c) => super::compute::apply(tx, c),
+        Command::Metadata(MetadataCommand::SetMetadata { of, id, change, updated_at }) => {
+            super::metadata::apply(tx, *of, id, change, *updated_at)
         }
-        Command::UpdateProject { id, patch } => {
-            let Some(mut p) = load::<Project>(tx, PROJECTS, id)? else {
-                return Ok(Err(not_found(Kind::Project, id)));
-            };
-            let old_name = name_key(&p.domain_id, p.name.as_str());
-            if let Some(n) = &patch.name {
-                p.name = n.clone();
-            }
-            if let Some(d) = &patch.description {
-                p.description = d.clone();
-            }
-            if let Some(e) = patch.enabled {
-                p.enabled = e;
-            }
-            if let Some(t) = &patch.tags {
-                p.tags.clone_from(t);
-            }
-            replace(
-                tx,
-                PROJECTS,
-                PROJECT_NAMES,
-                Kind::Project,
-                id,
-                &old_name,
-                &name_key(&p.domain_id, p.name.as_str()),
-                &p,
-            )
-        }
-        Command::DeleteProject { id } => {
-            let out = delete(tx, PROJECTS, PROJECT_NAMES, Kind::Project, id, |p: &Project| {
-                (name_key(&p.domain_id, p.name.as_str()), Some(id.clone()), None, None)
-            })?;
-            forgotten(tx, out, Forget::Target(Target::Project(id.clone())))
-        }
-        Command::CreateUser(u) => {
-            if let Some(r) = identity::check_domain_of(tx, cmd)? {
-                return Ok(Err(r));
-            }
-            create(tx, USERS, USER_NAMES, Kind::User, &u.id, &name_key(&u.domain_id, u.name.as_str()), u)
-        }
-        Command::UpdateUser { id, patch } => {
-            let Some(mut u) = load::<User>(tx, USERS, id)? else {
-                return Ok(Err(not_found(Kind::User, id)));
-            };
-            let old_name = name_key(&u.domain_id, u.name.as_str());
-            if let Some(n) = &patch.name {
-                u.name = n.clone();
-            }
-            if let Some(e) = patch.enabled {
-                u.enabled = e;
-            }
-            if let Some(h) = &patch.password_hash {
-                u.password_hash = Some(h.clone());
-            }
-            if let Some(p) = &patch.default_project_id {
-                u.default_project_id = p.clone();
-            }
-            if let Some(e) = &patch.email {
-                u.email = e.clone();
-            }
-            if let Some(d) = &patch.description {
-                u.description = d.clone();
-            }
-            for (k, v) in &patch.extra {
-                if v.is_null() {
-                    u.extra.remove(k);
-                } else {
-                    u.extra.insert(k.clone(), v.clone());
-                }
-            }
-            replace(tx, USERS, USER_NAMES, Kind::User, id, &old_name, &name_key(&u.domain_id, u.name.as_str()), &u)
-        }
-        Command::DeleteUser { id } => {
-            let out = delete(tx, USERS, USER_NAMES, Kind::User, id, |u: &User| {
-                (name_key(&u.domain_id, u.name.as_str()), None, Some(id.clone()), None)
-            })?;
-            forgotten(tx, out, Forget::Actor(Actor::User(id.clone())))
-        }
-        Command::CreateRole(r) => create(tx, ROLES, ROLE_NAMES, Kind::Role, &r.id, r.name.as_str(), r),
-        Command::UpdateRole { id, name } => {
-            let Some(mut r) = load::<Role>(tx, ROLES, id)? else {
-                return Ok(Err(not_found(Kind::Role, id)));
-            };
-            let old = std::mem::replace(&mut r.name, name.clone());
-            replace(tx, ROLES, ROLE_NAMES, Kind::Role, id, old.as_str(), r.name.as_str(), &r)
-        }
-        Command::DeleteRole { id } => {
-            let out = delete(tx, ROLES, ROLE_NAMES, Kind::Role, id, |r: &Role| {
-                (r.name.to_string(), None, None, Some(id.clone()))
-            })?;
-            forgotten(tx, out, Forget::Role(id.clone()))
-        }
-        Command::Grant(a) => {
-            if let Some(refusal) = check_assignment_parts(tx, a)? {
-                return Ok(Err(refusal));
-            }
-            let (kp, ku) = assignment_keys(a);
-            tx.open_table(ASSIGN_BY_PROJECT)?.insert(kp.as_str(), ())?;
-            tx.open_table(ASSIGN_BY_USER)?.insert(ku.as_str(), ())?;
-            Ok(Ok(()))
-        }
-        Command::Ungrant(a) => {
-            let (kp, ku) = assignment_keys(a);
-            let removed = tx.open_table(ASSIGN_BY_PROJECT)?.remove(kp.as_str())?.is_some();
-            if !removed {
-                return Ok(Err(not_found(
-                    Kind::RoleAssignment,
-                    &format!("{}/{}/{}", a.project_id, a.user_id, a.role_id),
-                )));
-            }
-            tx.open_table(ASSIGN_BY_USER)?.remove(ku.as_str())?;
-            Ok(Ok(()))
-        }
-        Command::RevokeToken { audit_id, expires_at, now } => {
-            let mut t = tx.open_table(REVOKED)?;
-            t.retain(|_, exp| exp > *now)?;
-            t.insert(audit_id.as_str(), *expires_at)?;
-            Ok(Ok(()))
-        }
-        Command::CreateDomain(_)
-        | Command::UpdateDomain { .. }
-        | Command::DeleteDomain { .. }
-        | Command::CreateGroup(_)
-        | Command::UpdateGroup { .. }
-        | Command::DeleteGroup { .. }
-        | Command::AddGroupUser { .. }
-        | Command::RemoveGroupUser { .. }
-        | Command::GrantRole(_)
-        | Command::RevokeRole(_)
-        | Command::CreateAppCredential(_)
-        | Command::DeleteAppCredential { .. } => identity::apply(tx, cmd),
-        Command::CreateNetwork { .. }
-        | Command::UpdateNetwork { .. }
-        | Command::DeleteNetwork { .. }
-        | Command::CreateSubnet { .. }
-        | Command::UpdateSubnet { .. }
-        | Command::DeleteSubnet { .. }
-        | Command::CreatePort { .. }
-        | Command::UpdatePort { .. }
-        | Command::DeletePort { .. } => super::network::apply(tx, cmd),
-        Command::CreateImage(_)
-        | Command::UpdateImage { .. }
-        | Command::SetImageStatus { .. }
-        | Command::DeleteImage { .. } => super::image::apply(tx, cmd),
-        Command::CreateVolume { .. }
-        | Command::UpdateVolume { .. }
-        | Command::SetVolumeStatus { .. }
-        | Command::DeleteMessage { .. }
-        | Command::SetAttachment { .. }
-        | Command::SetDefaultType { .. }
-        | Command::DeleteVolume { .. }
-        | Command::AttachVolume { .. }
-        | Command::DetachVolume { .. }
-        | Command::CreateSnapshot { .. }
-        | Command::UpdateSnapshot { .. }
-        | Command::SetSnapshotStatus { .. }
-        | Command::DeleteSnapshot { .. }
-        | Command::ReportPools { .. } => super::volume::apply(tx, cmd),
-        Command::SetMetadata { of, id, change, updated_at } => super::metadata::apply(tx, *of, id, change, *updated_at),
-        Command::SeedFlavors(_)
-        | Command::CreateFlavor(_)
-        | Command::SetFlavorExtraSpecs { .. }
-        | Command::SetFlavorAccess { .. }
-        | Command::SetFlavorDescription { .. }
-        | Command::DeleteFlavor { .. }
-        | Command::CreateKeypair(_)
-        | Command::DeleteKeypair { .. }
-        | Command::ReportNode(_)
-        | Command::CreateServer { .. }
-        | Command::SetServerState { .. }
-        | Command::DeleteServer { .. }
-        | Command::UpdateServer { .. }
-        | Command::SetServerTags { .. }
-        | Command::AttachServerVolume { .. }
-        | Command::DetachServerVolume { .. }
-        | Command::ServerVolumeDone { .. } => super::compute::apply(tx, cmd),
-        Command::ReportMember(_)
-        | Command::CreateJoinToken(_)
-        | Command::RevokeJoinToken { .. }
-        | Command::ConsumeJoinToken { .. }
-        | Command::RemoveMember { .. }
-        | Command::RegisterNodeKey { .. } => super::cluster::apply(tx, cmd),
+        Command::Cluster(c) => super::cluster::apply(tx, c),
     }
 }
 
@@ -216,29 +36,29 @@ pub fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError
 pub fn affects_tokens(cmd: &Command) -> bool {
     matches!(
         cmd,
-        Command::Bootstrap { .. }
-            | Command::UpdateProject { .. }
-            | Command::DeleteProject { .. }
-            | Command::UpdateUser { .. }
-            | Command::DeleteUser { .. }
-            | Command::UpdateRole { .. }
-            | Command::DeleteRole { .. }
-            | Command::Grant(_)
-            | Command::Ungrant(_)
-            | Command::RevokeToken { .. }
-            | Command::UpdateDomain { .. }
-            | Command::DeleteDomain { .. }
-            | Command::DeleteGroup { .. }
-            | Command::AddGroupUser { .. }
-            | Command::RemoveGroupUser { .. }
-            | Command::GrantRole(_)
-            | Command::RevokeRole(_)
-            | Command::DeleteAppCredential { .. }
+        Command::Identity(IdentityCommand::Bootstrap { .. })
+            | Command::Identity(IdentityCommand::UpdateProject { .. })
+            | Command::Identity(IdentityCommand::DeleteProject { .. })
+            | Command::Identity(IdentityCommand::UpdateUser { .. })
+            | Command::Identity(IdentityCommand::DeleteUser { .. })
+            | Command::Identity(IdentityCommand::UpdateRole { .. })
+            | Command::Identity(IdentityCommand::DeleteRole { .. })
+            | Command::Identity(IdentityCommand::Grant(_))
+            | Command::Identity(IdentityCommand::Ungrant(_))
+            | Command::Identity(IdentityCommand::RevokeToken { .. })
+            | Command::Identity(IdentityCommand::UpdateDomain { .. })
+            | Command::Identity(IdentityCommand::DeleteDomain { .. })
+            | Command::Identity(IdentityCommand::DeleteGroup { .. })
+            | Command::Identity(IdentityCommand::AddGroupUser { .. })
+            | Command::Identity(IdentityCommand::RemoveGroupUser { .. })
+            | Command::Identity(IdentityCommand::GrantRole(_))
+            | Command::Identity(IdentityCommand::RevokeRole(_))
+            | Command::Identity(IdentityCommand::DeleteAppCredential { .. })
     )
 }
 
 /// After a deletion that was done, what it leaves behind is dropped too.
-fn forgotten(tx: &WriteTransaction, out: Outcome, what: Forget) -> Result<Outcome, StateError> {
+pub(super) fn forgotten(tx: &WriteTransaction, out: Outcome, what: Forget) -> Result<Outcome, StateError> {
     if out.is_ok() {
         identity::forget(tx, &what)?;
     }
@@ -287,7 +107,7 @@ pub(super) fn create<T: Serialize>(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn replace<T: Serialize>(
+pub(super) fn replace<T: Serialize>(
     tx: &WriteTransaction,
     table: Blob,
     names: Names,
@@ -311,7 +131,7 @@ fn replace<T: Serialize>(
 
 /// Deletes a row, its name index and every role assignment naming it. `parts` gives the name
 /// and which assignment part (project, user or role) must match `id`.
-fn delete<T: DeserializeOwned>(
+pub(super) fn delete<T: DeserializeOwned>(
     tx: &WriteTransaction,
     table: Blob,
     names: Names,
@@ -335,7 +155,7 @@ fn delete<T: DeserializeOwned>(
     Ok(Ok(()))
 }
 
-fn check_assignment_parts(tx: &WriteTransaction, a: &Assignment) -> Result<Option<Refusal>, StateError> {
+pub(super) fn check_assignment_parts(tx: &WriteTransaction, a: &Assignment) -> Result<Option<Refusal>, StateError> {
     for (table, kind, id) in
         [(PROJECTS, Kind::Project, &a.project_id), (USERS, Kind::User, &a.user_id), (ROLES, Kind::Role, &a.role_id)]
     {
@@ -346,7 +166,12 @@ fn check_assignment_parts(tx: &WriteTransaction, a: &Assignment) -> Result<Optio
     Ok(None)
 }
 
-fn bootstrap(tx: &WriteTransaction, project: &Project, user: &User, roles: &[Role]) -> Result<Outcome, StateError> {
+pub(super) fn bootstrap(
+    tx: &WriteTransaction,
+    project: &Project,
+    user: &User,
+    roles: &[Role],
+) -> Result<Outcome, StateError> {
     // Recorded, not inferred from the tables: deleting every user must not invite a second
     // bootstrap at the next start.
     if tx.open_table(CLOUD)?.get(BOOTSTRAPPED)?.is_some() {
@@ -361,7 +186,7 @@ fn bootstrap(tx: &WriteTransaction, project: &Project, user: &User, roles: &[Rol
     }
     if let Some(admin) = roles.iter().find(|r| r.name.as_str() == "admin") {
         let a = Assignment { project_id: project.id.clone(), user_id: user.id.clone(), role_id: admin.id.clone() };
-        outcomes.push(apply(tx, &Command::Grant(a))?);
+        outcomes.push(apply(tx, &Command::Identity(IdentityCommand::Grant(a)))?);
     }
     // On a fresh store nothing can conflict; a refusal here means corrupt input, so report it.
     Ok(outcomes.into_iter().collect())
@@ -381,6 +206,7 @@ pub(super) fn run(store: &super::Store, cmd: Command) -> Outcome {
 mod tests {
     use super::*;
     use crate::model::{Name, ProjectPatch};
+    use crate::state::Command;
     use crate::state::Store;
 
     fn project(id: &str, name: &str) -> Project {
@@ -419,25 +245,25 @@ mod tests {
     #[test]
     fn create_conflict_and_delete_cascade() {
         let (_d, s) = store();
-        assert_eq!(run(&s, Command::CreateProject(project("p1", "one"))), Ok(()));
+        assert_eq!(run(&s, Command::Identity(IdentityCommand::CreateProject(project("p1", "one")))), Ok(()));
         assert_eq!(
-            run(&s, Command::CreateProject(project("p2", "one"))),
+            run(&s, Command::Identity(IdentityCommand::CreateProject(project("p2", "one")))),
             Err(Refusal::Conflict { kind: Kind::Project, name: "one".into() })
         );
         assert!(s.view().unwrap().project("p2").unwrap().is_none(), "refused create wrote nothing");
-        run(&s, Command::CreateUser(user("u1", "alice"))).unwrap();
-        run(&s, Command::CreateRole(role("r1", "member"))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateUser(user("u1", "alice")))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateRole(role("r1", "member")))).unwrap();
         let a = Assignment { project_id: "p1".into(), user_id: "u1".into(), role_id: "r1".into() };
-        assert_eq!(run(&s, Command::Grant(a.clone())), Ok(()));
+        assert_eq!(run(&s, Command::Identity(IdentityCommand::Grant(a.clone()))), Ok(()));
         assert_eq!(s.view().unwrap().roles_of("u1", "p1").unwrap(), vec!["r1".to_string()]);
         assert_eq!(s.view().unwrap().assignments(None, Some("p1")).unwrap(), vec![a.clone()]);
         assert_eq!(s.view().unwrap().assignments(Some("u1"), None).unwrap(), vec![a]);
-        assert_eq!(run(&s, Command::DeleteProject { id: "p1".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Identity(IdentityCommand::DeleteProject { id: "p1".into() })), Ok(()));
         assert!(s.view().unwrap().roles_of("u1", "p1").unwrap().is_empty());
         assert!(s.view().unwrap().assignments(None, None).unwrap().is_empty());
         assert!(s.view().unwrap().project_by_name("default", "one").unwrap().is_none());
         assert_eq!(
-            run(&s, Command::DeleteProject { id: "p1".into() }),
+            run(&s, Command::Identity(IdentityCommand::DeleteProject { id: "p1".into() })),
             Err(Refusal::NotFound { kind: Kind::Project, id: "p1".into() })
         );
     }
@@ -445,14 +271,19 @@ mod tests {
     #[test]
     fn grant_needs_existing_parts_and_rename_checks_names() {
         let (_d, s) = store();
-        run(&s, Command::CreateProject(project("p1", "one"))).unwrap();
-        run(&s, Command::CreateProject(project("p2", "two"))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateProject(project("p1", "one")))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateProject(project("p2", "two")))).unwrap();
         let a = Assignment { project_id: "p1".into(), user_id: "nobody".into(), role_id: "r".into() };
-        assert_eq!(run(&s, Command::Grant(a)), Err(Refusal::NotFound { kind: Kind::User, id: "nobody".into() }));
+        assert_eq!(
+            run(&s, Command::Identity(IdentityCommand::Grant(a))),
+            Err(Refusal::NotFound { kind: Kind::User, id: "nobody".into() })
+        );
         assert!(s.view().unwrap().assignments(None, None).unwrap().is_empty());
-        let rename = |n: &str| Command::UpdateProject {
-            id: "p1".into(),
-            patch: ProjectPatch { name: Some(Name::new("name", n).unwrap()), ..Default::default() },
+        let rename = |n: &str| {
+            Command::Identity(IdentityCommand::UpdateProject {
+                id: "p1".into(),
+                patch: ProjectPatch { name: Some(Name::new("name", n).unwrap()), ..Default::default() },
+            })
         };
         assert_eq!(run(&s, rename("two")), Err(Refusal::Conflict { kind: Kind::Project, name: "two".into() }));
         assert_eq!(s.view().unwrap().project("p1").unwrap().unwrap().name.as_str(), "one");
@@ -464,24 +295,26 @@ mod tests {
     #[test]
     fn bootstrap_once_and_revocations_prune() {
         let (_d, s) = store();
-        let cmd = Command::Bootstrap {
+        let cmd = Command::Identity(IdentityCommand::Bootstrap {
             project: project("p", "admin"),
             user: user("u", "admin"),
             roles: vec![role("ra", "admin"), role("rm", "member")],
-        };
+        });
         assert_eq!(run(&s, cmd.clone()), Ok(()));
         assert!(s.view().unwrap().is_bootstrapped().unwrap());
         assert_eq!(s.view().unwrap().roles_of("u", "p").unwrap(), vec!["ra".to_string()]);
         assert_eq!(run(&s, cmd.clone()), Err(Refusal::AlreadyBootstrapped));
         // With every user deleted the cloud is still bootstrapped, and a second bootstrap is
         // refused before it writes anything.
-        run(&s, Command::DeleteUser { id: "u".into() }).unwrap();
+        run(&s, Command::Identity(IdentityCommand::DeleteUser { id: "u".into() })).unwrap();
         assert!(s.view().unwrap().is_bootstrapped().unwrap());
         assert_eq!(run(&s, cmd), Err(Refusal::AlreadyBootstrapped));
         assert!(s.view().unwrap().users().unwrap().is_empty(), "the refused bootstrap wrote no user");
-        run(&s, Command::RevokeToken { audit_id: "a1".into(), expires_at: 100, now: 50 }).unwrap();
+        run(&s, Command::Identity(IdentityCommand::RevokeToken { audit_id: "a1".into(), expires_at: 100, now: 50 }))
+            .unwrap();
         assert!(s.view().unwrap().is_revoked("a1").unwrap());
-        run(&s, Command::RevokeToken { audit_id: "a2".into(), expires_at: 300, now: 200 }).unwrap();
+        run(&s, Command::Identity(IdentityCommand::RevokeToken { audit_id: "a2".into(), expires_at: 300, now: 200 }))
+            .unwrap();
         assert!(!s.view().unwrap().is_revoked("a1").unwrap(), "expired revocation pruned");
         assert!(s.view().unwrap().is_revoked("a2").unwrap());
     }

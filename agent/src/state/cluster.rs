@@ -2,8 +2,9 @@
 //! and consumed once.
 
 use super::apply::{load, not_found, store};
-use super::{Command, Kind, Outcome, Refusal, StateError, JOIN_TOKENS, MEMBERS, NODE_KEYS, REMOVED_NODES};
+use super::{Kind, Outcome, Refusal, StateError, JOIN_TOKENS, MEMBERS, NODE_KEYS, REMOVED_NODES};
 use crate::model::cluster::{constant_time_eq, Member, RemovedNode, TokenRecord};
+use crate::state::ClusterCommand;
 use redb::{ReadableTable, WriteTransaction};
 
 /// The next raft id: above every member, removed node and id a token handed out (the first
@@ -22,9 +23,9 @@ fn next_node_id(tx: &WriteTransaction) -> Result<u64, StateError> {
     Ok(max + 1)
 }
 
-pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
+pub(super) fn apply(tx: &WriteTransaction, cmd: &ClusterCommand) -> Result<Outcome, StateError> {
     match cmd {
-        Command::ReportMember(m) => {
+        ClusterCommand::ReportMember(m) => {
             // A removed node that still runs must not list itself again.
             if load::<RemovedNode>(tx, REMOVED_NODES, &m.id.to_string())?.is_some() {
                 return Ok(Err(not_found(Kind::Node, &m.id.to_string())));
@@ -32,14 +33,14 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, MEMBERS, &m.id.to_string(), m)?;
             Ok(Ok(()))
         }
-        Command::CreateJoinToken(t) => {
+        ClusterCommand::CreateJoinToken(t) => {
             if load::<TokenRecord>(tx, JOIN_TOKENS, &t.id)?.is_some() {
                 return Ok(Err(Refusal::Conflict { kind: Kind::JoinToken, name: t.id.clone() }));
             }
             store(tx, JOIN_TOKENS, &t.id, t)?;
             Ok(Ok(()))
         }
-        Command::RevokeJoinToken { id } => {
+        ClusterCommand::RevokeJoinToken { id } => {
             let Some(mut t) = load::<TokenRecord>(tx, JOIN_TOKENS, id)? else {
                 return Ok(Err(not_found(Kind::JoinToken, id)));
             };
@@ -47,7 +48,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, JOIN_TOKENS, id, &t)?;
             Ok(Ok(()))
         }
-        Command::ConsumeJoinToken { id, secret_hash, node, at, key } => {
+        ClusterCommand::ConsumeJoinToken { id, secret_hash, node, at, key } => {
             // One answer for every way a token fails, so a prober learns nothing.
             let refused = || Ok(Err(Refusal::Invalid("The join token is not valid.".into())));
             let Some(mut t) = load::<TokenRecord>(tx, JOIN_TOKENS, id)? else { return refused() };
@@ -62,7 +63,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             tx.open_table(NODE_KEYS)?.insert(node_id.to_string().as_str(), key.as_str())?;
             Ok(Ok(()))
         }
-        Command::RegisterNodeKey { id, key } => {
+        ClusterCommand::RegisterNodeKey { id, key } => {
             let mut keys = tx.open_table(NODE_KEYS)?;
             let k = id.to_string();
             let existing = keys.get(k.as_str())?.map(|v| v.value().to_owned());
@@ -75,7 +76,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
                 }
             }
         }
-        Command::RemoveMember { id, at } => {
+        ClusterCommand::RemoveMember { id, at } => {
             let key = id.to_string();
             if load::<RemovedNode>(tx, REMOVED_NODES, &key)?.is_some() {
                 return Ok(Err(not_found(Kind::Node, &key)));
@@ -98,7 +99,6 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, REMOVED_NODES, &key, &RemovedNode { id: *id, name, removed_at: *at })?;
             Ok(Ok(()))
         }
-        _ => Err(StateError::Raft("not a cluster command".into())),
     }
 }
 
@@ -107,6 +107,7 @@ mod tests {
     use super::super::apply::run;
     use super::*;
     use crate::model::cluster::secret_hash;
+    use crate::state::Command;
     use crate::state::Store;
 
     #[test]
@@ -124,14 +125,16 @@ mod tests {
             node_id: None,
             revoked: false,
         };
-        assert_eq!(run(&s, Command::CreateJoinToken(rec("a"))), Ok(()));
-        assert_eq!(run(&s, Command::CreateJoinToken(rec("b"))), Ok(()));
-        let consume = |id: &str, secret: [u8; 32], at: u64| Command::ConsumeJoinToken {
-            id: id.into(),
-            secret_hash: secret_hash(&secret),
-            node: "n2".into(),
-            at,
-            key: format!("key-{id}"),
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::CreateJoinToken(rec("a")))), Ok(()));
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::CreateJoinToken(rec("b")))), Ok(()));
+        let consume = |id: &str, secret: [u8; 32], at: u64| {
+            Command::Cluster(ClusterCommand::ConsumeJoinToken {
+                id: id.into(),
+                secret_hash: secret_hash(&secret),
+                node: "n2".into(),
+                at,
+                key: format!("key-{id}"),
+            })
         };
         let invalid = Err(Refusal::Invalid("The join token is not valid.".into()));
         assert_eq!(run(&s, consume("a", [2; 32], 200)), invalid, "a forged secret");
@@ -142,16 +145,19 @@ mod tests {
         assert_eq!(s.view().unwrap().join_tokens().unwrap()[0].node_id, Some(2), "the first joiner is node 2");
         assert_eq!(s.view().unwrap().node_keys().unwrap().get(&2).map(String::as_str), Some("key-a"));
         // The first node's key is set once.
-        assert_eq!(run(&s, Command::RegisterNodeKey { id: 1, key: "k1".into() }), Ok(()));
-        assert_eq!(run(&s, Command::RegisterNodeKey { id: 1, key: "k1".into() }), Ok(()));
-        assert!(matches!(run(&s, Command::RegisterNodeKey { id: 1, key: "k2".into() }), Err(Refusal::Conflict { .. })));
-        assert_eq!(run(&s, Command::RevokeJoinToken { id: "b".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::RegisterNodeKey { id: 1, key: "k1".into() })), Ok(()));
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::RegisterNodeKey { id: 1, key: "k1".into() })), Ok(()));
+        assert!(matches!(
+            run(&s, Command::Cluster(ClusterCommand::RegisterNodeKey { id: 1, key: "k2".into() })),
+            Err(Refusal::Conflict { .. })
+        ));
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::RevokeJoinToken { id: "b".into() })), Ok(()));
         assert_eq!(run(&s, consume("b", [1; 32], 200)), invalid, "revoked");
         let all = s.view().unwrap().join_tokens().unwrap();
         assert_eq!((all[0].used_by.as_deref(), all[0].used_at, all[1].revoked), (Some("n2"), Some(200), true));
 
         // Node 2 is removed: gone for good, and its id is not given again.
-        assert_eq!(run(&s, Command::RemoveMember { id: 2, at: 300 }), Ok(()));
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::RemoveMember { id: 2, at: 300 })), Ok(()));
         assert!(s.view().unwrap().is_removed(2).unwrap());
         // Still running, it cannot list itself again.
         let mut m = crate::model::cluster::Member {
@@ -167,13 +173,22 @@ mod tests {
             memory_mb: 1,
             heartbeat_at: 400,
         };
-        assert!(matches!(run(&s, Command::ReportMember(m.clone())), Err(Refusal::NotFound { .. })));
+        assert!(matches!(
+            run(&s, Command::Cluster(ClusterCommand::ReportMember(m.clone()))),
+            Err(Refusal::NotFound { .. })
+        ));
         assert!(s.view().unwrap().members().unwrap().is_empty());
         m.id = 1;
-        assert_eq!(run(&s, Command::ReportMember(m)), Ok(()));
-        assert!(matches!(run(&s, Command::RemoveMember { id: 2, at: 301 }), Err(Refusal::NotFound { .. })));
-        assert!(matches!(run(&s, Command::RemoveMember { id: 9, at: 301 }), Err(Refusal::NotFound { .. })));
-        assert_eq!(run(&s, Command::CreateJoinToken(rec("c"))), Ok(()));
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::ReportMember(m))), Ok(()));
+        assert!(matches!(
+            run(&s, Command::Cluster(ClusterCommand::RemoveMember { id: 2, at: 301 })),
+            Err(Refusal::NotFound { .. })
+        ));
+        assert!(matches!(
+            run(&s, Command::Cluster(ClusterCommand::RemoveMember { id: 9, at: 301 })),
+            Err(Refusal::NotFound { .. })
+        ));
+        assert_eq!(run(&s, Command::Cluster(ClusterCommand::CreateJoinToken(rec("c")))), Ok(()));
         assert_eq!(run(&s, consume("c", [1; 32], 200)), Ok(()));
         let c = s.view().unwrap().join_tokens().unwrap().into_iter().find(|t| t.id == "c").unwrap();
         assert_eq!(c.node_id, Some(3));

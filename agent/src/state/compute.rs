@@ -4,13 +4,14 @@
 
 use super::apply::{create, load, not_found, store};
 use super::{
-    Command, Kind, Outcome, Refusal, StateError, CLOUD, FLAVORS, FLAVORS_SEEDED, FLAVOR_NAMES, KEYPAIRS, NODES, SERVERS,
+    Kind, Outcome, Refusal, StateError, CLOUD, FLAVORS, FLAVORS_SEEDED, FLAVOR_NAMES, KEYPAIRS, NODES, SERVERS,
 };
 use crate::model::compute::{
     check_extra_spec, check_tag, usage, AttachState, Flavor, Inventory, Resources, Server, ServerVolume, VmState,
     MAX_TAGS,
 };
 use crate::model::volume::{Attachment, Volume, VolumeStatus};
+use crate::state::ComputeCommand;
 use crate::state::VOLUMES;
 use redb::{ReadableTable, WriteTransaction};
 
@@ -127,9 +128,9 @@ fn retag(s: &Server, replace: Option<&[String]>, add: &[String], remove: &[Strin
     Ok(tags)
 }
 
-pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
+pub(super) fn apply(tx: &WriteTransaction, cmd: &ComputeCommand) -> Result<Outcome, StateError> {
     match cmd {
-        Command::SeedFlavors(flavors) => {
+        ComputeCommand::SeedFlavors(flavors) => {
             if tx.open_table(CLOUD)?.get(FLAVORS_SEEDED)?.is_some() {
                 return Ok(Ok(()));
             }
@@ -140,8 +141,8 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             Ok(Ok(()))
         }
-        Command::CreateFlavor(f) => create(tx, FLAVORS, FLAVOR_NAMES, Kind::Flavor, &f.id, &f.name, f),
-        Command::SetFlavorExtraSpecs { id, set, unset } => {
+        ComputeCommand::CreateFlavor(f) => create(tx, FLAVORS, FLAVOR_NAMES, Kind::Flavor, &f.id, &f.name, f),
+        ComputeCommand::SetFlavorExtraSpecs { id, set, unset } => {
             let Some(mut f) = load::<Flavor>(tx, FLAVORS, id)? else { return Ok(Err(not_found(Kind::Flavor, id))) };
             for (k, v) in set {
                 if let Err(e) = check_extra_spec(k, v) {
@@ -157,13 +158,13 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, FLAVORS, id, &f)?;
             Ok(Ok(()))
         }
-        Command::SetFlavorDescription { id, description } => {
+        ComputeCommand::SetFlavorDescription { id, description } => {
             let Some(mut f) = load::<Flavor>(tx, FLAVORS, id)? else { return Ok(Err(not_found(Kind::Flavor, id))) };
             f.description = description.clone();
             store(tx, FLAVORS, id, &f)?;
             Ok(Ok(()))
         }
-        Command::SetFlavorAccess { id, project, add } => {
+        ComputeCommand::SetFlavorAccess { id, project, add } => {
             let Some(mut f) = load::<Flavor>(tx, FLAVORS, id)? else { return Ok(Err(not_found(Kind::Flavor, id))) };
             if f.is_public {
                 return Ok(Err(Refusal::Conflicts(format!("Can not add access to a public flavor {id}."))));
@@ -187,13 +188,13 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, FLAVORS, id, &f)?;
             Ok(Ok(()))
         }
-        Command::DeleteFlavor { id } => {
+        ComputeCommand::DeleteFlavor { id } => {
             let Some(f) = load::<Flavor>(tx, FLAVORS, id)? else { return Ok(Err(not_found(Kind::Flavor, id))) };
             tx.open_table(FLAVORS)?.remove(id.as_str())?;
             tx.open_table(FLAVOR_NAMES)?.remove(f.name.as_str())?;
             Ok(Ok(()))
         }
-        Command::CreateKeypair(k) => {
+        ComputeCommand::CreateKeypair(k) => {
             let key = format!("{}\0{}", k.user_id, k.name);
             if load::<crate::model::compute::Keypair>(tx, KEYPAIRS, &key)?.is_some() {
                 return Ok(Err(Refusal::Conflict { kind: Kind::Keypair, name: k.name.clone() }));
@@ -201,17 +202,17 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, KEYPAIRS, &key, k)?;
             Ok(Ok(()))
         }
-        Command::DeleteKeypair { user_id, name } => {
+        ComputeCommand::DeleteKeypair { user_id, name } => {
             if tx.open_table(KEYPAIRS)?.remove(format!("{user_id}\0{name}").as_str())?.is_none() {
                 return Ok(Err(not_found(Kind::Keypair, name)));
             }
             Ok(Ok(()))
         }
-        Command::ReportNode(inv) => {
+        ComputeCommand::ReportNode(inv) => {
             store(tx, NODES, &inv.node, inv)?;
             Ok(Ok(()))
         }
-        Command::CreateServer { server, quota } => {
+        ComputeCommand::CreateServer { server, quota } => {
             if load::<Server>(tx, SERVERS, &server.id)?.is_some() {
                 return Ok(Err(Refusal::Conflict { kind: Kind::Server, name: server.id.clone() }));
             }
@@ -249,7 +250,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SERVERS, &server.id, server)?;
             Ok(Ok(()))
         }
-        Command::SetServerState { id, if_task, vm_state, task_state, power_state, fault, updated_at } => {
+        ComputeCommand::SetServerState { id, if_task, vm_state, task_state, power_state, fault, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
             let old = s.clone();
             if let Some(expected) = if_task {
@@ -298,7 +299,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             Ok(Ok(()))
         }
-        Command::DeleteServer { id } => {
+        ComputeCommand::DeleteServer { id } => {
             let Some(s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
             tx.open_table(SERVERS)?.remove(id.as_str())?;
             for sv in &s.volumes {
@@ -311,7 +312,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             notify(tx, "delete.end", &gone, Some(&s), s.updated_at, serde_json::json!({"state": "deleted"}))?;
             Ok(Ok(()))
         }
-        Command::UpdateServer { id, name, access_ipv4, access_ipv6, description, updated_at } => {
+        ComputeCommand::UpdateServer { id, name, access_ipv4, access_ipv6, description, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
             let old = s.clone();
             s.name = name.clone();
@@ -323,7 +324,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             notify(tx, "update", &s, Some(&old), *updated_at, serde_json::Value::Null)?;
             Ok(Ok(()))
         }
-        Command::SetServerTags { id, replace, add, remove, updated_at } => {
+        ComputeCommand::SetServerTags { id, replace, add, remove, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, id)? else { return Ok(Err(not_found(Kind::Server, id))) };
             match retag(&s, replace.as_deref(), add, remove) {
                 Ok(tags) => s.tags = tags,
@@ -333,7 +334,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SERVERS, id, &s)?;
             Ok(Ok(()))
         }
-        Command::AttachServerVolume { server_id, volume, updated_at } => {
+        ComputeCommand::AttachServerVolume { server_id, volume, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, server_id)? else {
                 return Ok(Err(not_found(Kind::Server, server_id)));
             };
@@ -368,7 +369,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             )?;
             Ok(Ok(()))
         }
-        Command::DetachServerVolume { server_id, volume_id, updated_at } => {
+        ComputeCommand::DetachServerVolume { server_id, volume_id, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, server_id)? else {
                 return Ok(Err(not_found(Kind::Server, server_id)));
             };
@@ -395,7 +396,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             notify(tx, "volume_detach.start", &s, None, *updated_at, serde_json::json!({"volume_id": volume_id}))?;
             Ok(Ok(()))
         }
-        Command::ServerVolumeDone { server_id, volume_id, error, updated_at } => {
+        ComputeCommand::ServerVolumeDone { server_id, volume_id, error, updated_at } => {
             let Some(mut s) = load::<Server>(tx, SERVERS, server_id)? else {
                 return Ok(Err(not_found(Kind::Server, server_id)));
             };
@@ -430,7 +431,6 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             notify(tx, &format!("{op}.{end}"), &s, None, *updated_at, serde_json::json!({"volume_id": volume_id}))?;
             Ok(Ok(()))
         }
-        _ => Err(StateError::Raft("not a compute command".into())),
     }
 }
 
@@ -439,6 +439,7 @@ mod tests {
     use super::super::apply::run;
     use super::*;
     use crate::model::compute::{default_flavors, ComputeQuota, PowerState, TaskState};
+    use crate::state::Command;
     use crate::state::Store;
 
     #[test]
@@ -496,40 +497,75 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.redb")).unwrap();
         let node = Inventory::for_test("n1", 1, 1024);
-        assert_eq!(run(&s, Command::ReportNode(node)), Ok(()));
+        assert_eq!(run(&s, Command::Compute(ComputeCommand::ReportNode(node))), Ok(()));
         let small = &default_flavors()[0]; // m1.tiny: 1 vCPU, 512 MiB, 1 GiB
         let q = ComputeQuota::default();
         // Two creates chose n1 from the same view; the log applies them in order: both fit (1024
         // MiB), a third does not, whoever proposed it.
         assert_eq!(
-            run(&s, Command::CreateServer { server: Box::new(server("a", "p", "n1", small)), quota: q }),
+            run(
+                &s,
+                Command::Compute(ComputeCommand::CreateServer {
+                    server: Box::new(server("a", "p", "n1", small)),
+                    quota: q
+                })
+            ),
             Ok(())
         );
         assert_eq!(
-            run(&s, Command::CreateServer { server: Box::new(server("b", "p", "n1", small)), quota: q }),
+            run(
+                &s,
+                Command::Compute(ComputeCommand::CreateServer {
+                    server: Box::new(server("b", "p", "n1", small)),
+                    quota: q
+                })
+            ),
             Ok(())
         );
-        match run(&s, Command::CreateServer { server: Box::new(server("c", "p", "n1", small)), quota: q }) {
+        match run(
+            &s,
+            Command::Compute(ComputeCommand::CreateServer {
+                server: Box::new(server("c", "p", "n1", small)),
+                quota: q,
+            }),
+        ) {
             Err(Refusal::Exhausted(m)) => assert!(m.starts_with("No valid host was found. memory_mb: 1536"), "{m}"),
             other => panic!("{other:?}"),
         }
         // A server without a node (no valid host at scheduling) is recorded as it is.
-        assert_eq!(run(&s, Command::CreateServer { server: Box::new(server("d", "p", "", small)), quota: q }), Ok(()));
+        assert_eq!(
+            run(
+                &s,
+                Command::Compute(ComputeCommand::CreateServer {
+                    server: Box::new(server("d", "p", "", small)),
+                    quota: q
+                })
+            ),
+            Ok(())
+        );
         // Quota: one more instance than allowed is refused, whatever the node.
         let tight = ComputeQuota { instances: 3, ..q };
-        match run(&s, Command::CreateServer { server: Box::new(server("e", "p", "", small)), quota: tight }) {
+        match run(
+            &s,
+            Command::Compute(ComputeCommand::CreateServer {
+                server: Box::new(server("e", "p", "", small)),
+                quota: tight,
+            }),
+        ) {
             Err(Refusal::OverQuota(m)) => assert!(m.contains("instances: Requested 1, but already used 3 of 3"), "{m}"),
             other => panic!("{other:?}"),
         }
         // A conditional transition: only from the expected task.
-        let to_active = |if_task| Command::SetServerState {
-            id: "a".into(),
-            if_task,
-            vm_state: VmState::Active,
-            task_state: None,
-            power_state: PowerState::Running,
-            fault: None,
-            updated_at: 5,
+        let to_active = |if_task| {
+            Command::Compute(ComputeCommand::SetServerState {
+                id: "a".into(),
+                if_task,
+                vm_state: VmState::Active,
+                task_state: None,
+                power_state: PowerState::Running,
+                fault: None,
+                updated_at: 5,
+            })
         };
         assert!(matches!(run(&s, to_active(Some(None))), Err(Refusal::Conflicts(_))));
         assert_eq!(s.view().unwrap().server("a").unwrap().unwrap().admin_pass.as_deref(), Some("pw"));
@@ -537,7 +573,7 @@ mod tests {
         let a = s.view().unwrap().server("a").unwrap().unwrap();
         assert_eq!((a.status(), a.launched_at), ("ACTIVE", Some(5)));
         assert_eq!(a.admin_pass, None, "the state keeps no admin password once the server is built");
-        let deleting = Command::SetServerState {
+        let deleting = Command::Compute(ComputeCommand::SetServerState {
             id: "a".into(),
             if_task: None,
             vm_state: VmState::Active,
@@ -545,13 +581,19 @@ mod tests {
             power_state: PowerState::Running,
             fault: None,
             updated_at: 6,
-        };
+        });
         assert_eq!(run(&s, deleting), Ok(()));
         let a = s.view().unwrap().server("a").unwrap().unwrap();
         assert_eq!(a.status(), "ACTIVE", "being deleted, a server keeps its status until it is gone");
-        assert_eq!(run(&s, Command::DeleteServer { id: "b".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Compute(ComputeCommand::DeleteServer { id: "b".into() })), Ok(()));
         assert_eq!(
-            run(&s, Command::CreateServer { server: Box::new(server("c", "p", "n1", small)), quota: q }),
+            run(
+                &s,
+                Command::Compute(ComputeCommand::CreateServer {
+                    server: Box::new(server("c", "p", "n1", small)),
+                    quota: q
+                })
+            ),
             Ok(()),
             "room again"
         );
@@ -602,7 +644,7 @@ mod tests {
         use crate::model::compute::PowerState;
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.redb")).unwrap();
-        assert_eq!(run(&s, Command::ReportNode(Inventory::for_test("n1", 4, 8192))), Ok(()));
+        assert_eq!(run(&s, Command::Compute(ComputeCommand::ReportNode(Inventory::for_test("n1", 4, 8192)))), Ok(()));
         for (v, node) in [("boot", "n1"), ("data", "n1"), ("far", "n2")] {
             put_volume(&s, v, node);
         }
@@ -612,16 +654,22 @@ mod tests {
         // Booting from a volume reserves it with the claim; ACTIVE puts it in use.
         let mut a = server("a", "p", "n1", tiny);
         a.volumes = vec![sv("boot", "/dev/vda", true)];
-        assert_eq!(run(&s, Command::CreateServer { server: Box::new(a.clone()), quota: q }), Ok(()));
+        assert_eq!(
+            run(&s, Command::Compute(ComputeCommand::CreateServer { server: Box::new(a.clone()), quota: q })),
+            Ok(())
+        );
         assert_eq!(status("boot"), VolumeStatus::Attaching);
         let mut b = server("b", "p", "n1", tiny);
         b.volumes = vec![sv("boot", "/dev/vda", true)];
         assert!(
-            matches!(run(&s, Command::CreateServer { server: Box::new(b), quota: q }), Err(Refusal::Invalid(_))),
+            matches!(
+                run(&s, Command::Compute(ComputeCommand::CreateServer { server: Box::new(b), quota: q })),
+                Err(Refusal::Invalid(_))
+            ),
             "a volume boots one server"
         );
         assert_eq!(s.view().unwrap().server("b").unwrap(), None, "a refused create writes nothing");
-        let active = Command::SetServerState {
+        let active = Command::Compute(ComputeCommand::SetServerState {
             id: "a".into(),
             if_task: Some(Some(TaskState::Spawning)),
             vm_state: VmState::Active,
@@ -629,25 +677,29 @@ mod tests {
             power_state: PowerState::Running,
             fault: None,
             updated_at: 3,
-        };
+        });
         assert_eq!(run(&s, active), Ok(()));
         let boot = s.view().unwrap().volume("boot").unwrap().unwrap();
         assert_eq!((boot.status, boot.attachments[0].device.as_str()), (VolumeStatus::InUse, "/dev/vda"));
         // Attach: reserved, then the node's outcome; a volume on another node is refused.
-        let attach = |v: &str, dev: &str| Command::AttachServerVolume {
-            server_id: "a".into(),
-            volume: sv(v, dev, false),
-            updated_at: 4,
+        let attach = |v: &str, dev: &str| {
+            Command::Compute(ComputeCommand::AttachServerVolume {
+                server_id: "a".into(),
+                volume: sv(v, dev, false),
+                updated_at: 4,
+            })
         };
         assert!(matches!(run(&s, attach("far", "/dev/vdc")), Err(Refusal::Invalid(m)) if m.contains("node n2")));
         assert!(matches!(run(&s, attach("data", "/dev/vda")), Err(Refusal::Conflicts(_))), "device taken");
         assert_eq!(run(&s, attach("data", "/dev/vdc")), Ok(()));
         assert_eq!(status("data"), VolumeStatus::Attaching);
-        let done = |error: Option<&str>| Command::ServerVolumeDone {
-            server_id: "a".into(),
-            volume_id: "data".into(),
-            error: error.map(str::to_owned),
-            updated_at: 5,
+        let done = |error: Option<&str>| {
+            Command::Compute(ComputeCommand::ServerVolumeDone {
+                server_id: "a".into(),
+                volume_id: "data".into(),
+                error: error.map(str::to_owned),
+                updated_at: 5,
+            })
         };
         // A failed plug-in frees the volume; a retry succeeds.
         assert_eq!(run(&s, done(Some("no"))), Ok(()));
@@ -658,8 +710,13 @@ mod tests {
         assert_eq!((data.status, data.attachments[0].server_id.as_str()), (VolumeStatus::InUse, "a"));
         assert!(matches!(run(&s, done(None)), Err(Refusal::Conflicts(_))), "nothing in progress");
         // Detach: the root volume stays; a failed unplug keeps the volume attached.
-        let detach =
-            |v: &str| Command::DetachServerVolume { server_id: "a".into(), volume_id: v.into(), updated_at: 6 };
+        let detach = |v: &str| {
+            Command::Compute(ComputeCommand::DetachServerVolume {
+                server_id: "a".into(),
+                volume_id: v.into(),
+                updated_at: 6,
+            })
+        };
         assert!(matches!(run(&s, detach("boot")), Err(Refusal::Invalid(_))));
         assert_eq!(run(&s, detach("data")), Ok(()));
         assert_eq!(status("data"), VolumeStatus::Detaching);
@@ -670,7 +727,7 @@ mod tests {
         assert_eq!(status("data"), VolumeStatus::Available);
         // Deleting the server frees its boot volume.
         assert_eq!(run(&s, attach("data", "/dev/vdc")), Ok(()));
-        assert_eq!(run(&s, Command::DeleteServer { id: "a".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Compute(ComputeCommand::DeleteServer { id: "a".into() })), Ok(()));
         assert_eq!((status("boot"), status("data")), (VolumeStatus::Available, VolumeStatus::Available));
         assert!(s.view().unwrap().volume("boot").unwrap().unwrap().attachments.is_empty());
         // Each step went out as a notification: the refused commands wrote none.

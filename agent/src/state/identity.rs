@@ -2,12 +2,18 @@
 //! domains, on the system), and application credentials: their tables, reads and appliers.
 //!
 //! A user's role on a project stays in the older assignment tables ([`super::ASSIGN_BY_USER`]);
-//! [`Command::GrantRole`] of that shape lands there, so every grant has one home.
+//! [`Command::Identity(IdentityCommand::GrantRole)`] of that shape lands there, so every grant has one home.
 
-use super::apply::{create, load, not_found, store, Blob};
-use super::{prefix_end, Command, Kind, Outcome, Refusal, StateError, View, PROJECTS, ROLES, USERS};
+use super::apply::{
+    bootstrap, check_assignment_parts, create, delete, forgotten, load, not_found, replace, store, Blob,
+};
+use super::{
+    assignment_keys, prefix_end, Command, Kind, Outcome, Refusal, StateError, View, ASSIGN_BY_PROJECT, ASSIGN_BY_USER,
+    PROJECTS, PROJECT_NAMES, REVOKED, ROLES, ROLE_NAMES, USERS, USER_NAMES,
+};
 use crate::model::identity::{Actor, AppCredential, Domain, DomainPatch, Grant, Group, GroupPatch, Target};
-use crate::model::{Assignment, Project, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
+use crate::model::{Assignment, Project, Role, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
+use crate::state::IdentityCommand;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 pub(crate) const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
@@ -174,20 +180,148 @@ pub(super) fn domain_exists(tx: &WriteTransaction, id: &str) -> Result<bool, Sta
     Ok(id == DEFAULT_DOMAIN_ID || load::<Domain>(tx, DOMAINS, id)?.is_some())
 }
 
-pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
+/// Keystone's commands: projects, users, roles, grants and revocations, domains, groups,
+/// application credentials.
+pub(super) fn apply(tx: &WriteTransaction, cmd: &IdentityCommand) -> Result<Outcome, StateError> {
     match cmd {
-        Command::CreateDomain(d) => create(tx, DOMAINS, DOMAIN_NAMES, Kind::Domain, &d.id, d.name.as_str(), d),
-        Command::UpdateDomain { id, patch } => update_domain(tx, id, patch),
-        Command::DeleteDomain { id } => delete_domain(tx, id),
-        Command::CreateGroup(g) => {
+        IdentityCommand::Bootstrap { project, user, roles } => bootstrap(tx, project, user, roles),
+        IdentityCommand::CreateProject(p) => {
+            if let Some(r) = check_domain_of(tx, cmd)? {
+                return Ok(Err(r));
+            }
+            create(tx, PROJECTS, PROJECT_NAMES, Kind::Project, &p.id, &name_key(&p.domain_id, p.name.as_str()), p)
+        }
+        IdentityCommand::UpdateProject { id, patch } => {
+            let Some(mut p) = load::<Project>(tx, PROJECTS, id)? else {
+                return Ok(Err(not_found(Kind::Project, id)));
+            };
+            let old_name = name_key(&p.domain_id, p.name.as_str());
+            if let Some(n) = &patch.name {
+                p.name = n.clone();
+            }
+            if let Some(d) = &patch.description {
+                p.description = d.clone();
+            }
+            if let Some(e) = patch.enabled {
+                p.enabled = e;
+            }
+            if let Some(t) = &patch.tags {
+                p.tags.clone_from(t);
+            }
+            replace(
+                tx,
+                PROJECTS,
+                PROJECT_NAMES,
+                Kind::Project,
+                id,
+                &old_name,
+                &name_key(&p.domain_id, p.name.as_str()),
+                &p,
+            )
+        }
+        IdentityCommand::DeleteProject { id } => {
+            let out = delete(tx, PROJECTS, PROJECT_NAMES, Kind::Project, id, |p: &Project| {
+                (name_key(&p.domain_id, p.name.as_str()), Some(id.clone()), None, None)
+            })?;
+            forgotten(tx, out, Forget::Target(Target::Project(id.clone())))
+        }
+        IdentityCommand::CreateUser(u) => {
+            if let Some(r) = check_domain_of(tx, cmd)? {
+                return Ok(Err(r));
+            }
+            create(tx, USERS, USER_NAMES, Kind::User, &u.id, &name_key(&u.domain_id, u.name.as_str()), u)
+        }
+        IdentityCommand::UpdateUser { id, patch } => {
+            let Some(mut u) = load::<User>(tx, USERS, id)? else {
+                return Ok(Err(not_found(Kind::User, id)));
+            };
+            let old_name = name_key(&u.domain_id, u.name.as_str());
+            if let Some(n) = &patch.name {
+                u.name = n.clone();
+            }
+            if let Some(e) = patch.enabled {
+                u.enabled = e;
+            }
+            if let Some(h) = &patch.password_hash {
+                u.password_hash = Some(h.clone());
+            }
+            if let Some(p) = &patch.default_project_id {
+                u.default_project_id = p.clone();
+            }
+            if let Some(e) = &patch.email {
+                u.email = e.clone();
+            }
+            if let Some(d) = &patch.description {
+                u.description = d.clone();
+            }
+            for (k, v) in &patch.extra {
+                if v.is_null() {
+                    u.extra.remove(k);
+                } else {
+                    u.extra.insert(k.clone(), v.clone());
+                }
+            }
+            replace(tx, USERS, USER_NAMES, Kind::User, id, &old_name, &name_key(&u.domain_id, u.name.as_str()), &u)
+        }
+        IdentityCommand::DeleteUser { id } => {
+            let out = delete(tx, USERS, USER_NAMES, Kind::User, id, |u: &User| {
+                (name_key(&u.domain_id, u.name.as_str()), None, Some(id.clone()), None)
+            })?;
+            forgotten(tx, out, Forget::Actor(Actor::User(id.clone())))
+        }
+        IdentityCommand::CreateRole(r) => create(tx, ROLES, ROLE_NAMES, Kind::Role, &r.id, r.name.as_str(), r),
+        IdentityCommand::UpdateRole { id, name } => {
+            let Some(mut r) = load::<Role>(tx, ROLES, id)? else {
+                return Ok(Err(not_found(Kind::Role, id)));
+            };
+            let old = std::mem::replace(&mut r.name, name.clone());
+            replace(tx, ROLES, ROLE_NAMES, Kind::Role, id, old.as_str(), r.name.as_str(), &r)
+        }
+        IdentityCommand::DeleteRole { id } => {
+            let out = delete(tx, ROLES, ROLE_NAMES, Kind::Role, id, |r: &Role| {
+                (r.name.to_string(), None, None, Some(id.clone()))
+            })?;
+            forgotten(tx, out, Forget::Role(id.clone()))
+        }
+        IdentityCommand::Grant(a) => {
+            if let Some(refusal) = check_assignment_parts(tx, a)? {
+                return Ok(Err(refusal));
+            }
+            let (kp, ku) = assignment_keys(a);
+            tx.open_table(ASSIGN_BY_PROJECT)?.insert(kp.as_str(), ())?;
+            tx.open_table(ASSIGN_BY_USER)?.insert(ku.as_str(), ())?;
+            Ok(Ok(()))
+        }
+        IdentityCommand::Ungrant(a) => {
+            let (kp, ku) = assignment_keys(a);
+            let removed = tx.open_table(ASSIGN_BY_PROJECT)?.remove(kp.as_str())?.is_some();
+            if !removed {
+                return Ok(Err(not_found(
+                    Kind::RoleAssignment,
+                    &format!("{}/{}/{}", a.project_id, a.user_id, a.role_id),
+                )));
+            }
+            tx.open_table(ASSIGN_BY_USER)?.remove(ku.as_str())?;
+            Ok(Ok(()))
+        }
+        IdentityCommand::RevokeToken { audit_id, expires_at, now } => {
+            let mut t = tx.open_table(REVOKED)?;
+            t.retain(|_, exp| exp > *now)?;
+            t.insert(audit_id.as_str(), *expires_at)?;
+            Ok(Ok(()))
+        }
+        IdentityCommand::CreateDomain(d) => create(tx, DOMAINS, DOMAIN_NAMES, Kind::Domain, &d.id, d.name.as_str(), d),
+        IdentityCommand::UpdateDomain { id, patch } => update_domain(tx, id, patch),
+        IdentityCommand::DeleteDomain { id } => delete_domain(tx, id),
+        IdentityCommand::CreateGroup(g) => {
             if !domain_exists(tx, &g.domain_id)? {
                 return Ok(Err(not_found(Kind::Domain, &g.domain_id)));
             }
             create(tx, GROUPS, GROUP_NAMES, Kind::Group, &g.id, &name_key(&g.domain_id, g.name.as_str()), g)
         }
-        Command::UpdateGroup { id, patch } => update_group(tx, id, patch),
-        Command::DeleteGroup { id } => delete_group(tx, id),
-        Command::AddGroupUser { group_id, user_id } => {
+        IdentityCommand::UpdateGroup { id, patch } => update_group(tx, id, patch),
+        IdentityCommand::DeleteGroup { id } => delete_group(tx, id),
+        IdentityCommand::AddGroupUser { group_id, user_id } => {
             if let Some(r) = missing(tx, &[(GROUPS, Kind::Group, group_id), (USERS, Kind::User, user_id)])? {
                 return Ok(Err(r));
             }
@@ -195,16 +329,16 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             tx.open_table(USER_GROUPS)?.insert(pair(user_id, group_id).as_str(), ())?;
             Ok(Ok(()))
         }
-        Command::RemoveGroupUser { group_id, user_id } => {
+        IdentityCommand::RemoveGroupUser { group_id, user_id } => {
             if tx.open_table(GROUP_USERS)?.remove(pair(group_id, user_id).as_str())?.is_none() {
                 return Ok(Err(not_found(Kind::GroupMembership, &pair(group_id, user_id).replace('\0', "/"))));
             }
             tx.open_table(USER_GROUPS)?.remove(pair(user_id, group_id).as_str())?;
             Ok(Ok(()))
         }
-        Command::GrantRole(g) => grant(tx, g),
-        Command::RevokeRole(g) => revoke(tx, g),
-        Command::CreateAppCredential(c) => {
+        IdentityCommand::GrantRole(g) => grant(tx, g),
+        IdentityCommand::RevokeRole(g) => revoke(tx, g),
+        IdentityCommand::CreateAppCredential(c) => {
             let parts = [(USERS, Kind::User, &c.user_id), (PROJECTS, Kind::Project, &c.project_id)];
             if let Some(r) = missing(tx, &parts)? {
                 return Ok(Err(r));
@@ -217,14 +351,13 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, APP_CREDS, &c.id, c)?;
             Ok(Ok(()))
         }
-        Command::DeleteAppCredential { id } => {
+        IdentityCommand::DeleteAppCredential { id } => {
             let Some(c) = load::<AppCredential>(tx, APP_CREDS, id)? else {
                 return Ok(Err(not_found(Kind::ApplicationCredential, id)));
             };
             drop_app_credentials(tx, |x| x.id == c.id)?;
             Ok(Ok(()))
         }
-        _ => Err(StateError::Raft("not an identity command".into())),
     }
 }
 
@@ -249,7 +382,7 @@ fn as_assignment(g: &Grant) -> Option<Assignment> {
 
 fn grant(tx: &WriteTransaction, g: &Grant) -> Result<Outcome, StateError> {
     if let Some(a) = as_assignment(g) {
-        return super::apply::apply(tx, &Command::Grant(a));
+        return super::apply::apply(tx, &Command::Identity(IdentityCommand::Grant(a)));
     }
     let mut parts = vec![(ROLES, Kind::Role, &g.role_id)];
     match &g.actor {
@@ -272,7 +405,7 @@ fn grant(tx: &WriteTransaction, g: &Grant) -> Result<Outcome, StateError> {
 
 fn revoke(tx: &WriteTransaction, g: &Grant) -> Result<Outcome, StateError> {
     if let Some(a) = as_assignment(g) {
-        return super::apply::apply(tx, &Command::Ungrant(a));
+        return super::apply::apply(tx, &Command::Identity(IdentityCommand::Ungrant(a)));
     }
     let (k, ka) = grant_keys(g);
     if tx.open_table(GRANTS)?.remove(k.as_str())?.is_none() {
@@ -339,10 +472,10 @@ fn delete_domain(tx: &WriteTransaction, id: &str) -> Result<Outcome, StateError>
         outcomes.push(delete_group(tx, &g)?);
     }
     for u in in_domain(USERS)? {
-        outcomes.push(super::apply::apply(tx, &Command::DeleteUser { id: u })?);
+        outcomes.push(super::apply::apply(tx, &Command::Identity(IdentityCommand::DeleteUser { id: u }))?);
     }
     for p in in_domain(PROJECTS)? {
-        outcomes.push(super::apply::apply(tx, &Command::DeleteProject { id: p })?);
+        outcomes.push(super::apply::apply(tx, &Command::Identity(IdentityCommand::DeleteProject { id: p }))?);
     }
     forget(tx, &Forget::Target(Target::Domain(id.into())))?;
     tx.open_table(DOMAINS)?.remove(id)?;
@@ -438,9 +571,10 @@ fn drop_app_credentials(tx: &WriteTransaction, gone: impl Fn(&AppCredential) -> 
 }
 
 /// Whether a project or user record names an existing domain (checked before creating one).
-pub(super) fn check_domain_of(tx: &WriteTransaction, cmd: &Command) -> Result<Option<Refusal>, StateError> {
+pub(super) fn check_domain_of(tx: &WriteTransaction, cmd: &IdentityCommand) -> Result<Option<Refusal>, StateError> {
     let domain = match cmd {
-        Command::CreateProject(Project { domain_id, .. }) | Command::CreateUser(User { domain_id, .. }) => domain_id,
+        IdentityCommand::CreateProject(Project { domain_id, .. })
+        | IdentityCommand::CreateUser(User { domain_id, .. }) => domain_id,
         _ => return Ok(None),
     };
     Ok((!domain_exists(tx, domain)?).then(|| not_found(Kind::Domain, domain)))
@@ -451,6 +585,7 @@ mod tests {
     use super::*;
     use crate::model::Name;
     use crate::state::apply::run;
+    use crate::state::Command;
     use crate::state::Store;
 
     fn n(s: &str) -> Name {
@@ -494,15 +629,19 @@ mod tests {
     #[test]
     fn names_are_unique_per_domain_and_domains_resolve() {
         let (_d, s) = store();
-        assert_eq!(run(&s, Command::CreateDomain(domain("d1", "lab", true))), Ok(()));
+        assert_eq!(run(&s, Command::Identity(IdentityCommand::CreateDomain(domain("d1", "lab", true)))), Ok(()));
         assert_eq!(
-            run(&s, Command::CreateDomain(domain("d2", "lab", true))),
+            run(&s, Command::Identity(IdentityCommand::CreateDomain(domain("d2", "lab", true)))),
             Err(Refusal::Conflict { kind: Kind::Domain, name: "lab".into() })
         );
-        run(&s, Command::CreateProject(project("p1", "web", "default"))).unwrap();
-        assert_eq!(run(&s, Command::CreateProject(project("p2", "web", "d1"))), Ok(()), "same name, other domain");
+        run(&s, Command::Identity(IdentityCommand::CreateProject(project("p1", "web", "default")))).unwrap();
         assert_eq!(
-            run(&s, Command::CreateProject(project("p3", "web", "nowhere"))),
+            run(&s, Command::Identity(IdentityCommand::CreateProject(project("p2", "web", "d1")))),
+            Ok(()),
+            "same name, other domain"
+        );
+        assert_eq!(
+            run(&s, Command::Identity(IdentityCommand::CreateProject(project("p3", "web", "nowhere")))),
             Err(Refusal::NotFound { kind: Kind::Domain, id: "nowhere".into() })
         );
         let v = s.view().unwrap();
@@ -517,29 +656,49 @@ mod tests {
     #[test]
     fn group_grants_reach_members_and_domain_delete_cascades() {
         let (_d, s) = store();
-        run(&s, Command::CreateDomain(domain("d1", "lab", true))).unwrap();
-        run(&s, Command::CreateProject(project("p1", "web", "d1"))).unwrap();
-        run(&s, Command::CreateUser(user("u1", "alice", "d1"))).unwrap();
-        run(&s, Command::CreateRole(crate::model::Role { id: "r1".into(), name: n("member") })).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateDomain(domain("d1", "lab", true)))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateProject(project("p1", "web", "d1")))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateUser(user("u1", "alice", "d1")))).unwrap();
+        run(
+            &s,
+            Command::Identity(IdentityCommand::CreateRole(crate::model::Role { id: "r1".into(), name: n("member") })),
+        )
+        .unwrap();
         let g = Group { id: "g1".into(), name: n("ops"), domain_id: "d1".into(), description: String::new() };
-        run(&s, Command::CreateGroup(g)).unwrap();
-        run(&s, Command::AddGroupUser { group_id: "g1".into(), user_id: "u1".into() }).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateGroup(g))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::AddGroupUser { group_id: "g1".into(), user_id: "u1".into() }))
+            .unwrap();
         for t in [Target::Project("p1".into()), Target::Domain("d1".into()), Target::System] {
-            assert_eq!(run(&s, Command::GrantRole(grant(Actor::Group("g1".into()), t.clone(), "r1"))), Ok(()));
+            assert_eq!(
+                run(
+                    &s,
+                    Command::Identity(IdentityCommand::GrantRole(grant(Actor::Group("g1".into()), t.clone(), "r1")))
+                ),
+                Ok(())
+            );
             assert_eq!(s.view().unwrap().roles_on("u1", &t).unwrap(), vec!["r1".to_string()], "{t:?}");
         }
         // A user's own project grant lands in the assignment tables and reads the same.
-        run(&s, Command::GrantRole(grant(Actor::User("u1".into()), Target::Project("p1".into()), "r1"))).unwrap();
+        run(
+            &s,
+            Command::Identity(IdentityCommand::GrantRole(grant(
+                Actor::User("u1".into()),
+                Target::Project("p1".into()),
+                "r1",
+            ))),
+        )
+        .unwrap();
         assert_eq!(s.view().unwrap().roles_of("u1", "p1").unwrap(), vec!["r1".to_string()]);
-        run(&s, Command::RemoveGroupUser { group_id: "g1".into(), user_id: "u1".into() }).unwrap();
+        run(&s, Command::Identity(IdentityCommand::RemoveGroupUser { group_id: "g1".into(), user_id: "u1".into() }))
+            .unwrap();
         assert!(s.view().unwrap().roles_on("u1", &Target::System).unwrap().is_empty());
         assert_eq!(
-            run(&s, Command::DeleteDomain { id: "d1".into() }),
+            run(&s, Command::Identity(IdentityCommand::DeleteDomain { id: "d1".into() })),
             Err(Refusal::Invalid("Cannot delete a domain that is enabled, please disable it first.".into()))
         );
         let disable = DomainPatch { enabled: Some(false), ..DomainPatch::default() };
-        run(&s, Command::UpdateDomain { id: "d1".into(), patch: disable }).unwrap();
-        assert_eq!(run(&s, Command::DeleteDomain { id: "d1".into() }), Ok(()));
+        run(&s, Command::Identity(IdentityCommand::UpdateDomain { id: "d1".into(), patch: disable })).unwrap();
+        assert_eq!(run(&s, Command::Identity(IdentityCommand::DeleteDomain { id: "d1".into() })), Ok(()));
         let v = s.view().unwrap();
         assert!(
             v.project("p1").unwrap().is_none() && v.user("u1").unwrap().is_none() && v.group("g1").unwrap().is_none()
@@ -551,8 +710,8 @@ mod tests {
     #[test]
     fn app_credentials_go_with_their_user() {
         let (_d, s) = store();
-        run(&s, Command::CreateProject(project("p1", "web", "default"))).unwrap();
-        run(&s, Command::CreateUser(user("u1", "alice", "default"))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateProject(project("p1", "web", "default")))).unwrap();
+        run(&s, Command::Identity(IdentityCommand::CreateUser(user("u1", "alice", "default")))).unwrap();
         let c = AppCredential {
             id: "c1".into(),
             user_id: "u1".into(),
@@ -564,13 +723,13 @@ mod tests {
             expires_at_us: None,
             unrestricted: false,
         };
-        assert_eq!(run(&s, Command::CreateAppCredential(c.clone())), Ok(()));
+        assert_eq!(run(&s, Command::Identity(IdentityCommand::CreateAppCredential(c.clone()))), Ok(()));
         assert_eq!(
-            run(&s, Command::CreateAppCredential(AppCredential { id: "c2".into(), ..c })),
+            run(&s, Command::Identity(IdentityCommand::CreateAppCredential(AppCredential { id: "c2".into(), ..c }))),
             Err(Refusal::Conflict { kind: Kind::ApplicationCredential, name: "ci".into() })
         );
         assert_eq!(s.view().unwrap().app_credential_by_name("u1", "ci").unwrap().unwrap().id, "c1");
-        run(&s, Command::DeleteUser { id: "u1".into() }).unwrap();
+        run(&s, Command::Identity(IdentityCommand::DeleteUser { id: "u1".into() })).unwrap();
         assert!(s.view().unwrap().app_credential("c1").unwrap().is_none());
     }
 }

@@ -3,20 +3,21 @@
 //! one image cannot both proceed.
 
 use super::apply::{load, not_found, store};
-use super::{Command, Kind, Outcome, Refusal, StateError, IMAGES};
+use super::{Kind, Outcome, Refusal, StateError, IMAGES};
 use crate::model::image::Image;
+use crate::state::ImageCommand;
 use redb::WriteTransaction;
 
-pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
+pub(super) fn apply(tx: &WriteTransaction, cmd: &ImageCommand) -> Result<Outcome, StateError> {
     match cmd {
-        Command::CreateImage(image) => {
+        ImageCommand::CreateImage(image) => {
             if load::<Image>(tx, IMAGES, &image.id)?.is_some() {
                 return Ok(Err(Refusal::Conflict { kind: Kind::Image, name: image.id.clone() }));
             }
             store(tx, IMAGES, &image.id, image)?;
             Ok(Ok(()))
         }
-        Command::UpdateImage { id, patch } => {
+        ImageCommand::UpdateImage { id, patch } => {
             let Some(mut i) = load::<Image>(tx, IMAGES, id)? else { return Ok(Err(not_found(Kind::Image, id))) };
             i.name = patch.name.clone();
             i.visibility = patch.visibility;
@@ -34,7 +35,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, IMAGES, id, &i)?;
             Ok(Ok(()))
         }
-        Command::SetImageStatus { id, from, to, data, updated_at } => {
+        ImageCommand::SetImageStatus { id, from, to, data, updated_at } => {
             let Some(mut i) = load::<Image>(tx, IMAGES, id)? else { return Ok(Err(not_found(Kind::Image, id))) };
             if !from.contains(&i.status) {
                 return Ok(Err(Refusal::Conflicts(format!(
@@ -49,12 +50,11 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, IMAGES, id, &i)?;
             Ok(Ok(()))
         }
-        Command::DeleteImage { id } => {
+        ImageCommand::DeleteImage { id } => {
             if tx.open_table(IMAGES)?.remove(id.as_str())?.is_none() {
                 return Ok(Err(not_found(Kind::Image, id)));
             }
             Ok(Ok(()))
         }
-        _ => Err(StateError::Raft("not an image command".into())),
     }
 }

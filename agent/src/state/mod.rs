@@ -135,10 +135,70 @@ pub(crate) const UNIT_TABLES: [TableDefinition<&str, ()>; 6] = [
     identity::GRANTS_BY_ACTOR,
 ];
 
-/// A change to the cloud. Applied in log order on every node; apply must not read clocks or
-/// randomness: anything like that travels inside the command.
+/// A change to the cloud, by service: each service's commands in their own enum, so the type
+/// system routes a command to its applier. Applied in log order on every node; apply must not
+/// read clocks or randomness: anything like that travels inside the command.
+///
+/// On the wire (the log, snapshots of it) a command is its service enum's form alone
+/// (`{"CreateServer": {…}}`), as before the split: the outer enum is untagged, so entries
+/// written before it read the same.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
 pub enum Command {
+    Identity(IdentityCommand),
+    Network(NetworkCommand),
+    Image(ImageCommand),
+    Volume(VolumeCommand),
+    Compute(ComputeCommand),
+    Metadata(MetadataCommand),
+    Cluster(ClusterCommand),
+}
+
+impl From<IdentityCommand> for Command {
+    fn from(c: IdentityCommand) -> Self {
+        Command::Identity(c)
+    }
+}
+
+impl From<NetworkCommand> for Command {
+    fn from(c: NetworkCommand) -> Self {
+        Command::Network(c)
+    }
+}
+
+impl From<ImageCommand> for Command {
+    fn from(c: ImageCommand) -> Self {
+        Command::Image(c)
+    }
+}
+
+impl From<VolumeCommand> for Command {
+    fn from(c: VolumeCommand) -> Self {
+        Command::Volume(c)
+    }
+}
+
+impl From<ComputeCommand> for Command {
+    fn from(c: ComputeCommand) -> Self {
+        Command::Compute(c)
+    }
+}
+
+impl From<MetadataCommand> for Command {
+    fn from(c: MetadataCommand) -> Self {
+        Command::Metadata(c)
+    }
+}
+
+impl From<ClusterCommand> for Command {
+    fn from(c: ClusterCommand) -> Self {
+        Command::Cluster(c)
+    }
+}
+
+/// Keystone's: projects, users, roles and grants, domains, groups, application credentials, revocations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdentityCommand {
     /// First start: the admin project and user, the built-in roles, admin granted admin.
     Bootstrap {
         project: Project,
@@ -210,6 +270,11 @@ pub enum Command {
         expires_at: u64,
         now: u64,
     },
+}
+
+/// Neutron's: networks, subnets, ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkCommand {
     /// A network; a VLAN network without a VLAN id gets the lowest free one of `auto_vlan`.
     CreateNetwork {
         network: Network,
@@ -226,7 +291,7 @@ pub enum Command {
     /// A subnet; when DHCP is enabled the network's DHCP port (`dhcp_port` is its template if
     /// the network has none yet) takes an address of it.
     CreateSubnet {
-        subnet: Subnet,
+        subnet: Box<Subnet>,
         dhcp_port: Option<Port>,
     },
     UpdateSubnet {
@@ -248,6 +313,11 @@ pub enum Command {
     DeletePort {
         id: String,
     },
+}
+
+/// Glance's: images.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageCommand {
     CreateImage(Image),
     UpdateImage {
         id: String,
@@ -264,6 +334,11 @@ pub enum Command {
     DeleteImage {
         id: String,
     },
+}
+
+/// Cinder's: volumes, snapshots, attachments, messages, default types, the pools nodes report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeCommand {
     /// A volume record (status `creating`), if the project's quota allows it.
     CreateVolume {
         volume: Volume,
@@ -333,15 +408,6 @@ pub enum Command {
     DeleteSnapshot {
         id: String,
     },
-    /// The default flavors, once in a cloud's life (later calls change nothing).
-    SeedFlavors(Vec<Flavor>),
-    CreateFlavor(Flavor),
-    /// Sets and removes extra specs of a flavor.
-    SetFlavorExtraSpecs {
-        id: String,
-        set: std::collections::BTreeMap<String, String>,
-        unset: Vec<String>,
-    },
     /// Records an attachment of Cinder's attachments API (3.27): a new one holds an available
     /// volume; an existing one (by id) moves on. The volume's status follows the attachment's.
     SetAttachment {
@@ -357,6 +423,25 @@ pub enum Command {
     /// Deletes a user message (Cinder's `/messages/{id}`).
     DeleteMessage {
         id: String,
+    },
+    /// A node's pools as its agent sees them now (replacing what it reported before).
+    ReportPools {
+        node: String,
+        pools: Vec<PoolRecord>,
+    },
+}
+
+/// Nova's: flavors, keypairs, the nodes' inventories, servers and their volumes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ComputeCommand {
+    /// The default flavors, once in a cloud's life (later calls change nothing).
+    SeedFlavors(Vec<Flavor>),
+    CreateFlavor(Flavor),
+    /// Sets and removes extra specs of a flavor.
+    SetFlavorExtraSpecs {
+        id: String,
+        set: std::collections::BTreeMap<String, String>,
+        unset: Vec<String>,
     },
     /// A flavor's description (2.55), the one thing of a flavor that changes.
     SetFlavorDescription {
@@ -420,17 +505,42 @@ pub enum Command {
         remove: Vec<String>,
         updated_at: u64,
     },
-    /// Changes a server's, a volume's or a snapshot's metadata.
-    SetMetadata {
-        of: metadata::MetadataOf,
-        id: String,
-        change: metadata::MetadataChange,
-        updated_at: u64,
-    },
     /// Removes a server; its volumes become available again.
     DeleteServer {
         id: String,
     },
+    /// Reserves an available volume of the server's node for the server (the volume becomes
+    /// `attaching`); the node plugs it in and reports with [`Command::Compute(ComputeCommand::ServerVolumeDone)`].
+    AttachServerVolume {
+        server_id: String,
+        volume: ServerVolume,
+        updated_at: u64,
+    },
+    /// Asks the node to unplug an attached volume (the volume becomes `detaching`).
+    DetachServerVolume {
+        server_id: String,
+        volume_id: String,
+        updated_at: u64,
+    },
+    /// The node's outcome of an attach or detach: done (`error` None) or rolled back.
+    ServerVolumeDone {
+        server_id: String,
+        volume_id: String,
+        error: Option<String>,
+        updated_at: u64,
+    },
+}
+
+/// Key/value metadata of servers, volumes and snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataCommand {
+    /// Changes a server's, a volume's or a snapshot's metadata.
+    SetMetadata { of: metadata::MetadataOf, id: String, change: metadata::MetadataChange, updated_at: u64 },
+}
+
+/// The cluster's: members, join tokens, node keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterCommand {
     /// A node's report of itself, with a fresh heartbeat.
     ReportMember(Member),
     /// A join token's record (single use, expiring).
@@ -459,31 +569,6 @@ pub enum Command {
     RemoveMember {
         id: u64,
         at: u64,
-    },
-    /// Reserves an available volume of the server's node for the server (the volume becomes
-    /// `attaching`); the node plugs it in and reports with [`Command::ServerVolumeDone`].
-    AttachServerVolume {
-        server_id: String,
-        volume: ServerVolume,
-        updated_at: u64,
-    },
-    /// Asks the node to unplug an attached volume (the volume becomes `detaching`).
-    DetachServerVolume {
-        server_id: String,
-        volume_id: String,
-        updated_at: u64,
-    },
-    /// The node's outcome of an attach or detach: done (`error` None) or rolled back.
-    ServerVolumeDone {
-        server_id: String,
-        volume_id: String,
-        error: Option<String>,
-        updated_at: u64,
-    },
-    /// A node's pools as its agent sees them now (replacing what it reported before).
-    ReportPools {
-        node: String,
-        pools: Vec<PoolRecord>,
     },
 }
 
@@ -953,5 +1038,42 @@ impl View {
             out.push((project.to_owned(), v.value().to_owned()));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_keep_their_wire_form_across_the_split_by_service() {
+        // As written before the split: the variant's name at the top, whatever the service.
+        let revoke = serde_json::json!({"RevokeToken": {"audit_id": "a", "expires_at": 2, "now": 1}});
+        let c: Command = serde_json::from_value(revoke.clone()).unwrap();
+        assert!(matches!(c, Command::Identity(IdentityCommand::RevokeToken { .. })), "{c:?}");
+        assert_eq!(serde_json::to_value(&c).unwrap(), revoke, "written as before");
+        let rename = serde_json::json!({"RenameServer": {"id": "s", "name": "n", "updated_at": 1}});
+        let c: Command = serde_json::from_value(rename).unwrap();
+        assert!(
+            matches!(&c, Command::Compute(ComputeCommand::UpdateServer { name, description: None, .. }) if name == "n"),
+            "the older spelling of a compute command: {c:?}"
+        );
+        for (json, service) in [
+            (serde_json::json!({"DeleteNetwork": {"id": "n"}}), "network"),
+            (serde_json::json!({"DeleteImage": {"id": "i"}}), "image"),
+            (serde_json::json!({"DeleteMessage": {"id": "m"}}), "volume"),
+            (serde_json::json!({"RevokeJoinToken": {"id": "t"}}), "cluster"),
+        ] {
+            let c: Command = serde_json::from_value(json.clone()).unwrap();
+            let got = match c {
+                Command::Network(_) => "network",
+                Command::Image(_) => "image",
+                Command::Volume(_) => "volume",
+                Command::Cluster(_) => "cluster",
+                _ => "other",
+            };
+            assert_eq!(got, service, "{json}");
+        }
+        assert!(serde_json::from_value::<Command>(serde_json::json!({"NoSuchCommand": {}})).is_err());
     }
 }

@@ -4,17 +4,18 @@
 //! created at the same moment on different nodes never get the same address.
 
 use super::apply::{load, not_found, store};
-use super::{Command, Kind, Outcome, Refusal, StateError, IP_ALLOC, MACS, NETWORKS, PORTS, SEGMENTS, SUBNETS};
+use super::{Kind, Outcome, Refusal, StateError, IP_ALLOC, MACS, NETWORKS, PORTS, SEGMENTS, SUBNETS};
 use crate::model::network::{
     ip_key, FixedIp, IpRequest, Network, NetworkType, Port, Segment, Subnet, DHCP_OWNER, VLAN_MAX, VLAN_MIN,
 };
+use crate::state::NetworkCommand;
 use redb::{ReadableTable, WriteTransaction};
 use std::net::IpAddr;
 
-pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
+pub(super) fn apply(tx: &WriteTransaction, cmd: &NetworkCommand) -> Result<Outcome, StateError> {
     match cmd {
-        Command::CreateNetwork { network, auto_vlan } => create_network(tx, network, *auto_vlan),
-        Command::UpdateNetwork { id, patch } => {
+        NetworkCommand::CreateNetwork { network, auto_vlan } => create_network(tx, network, *auto_vlan),
+        NetworkCommand::UpdateNetwork { id, patch } => {
             let Some(mut n) = load::<Network>(tx, NETWORKS, id)? else { return Ok(Err(not_found(Kind::Network, id))) };
             if let Some(v) = &patch.name {
                 n.name = v.clone();
@@ -35,9 +36,9 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, NETWORKS, id, &n)?;
             Ok(Ok(()))
         }
-        Command::DeleteNetwork { id } => delete_network(tx, id),
-        Command::CreateSubnet { subnet, dhcp_port } => create_subnet(tx, subnet, dhcp_port),
-        Command::UpdateSubnet { id, patch } => {
+        NetworkCommand::DeleteNetwork { id } => delete_network(tx, id),
+        NetworkCommand::CreateSubnet { subnet, dhcp_port } => create_subnet(tx, subnet, dhcp_port),
+        NetworkCommand::UpdateSubnet { id, patch } => {
             let Some(mut s) = load::<Subnet>(tx, SUBNETS, id)? else { return Ok(Err(not_found(Kind::Subnet, id))) };
             if let Some(v) = &patch.name {
                 s.name = v.clone();
@@ -61,9 +62,9 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SUBNETS, id, &s)?;
             Ok(Ok(()))
         }
-        Command::DeleteSubnet { id } => delete_subnet(tx, id),
-        Command::CreatePort { port, ips } => create_port(tx, port, ips.as_deref()),
-        Command::UpdatePort { id, patch } => {
+        NetworkCommand::DeleteSubnet { id } => delete_subnet(tx, id),
+        NetworkCommand::CreatePort { port, ips } => create_port(tx, port, ips.as_deref()),
+        NetworkCommand::UpdatePort { id, patch } => {
             let Some(mut p) = load::<Port>(tx, PORTS, id)? else { return Ok(Err(not_found(Kind::Port, id))) };
             if let Some(v) = &patch.name {
                 p.name = v.clone();
@@ -87,12 +88,11 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, PORTS, id, &p)?;
             Ok(Ok(()))
         }
-        Command::DeletePort { id } => {
+        NetworkCommand::DeletePort { id } => {
             let Some(p) = load::<Port>(tx, PORTS, id)? else { return Ok(Err(not_found(Kind::Port, id))) };
             remove_port(tx, &p)?;
             Ok(Ok(()))
         }
-        _ => Err(StateError::Raft("not a network command".into())),
     }
 }
 
@@ -437,6 +437,7 @@ mod tests {
     use super::*;
     use crate::model::network::{Mac, Pool};
     use crate::state::raft::Replicated;
+    use crate::state::Command;
     use crate::state::Store;
     use redb::ReadableTableMetadata;
 
@@ -460,7 +461,7 @@ mod tests {
     }
 
     fn create_net(n: Network) -> Command {
-        Command::CreateNetwork { network: n, auto_vlan: None }
+        Command::Network(NetworkCommand::CreateNetwork { network: n, auto_vlan: None })
     }
 
     fn ips(s: &Store, id: &str) -> Vec<String> {
@@ -479,15 +480,17 @@ mod tests {
         assert_eq!(run(&s, create_net(net("f", NetworkType::Flat, None))), Ok(()));
         assert!(matches!(run(&s, create_net(net("g", NetworkType::Flat, None))), Err(Refusal::Conflicts(_))));
         // Automatic VLAN ids: the lowest free one of the range, then exhaustion.
-        let auto = |id: &str| Command::CreateNetwork {
-            network: net(id, NetworkType::Vlan, None),
-            auto_vlan: Some((100, 101)),
+        let auto = |id: &str| {
+            Command::Network(NetworkCommand::CreateNetwork {
+                network: net(id, NetworkType::Vlan, None),
+                auto_vlan: Some((100, 101)),
+            })
         };
         assert_eq!(run(&s, auto("x")), Ok(()));
         assert_eq!(s.view().unwrap().network("x").unwrap().unwrap().segment.segmentation_id, Some(101));
         assert!(matches!(run(&s, auto("y")), Err(Refusal::Exhausted(_))));
         // Deleting frees the segment.
-        assert_eq!(run(&s, Command::DeleteNetwork { id: "a".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Network(NetworkCommand::DeleteNetwork { id: "a".into() })), Ok(()));
         assert_eq!(run(&s, create_net(net("b", NetworkType::Vlan, Some(100)))), Ok(()));
     }
 
@@ -497,9 +500,11 @@ mod tests {
         run(&s, create_net(net("n", NetworkType::Vlan, Some(10)))).unwrap();
         let mut dhcp = port("dhcp", "n", 1);
         dhcp.device_owner = DHCP_OWNER.into();
-        let sub = |id: &str, cidr: &str, t| Command::CreateSubnet {
-            subnet: subnet(id, "n", cidr, t),
-            dhcp_port: Some(dhcp.clone()),
+        let sub = |id: &str, cidr: &str, t| {
+            Command::Network(NetworkCommand::CreateSubnet {
+                subnet: Box::new(subnet(id, "n", cidr, t)),
+                dhcp_port: Some(dhcp.clone()),
+            })
         };
         assert_eq!(run(&s, sub("s4", "10.0.0.0/29", 1)), Ok(()));
         assert_eq!(ips(&s, "dhcp"), ["10.0.0.2"], "the DHCP port takes the first free address");
@@ -508,8 +513,9 @@ mod tests {
         assert_eq!(run(&s, sub("s6", "fd00::/64", 3)), Ok(()));
         assert_eq!(ips(&s, "dhcp"), ["10.0.0.2", "fd00::2"], "one DHCP port, an address per subnet");
 
-        let create =
-            |id: &str, mac, req: Option<Vec<IpRequest>>| Command::CreatePort { port: port(id, "n", mac), ips: req };
+        let create = |id: &str, mac, req: Option<Vec<IpRequest>>| {
+            Command::Network(NetworkCommand::CreatePort { port: port(id, "n", mac), ips: req })
+        };
         assert_eq!(run(&s, create("p1", 2, None)), Ok(()));
         assert_eq!(ips(&s, "p1"), ["10.0.0.3", "fd00::3"]);
         let want = |ip: &str| Some(vec![IpRequest { subnet_id: None, ip_address: Some(ip.parse().unwrap()) }]);
@@ -528,19 +534,25 @@ mod tests {
         assert_eq!(ips(&s, "p3"), ["10.0.0.4"]);
         assert_eq!(run(&s, create("p4", 5, v4.clone())), Ok(()));
         assert!(matches!(run(&s, create("p5", 6, v4.clone())), Err(Refusal::Conflicts(_))), "pool exhausted");
-        assert_eq!(run(&s, Command::DeletePort { id: "p3".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Network(NetworkCommand::DeletePort { id: "p3".into() })), Ok(()));
         assert_eq!(run(&s, create("p5", 6, v4)), Ok(()));
         assert_eq!(ips(&s, "p5"), ["10.0.0.4"], "a freed address is reused");
 
         // In use: neither the subnet nor the network can go while ports hold addresses.
-        assert!(matches!(run(&s, Command::DeleteSubnet { id: "s4".into() }), Err(Refusal::Conflicts(_))));
-        assert!(matches!(run(&s, Command::DeleteNetwork { id: "n".into() }), Err(Refusal::Conflicts(_))));
+        assert!(matches!(
+            run(&s, Command::Network(NetworkCommand::DeleteSubnet { id: "s4".into() })),
+            Err(Refusal::Conflicts(_))
+        ));
+        assert!(matches!(
+            run(&s, Command::Network(NetworkCommand::DeleteNetwork { id: "n".into() })),
+            Err(Refusal::Conflicts(_))
+        ));
         for p in ["p1", "p2", "p4", "p5"] {
-            run(&s, Command::DeletePort { id: p.into() }).unwrap();
+            run(&s, Command::Network(NetworkCommand::DeletePort { id: p.into() })).unwrap();
         }
-        assert_eq!(run(&s, Command::DeleteSubnet { id: "s6".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Network(NetworkCommand::DeleteSubnet { id: "s6".into() })), Ok(()));
         assert_eq!(ips(&s, "dhcp"), ["10.0.0.2"], "the DHCP port lost its address on the deleted subnet");
-        assert_eq!(run(&s, Command::DeleteNetwork { id: "n".into() }), Ok(()));
+        assert_eq!(run(&s, Command::Network(NetworkCommand::DeleteNetwork { id: "n".into() })), Ok(()));
         let v = s.view().unwrap();
         assert!(v.ports().unwrap().is_empty() && v.subnets().unwrap().is_empty() && v.networks().unwrap().is_empty());
         let tx = s.db().begin_write().unwrap();
@@ -556,12 +568,20 @@ mod tests {
         r.propose(create_net(net("n", NetworkType::Vlan, Some(5)))).await.unwrap().unwrap();
         let mut sn = subnet("s", "n", "10.1.0.0/24", 0);
         sn.allocation_pools = vec![Pool { start: "10.1.0.10".parse().unwrap(), end: "10.1.0.59".parse().unwrap() }];
-        r.propose(Command::CreateSubnet { subnet: sn, dhcp_port: None }).await.unwrap().unwrap();
+        r.propose(Command::Network(NetworkCommand::CreateSubnet { subnet: Box::new(sn), dhcp_port: None }))
+            .await
+            .unwrap()
+            .unwrap();
         let tasks: Vec<_> = (0..60u8)
             .map(|i| {
                 let r = r.clone();
                 tokio::spawn(async move {
-                    r.propose(Command::CreatePort { port: port(&format!("p{i}"), "n", i), ips: None }).await.unwrap()
+                    r.propose(Command::Network(NetworkCommand::CreatePort {
+                        port: port(&format!("p{i}"), "n", i),
+                        ips: None,
+                    }))
+                    .await
+                    .unwrap()
                 })
             })
             .collect();

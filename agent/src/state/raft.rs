@@ -1059,16 +1059,18 @@ impl Replicated {
 mod tests {
     use super::*;
     use crate::model::{Name, Project};
+    use crate::state::Command;
+    use crate::state::IdentityCommand;
 
     fn project(n: u32) -> Command {
-        Command::CreateProject(Project {
+        Command::Identity(IdentityCommand::CreateProject(Project {
             tags: Vec::new(),
             id: format!("p{n}"),
             name: Name::new("name", &format!("project-{n}")).unwrap(),
             domain_id: "default".into(),
             description: String::new(),
             enabled: true,
-        })
+        }))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

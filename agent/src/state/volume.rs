@@ -3,10 +3,9 @@
 //! transitions, and the pools each node reports.
 
 use super::apply::{load, not_found, store};
-use super::{
-    Command, Kind, Outcome, Refusal, StateError, CLOUD, DEFAULT_TYPE_PREFIX, MESSAGES, POOLS, SNAPSHOTS, VOLUMES,
-};
+use super::{Kind, Outcome, Refusal, StateError, CLOUD, DEFAULT_TYPE_PREFIX, MESSAGES, POOLS, SNAPSHOTS, VOLUMES};
 use crate::model::volume::{Message, Quota, Snapshot, Volume, VolumeStatus};
+use crate::state::VolumeCommand;
 use redb::{ReadableTable, WriteTransaction};
 
 fn all<T: serde::de::DeserializeOwned>(
@@ -67,9 +66,9 @@ fn over(q: &Quota, n: u64, snaps: u64, gb: u64) -> Option<Refusal> {
     None
 }
 
-pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, StateError> {
+pub(super) fn apply(tx: &WriteTransaction, cmd: &VolumeCommand) -> Result<Outcome, StateError> {
     match cmd {
-        Command::CreateVolume { volume, quota } => {
+        VolumeCommand::CreateVolume { volume, quota } => {
             if load::<Volume>(tx, VOLUMES, &volume.id)?.is_some() {
                 return Ok(Err(Refusal::Conflict { kind: Kind::Volume, name: volume.id.clone() }));
             }
@@ -89,7 +88,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, &volume.id, volume)?;
             Ok(Ok(()))
         }
-        Command::UpdateVolume { id, name, description, bootable, updated_at } => {
+        VolumeCommand::UpdateVolume { id, name, description, bootable, updated_at } => {
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
             if let Some(n) = name {
                 v.name = n.clone();
@@ -104,7 +103,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, id, &v)?;
             Ok(Ok(()))
         }
-        Command::SetVolumeStatus { id, from, to, size, error, quota, updated_at } => {
+        VolumeCommand::SetVolumeStatus { id, from, to, size, error, quota, updated_at } => {
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
             if !from.contains(&v.status) {
                 return Ok(Err(status_refusal("volume", id, from, v.status)));
@@ -137,7 +136,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, id, &v)?;
             Ok(Ok(()))
         }
-        Command::SetAttachment { volume_id, attachment, updated_at } => {
+        VolumeCommand::SetAttachment { volume_id, attachment, updated_at } => {
             let id = volume_id;
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
             let free = v.status == VolumeStatus::Available && v.attachments.is_empty();
@@ -151,7 +150,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, id, &v)?;
             Ok(Ok(()))
         }
-        Command::SetDefaultType { project, volume_type } => {
+        VolumeCommand::SetDefaultType { project, volume_type } => {
             let key = format!("{DEFAULT_TYPE_PREFIX}{project}");
             let mut t = tx.open_table(CLOUD)?;
             match volume_type {
@@ -161,19 +160,19 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             Ok(Ok(()))
         }
-        Command::DeleteMessage { id } => {
+        VolumeCommand::DeleteMessage { id } => {
             if tx.open_table(MESSAGES)?.remove(id.as_str())?.is_none() {
                 return Ok(Err(not_found(Kind::Message, id)));
             }
             Ok(Ok(()))
         }
-        Command::DeleteVolume { id } => {
+        VolumeCommand::DeleteVolume { id } => {
             if tx.open_table(VOLUMES)?.remove(id.as_str())?.is_none() {
                 return Ok(Err(not_found(Kind::Volume, id)));
             }
             Ok(Ok(()))
         }
-        Command::AttachVolume { id, attachment, updated_at } => {
+        VolumeCommand::AttachVolume { id, attachment, updated_at } => {
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
             let from = [VolumeStatus::Available, VolumeStatus::Attaching];
             if !from.contains(&v.status) {
@@ -185,7 +184,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, id, &v)?;
             Ok(Ok(()))
         }
-        Command::DetachVolume { id, attachment_id, force, updated_at } => {
+        VolumeCommand::DetachVolume { id, attachment_id, force, updated_at } => {
             let Some(mut v) = load::<Volume>(tx, VOLUMES, id)? else { return Ok(Err(not_found(Kind::Volume, id))) };
             let from = [VolumeStatus::InUse, VolumeStatus::Detaching, VolumeStatus::Reserved, VolumeStatus::Attaching];
             if !force && !from.contains(&v.status) {
@@ -206,7 +205,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, VOLUMES, id, &v)?;
             Ok(Ok(()))
         }
-        Command::CreateSnapshot { snapshot, quota } => {
+        VolumeCommand::CreateSnapshot { snapshot, quota } => {
             if load::<Snapshot>(tx, SNAPSHOTS, &snapshot.id)?.is_some() {
                 return Ok(Err(Refusal::Conflict { kind: Kind::Snapshot, name: snapshot.id.clone() }));
             }
@@ -222,7 +221,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SNAPSHOTS, &snapshot.id, snapshot)?;
             Ok(Ok(()))
         }
-        Command::UpdateSnapshot { id, name, description, updated_at } => {
+        VolumeCommand::UpdateSnapshot { id, name, description, updated_at } => {
             let Some(mut s) = load::<Snapshot>(tx, SNAPSHOTS, id)? else {
                 return Ok(Err(not_found(Kind::Snapshot, id)));
             };
@@ -236,7 +235,7 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SNAPSHOTS, id, &s)?;
             Ok(Ok(()))
         }
-        Command::SetSnapshotStatus { id, from, to, error, progress, updated_at } => {
+        VolumeCommand::SetSnapshotStatus { id, from, to, error, progress, updated_at } => {
             let Some(mut s) = load::<Snapshot>(tx, SNAPSHOTS, id)? else {
                 return Ok(Err(not_found(Kind::Snapshot, id)));
             };
@@ -260,13 +259,13 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             store(tx, SNAPSHOTS, id, &s)?;
             Ok(Ok(()))
         }
-        Command::DeleteSnapshot { id } => {
+        VolumeCommand::DeleteSnapshot { id } => {
             if tx.open_table(SNAPSHOTS)?.remove(id.as_str())?.is_none() {
                 return Ok(Err(not_found(Kind::Snapshot, id)));
             }
             Ok(Ok(()))
         }
-        Command::ReportPools { node, pools } => {
+        VolumeCommand::ReportPools { node, pools } => {
             let mut t = tx.open_table(POOLS)?;
             let prefix = format!("{node}\0");
             let old: Vec<String> = t
@@ -282,6 +281,5 @@ pub(super) fn apply(tx: &WriteTransaction, cmd: &Command) -> Result<Outcome, Sta
             }
             Ok(Ok(()))
         }
-        _ => Err(StateError::Raft("not a volume command".into())),
     }
 }

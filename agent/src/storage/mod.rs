@@ -21,6 +21,7 @@ use crate::model::image::{DiskFormat, ImageStatus};
 use crate::model::storage::{PoolInfo, PoolRecord, PoolSpec, VolumeFormat};
 use crate::model::volume::{AttachStatus, Attachment, Message, Quota, Volume, VolumeStatus, MESSAGE_TTL};
 use crate::state::raft::Replicated;
+use crate::state::VolumeCommand;
 use crate::state::{Command, Refusal, StateError, View};
 use crate::sys::libvirt::{
     ceph_secret_xml, pool_xml, read_ceph_key, same_storage, volume_xml, xml, Libvirt, LibvirtError,
@@ -260,7 +261,10 @@ impl Storage {
         if let Some(t) = volume_type {
             self.pool(t)?;
         }
-        let cmd = Command::SetDefaultType { project: project.into(), volume_type: volume_type.map(Into::into) };
+        let cmd = Command::Volume(VolumeCommand::SetDefaultType {
+            project: project.into(),
+            volume_type: volume_type.map(Into::into),
+        });
         self.propose(cmd).await.map_err(|e| match e {
             StorageError::NotFound(_) => StorageError::DefaultTypeNotFound(project.into()),
             e => e,
@@ -312,7 +316,7 @@ impl Storage {
 
     pub async fn delete_message(&self, auth: &Auth, id: &str) -> Result<()> {
         let m = self.message(auth, id)?;
-        self.propose(Command::DeleteMessage { id: m.id }).await
+        self.propose(Command::Volume(VolumeCommand::DeleteMessage { id: m.id })).await
     }
 
     /// The caller's volumes (an admin may ask for every project's).
@@ -461,7 +465,8 @@ impl Storage {
             created_at: t,
             updated_at: t,
         };
-        self.propose(Command::CreateVolume { volume: volume.clone(), quota: self.quota }).await?;
+        self.propose(Command::Volume(VolumeCommand::CreateVolume { volume: volume.clone(), quota: self.quota }))
+            .await?;
         let (id, vol) = (volume.id.clone(), volume.clone());
         let from = match (image, source, snap) {
             (Some((i, _)), _, _) => {
@@ -478,14 +483,16 @@ impl Storage {
         self.in_background(
             what,
             move || make(&*lv, &pool, &vol, from),
-            move |to, error| Command::SetVolumeStatus {
-                id,
-                from: vec![VolumeStatus::Creating],
-                to,
-                size: None,
-                error,
-                quota: None,
-                updated_at: now(),
+            move |to, error| {
+                Command::Volume(VolumeCommand::SetVolumeStatus {
+                    id,
+                    from: vec![VolumeStatus::Creating],
+                    to,
+                    size: None,
+                    error,
+                    quota: None,
+                    updated_at: now(),
+                })
             },
         );
         Ok(volume)
@@ -525,21 +532,27 @@ impl Storage {
         description: Option<String>,
     ) -> Result<Volume> {
         self.get(auth, id)?;
-        self.propose(Command::UpdateVolume { id: id.into(), name, description, bootable: None, updated_at: now() })
-            .await?;
+        self.propose(Command::Volume(VolumeCommand::UpdateVolume {
+            id: id.into(),
+            name,
+            description,
+            bootable: None,
+            updated_at: now(),
+        }))
+        .await?;
         self.get(auth, id)
     }
 
     /// Cinder's `os-set_bootable`.
     pub async fn set_bootable(&self, auth: &Auth, id: &str, bootable: bool) -> Result<()> {
         self.get(auth, id)?;
-        let cmd = Command::UpdateVolume {
+        let cmd = Command::Volume(VolumeCommand::UpdateVolume {
             id: id.into(),
             name: None,
             description: None,
             bootable: Some(bootable),
             updated_at: now(),
-        };
+        });
         self.propose(cmd).await
     }
 
@@ -553,14 +566,16 @@ impl Storage {
             )));
         }
         let lv = self.libvirt()?;
-        let set = |from, to, size, quota, error| Command::SetVolumeStatus {
-            id: id.into(),
-            from: vec![from],
-            to,
-            size,
-            error,
-            quota,
-            updated_at: now(),
+        let set = |from, to, size, quota, error| {
+            Command::Volume(VolumeCommand::SetVolumeStatus {
+                id: id.into(),
+                from: vec![from],
+                to,
+                size,
+                error,
+                quota,
+                updated_at: now(),
+            })
         };
         self.propose(set(VolumeStatus::Available, VolumeStatus::Extending, Some(v.size), Some(self.quota), None))
             .await?;
@@ -636,7 +651,7 @@ impl Storage {
     async fn remove(&self, v: Volume, from: Vec<VolumeStatus>) -> Result<()> {
         let id = v.id.as_str();
         let lv = self.libvirt()?;
-        let set = Command::SetVolumeStatus {
+        let set = Command::Volume(VolumeCommand::SetVolumeStatus {
             id: id.into(),
             from,
             to: VolumeStatus::Deleting,
@@ -644,7 +659,7 @@ impl Storage {
             error: None,
             quota: None,
             updated_at: now(),
-        };
+        });
         self.propose(set).await?;
         let (pool, name) = (v.volume_type.clone(), v.id.clone());
         let r = tokio::task::spawn_blocking(move || match lv.delete_volume(&pool, &name) {
@@ -655,10 +670,10 @@ impl Storage {
         .map_err(|e| StorageError::Internal(Box::new(e)))?;
         self.changed.notify_one();
         match r {
-            Ok(()) => self.propose(Command::DeleteVolume { id: id.into() }).await,
+            Ok(()) => self.propose(Command::Volume(VolumeCommand::DeleteVolume { id: id.into() })).await,
             Err(e) => {
                 let reason = lv_err(e);
-                let cmd = Command::SetVolumeStatus {
+                let cmd = Command::Volume(VolumeCommand::SetVolumeStatus {
                     id: id.into(),
                     from: vec![VolumeStatus::Deleting],
                     to: VolumeStatus::Error,
@@ -666,7 +681,7 @@ impl Storage {
                     error: Some(reason.clone()),
                     quota: None,
                     updated_at: now(),
-                };
+                });
                 self.propose(cmd).await?;
                 Err(StorageError::Internal(reason.into()))
             }
@@ -689,7 +704,7 @@ impl Storage {
     pub async fn reset_status(&self, auth: &Auth, id: &str, to: VolumeStatus) -> Result<()> {
         require_admin(auth, "volume_extension:volume_admin_actions:reset_status")?;
         self.get(auth, id)?;
-        let cmd = Command::SetVolumeStatus {
+        let cmd = Command::Volume(VolumeCommand::SetVolumeStatus {
             id: id.into(),
             from: VolumeStatus::ALL.to_vec(),
             to,
@@ -697,13 +712,13 @@ impl Storage {
             error: None,
             quota: None,
             updated_at: now(),
-        };
+        });
         self.propose(cmd).await
     }
 
     pub async fn transition(&self, auth: &Auth, id: &str, from: VolumeStatus, to: VolumeStatus) -> Result<()> {
         self.get(auth, id)?;
-        self.propose(Command::SetVolumeStatus {
+        self.propose(Command::Volume(VolumeCommand::SetVolumeStatus {
             id: id.into(),
             from: vec![from],
             to,
@@ -711,7 +726,7 @@ impl Storage {
             error: None,
             quota: None,
             updated_at: now(),
-        })
+        }))
         .await
     }
 
@@ -727,7 +742,12 @@ impl Storage {
             status: AttachStatus::Attached,
             mode: "rw".into(),
         };
-        self.propose(Command::AttachVolume { id: id.into(), attachment: a.clone(), updated_at: a.attached_at }).await?;
+        self.propose(Command::Volume(VolumeCommand::AttachVolume {
+            id: id.into(),
+            attachment: a.clone(),
+            updated_at: a.attached_at,
+        }))
+        .await?;
         Ok(a)
     }
 
@@ -742,7 +762,13 @@ impl Storage {
         if !force && v.status == VolumeStatus::Available && v.attachments.is_empty() {
             return Ok(());
         }
-        self.propose(Command::DetachVolume { id: id.into(), attachment_id, force, updated_at: now() }).await
+        self.propose(Command::Volume(VolumeCommand::DetachVolume {
+            id: id.into(),
+            attachment_id,
+            force,
+            updated_at: now(),
+        }))
+        .await
     }
 
     /// Every attachment the caller's volumes have (an admin's `all` every project's), with its
@@ -782,7 +808,11 @@ impl Storage {
             status: AttachStatus::Reserved,
             mode: "rw".into(),
         };
-        let cmd = Command::SetAttachment { volume_id: volume_id.into(), attachment: a.clone(), updated_at: now() };
+        let cmd = Command::Volume(VolumeCommand::SetAttachment {
+            volume_id: volume_id.into(),
+            attachment: a.clone(),
+            updated_at: now(),
+        });
         self.propose(cmd).await?;
         match connector {
             Some(c) => self.connect(auth, &a.id, c).await.map(|(a, info)| (a, Some(info))),
@@ -812,7 +842,11 @@ impl Storage {
         let lv = self.libvirt()?;
         let path = lv.volume_info(&v.volume_type, &v.id).map_err(|e| StorageError::Internal(lv_err(e).into()))?.path;
         (a.host, a.mode, a.status) = (host, mode, AttachStatus::Attaching);
-        let cmd = Command::SetAttachment { volume_id: v.id.clone(), attachment: a.clone(), updated_at: now() };
+        let cmd = Command::Volume(VolumeCommand::SetAttachment {
+            volume_id: v.id.clone(),
+            attachment: a.clone(),
+            updated_at: now(),
+        });
         self.propose(cmd).await?;
         let info = serde_json::json!({"driver_volume_type": "local",
                                       "data": {"device_path": path, "format": v.format.as_str(), "access_mode": a.mode}});
@@ -826,14 +860,24 @@ impl Storage {
             return Err(StorageError::BadRequest(format!("Attachment {id} has no connection to complete.")));
         }
         (a.status, a.attached_at) = (AttachStatus::Attached, now());
-        self.propose(Command::SetAttachment { volume_id: v.id, attachment: a, updated_at: now() }).await
+        self.propose(Command::Volume(VolumeCommand::SetAttachment {
+            volume_id: v.id,
+            attachment: a,
+            updated_at: now(),
+        }))
+        .await
     }
 
     /// Deletes an attachment: the volume is available again once it has none.
     pub async fn delete_attachment(&self, auth: &Auth, id: &str) -> Result<()> {
         let (v, a) = self.attachment(auth, id)?;
-        self.propose(Command::DetachVolume { id: v.id, attachment_id: Some(a.id), force: false, updated_at: now() })
-            .await
+        self.propose(Command::Volume(VolumeCommand::DetachVolume {
+            id: v.id,
+            attachment_id: Some(a.id),
+            force: false,
+            updated_at: now(),
+        }))
+        .await
     }
 
     /// Refreshes this node's pools in libvirt and reads their state (blocking).
@@ -863,7 +907,7 @@ impl Storage {
         let known: Vec<PoolRecord> =
             self.view()?.pools()?.into_iter().filter(|(n, _)| *n == self.node).map(|(_, p)| p).collect();
         if known != pools {
-            self.propose(Command::ReportPools { node: self.node.clone(), pools }).await?;
+            self.propose(Command::Volume(VolumeCommand::ReportPools { node: self.node.clone(), pools })).await?;
         }
         Ok(())
     }

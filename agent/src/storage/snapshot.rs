@@ -10,6 +10,7 @@ use crate::model::storage::{PoolSpec, VolumeFormat};
 use crate::model::volume::{Snapshot, SnapshotKind, Volume, VolumeStatus};
 use crate::state::metadata::{MetadataChange, MetadataOf};
 use crate::state::Command;
+use crate::state::{MetadataCommand, VolumeCommand};
 use crate::sys::libvirt::{Libvirt, LibvirtError};
 use crate::sys::tool;
 use std::collections::BTreeMap;
@@ -87,19 +88,22 @@ impl Storage {
             created_at: t,
             updated_at: t,
         };
-        self.propose(Command::CreateSnapshot { snapshot: snap.clone(), quota: self.quota }).await?;
+        self.propose(Command::Volume(VolumeCommand::CreateSnapshot { snapshot: snap.clone(), quota: self.quota }))
+            .await?;
         let (id, s) = (snap.id.clone(), snap.clone());
         let what = format!("snapshot {id}");
         self.in_background(
             what,
             move || take(&*lv, &pool.spec, &v, &s),
-            move |to, error| Command::SetSnapshotStatus {
-                id,
-                from: vec![VolumeStatus::Creating],
-                to,
-                error,
-                progress: None,
-                updated_at: now(),
+            move |to, error| {
+                Command::Volume(VolumeCommand::SetSnapshotStatus {
+                    id,
+                    from: vec![VolumeStatus::Creating],
+                    to,
+                    error,
+                    progress: None,
+                    updated_at: now(),
+                })
             },
         );
         Ok(snap)
@@ -134,22 +138,26 @@ impl Storage {
         }
         let lv = self.libvirt()?;
         let (vid, sid) = (v.id.clone(), s.id.clone());
-        let vol = move |from, to, error| Command::SetVolumeStatus {
-            id: vid.clone(),
-            from: vec![from],
-            to,
-            size: None,
-            error,
-            quota: None,
-            updated_at: now(),
+        let vol = move |from, to, error| {
+            Command::Volume(VolumeCommand::SetVolumeStatus {
+                id: vid.clone(),
+                from: vec![from],
+                to,
+                size: None,
+                error,
+                quota: None,
+                updated_at: now(),
+            })
         };
-        let snap = move |from, to| Command::SetSnapshotStatus {
-            id: sid.clone(),
-            from: vec![from],
-            to,
-            error: None,
-            progress: None,
-            updated_at: now(),
+        let snap = move |from, to| {
+            Command::Volume(VolumeCommand::SetSnapshotStatus {
+                id: sid.clone(),
+                from: vec![from],
+                to,
+                error: None,
+                progress: None,
+                updated_at: now(),
+            })
         };
         self.propose(vol(VolumeStatus::Available, VolumeStatus::Reverting, None)).await?;
         if let Err(e) = self.propose(snap(VolumeStatus::Available, VolumeStatus::Restoring)).await {
@@ -184,7 +192,13 @@ impl Storage {
         description: Option<String>,
     ) -> Result<Snapshot> {
         self.get_snapshot(auth, id)?;
-        self.propose(Command::UpdateSnapshot { id: id.into(), name, description, updated_at: now() }).await?;
+        self.propose(Command::Volume(VolumeCommand::UpdateSnapshot {
+            id: id.into(),
+            name,
+            description,
+            updated_at: now(),
+        }))
+        .await?;
         self.get_snapshot(auth, id)
     }
 
@@ -192,14 +206,14 @@ impl Storage {
     pub async fn reset_snapshot_status(&self, auth: &Auth, id: &str, to: VolumeStatus) -> Result<()> {
         super::require_admin(auth, "volume_extension:snapshot_admin_actions:reset_status")?;
         self.get_snapshot(auth, id)?;
-        let cmd = Command::SetSnapshotStatus {
+        let cmd = Command::Volume(VolumeCommand::SetSnapshotStatus {
             id: id.into(),
             from: VolumeStatus::ALL.to_vec(),
             to,
             error: None,
             progress: None,
             updated_at: now(),
-        };
+        });
         self.propose(cmd).await
     }
 
@@ -223,14 +237,14 @@ impl Storage {
             }
         };
         self.get_snapshot(auth, id)?;
-        let cmd = Command::SetSnapshotStatus {
+        let cmd = Command::Volume(VolumeCommand::SetSnapshotStatus {
             id: id.into(),
             from: vec![from],
             to,
             error: None,
             progress,
             updated_at: now(),
-        };
+        });
         self.propose(cmd).await
     }
 
@@ -247,7 +261,8 @@ impl Storage {
                 )));
             }
         }
-        self.propose(Command::SetMetadata { of, id: id.into(), change, updated_at: now() }).await
+        self.propose(Command::Metadata(MetadataCommand::SetMetadata { of, id: id.into(), change, updated_at: now() }))
+            .await
     }
 
     /// Deletes an available (or failed) snapshot and its data; `force` (the admin's
@@ -258,13 +273,15 @@ impl Storage {
         }
         let s = self.get_snapshot(auth, id)?;
         let lv = self.libvirt()?;
-        let set = |from, to, error| Command::SetSnapshotStatus {
-            id: id.into(),
-            from,
-            to,
-            error,
-            progress: None,
-            updated_at: now(),
+        let set = |from, to, error| {
+            Command::Volume(VolumeCommand::SetSnapshotStatus {
+                id: id.into(),
+                from,
+                to,
+                error,
+                progress: None,
+                updated_at: now(),
+            })
         };
         let from = if force { VolumeStatus::ALL.to_vec() } else { vec![VolumeStatus::Available, VolumeStatus::Error] };
         self.propose(set(from, VolumeStatus::Deleting, None)).await?;
@@ -274,7 +291,7 @@ impl Storage {
             .map_err(|e| StorageError::Internal(Box::new(e)))?;
         self.changed.notify_one();
         match r {
-            Ok(()) => self.propose(Command::DeleteSnapshot { id: id.into() }).await,
+            Ok(()) => self.propose(Command::Volume(VolumeCommand::DeleteSnapshot { id: id.into() })).await,
             Err(e) => {
                 self.propose(set(vec![VolumeStatus::Deleting], VolumeStatus::Error, Some(e.clone()))).await?;
                 Err(StorageError::Internal(e.into()))
