@@ -264,6 +264,12 @@ impl RaftNetwork<TypeConfig> for PeerLink {
     }
 }
 
+/// What answers the node calls about this node's servers (its compute service): the peer
+/// port depends on this, not on the compute service itself.
+pub trait NodeCalls: Send + Sync {
+    fn answer(&self, call: NodeCall) -> futures_util::future::BoxFuture<'_, Result<serde_json::Value, CallError>>;
+}
+
 /// The serving side of the peer port.
 pub struct PeerService {
     pub state: Replicated,
@@ -271,7 +277,7 @@ pub struct PeerService {
     /// its own log has caught up.
     pub known: BTreeMap<NodeId, String>,
     /// This node's compute service, once it is up, for node calls.
-    pub compute: std::sync::OnceLock<Arc<crate::compute::Compute>>,
+    pub compute: std::sync::OnceLock<Arc<dyn NodeCalls>>,
     pub prober: crate::host::Prober,
     /// This node's image service, once it is up, for peers fetching images.
     pub images: std::sync::OnceLock<Arc<crate::image::Images>>,
@@ -279,16 +285,12 @@ pub struct PeerService {
 
 impl PeerService {
     async fn answer(&self, call: NodeCall) -> Result<serde_json::Value, CallError> {
-        let compute = || self.compute.get().ok_or_else(|| CallError::Conflict("The node is still starting.".into()));
-        let value = match call {
-            NodeCall::Console { server, lines } => serde_json::to_value(compute()?.console_here(&server, lines)?),
-            NodeCall::Diagnostics { server } => serde_json::to_value(compute()?.diagnostics_here(&server).await?),
-            NodeCall::CrashDump { server } => serde_json::to_value(compute()?.crash_dump_here(&server)?),
-            NodeCall::Probe => {
-                serde_json::to_value(self.prober.run().await.map_err(|e| CallError::Failed(e.to_string()))?)
-            }
-        };
-        value.map_err(|e| CallError::Failed(e.to_string()))
+        if let NodeCall::Probe = call {
+            let probe = self.prober.run().await.map_err(|e| CallError::Failed(e.to_string()))?;
+            return serde_json::to_value(probe).map_err(|e| CallError::Failed(e.to_string()));
+        }
+        let compute = self.compute.get().ok_or_else(|| CallError::Conflict("The node is still starting.".into()))?;
+        compute.answer(call).await
     }
 
     /// `POST /image`: streams an active image's bytes from this node's store.

@@ -127,6 +127,22 @@ pub trait Remote: Send + Sync {
     fn call<'a>(&'a self, node: &'a str, call: NodeCall) -> BoxFuture<'a, std::result::Result<Value, CallError>>;
 }
 
+impl crate::cluster::peer::NodeCalls for Compute {
+    fn answer(&self, call: NodeCall) -> futures_util::future::BoxFuture<'_, std::result::Result<Value, CallError>> {
+        Box::pin(async move {
+            let value = match call {
+                NodeCall::Console { server, lines } => serde_json::to_value(self.console_here(&server, lines)?),
+                NodeCall::Diagnostics { server } => serde_json::to_value(self.diagnostics_here(&server).await?),
+                NodeCall::CrashDump { server } => serde_json::to_value(self.crash_dump_here(&server)?),
+                NodeCall::Probe => {
+                    return Err(CallError::Failed("a host probe is the node's, not its compute's".into()))
+                }
+            };
+            value.map_err(|e| CallError::Failed(e.to_string()))
+        })
+    }
+}
+
 impl From<ComputeError> for CallError {
     fn from(e: ComputeError) -> Self {
         match e {
