@@ -163,9 +163,8 @@ pub fn meta_data(s: &Server, boot: &Boot) -> serde_json::Value {
 pub enum DriverError {
     #[error(transparent)]
     Libvirt(#[from] LibvirtError),
-    /// A tool (`qemu-img`, `xorriso`) failed; its own message.
-    #[error("{0}")]
-    Tool(String),
+    #[error(transparent)]
+    Tool(#[from] tool::ToolError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -192,7 +191,7 @@ pub fn overlay(image: &Path, format: DiskFormat, disk: &Path, bytes: u64) -> Res
     if bytes > 0 {
         args.push(OsStr::new(&size));
     }
-    tool::run("qemu-img", args).map_err(DriverError::Tool)
+    Ok(tool::run("qemu-img", args)?)
 }
 
 /// This node's hypervisor.
@@ -255,8 +254,7 @@ impl Driver {
                 .map(OsStr::new)
                 .into_iter()
                 .chain([iso.as_os_str(), cd.as_os_str()]),
-        )
-        .map_err(DriverError::Tool)?;
+        )?;
         let _ = std::fs::remove_dir_all(&cd);
         // The node's network agent builds the bridges of ports bound here; give it a minute.
         for n in &boot.nics {

@@ -164,9 +164,16 @@ fn project_of(auth: &Auth) -> Result<&str> {
     auth.project.as_ref().map(|p| p.id.as_str()).ok_or(StorageError::Unscoped)
 }
 
-fn lv_err(e: LibvirtError) -> String {
-    crate::error_chain(&e)
+/// Why storage work on this node failed; its chain is the reason a record keeps.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    #[error(transparent)]
+    Tool(#[from] crate::sys::tool::ToolError),
 }
+
+type JobResult = std::result::Result<(), JobError>;
 
 impl Storage {
     pub fn new(
@@ -211,7 +218,7 @@ impl Storage {
                     lv.refresh_pool(&p.name)?;
                     lv.pool_info(&p.name)
                 })();
-                (p.name.clone(), r.map_err(lv_err))
+                (p.name.clone(), r.map_err(|e| crate::error_chain(&e)))
             })
             .collect()
     }
@@ -503,7 +510,7 @@ impl Storage {
     fn in_background(
         self: &Arc<Self>,
         what: String,
-        work: impl FnOnce() -> std::result::Result<(), String> + Send + 'static,
+        work: impl FnOnce() -> JobResult + Send + 'static,
         record: impl FnOnce(VolumeStatus, Option<String>) -> Command + Send + 'static,
     ) {
         let this = self.clone();
@@ -512,7 +519,7 @@ impl Storage {
             this.changed.notify_one();
             let (to, error) = match made {
                 Ok(Ok(())) => (VolumeStatus::Available, None),
-                Ok(Err(e)) => (VolumeStatus::Error, Some(e)),
+                Ok(Err(e)) => (VolumeStatus::Error, Some(crate::error_chain(&e))),
                 Err(e) => (VolumeStatus::Error, Some(e.to_string())),
             };
             if let Some(e) = &error {
@@ -672,7 +679,7 @@ impl Storage {
         match r {
             Ok(()) => self.propose(Command::Volume(VolumeCommand::DeleteVolume { id: id.into() })).await,
             Err(e) => {
-                let reason = lv_err(e);
+                let reason = crate::error_chain(&e);
                 let cmd = Command::Volume(VolumeCommand::SetVolumeStatus {
                     id: id.into(),
                     from: vec![VolumeStatus::Deleting],
@@ -840,7 +847,7 @@ impl Storage {
             return Err(StorageError::BadRequest(format!("Invalid attach mode {mode}: rw or ro.")));
         }
         let lv = self.libvirt()?;
-        let path = lv.volume_info(&v.volume_type, &v.id).map_err(|e| StorageError::Internal(lv_err(e).into()))?.path;
+        let path = lv.volume_info(&v.volume_type, &v.id).map_err(|e| StorageError::Internal(Box::new(e)))?.path;
         (a.host, a.mode, a.status) = (host, mode, AttachStatus::Attaching);
         let cmd = Command::Volume(VolumeCommand::SetAttachment {
             volume_id: v.id.clone(),
@@ -886,7 +893,8 @@ impl Storage {
         self.pools
             .iter()
             .map(|p| {
-                let r = lv.refresh_pool(&p.name).and_then(|()| lv.pool_info(&p.name)).map_err(lv_err);
+                let r =
+                    lv.refresh_pool(&p.name).and_then(|()| lv.pool_info(&p.name)).map_err(|e| crate::error_chain(&e));
                 let (info, error) = match r {
                     Ok(i) => (i, None),
                     Err(e) => (PoolInfo::default(), Some(e)),
@@ -966,75 +974,59 @@ enum Source {
 }
 
 /// Makes the volume in libvirt (blocking); on failure nothing of it is left.
-fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> std::result::Result<(), String> {
+fn make(lv: &dyn Libvirt, pool: &PoolConfig, v: &Volume, from: Source) -> JobResult {
     let bytes = v.size * GIB;
     let overlay = pool.spec.overlays() && v.format == VolumeFormat::Qcow2;
     let plain = vol_xml(&pool.spec, &v.id, bytes, v.format, None);
-    let made = match &from {
-        Source::Volume { pool: src_pool, id } => {
-            lv.clone_volume(&pool.name, &plain, src_pool, id).map_err(lv_err).and_then(|info| {
+    let made = (|| -> JobResult {
+        match &from {
+            Source::Volume { pool: src_pool, id } => {
+                let info = lv.clone_volume(&pool.name, &plain, src_pool, id)?;
                 if info.capacity < bytes {
-                    grow(lv, pool, &v.id, bytes)
-                } else {
-                    Ok(())
+                    grow(lv, pool, &v.id, bytes)?;
                 }
-            })
+            }
+            Source::Image(path, fmt) if overlay && matches!(fmt, DiskFormat::Raw | DiskFormat::Qcow2) => {
+                let f = if *fmt == DiskFormat::Qcow2 { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
+                let backed = vol_xml(&pool.spec, &v.id, bytes, v.format, Some((&path.to_string_lossy(), f)));
+                lv.create_volume(&pool.name, &backed)?;
+            }
+            Source::Image(path, fmt) => {
+                let info = lv.create_volume(&pool.name, &plain)?;
+                convert_into(path, fmt.qemu_format(), None, &info.path, v.format)?;
+            }
+            Source::Internal { volume, snapshot } => {
+                let src = lv.volume_info(&pool.name, volume)?;
+                let info = lv.create_volume(&pool.name, &plain)?;
+                convert_into(Path::new(&src.path), "qcow2", Some(snapshot), &info.path, v.format)?;
+            }
+            Source::Empty => drop(lv.create_volume(&pool.name, &plain)?),
         }
-        .map_err(LibvirtError::Virt),
-        Source::Image(path, fmt) if overlay && matches!(fmt, DiskFormat::Raw | DiskFormat::Qcow2) => {
-            let f = if *fmt == DiskFormat::Qcow2 { VolumeFormat::Qcow2 } else { VolumeFormat::Raw };
-            lv.create_volume(
-                &pool.name,
-                &vol_xml(&pool.spec, &v.id, bytes, v.format, Some((&path.to_string_lossy(), f))),
-            )
-            .map(|_| ())
-        }
-        Source::Image(path, fmt) => lv
-            .create_volume(&pool.name, &plain)
-            .map_err(lv_err)
-            .and_then(|info| convert_into(path, fmt.qemu_format(), None, &info.path, v.format))
-            .map_err(LibvirtError::Virt),
-        Source::Internal { volume, snapshot } => lv
-            .volume_info(&pool.name, volume)
-            .and_then(|src| Ok((src, lv.create_volume(&pool.name, &plain)?)))
-            .map_err(lv_err)
-            .and_then(|(src, info)| convert_into(Path::new(&src.path), "qcow2", Some(snapshot), &info.path, v.format))
-            .map_err(LibvirtError::Virt),
-        Source::Empty => lv.create_volume(&pool.name, &plain).map(|_| ()),
-    };
-    made.map_err(|e| {
-        let reason = lv_err(e);
-        // No half-made volume stays behind.
-        let _ = lv.delete_volume(&pool.name, &v.id);
-        reason
-    })
+        Ok(())
+    })();
+    // No half-made volume stays behind.
+    made.inspect_err(|_| drop(lv.delete_volume(&pool.name, &v.id)))
 }
 
 /// Grows a volume to `bytes` (blocking). Libvirt cannot resize logical volumes: those grow with
 /// `lvextend`, and the pool is refreshed so libvirt sees the new size.
-fn grow(lv: &dyn Libvirt, pool: &PoolConfig, name: &str, bytes: u64) -> std::result::Result<(), String> {
+fn grow(lv: &dyn Libvirt, pool: &PoolConfig, name: &str, bytes: u64) -> JobResult {
     if let PoolSpec::Logical { .. } = pool.spec {
-        let path = lv.volume_info(&pool.name, name).map_err(lv_err)?.path;
+        let path = lv.volume_info(&pool.name, name)?.path;
         tool::run("lvextend", ["--size", &format!("{bytes}b"), &path].map(std::ffi::OsStr::new))?;
-        return lv.refresh_pool(&pool.name).map_err(lv_err);
+        return Ok(lv.refresh_pool(&pool.name)?);
     }
-    lv.resize_volume(&pool.name, name, bytes).map_err(lv_err)
+    Ok(lv.resize_volume(&pool.name, name, bytes)?)
 }
 
 /// Writes an image's (or a volume's internal snapshot's) content into an existing volume with
 /// `qemu-img convert -n`.
-fn convert_into(
-    src: &Path,
-    from: &str,
-    snapshot: Option<&str>,
-    target: &str,
-    to: VolumeFormat,
-) -> std::result::Result<(), String> {
+fn convert_into(src: &Path, from: &str, snapshot: Option<&str>, target: &str, to: VolumeFormat) -> JobResult {
     let mut args = vec!["convert".to_owned(), "-n".into(), "-f".into(), from.into(), "-O".into(), to.as_str().into()];
     if let Some(s) = snapshot {
         args.extend(["-l".into(), format!("snapshot.name={s}")]);
     }
-    tool::run("qemu-img", args.iter().map(|a| a.as_ref()).chain([src.as_os_str(), target.as_ref()]))
+    Ok(tool::run("qemu-img", args.iter().map(|a| a.as_ref()).chain([src.as_os_str(), target.as_ref()]))?)
 }
 
 #[cfg(test)]

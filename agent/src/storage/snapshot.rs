@@ -4,7 +4,7 @@
 //! volume). Elsewhere (raw or vmdk files, rbd) it is a copy in the same pool. A volume with
 //! snapshots cannot be deleted; a volume made from a snapshot is a full, independent volume.
 
-use super::{lv_err, now, project_of, vol_xml, Result, Storage, StorageError, GIB};
+use super::{now, project_of, vol_xml, JobResult, Result, Storage, StorageError, GIB};
 use crate::identity::Auth;
 use crate::model::storage::{PoolSpec, VolumeFormat};
 use crate::model::volume::{Snapshot, SnapshotKind, Volume, VolumeStatus};
@@ -13,6 +13,7 @@ use crate::state::Command;
 use crate::state::{MetadataCommand, VolumeCommand};
 use crate::sys::libvirt::{Libvirt, LibvirtError};
 use crate::sys::tool;
+use crate::sys::tool::ToolError;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -170,7 +171,7 @@ impl Storage {
             let done = tokio::task::spawn_blocking(move || restore(&*lv, &vv, &ss)).await;
             let error = match done {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
+                Ok(Err(e)) => Some(crate::error_chain(&e)),
                 Err(e) => Some(e.to_string()),
             };
             let to = if error.is_some() { VolumeStatus::Error } else { VolumeStatus::Available };
@@ -293,18 +294,19 @@ impl Storage {
         match r {
             Ok(()) => self.propose(Command::Volume(VolumeCommand::DeleteSnapshot { id: id.into() })).await,
             Err(e) => {
-                self.propose(set(vec![VolumeStatus::Deleting], VolumeStatus::Error, Some(e.clone()))).await?;
-                Err(StorageError::Internal(e.into()))
+                let reason = crate::error_chain(&e);
+                self.propose(set(vec![VolumeStatus::Deleting], VolumeStatus::Error, Some(reason))).await?;
+                Err(StorageError::Internal(Box::new(e)))
             }
         }
     }
 }
 
 /// Takes the snapshot (blocking); on failure nothing of it is left.
-fn take(lv: &dyn Libvirt, pool: &PoolSpec, v: &Volume, s: &Snapshot) -> std::result::Result<(), String> {
-    let src = lv.volume_info(&s.pool, &v.id).map_err(lv_err)?;
+fn take(lv: &dyn Libvirt, pool: &PoolSpec, v: &Volume, s: &Snapshot) -> JobResult {
+    let src = lv.volume_info(&s.pool, &v.id)?;
     let Some(name) = s.kind.volume_name(&s.id) else {
-        return tool::run("qemu-img", ["snapshot", "-c", &s.id, &src.path].map(OsStr::new));
+        return Ok(tool::run("qemu-img", ["snapshot", "-c", &s.id, &src.path].map(OsStr::new))?);
     };
     let bytes = v.size * GIB;
     let made = if let PoolSpec::Logical { .. } = pool {
@@ -313,43 +315,47 @@ fn take(lv: &dyn Libvirt, pool: &PoolSpec, v: &Volume, s: &Snapshot) -> std::res
     } else {
         lv.clone_volume(&s.pool, &vol_xml(pool, &name, bytes, v.format, None), &s.pool, &v.id)
     };
-    made.map(|_| ()).map_err(|e| {
+    made.map(drop).map_err(|e| {
         let _ = lv.delete_volume(&s.pool, &name);
-        lv_err(e)
+        e.into()
     })
 }
 
 /// Copies a snapshot's data back into its volume (blocking): a qcow2 internal snapshot is
 /// applied in place; a snapshot volume is written over the volume.
-fn restore(lv: &dyn Libvirt, v: &Volume, s: &Snapshot) -> std::result::Result<(), String> {
-    let dst = lv.volume_info(&v.volume_type, &v.id).map_err(lv_err)?.path;
+fn restore(lv: &dyn Libvirt, v: &Volume, s: &Snapshot) -> JobResult {
+    let dst = lv.volume_info(&v.volume_type, &v.id)?.path;
     match s.kind.volume_name(&s.id) {
-        None => tool::run("qemu-img", ["snapshot", "-a", &s.id, &dst].map(OsStr::new)),
+        None => Ok(tool::run("qemu-img", ["snapshot", "-a", &s.id, &dst].map(OsStr::new))?),
         Some(name) => {
-            let src = lv.volume_info(&s.pool, &name).map_err(lv_err)?.path;
+            let src = lv.volume_info(&s.pool, &name)?.path;
             let f = v.format.as_str();
-            tool::run("qemu-img", ["convert", "-n", "-f", f, "-O", f, &src, &dst].map(OsStr::new))
+            Ok(tool::run("qemu-img", ["convert", "-n", "-f", f, "-O", f, &src, &dst].map(OsStr::new))?)
         }
     }
 }
 
 /// Removes a snapshot's data (blocking); data already gone is fine.
-fn drop_snapshot(lv: &dyn Libvirt, s: &Snapshot) -> std::result::Result<(), String> {
+fn drop_snapshot(lv: &dyn Libvirt, s: &Snapshot) -> JobResult {
     match s.kind.volume_name(&s.id) {
         Some(name) => match lv.delete_volume(&s.pool, &name) {
             Ok(()) | Err(LibvirtError::NoVolume { .. }) => Ok(()),
-            Err(e) => Err(lv_err(e)),
+            Err(e) => Err(e.into()),
         },
         None => {
             let path = match lv.volume_info(&s.pool, &s.volume_id) {
                 Ok(i) => i.path,
                 Err(LibvirtError::NoVolume { .. }) => return Ok(()),
-                Err(e) => return Err(lv_err(e)),
+                Err(e) => return Err(e.into()),
             };
             match tool::run("qemu-img", ["snapshot", "-d", &s.id, &path].map(OsStr::new)) {
                 // A snapshot whose creation failed may not exist.
-                Err(e) if s.status == VolumeStatus::Error && e.contains("not found") => Ok(()),
-                r => r,
+                Err(ToolError::Failed { stderr, .. })
+                    if s.status == VolumeStatus::Error && stderr.contains("not found") =>
+                {
+                    Ok(())
+                }
+                r => Ok(r?),
             }
         }
     }
