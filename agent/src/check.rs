@@ -32,19 +32,32 @@ pub fn addr_of(url: &str) -> Result<SocketAddr, CheckError> {
     with_default_port(host).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| CheckError::Url(url.into()))
 }
 
+/// Why one attempt to reach an agent failed.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    /// No TLS handshake (nothing listening, or not TLS): the chain of causes.
+    #[error("{0}")]
+    Handshake(String),
+    #[error("no certificate in its chain matches the pinned CA fingerprint")]
+    NotPinned,
+    #[error("it presented no certificate")]
+    NoCertificate,
+    #[error("its certificate does not chain to its CA: {0}")]
+    Untrusted(String),
+    #[error("{0}")]
+    Request(String),
+}
+
 /// One attempt: the CA's fingerprint and the /healthz status.
-async fn attempt(addr: SocketAddr, pin: Option<&str>) -> Result<(String, u16), String> {
-    let chain = peer_chain(addr).await.map_err(|e| crate::error_chain(&e))?;
+async fn attempt(addr: SocketAddr, pin: Option<&str>) -> Result<(String, u16), AttemptError> {
+    let chain = peer_chain(addr).await.map_err(|e| AttemptError::Handshake(crate::error_chain(&e)))?;
     let ca = match pin {
-        Some(p) => chain
-            .iter()
-            .find(|c| der_fingerprint(c) == p)
-            .ok_or("no certificate in its chain matches the pinned CA fingerprint")?,
-        None => chain.last().ok_or("it presented no certificate")?,
+        Some(p) => chain.iter().find(|c| der_fingerprint(c) == p).ok_or(AttemptError::NotPinned)?,
+        None => chain.last().ok_or(AttemptError::NoCertificate)?,
     };
-    let client = Client::new(addr, &der_to_pem(ca)).map_err(|e| e.to_string())?;
-    let mut conn = client.connect().await.map_err(|e| format!("its certificate does not chain to its CA: {e}"))?;
-    let r = conn.request(Method::GET, "/healthz", &[], None).await.map_err(|e| e.to_string())?;
+    let client = Client::new(addr, &der_to_pem(ca)).map_err(|e| AttemptError::Untrusted(e.to_string()))?;
+    let mut conn = client.connect().await.map_err(|e| AttemptError::Untrusted(e.to_string()))?;
+    let r = conn.request(Method::GET, "/healthz", &[], None).await.map_err(|e| AttemptError::Request(e.to_string()))?;
     Ok((der_fingerprint(ca), r.status))
 }
 
@@ -58,7 +71,9 @@ pub fn run(url: &str, wait: Duration, pin: Option<&str>) -> Result<String, Check
     loop {
         match rt.block_on(attempt(addr, pin)) {
             Ok((fp, status)) => return Ok(format!("{url} reachable; CA sha256 {fp}; /healthz {status}")),
-            Err(why) if Instant::now() >= deadline => return Err(CheckError::Unreachable { url: url.into(), why }),
+            Err(why) if Instant::now() >= deadline => {
+                return Err(CheckError::Unreachable { url: url.into(), why: why.to_string() })
+            }
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
     }

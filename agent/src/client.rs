@@ -1,7 +1,7 @@
 //! A small HTTPS client with keep-alive connections, trusting only a given CA: used by the
 //! benchmark and the integration tests to drive a running agent.
 
-use crate::api::http::{file_body, whole, Body};
+use crate::transport::{file_body, whole, Body};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;

@@ -473,7 +473,7 @@ async fn storage(
                 i.capacity >> 30
             ),
             Ok(i) => log::info!("storage pool {name}: {} GiB free of {} GiB", i.available >> 30, i.capacity >> 30),
-            Err(e) => log::error!("storage pool {name}: {e}"),
+            Err(e) => log::error!("storage pool {name}: {}", crate::error_chain(&e)),
         }
     }
     tokio::spawn(st.clone().report_loop(std::time::Duration::from_secs(60)));

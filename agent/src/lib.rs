@@ -19,6 +19,7 @@ pub mod pki;
 pub mod state;
 pub mod storage;
 pub mod sys;
+pub mod transport;
 
 /// An error and its sources on one line (`a: b: c`): the chain printed once, at the top.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

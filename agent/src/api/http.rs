@@ -2,8 +2,7 @@
 
 use super::error::ApiError;
 use bytes::{Bytes, BytesMut};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -12,40 +11,7 @@ use serde::de::DeserializeOwned;
 /// Largest request body accepted for JSON APIs.
 pub const MAX_JSON_BODY: usize = 1 << 20;
 
-/// Response bodies: whole (JSON) or streamed (image data).
-pub type Body = BoxBody<Bytes, std::io::Error>;
-
-pub fn whole(b: Bytes) -> Body {
-    Full::new(b).map_err(|never| match never {}).boxed()
-}
-
-/// Chunk size for streamed files.
-const STREAM_CHUNK: usize = 256 << 10;
-
-/// A body streaming `file` in chunks (responses and the client's uploads).
-pub fn file_body(file: tokio::fs::File) -> Body {
-    use tokio::io::AsyncReadExt;
-    let chunks = futures_util::stream::unfold(file, |mut f| async move {
-        let mut buf = vec![0u8; STREAM_CHUNK];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
-    StreamBody::new(chunks).boxed()
-}
-
-/// Streams `file` (`len` bytes) as an `application/octet-stream` response.
-pub fn stream_file(file: tokio::fs::File, len: u64) -> Response<Body> {
-    let mut r = Response::new(file_body(file));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    r.headers_mut().insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
-    r
-}
+pub use crate::transport::{file_body, stream_file, whole, Body};
 
 /// How much of an over-limit body is read and thrown away before answering 413. Closing a
 /// connection with unread data makes the kernel send RST, which can destroy the 413 before the

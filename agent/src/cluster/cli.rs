@@ -36,18 +36,29 @@ pub enum NodeCmd {
     },
 }
 
+/// Why a duration was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration like 900, 90s, 15m or 2h")]
+    NotANumber(String),
+    #[error("{0:?}: the unit is s, m or h")]
+    Unit(String),
+    #[error("{0:?} is too long")]
+    TooLong(String),
+}
+
 /// `15m` → 900; plain numbers are seconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
+pub fn parse_duration(text: &str) -> Result<u64, DurationError> {
     let t = text.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{text:?} is not a duration like 900, 90s, 15m or 2h"))?;
+    let n: u64 = num.parse().map_err(|_| DurationError::NotANumber(text.into()))?;
     let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
-        _ => return Err(format!("{text:?}: the unit is s, m or h")),
+        _ => return Err(DurationError::Unit(text.into())),
     };
-    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long"))
+    n.checked_mul(scale).ok_or_else(|| DurationError::TooLong(text.into()))
 }
 
 fn env(name: &str) -> Result<String, BoxError> {

@@ -130,17 +130,37 @@ pub async fn join(token_text: &str, me: &Joiner<'_>, now: u64) -> Result<NodeIde
     Err(JoinError::NoServer(failures.join("; ")))
 }
 
+/// Why one address could not be joined through (the next is tried).
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    /// Its address, TLS, the CSR, the connection or the request failed: the chain of causes.
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("the server does not present the CA the token pins (sha256 {0}): refused")]
+    NotPinned(String),
+    #[error("the cluster answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("its answer does not parse: {0}")]
+    Answer(#[from] serde_json::Error),
+    #[error("the answer carries another CA than the pinned one: refused")]
+    OtherCa,
+}
+
+fn unreachable(e: &dyn std::error::Error) -> AttemptError {
+    AttemptError::Unreachable(crate::error_chain(e))
+}
+
 /// One address: pin the CA, then ask to join.
-async fn try_join(token: &JoinToken, addr: &str, me: &Joiner<'_>, pki_dir: &Path) -> Result<JoinReply, String> {
-    let sock = crate::check::addr_of(&format!("https://{addr}")).map_err(|e| e.to_string())?;
-    let chain = pki::peer_chain(sock).await.map_err(|e| crate::error_chain(&e))?;
+async fn try_join(token: &JoinToken, addr: &str, me: &Joiner<'_>, pki_dir: &Path) -> Result<JoinReply, AttemptError> {
+    let sock = crate::check::addr_of(&format!("https://{addr}")).map_err(|e| unreachable(&e))?;
+    let chain = pki::peer_chain(sock).await.map_err(|e| unreachable(&e))?;
     let pinned = hex(&token.ca_fingerprint);
     let ca_der = chain
         .iter()
         .find(|der| pki::der_fingerprint(der) == pinned)
-        .ok_or_else(|| format!("the server does not present the CA the token pins (sha256 {pinned}): refused"))?;
+        .ok_or_else(|| AttemptError::NotPinned(pinned.clone()))?;
     let ca_pem = pki::der_to_pem(ca_der);
-    let csr = pki::csr(pki_dir, me.name, me.names, me.addrs).map_err(|e| crate::error_chain(&e))?;
+    let csr = pki::csr(pki_dir, me.name, me.names, me.addrs).map_err(|e| unreachable(&e))?;
     let req = JoinRequest {
         token_id: token.id.clone(),
         secret: hex(&token.secret),
@@ -149,20 +169,18 @@ async fn try_join(token: &JoinToken, addr: &str, me: &Joiner<'_>, pki_dir: &Path
         api_addr: me.api_addr.clone(),
         peer_addr: me.peer_addr.clone(),
     };
-    let client = Client::new(sock, &ca_pem).map_err(|e| crate::error_chain(&e))?;
-    let mut conn = client.connect().await.map_err(|e| crate::error_chain(&e))?;
-    let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-    let resp = conn
-        .request(hyper::Method::POST, "/cairn/v1/join", &[], Some(body))
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
+    let client = Client::new(sock, &ca_pem).map_err(|e| unreachable(&e))?;
+    let mut conn = client.connect().await.map_err(|e| unreachable(&e))?;
+    let body = serde_json::to_vec(&req)?;
+    let resp =
+        conn.request(hyper::Method::POST, "/cairn/v1/join", &[], Some(body)).await.map_err(|e| unreachable(&e))?;
     if resp.status != 200 {
-        let msg = resp.json()["error"]["message"].as_str().map(str::to_owned).unwrap_or_default();
-        return Err(format!("the cluster answered {}: {msg}", resp.status));
+        let message = resp.json()["error"]["message"].as_str().map(str::to_owned).unwrap_or_default();
+        return Err(AttemptError::Refused { status: resp.status, message });
     }
-    let reply: JoinReply = serde_json::from_slice(&resp.body).map_err(|e| e.to_string())?;
+    let reply: JoinReply = serde_json::from_slice(&resp.body)?;
     if pki::fingerprint(&reply.ca).as_deref() != Some(pinned.as_str()) {
-        return Err("the answer carries another CA than the pinned one: refused".into());
+        return Err(AttemptError::OtherCa);
     }
     Ok(reply)
 }

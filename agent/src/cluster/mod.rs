@@ -298,9 +298,9 @@ impl Cluster {
     }
 
     /// The peer address of the member named `node` (servers and images name their node).
-    fn peer_addr_named(&self, node: &str) -> std::result::Result<String, String> {
-        let member = self.member(|m| m.name == node).map_err(|e| crate::error_chain(&e))?;
-        member.ok_or_else(|| format!("no member named {node} with a peer address"))
+    fn peer_addr_named(&self, node: &str) -> Result<String> {
+        let member = self.member(|m| m.name == node)?;
+        member.ok_or_else(|| ClusterError::NotFound(format!("no member named {node} with a peer address")))
     }
 
     /// Node `id`'s host probe, taken now (by a node call unless it is this node).
@@ -339,7 +339,7 @@ impl crate::compute::Remote for Cluster {
         call: peer::NodeCall,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<Value, CallError>> + Send + 'a>> {
         Box::pin(async move {
-            let addr = self.peer_addr_named(node).map_err(CallError::Failed)?;
+            let addr = self.peer_addr_named(node).map_err(|e| CallError::Failed(crate::error_chain(&e)))?;
             self.peers.node_call(&addr, &call).await
         })
     }
@@ -351,11 +351,16 @@ impl crate::image::Fetch for Cluster {
         node: &'a str,
         id: &'a str,
     ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::result::Result<crate::image::ByteStream, String>> + Send + 'a>,
+        Box<
+            dyn std::future::Future<Output = std::result::Result<crate::image::ByteStream, crate::image::FetchError>>
+                + Send
+                + 'a,
+        >,
     > {
+        let failed = |e: &dyn std::error::Error| crate::image::FetchError(crate::error_chain(e));
         Box::pin(async move {
-            let addr = self.peer_addr_named(node)?;
-            self.peers.image(&addr, id).await.map_err(|e| crate::error_chain(&e))
+            let addr = self.peer_addr_named(node).map_err(|e| failed(&e))?;
+            self.peers.image(&addr, id).await.map_err(|e| failed(&e))
         })
     }
 }

@@ -7,9 +7,9 @@
 //! id; each request is checked, so a node removed while connected is cut off at its next
 //! request. Requests are JSON in, JSON out.
 
-use crate::api::http::{whole, Body};
 use crate::client::{Client, Conn};
 use crate::state::raft::{Forward, ForwardError, LeaderReply, LeaderRequest, NodeId, Replicated, TypeConfig};
+use crate::transport::{whole, Body};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Limited};
@@ -178,9 +178,9 @@ impl Peers {
         let frames = http_body_util::BodyDataStream::new(resp.into_body());
         Ok(Box::pin(futures_util::stream::unfold(frames, |mut f| async move {
             match tokio::time::timeout(CALL_TIMEOUT, futures_util::StreamExt::next(&mut f)).await {
-                Ok(Some(r)) => Some((r.map_err(|e| e.to_string()), f)),
+                Ok(Some(r)) => Some((r.map_err(|e| crate::image::FetchError(e.to_string())), f)),
                 Ok(None) => None,
-                Err(_) => Some((Err(format!("no data for {} s", CALL_TIMEOUT.as_secs())), f)),
+                Err(_) => Some((Err(crate::image::FetchError(format!("no data for {} s", CALL_TIMEOUT.as_secs()))), f)),
             }
         })))
     }
@@ -299,7 +299,7 @@ impl PeerService {
             return text(StatusCode::SERVICE_UNAVAILABLE, "the node is still starting");
         };
         match images.stored(&id).await {
-            Ok(Some((file, len))) => crate::api::http::stream_file(file, len),
+            Ok(Some((file, len))) => crate::transport::stream_file(file, len),
             Ok(None) => text(StatusCode::NOT_FOUND, &format!("image {id} is not active in this node's store")),
             Err(crate::image::ImageError::NotFound(_)) => text(StatusCode::NOT_FOUND, &format!("no image {id}")),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &crate::error_chain(&e)),

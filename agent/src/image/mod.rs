@@ -71,8 +71,13 @@ type Result<T> = std::result::Result<T, ImageError>;
 /// How much of an over-limit upload is read and dropped before answering 413.
 const DRAIN_BYTES: u64 = 16 << 20;
 
+/// Why another node could not give an image's bytes (what the peer or the link said).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(pub String);
+
 /// An image's bytes as another node streams them.
-pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::result::Result<Bytes, String>> + Send>>;
+pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::result::Result<Bytes, FetchError>> + Send>>;
 
 /// Where this node gets the bytes of an image that another node holds (the cluster's peers).
 pub trait Fetch: Send + Sync {
@@ -80,7 +85,7 @@ pub trait Fetch: Send + Sync {
         &'a self,
         node: &'a str,
         id: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<ByteStream, String>> + Send + 'a>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<ByteStream, FetchError>> + Send + 'a>>;
 }
 
 /// The image service of this node.
@@ -389,7 +394,7 @@ impl Images {
         let unavailable = |why: String| ImageError::Unavailable(format!("Image {id} is on node {}: {why}", data.node));
         let fetch = self.fetch.get().ok_or_else(|| unavailable("this node is not in a cluster yet".into()))?;
         let started = std::time::Instant::now();
-        let stream = fetch.open(&data.node, id).await.map_err(unavailable)?;
+        let stream = fetch.open(&data.node, id).await.map_err(|e| unavailable(e.0))?;
         let part = self.dir.join(format!("{id}.fetch"));
         let received = self.receive(&part, stream).await;
         match received {
@@ -480,10 +485,10 @@ mod tests {
             &'a self,
             _node: &'a str,
             _id: &'a str,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<ByteStream, String>> + Send + 'a>>
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<ByteStream, FetchError>> + Send + 'a>>
         {
             self.fetches.fetch_add(1, Ordering::SeqCst);
-            let chunks: Vec<std::result::Result<Bytes, String>> =
+            let chunks: Vec<std::result::Result<Bytes, FetchError>> =
                 self.bytes.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
             Box::pin(async move { Ok(Box::pin(futures_util::stream::iter(chunks)) as ByteStream) })
         }

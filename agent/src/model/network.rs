@@ -34,6 +34,10 @@ pub enum NetModelError {
     BadVlan(i64),
     #[error("{0}")]
     HostRoute(String),
+    #[error("allocation pool {start}-{end} has its start after its end")]
+    PoolReversed { start: IpAddr, end: IpAddr },
+    #[error("allocation pool {start}-{end} is outside the subnet's host range {cidr}")]
+    PoolOutside { start: IpAddr, end: IpAddr, cidr: String },
 }
 
 /// Serde through the text form (`#[serde(try_from = "String", into = "String")]`).
@@ -224,16 +228,14 @@ impl Pool {
     }
 
     /// Checks the pool against its subnet: same family, inside the host range, start ≤ end.
-    pub fn check(&self, cidr: &Cidr) -> Result<(), String> {
+    pub fn check(&self, cidr: &Cidr) -> Result<(), NetModelError> {
         let hosts = cidr.hosts();
-        if to_u128(self.start) > to_u128(self.end) {
-            return Err(format!("allocation pool {}-{} has its start after its end", self.start, self.end));
+        let (start, end) = (self.start, self.end);
+        if to_u128(start) > to_u128(end) {
+            return Err(NetModelError::PoolReversed { start, end });
         }
-        if !hosts.contains(self.start) || !hosts.contains(self.end) {
-            return Err(format!(
-                "allocation pool {}-{} is outside the subnet's host range {cidr}",
-                self.start, self.end
-            ));
+        if !hosts.contains(start) || !hosts.contains(end) {
+            return Err(NetModelError::PoolOutside { start, end, cidr: cidr.to_string() });
         }
         Ok(())
     }

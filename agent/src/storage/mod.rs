@@ -192,7 +192,7 @@ impl Storage {
     }
 
     /// Defines, builds and starts the configured pools that are not running yet (blocking).
-    pub fn ensure_pools(&self) -> Vec<(String, std::result::Result<PoolInfo, String>)> {
+    pub fn ensure_pools(&self) -> Vec<(String, std::result::Result<PoolInfo, LibvirtError>)> {
         let Some(lv) = &self.libvirt else { return vec![] };
         self.pools
             .iter()
@@ -218,7 +218,7 @@ impl Storage {
                     lv.refresh_pool(&p.name)?;
                     lv.pool_info(&p.name)
                 })();
-                (p.name.clone(), r.map_err(|e| crate::error_chain(&e)))
+                (p.name.clone(), r)
             })
             .collect()
     }
@@ -1199,7 +1199,7 @@ mod tests {
             "n".into(),
             quota,
         );
-        let e = other.ensure_pools().remove(0).1.unwrap_err();
+        let e = other.ensure_pools().remove(0).1.unwrap_err().to_string();
         assert!(e.contains("other storage"), "{e}");
         // A Ceph pool's key file becomes a private libvirt secret; a key others can read is refused.
         use std::os::unix::fs::PermissionsExt;
@@ -1218,7 +1218,7 @@ mod tests {
             let pools = vec![PoolConfig { name: "ceph".into(), spec: spec.clone() }];
             Storage::new(r.clone(), Ok(Arc::new(lv.clone())), pools, dir.path().into(), "n".into(), quota)
         };
-        let e = ceph(&lv).ensure_pools().remove(0).1.unwrap_err();
+        let e = ceph(&lv).ensure_pools().remove(0).1.unwrap_err().to_string();
         assert!(e.contains("0600"), "{e}");
         assert_eq!(lv.secret("6f1b6e2e-3a52-4b7c-9d0e-2a4c1b1f0a11"), None);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
