@@ -500,58 +500,22 @@ mod tests {
         assert_eq!(run(&s, Command::Compute(ComputeCommand::ReportNode(node))), Ok(()));
         let small = &default_flavors()[0]; // m1.tiny: 1 vCPU, 512 MiB, 1 GiB
         let q = ComputeQuota::default();
+        let create = |id: &str, node: &str, quota| {
+            Command::Compute(ComputeCommand::CreateServer { server: Box::new(server(id, "p", node, small)), quota })
+        };
         // Two creates chose n1 from the same view; the log applies them in order: both fit (1024
         // MiB), a third does not, whoever proposed it.
-        assert_eq!(
-            run(
-                &s,
-                Command::Compute(ComputeCommand::CreateServer {
-                    server: Box::new(server("a", "p", "n1", small)),
-                    quota: q
-                })
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            run(
-                &s,
-                Command::Compute(ComputeCommand::CreateServer {
-                    server: Box::new(server("b", "p", "n1", small)),
-                    quota: q
-                })
-            ),
-            Ok(())
-        );
-        match run(
-            &s,
-            Command::Compute(ComputeCommand::CreateServer {
-                server: Box::new(server("c", "p", "n1", small)),
-                quota: q,
-            }),
-        ) {
+        assert_eq!(run(&s, create("a", "n1", q)), Ok(()));
+        assert_eq!(run(&s, create("b", "n1", q)), Ok(()));
+        match run(&s, create("c", "n1", q)) {
             Err(Refusal::Exhausted(m)) => assert!(m.starts_with("No valid host was found. memory_mb: 1536"), "{m}"),
             other => panic!("{other:?}"),
         }
         // A server without a node (no valid host at scheduling) is recorded as it is.
-        assert_eq!(
-            run(
-                &s,
-                Command::Compute(ComputeCommand::CreateServer {
-                    server: Box::new(server("d", "p", "", small)),
-                    quota: q
-                })
-            ),
-            Ok(())
-        );
+        assert_eq!(run(&s, create("d", "", q)), Ok(()));
         // Quota: one more instance than allowed is refused, whatever the node.
         let tight = ComputeQuota { instances: 3, ..q };
-        match run(
-            &s,
-            Command::Compute(ComputeCommand::CreateServer {
-                server: Box::new(server("e", "p", "", small)),
-                quota: tight,
-            }),
-        ) {
+        match run(&s, create("e", "", tight)) {
             Err(Refusal::OverQuota(m)) => assert!(m.contains("instances: Requested 1, but already used 3 of 3"), "{m}"),
             other => panic!("{other:?}"),
         }
@@ -586,17 +550,7 @@ mod tests {
         let a = s.view().unwrap().server("a").unwrap().unwrap();
         assert_eq!(a.status(), "ACTIVE", "being deleted, a server keeps its status until it is gone");
         assert_eq!(run(&s, Command::Compute(ComputeCommand::DeleteServer { id: "b".into() })), Ok(()));
-        assert_eq!(
-            run(
-                &s,
-                Command::Compute(ComputeCommand::CreateServer {
-                    server: Box::new(server("c", "p", "n1", small)),
-                    quota: q
-                })
-            ),
-            Ok(()),
-            "room again"
-        );
+        assert_eq!(run(&s, create("c", "n1", q)), Ok(()), "room again");
     }
 
     fn put_volume(s: &Store, id: &str, node: &str) {
