@@ -238,7 +238,11 @@ fn dnsmasq() -> PathBuf {
 // ---- the state the DHCP server reads
 
 fn network(id: &str, ty: NetworkType, vid: Option<u16>) -> Network {
-    let seg = Segment { network_type: ty, physical_network: "physnet1".into(), segmentation_id: vid };
+    let seg = Segment {
+        network_type: ty,
+        physical_network: "physnet1".into(),
+        segmentation_id: vid.map(|v: u16| cairn_agent::model::network::check_vlan(v.into()).unwrap()),
+    };
     Network::new(id, id, "p", seg, 0)
 }
 

@@ -303,9 +303,40 @@ impl FromStr for Mac {
 
 via_string!(Mac);
 
+/// An 802.1Q VLAN id, [`VLAN_MIN`] to [`VLAN_MAX`]: any other number is refused, also when a
+/// record or a request is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u16")]
+pub struct VlanId(u16);
+
+impl VlanId {
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for VlanId {
+    type Error = NetModelError;
+    fn try_from(id: i64) -> Result<Self, NetModelError> {
+        check_vlan(id)
+    }
+}
+
+impl From<VlanId> for u16 {
+    fn from(v: VlanId) -> u16 {
+        v.0
+    }
+}
+
+impl std::fmt::Display for VlanId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Checks a VLAN id given as a number.
-pub fn check_vlan(id: i64) -> Result<u16, NetModelError> {
-    u16::try_from(id).ok().filter(|v| (VLAN_MIN..=VLAN_MAX).contains(v)).ok_or(NetModelError::BadVlan(id))
+pub fn check_vlan(id: i64) -> Result<VlanId, NetModelError> {
+    u16::try_from(id).ok().filter(|v| (VLAN_MIN..=VLAN_MAX).contains(v)).map(VlanId).ok_or(NetModelError::BadVlan(id))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,7 +362,7 @@ pub struct Segment {
     pub network_type: NetworkType,
     pub physical_network: String,
     /// The VLAN id; `None` for flat networks.
-    pub segmentation_id: Option<u16>,
+    pub segmentation_id: Option<VlanId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -595,8 +626,11 @@ mod tests {
         assert!(matches!("01:00:5e:00:00:01".parse::<Mac>(), Err(NetModelError::MulticastMac(_))));
         assert!("fa:16:3e:00:00".parse::<Mac>().is_err());
         assert_eq!(Mac::random().0[..3], [0xfa, 0x16, 0x3e]);
-        assert_eq!(check_vlan(1), Ok(1));
-        assert_eq!(check_vlan(4094), Ok(4094));
+        assert_eq!(check_vlan(1).map(VlanId::get), Ok(1));
+        assert_eq!(check_vlan(4094).map(VlanId::get), Ok(4094));
+        // A record naming a VLAN out of range does not read.
+        assert!(serde_json::from_str::<VlanId>("4095").is_err() && serde_json::from_str::<VlanId>("0").is_err());
+        assert_eq!(serde_json::to_string(&check_vlan(100).unwrap()).unwrap(), "100");
         for bad in [0, 4095, -1, 70000] {
             assert_eq!(check_vlan(bad), Err(NetModelError::BadVlan(bad)));
         }

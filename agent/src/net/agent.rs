@@ -193,7 +193,7 @@ mod tests {
             let seg = Segment {
                 network_type: NetworkType::Vlan,
                 physical_network: "physnet1".into(),
-                segmentation_id: Some(vid),
+                segmentation_id: Some(crate::model::network::check_vlan(vid).unwrap()),
             };
             r.propose(Command::Network(NetworkCommand::CreateNetwork {
                 network: Network::new(id, id, "p", seg, 0),

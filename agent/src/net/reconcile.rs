@@ -9,7 +9,7 @@
 //! management connectivity. Every link Cairn creates carries the alias [`OWNER_ALIAS`]; a link
 //! without it is never changed or deleted, and a name clash with one is reported, not forced.
 
-use crate::model::network::{Network, NetworkType};
+use crate::model::network::{Network, NetworkType, VlanId};
 use crate::sys::netlink::{IfAddr, Link, LinkKind, Netlink, NetlinkError, NewLink, Route};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,7 +58,7 @@ pub fn wanted(networks: &[Network], physnets: &BTreeMap<String, String>) -> (Vec
             continue;
         };
         let vlan = match n.segment.network_type {
-            NetworkType::Vlan => n.segment.segmentation_id,
+            NetworkType::Vlan => n.segment.segmentation_id.map(VlanId::get),
             NetworkType::Flat => None,
         };
         out.push(WantNet { network_id: n.id.clone(), uplink: uplink.clone(), vlan, mtu: n.mtu });

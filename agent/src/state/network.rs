@@ -6,7 +6,7 @@
 use super::apply::{load, not_found, store};
 use super::{Kind, Outcome, Refusal, StateError, IP_ALLOC, MACS, NETWORKS, PORTS, SEGMENTS, SUBNETS};
 use crate::model::network::{
-    ip_key, FixedIp, IpRequest, Network, NetworkType, Port, Segment, Subnet, DHCP_OWNER, VLAN_MAX, VLAN_MIN,
+    check_vlan, ip_key, FixedIp, IpRequest, Network, NetworkType, Port, Segment, Subnet, DHCP_OWNER, VLAN_MAX, VLAN_MIN,
 };
 use crate::state::NetworkCommand;
 use redb::{ReadableTable, WriteTransaction};
@@ -103,7 +103,7 @@ fn conflict(msg: String) -> Outcome {
 /// Key of a segment in the [`SEGMENTS`] table.
 pub(super) fn segment_key(s: &Segment) -> String {
     match (s.network_type, s.segmentation_id) {
-        (NetworkType::Vlan, Some(v)) => format!("{}\0vlan\0{v:04}", s.physical_network),
+        (NetworkType::Vlan, Some(v)) => format!("{}\0vlan\0{:04}", s.physical_network, v.get()),
         (NetworkType::Vlan, None) => format!("{}\0vlan\0", s.physical_network),
         (NetworkType::Flat, _) => format!("{}\0flat", s.physical_network),
     }
@@ -126,7 +126,7 @@ fn create_network(tx: &WriteTransaction, n: &Network, auto_vlan: Option<(u16, u1
     if n.segment.network_type == NetworkType::Vlan && n.segment.segmentation_id.is_none() {
         let (lo, hi) = auto_vlan.unwrap_or((VLAN_MIN, VLAN_MAX));
         let mut free = None;
-        for vid in lo.max(VLAN_MIN)..=hi.min(VLAN_MAX) {
+        for vid in (lo.max(VLAN_MIN)..=hi.min(VLAN_MAX)).filter_map(|v| check_vlan(v.into()).ok()) {
             let mut s = n.segment.clone();
             s.segmentation_id = Some(vid);
             if segs.get(segment_key(&s).as_str())?.is_none() {
@@ -448,7 +448,11 @@ mod tests {
     }
 
     fn net(id: &str, ty: NetworkType, vid: Option<u16>) -> Network {
-        let seg = Segment { network_type: ty, physical_network: "physnet1".into(), segmentation_id: vid };
+        let seg = Segment {
+            network_type: ty,
+            physical_network: "physnet1".into(),
+            segmentation_id: vid.map(|v: u16| check_vlan(v.into()).unwrap()),
+        };
         Network::new(id, id, "p", seg, 0)
     }
 
@@ -487,7 +491,7 @@ mod tests {
             })
         };
         assert_eq!(run(&s, auto("x")), Ok(()));
-        assert_eq!(s.view().unwrap().network("x").unwrap().unwrap().segment.segmentation_id, Some(101));
+        assert_eq!(s.view().unwrap().network("x").unwrap().unwrap().segment.segmentation_id, check_vlan(101).ok());
         assert!(matches!(run(&s, auto("y")), Err(Refusal::Exhausted(_))));
         // Deleting frees the segment.
         assert_eq!(run(&s, Command::Network(NetworkCommand::DeleteNetwork { id: "a".into() })), Ok(()));
